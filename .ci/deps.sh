@@ -1,0 +1,34 @@
+#!/bin/sh
+# Install every Debian package memcoop needs to build, test and run its lab.
+# Idempotent: safe to run twice; only installs what is missing.
+set -eu
+
+PKGS="build-essential pkg-config meson ninja-build sparse
+linux-headers-amd64 linux-libc-dev kmod cpio gzip xz-utils busybox-static
+qemu-system-x86 qemu-utils socat
+libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
+libevent-dev libcunit1-dev libjansson-dev
+jq procps python3"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	echo "deps: all packages present"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO=sudo
+else
+	SUDO=
+fi
+echo "deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
