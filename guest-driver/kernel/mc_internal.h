@@ -105,10 +105,28 @@ void mc_vrange_release(struct mc_file *mf);
 unsigned long mc_vrange_purge(unsigned long pages, u32 reason);
 /* Pages currently volatile and not purged (what a purge could free). */
 unsigned long mc_vrange_purgeable(void);
+/*
+ * For wtrack.c: translate the user range [@start, @start + @len) into the
+ * first page offset of @mf's memory object; -EINVAL unless the range is
+ * page aligned, non-empty, not wrapping and entirely inside one mapping of
+ * @mf.  Caller holds mmap_read_lock(current->mm).
+ */
+int mc_vrange_resolve(struct mc_file *mf, u64 start, u64 len, pgoff_t *pgoff);
+/* For wtrack.c: the address_space holding @mf's pages (NULL before mmap). */
+struct address_space *mc_vrange_mapping(struct mc_file *mf);
 
 /* wtrack.c */
 long mc_wtrack_ioctl(struct mc_file *mf, unsigned int cmd, void __user *arg);
 void mc_wtrack_release(struct mc_file *mf);
+/*
+ * Called by vrange.c from the mapping's ->page_mkwrite (and for any other
+ * first write to a write-protected page) before the write is allowed: if
+ * page @pgoff of @mf is tracked, log it.  Never sleeps long, never fails.
+ */
+void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff);
+/* Called by vrange.c when pages [@pgoff, @pgoff + @nr) are purged or
+ * unmapped for good: they leave the log and the tracked set. */
+void mc_wtrack_forget(struct mc_file *mf, pgoff_t pgoff, unsigned long nr);
 
 /* balloon.c */
 int mc_balloon_init(void);
