@@ -21,7 +21,8 @@ memcoop_open(uint64_t features)
 	path = getenv("MEMCOOP_DEVICE");
 	if (path == NULL || *path == '\0')
 		path = MEMCOOP_DEVICE;
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) == -1)
+	/* non-blocking: memcoop_read_events() and dispatch never block */
+	if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)) == -1)
 		return NULL;
 
 	memset(&api, 0, sizeof(api));
