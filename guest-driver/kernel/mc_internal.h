@@ -122,6 +122,10 @@ void mc_wtrack_release(struct mc_file *mf);
  * Called by vrange.c from the mapping's ->page_mkwrite (and for any other
  * first write to a write-protected page) before the write is allowed: if
  * page @pgoff of @mf is tracked, log it.  Never sleeps long, never fails.
+ * Call it with the faulting page locked and keep it locked until the PTE
+ * is writable (lock it in ->page_mkwrite and return VM_FAULT_LOCKED, as
+ * filemap_page_mkwrite() does): a harvest re-arms a page under that lock,
+ * so a write cannot slip between being logged and being re-armed.
  */
 void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff);
 /* Called by vrange.c when pages [@pgoff, @pgoff + @nr) are purged or
