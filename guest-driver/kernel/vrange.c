@@ -1,13 +1,1059 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Volatile ranges.  (Scaffolding: being written.) */
+/*
+ * Volatile ranges and page residence (features VRANGE, RESIDENCE_EVENTS).
+ *
+ * Memory.  The first mmap() of an open file creates the file's memory
+ * object (struct mc_vobj): an internal shmem file of MC_VOBJ_BYTES, as
+ * /dev/zero's shared mappings use.  The vma's vm_file becomes that shmem
+ * file, so its pages are ordinary shmem page-cache pages: zero-filled on
+ * demand, charged to the faulting task's memory cgroup, swappable, shared
+ * across fork like any MAP_SHARED mapping.  The mmap offset selects the
+ * place in the object; two mappings of the same offset share pages.  We
+ * wrap shmem's vm_operations: ->fault refuses pages of purged volatile
+ * ranges (SIGBUS) and reports refaults, ->page_mkwrite (only when the
+ * file asked for WTRACK) tells wtrack.c about writes, ->open/->close count
+ * the vmas that reference the object.  The object holds a reference on
+ * the module (vmas outlive the fd), the file holds one reference on the
+ * object, every vma one more; the object dies with the last of them.
+ *
+ * Mapping rules (the choices for the calls the issue lists):
+ *  - MAP_SHARED only (a private mapping would COW into anonymous memory
+ *    that is never purgeable): -EINVAL.
+ *  - offset + length beyond MC_VOBJ_BYTES: -EINVAL.
+ *  - munmap / partial munmap / mprotect / mlock / madvise(MADV_DONTNEED):
+ *    the core mm splits vmas, ->open/->close keep the count; the ranges
+ *    live in object space (page offsets), so they survive splits and
+ *    remain in force for other mappings of the same pages.  mlock does not
+ *    protect a volatile range from purge (marking it non-volatile does).
+ *    MADV_REMOVE punches a hole like on tmpfs (reads zero, no SIGBUS).
+ *  - mremap: moving and shrinking work; growing is refused (VM_DONTEXPAND).
+ *  - ranges passed to the ioctls may span several vmas of this file if
+ *    they are contiguous in address and in object offset.
+ *
+ * Ranges.  Per object, an rb-tree of disjoint ranges in page offsets,
+ * each VOLATILE (discardable), PURGED (volatile and discarded: touching it
+ * is SIGBUS) or HOLE (purged, then marked non-volatile, not yet touched:
+ * the first touch of each page is reported as a REFAULT event).  Marking
+ * volatile merges with VOLATILE neighbours marked through the same address
+ * base and leaves PURGED parts purged; marking non-volatile removes
+ * VOLATILE parts, turns PURGED parts into HOLEs and answers whether any
+ * was purged.  VOLATILE ranges sit on one global LRU (mc_lru), most
+ * recently marked at the tail.
+ *
+ * Purge.  mc_vrange_purge() (balloon, before inflating), a shrinker and an
+ * OOM notifier take whole ranges from the LRU head and punch them out of
+ * the shmem file (unmap_mapping_range + shmem_truncate_range), so their
+ * pages go back to the buddy allocator.  Only the balloon path may sleep:
+ * it posts PURGE_SOON, waits grace_ms (if anyone subscribed), and then
+ * purges only the ranges still volatile (marking non-volatile wins).  The
+ * shrinker refuses without __GFP_FS and uses trylock only; the OOM path
+ * uses trylock only.
+ *
+ * Locking, outermost first:
+ *   mmap_lock            (ioctls, faults) taken before vobj->sem
+ *   mc_vobj.sem          rwsem: the range tree, range states, vobj->mf.
+ *                        Faults hold it shared around shmem's fault, so a
+ *                        page cannot be instantiated in a range while a
+ *                        purge (held exclusive) punches it.
+ *   (i_mmap_rwsem, page locks: inside shmem_truncate_range)
+ *   mc_lru_lock          spinlock: the LRU, and start/end of VOLATILE
+ *                        ranges (the purge collector reads them under it).
+ *                        The collector only ever trylocks vobj->sem while
+ *                        holding it, so there is no inversion.
+ *   mc_file.evlock       (dev.c) posting events; taken under vobj->sem.
+ * Allocation under vobj->sem is GFP_KERNEL: reclaim may enter our
+ * shrinker, which only trylocks and skips a busy object.
+ *
+ * All page counts are in PAGE_SIZE pages.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": vrange: " fmt
+
+#include <linux/module.h>
+#include <linux/mm.h>
+#include <linux/shmem_fs.h>
+#include <linux/rbtree.h>
+#include <linux/rwsem.h>
+#include <linux/kref.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/oom.h>
+#include <linux/delay.h>
+#include <linux/xarray.h>
+#include <linux/seq_file.h>
+#include <linux/pagemap.h>
+
 #include "mc_internal.h"
 
-int mc_vrange_init(void) { return 0; }
-void mc_vrange_exit(void) { }
-int mc_vrange_mmap(struct mc_file *mf, struct vm_area_struct *vma) { return -ENODEV; }
-long mc_vrange_ioctl(struct mc_file *mf, unsigned int cmd, void __user *arg) { return -ENOTTY; }
-void mc_vrange_release(struct mc_file *mf) { }
-unsigned long mc_vrange_purge(unsigned long pages, u32 reason) { return 0; }
-unsigned long mc_vrange_purgeable(void) { return 0; }
-int mc_vrange_resolve(struct mc_file *mf, u64 start, u64 len, pgoff_t *pgoff) { return -EINVAL; }
-struct address_space *mc_vrange_mapping(struct mc_file *mf) { return NULL; }
+static unsigned int grace_ms = 5;
+module_param(grace_ms, uint, 0644);
+MODULE_PARM_DESC(grace_ms,
+		 "Grace period between PURGE_SOON and a balloon purge (ms, 0..1000, default 5)");
+
+static unsigned int oom_purge_pages = 4096;
+module_param(oom_purge_pages, uint, 0644);
+MODULE_PARM_DESC(oom_purge_pages,
+		 "Pages the OOM notifier tries to purge (default 4096)");
+
+#define MC_GRACE_MAX_MS		1000
+#define MC_VOBJ_BYTES		(1ULL << 40)	/* size of each memory object */
+#define MC_PURGE_BATCH		8		/* ranges collected per pass (on stack) */
+#define MC_RESID_CHUNK		(PAGE_SIZE * 8)	/* pages per residence chunk */
+
+enum mc_vr_state {
+	MC_VR_VOLATILE = 1,
+	MC_VR_PURGED,
+	MC_VR_HOLE,
+};
+
+/* One range of an object, in page offsets [start, end). */
+struct mc_vr {
+	struct rb_node rb;		/* in vobj->ranges, by start */
+	struct list_head lru;		/* on mc_lru while VOLATILE */
+	struct mc_vobj *obj;
+	pgoff_t start, end;		/* VOLATILE: changed under mc_lru_lock too */
+	unsigned long vbase;		/* user address of page offset 0 when marked */
+	u64 id;				/* new for every newly marked range */
+	enum mc_vr_state state;
+};
+
+/* The memory object behind one file's mappings. */
+struct mc_vobj {
+	struct kref ref;		/* the file, plus one per vma */
+	struct file *shm;		/* the shmem file holding the pages */
+	struct rw_semaphore sem;	/* see "Locking" above */
+	struct rb_root ranges;
+	struct mc_file *mf;		/* NULL once the file is released */
+	unsigned long nr_volatile;	/* pages in VOLATILE ranges */
+	unsigned long nr_purged;	/* pages in PURGED ranges */
+	bool wtrack;			/* the file asked for WTRACK */
+};
+
+static DEFINE_SPINLOCK(mc_lru_lock);
+static LIST_HEAD(mc_lru);
+static atomic64_t mc_next_id = ATOMIC64_INIT(1);
+static atomic64_t mc_ev_seq = ATOMIC64_INIT(1);
+
+/* Counters, in pages unless said otherwise (debugfs memcoop/vrange). */
+static atomic_long_t mc_volatile_pages;		/* in VOLATILE ranges now */
+static atomic_long_t mc_purged_now;		/* in PURGED ranges now */
+static atomic_long_t mc_purged_total;		/* page-cache pages freed by purges */
+static atomic_long_t mc_purge_ranges[MEMCOOP_REASON_OOM + 1];	/* ranges */
+static atomic_long_t mc_purge_pages[MEMCOOP_REASON_OOM + 1];	/* freed */
+static atomic_long_t mc_sigbus;			/* SIGBUS delivered (faults) */
+static atomic_long_t mc_refaults;		/* REFAULT pages */
+static atomic_long_t mc_rescued;		/* ranges saved in the grace period */
+static atomic_long_t mc_objects;		/* live memory objects */
+
+static struct shrinker *mc_vr_shrinker;
+static struct dentry *mc_vr_debugfs;
+static const struct vm_operations_struct *mc_shmem_vm_ops;
+
+static const struct vm_operations_struct mc_vm_ops;
+static const struct vm_operations_struct mc_vm_ops_wt;
+
+/* ---- the range tree ---------------------------------------------------- */
+
+static unsigned long vr_len(const struct mc_vr *r)
+{
+	return r->end - r->start;
+}
+
+static struct mc_vr *vr_alloc(void)
+{
+	struct mc_vr *r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+
+	if (r) {
+		RB_CLEAR_NODE(&r->rb);
+		INIT_LIST_HEAD(&r->lru);
+	}
+	return r;
+}
+
+static void vr_account(struct mc_vobj *obj, enum mc_vr_state st, long delta)
+{
+	if (st == MC_VR_VOLATILE) {
+		obj->nr_volatile += delta;
+		atomic_long_add(delta, &mc_volatile_pages);
+	} else if (st == MC_VR_PURGED) {
+		obj->nr_purged += delta;
+		atomic_long_add(delta, &mc_purged_now);
+	}
+}
+
+/* First range of @obj whose end is beyond @pgoff, or NULL.  Caller holds obj->sem. */
+static struct mc_vr *vr_first_after(struct mc_vobj *obj, pgoff_t pgoff)
+{
+	struct rb_node *n = obj->ranges.rb_node;
+	struct mc_vr *found = NULL;
+
+	while (n) {
+		struct mc_vr *r = rb_entry(n, struct mc_vr, rb);
+
+		if (r->end <= pgoff) {
+			n = n->rb_right;
+		} else {
+			found = r;
+			n = n->rb_left;
+		}
+	}
+	return found;
+}
+
+static struct mc_vr *vr_next(struct mc_vr *r)
+{
+	struct rb_node *n = rb_next(&r->rb);
+
+	return n ? rb_entry(n, struct mc_vr, rb) : NULL;
+}
+
+/* The range containing @pgoff, or NULL.  Caller holds obj->sem. */
+static struct mc_vr *vr_lookup(struct mc_vobj *obj, pgoff_t pgoff)
+{
+	struct mc_vr *r = vr_first_after(obj, pgoff);
+
+	return r && r->start <= pgoff ? r : NULL;
+}
+
+/*
+ * vr_insert() - link @r (state, start, end set) into @obj.  VOLATILE
+ * ranges go to the LRU tail.  Caller holds obj->sem for writing and
+ * guarantees @r overlaps no other range.
+ */
+static void vr_insert(struct mc_vobj *obj, struct mc_vr *r)
+{
+	struct rb_node **p = &obj->ranges.rb_node, *parent = NULL;
+
+	while (*p) {
+		parent = *p;
+		if (r->start < rb_entry(parent, struct mc_vr, rb)->start)
+			p = &parent->rb_left;
+		else
+			p = &parent->rb_right;
+	}
+	r->obj = obj;
+	rb_link_node(&r->rb, parent, p);
+	rb_insert_color(&r->rb, &obj->ranges);
+	vr_account(obj, r->state, vr_len(r));
+	if (r->state == MC_VR_VOLATILE) {
+		spin_lock(&mc_lru_lock);
+		list_add_tail(&r->lru, &mc_lru);
+		spin_unlock(&mc_lru_lock);
+	}
+}
+
+/* Unlink and free @r.  Caller holds obj->sem for writing. */
+static void vr_erase(struct mc_vobj *obj, struct mc_vr *r)
+{
+	vr_account(obj, r->state, -(long)vr_len(r));
+	if (!list_empty(&r->lru)) {
+		spin_lock(&mc_lru_lock);
+		list_del_init(&r->lru);
+		spin_unlock(&mc_lru_lock);
+	}
+	rb_erase(&r->rb, &obj->ranges);
+	kfree(r);
+}
+
+/* Change @r's extent in place (its order in the tree does not change). */
+static void vr_resize(struct mc_vobj *obj, struct mc_vr *r, pgoff_t start, pgoff_t end)
+{
+	vr_account(obj, r->state, (long)(end - start) - (long)vr_len(r));
+	spin_lock(&mc_lru_lock);
+	r->start = start;
+	r->end = end;
+	spin_unlock(&mc_lru_lock);
+}
+
+/* Change @r's state; leaves or joins the LRU accordingly. */
+static void vr_set_state(struct mc_vobj *obj, struct mc_vr *r, enum mc_vr_state st)
+{
+	vr_account(obj, r->state, -(long)vr_len(r));
+	vr_account(obj, st, vr_len(r));
+	spin_lock(&mc_lru_lock);
+	if (r->state == MC_VR_VOLATILE)
+		list_del_init(&r->lru);
+	r->state = st;
+	if (st == MC_VR_VOLATILE)
+		list_add_tail(&r->lru, &mc_lru);
+	spin_unlock(&mc_lru_lock);
+}
+
+/*
+ * vr_carve() - remove [@a, @b) from range @r, keeping the parts outside.
+ * @spare: a preallocated node, consumed (set to NULL) if @r must be split
+ * in two; if it is NULL then, the right part is dropped as well (callers
+ * that cannot fail pass a node whenever a split is possible).
+ * Caller holds obj->sem for writing.
+ */
+static void vr_carve(struct mc_vobj *obj, struct mc_vr *r, pgoff_t a, pgoff_t b,
+		     struct mc_vr **spare)
+{
+	if (r->start >= a && r->end <= b) {
+		vr_erase(obj, r);
+	} else if (r->start < a && r->end > b) {
+		struct mc_vr *right = *spare;
+		pgoff_t end = r->end;
+
+		vr_resize(obj, r, r->start, a);
+		if (!right)
+			return;
+		*spare = NULL;
+		right->state = r->state;
+		right->start = b;
+		right->end = end;
+		right->vbase = r->vbase;
+		right->id = r->id;
+		vr_insert(obj, right);
+	} else if (r->start < a) {
+		vr_resize(obj, r, r->start, a);
+	} else {
+		vr_resize(obj, r, b, r->end);
+	}
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+/* Post a range event to the object's file.  Caller holds obj->sem. */
+static void vr_post(struct mc_vobj *obj, u32 type, unsigned long addr, unsigned long len)
+{
+	struct memcoop_event ev = { .type = type };
+
+	if (!obj->mf)
+		return;
+	ev.seq = atomic64_inc_return(&mc_ev_seq);
+	ev.range.start = addr;
+	ev.range.len = len;
+	mc_file_post_event(obj->mf, &ev);
+}
+
+static unsigned long vr_addr(const struct mc_vr *r)
+{
+	return r->vbase + (r->start << PAGE_SHIFT);
+}
+
+/* ---- the object -------------------------------------------------------- */
+
+static void mc_vobj_free(struct kref *ref)
+{
+	struct mc_vobj *obj = container_of(ref, struct mc_vobj, ref);
+	struct rb_node *n;
+
+	/* Nobody else can reach the object: no file, no vma, no purger. */
+	while ((n = rb_first(&obj->ranges)))
+		vr_erase(obj, rb_entry(n, struct mc_vr, rb));
+	fput(obj->shm);
+	kfree(obj);
+	atomic_long_dec(&mc_objects);
+	module_put(THIS_MODULE);
+}
+
+static void mc_vobj_put(struct mc_vobj *obj)
+{
+	kref_put(&obj->ref, mc_vobj_free);
+}
+
+static struct mc_vobj *mc_vobj_create(struct mc_file *mf)
+{
+	struct mc_vobj *obj;
+	struct file *shm;
+
+	obj = kzalloc(sizeof(*obj), GFP_KERNEL_ACCOUNT);
+	if (!obj)
+		return ERR_PTR(-ENOMEM);
+	/* VM_NORESERVE: pages are accounted when faulted, like MAP_NORESERVE */
+	shm = shmem_file_setup("memcoop", MC_VOBJ_BYTES, VM_NORESERVE);
+	if (IS_ERR(shm)) {
+		kfree(obj);
+		return ERR_CAST(shm);
+	}
+	kref_init(&obj->ref);
+	init_rwsem(&obj->sem);
+	obj->ranges = RB_ROOT;
+	obj->shm = shm;
+	obj->mf = mf;
+	obj->wtrack = !!(mf->features & MEMCOOP_FEATURE_WTRACK);
+	__module_get(THIS_MODULE);
+	atomic_long_inc(&mc_objects);
+	return obj;
+}
+
+/* The file's object, created on first use; NULL if mmap never happened. */
+static struct mc_vobj *mc_vobj_of(struct mc_file *mf)
+{
+	return smp_load_acquire(&mf->vobj);
+}
+
+static bool mc_vma_is_ours(struct vm_area_struct *vma, struct mc_vobj *obj)
+{
+	return (vma->vm_ops == &mc_vm_ops || vma->vm_ops == &mc_vm_ops_wt) &&
+		vma->vm_private_data == obj;
+}
+
+/* ---- vm_operations ----------------------------------------------------- */
+
+static void mc_vm_open(struct vm_area_struct *vma)
+{
+	struct mc_vobj *obj = vma->vm_private_data;
+
+	kref_get(&obj->ref);
+}
+
+static void mc_vm_close(struct vm_area_struct *vma)
+{
+	mc_vobj_put(vma->vm_private_data);
+}
+
+/* A fault in a HOLE: report the refault and forget this page of the hole. */
+static void mc_vm_refault(struct mc_vobj *obj, pgoff_t pgoff, unsigned long addr)
+{
+	struct mc_vr *r, *spare;
+
+	spare = vr_alloc();
+	down_write(&obj->sem);
+	r = vr_lookup(obj, pgoff);
+	if (r && r->state == MC_VR_HOLE) {
+		if (spare || r->start == pgoff || r->end == pgoff + 1)
+			vr_carve(obj, r, pgoff, pgoff + 1, &spare);
+		else
+			vr_erase(obj, r);	/* no memory: stop tracking this hole */
+		atomic_long_inc(&mc_refaults);
+		vr_post(obj, MEMCOOP_EVENT_REFAULT, addr & PAGE_MASK, PAGE_SIZE);
+	}
+	downgrade_write(&obj->sem);
+	kfree(spare);
+}
+
+static vm_fault_t mc_vm_fault(struct vm_fault *vmf)
+{
+	struct mc_vobj *obj = vmf->vma->vm_private_data;
+	struct mc_vr *r;
+	vm_fault_t ret;
+
+	down_read(&obj->sem);
+	r = vr_lookup(obj, vmf->pgoff);
+	if (r && r->state == MC_VR_PURGED) {
+		up_read(&obj->sem);
+		atomic_long_inc(&mc_sigbus);
+		return VM_FAULT_SIGBUS;
+	}
+	if (r && r->state == MC_VR_HOLE) {
+		up_read(&obj->sem);
+		mc_vm_refault(obj, vmf->pgoff, vmf->address);	/* returns with sem shared */
+		r = vr_lookup(obj, vmf->pgoff);
+		if (r && r->state == MC_VR_PURGED) {
+			up_read(&obj->sem);
+			atomic_long_inc(&mc_sigbus);
+			return VM_FAULT_SIGBUS;
+		}
+	}
+	ret = mc_shmem_vm_ops->fault(vmf);
+	up_read(&obj->sem);
+	return ret;
+}
+
+static vm_fault_t mc_vm_page_mkwrite(struct vm_fault *vmf)
+{
+	struct mc_vobj *obj = vmf->vma->vm_private_data;
+
+	down_read(&obj->sem);
+	if (obj->mf)
+		mc_wtrack_write_fault(obj->mf, vmf->pgoff);
+	up_read(&obj->sem);
+	return 0;
+}
+
+static const struct vm_operations_struct mc_vm_ops = {
+	.open		= mc_vm_open,
+	.close		= mc_vm_close,
+	.fault		= mc_vm_fault,
+	.map_pages	= filemap_map_pages,
+};
+
+/* With ->page_mkwrite, which makes the core write-protect clean pages. */
+static const struct vm_operations_struct mc_vm_ops_wt = {
+	.open		= mc_vm_open,
+	.close		= mc_vm_close,
+	.fault		= mc_vm_fault,
+	.map_pages	= filemap_map_pages,
+	.page_mkwrite	= mc_vm_page_mkwrite,
+};
+
+int mc_vrange_mmap(struct mc_file *mf, struct vm_area_struct *vma)
+{
+	struct mc_vobj *obj, *old;
+	u64 off = (u64)vma->vm_pgoff << PAGE_SHIFT;
+	int err;
+
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (off >= MC_VOBJ_BYTES || vma->vm_end - vma->vm_start > MC_VOBJ_BYTES - off)
+		return -EINVAL;
+
+	obj = mc_vobj_of(mf);
+	if (!obj) {
+		obj = mc_vobj_create(mf);
+		if (IS_ERR(obj))
+			return PTR_ERR(obj);
+		old = cmpxchg_release(&mf->vobj, NULL, obj);
+		if (old) {
+			mc_vobj_put(obj);
+			obj = old;
+		}
+	}
+
+	/* Let shmem set the vma up for its file, then wrap its operations. */
+	vma_set_file(vma, obj->shm);
+	err = call_mmap(obj->shm, vma);
+	if (err)
+		return err;
+	if (!READ_ONCE(mc_shmem_vm_ops))
+		WRITE_ONCE(mc_shmem_vm_ops, vma->vm_ops);
+	if (WARN_ON_ONCE(vma->vm_ops != mc_shmem_vm_ops || !vma->vm_ops->fault))
+		return -ENODEV;
+	vma->vm_ops = obj->wtrack ? &mc_vm_ops_wt : &mc_vm_ops;
+	vma->vm_private_data = obj;
+	mc_vm_flags_set(vma, VM_DONTEXPAND);
+	kref_get(&obj->ref);
+	return 0;
+}
+
+void mc_vrange_release(struct mc_file *mf)
+{
+	struct mc_vobj *obj = mc_vobj_of(mf);
+
+	if (!obj)
+		return;
+	down_write(&obj->sem);
+	obj->mf = NULL;
+	up_write(&obj->sem);
+	mf->vobj = NULL;
+	mc_vobj_put(obj);
+}
+
+/* ---- resolving user ranges --------------------------------------------- */
+
+/*
+ * mc_resolve() - translate [@start, @start + @len) of current->mm into
+ * object page offsets of @obj.  The range may cross vmas of @obj if they
+ * are contiguous in address and offset.  Caller holds mmap_read_lock.
+ */
+static int mc_resolve(struct mc_vobj *obj, u64 start, u64 len, pgoff_t *pgoff)
+{
+	struct vm_area_struct *vma;
+	u64 end = start + len, addr = start;
+	pgoff_t first = 0, expect = 0;
+
+	if (!obj || !len || (start | len) & ~PAGE_MASK || end < start || end > TASK_SIZE)
+		return -EINVAL;
+	while (addr < end) {
+		vma = find_vma(current->mm, addr);
+		if (!vma || vma->vm_start > addr || !mc_vma_is_ours(vma, obj))
+			return -EINVAL;
+		if (addr == start)
+			first = expect = vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
+		else if (vma->vm_pgoff != expect)
+			return -EINVAL;
+		expect += (vma->vm_end - addr) >> PAGE_SHIFT;
+		addr = vma->vm_end;
+	}
+	*pgoff = first;
+	return 0;
+}
+
+int mc_vrange_resolve(struct mc_file *mf, u64 start, u64 len, pgoff_t *pgoff)
+{
+	return mc_resolve(mc_vobj_of(mf), start, len, pgoff);
+}
+
+struct address_space *mc_vrange_mapping(struct mc_file *mf)
+{
+	struct mc_vobj *obj = mc_vobj_of(mf);
+
+	return obj ? obj->shm->f_mapping : NULL;
+}
+
+/* ---- marking ----------------------------------------------------------- */
+
+/*
+ * mc_mark_volatile() - make [@a, @b) volatile; @vbase is the user address
+ * of page offset 0 in the caller's mapping (for event addresses).
+ * Caller holds nothing; takes obj->sem for writing.
+ */
+static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned long vbase)
+{
+	struct mc_vr *r, *next, *spare, *node;
+	pgoff_t na = a, nb = b, cur;
+	int err = 0;
+
+	spare = vr_alloc();
+	node = vr_alloc();
+	if (!spare || !node) {
+		err = -ENOMEM;
+		goto out;
+	}
+	down_write(&obj->sem);
+	/* HOLEs and ranges marked through another address base give way. */
+	for (r = vr_first_after(obj, a); r && r->start < b; r = next) {
+		next = vr_next(r);
+		if (r->state == MC_VR_HOLE ||
+		    (r->state == MC_VR_VOLATILE && r->vbase != vbase))
+			vr_carve(obj, r, a, b, &spare);
+	}
+	/* Absorb overlapping and adjacent VOLATILE ranges of the same base. */
+	for (r = vr_first_after(obj, a ? a - 1 : 0); r && r->start <= b; r = next) {
+		next = vr_next(r);
+		if (r->state != MC_VR_VOLATILE || r->vbase != vbase)
+			continue;
+		na = min(na, r->start);
+		nb = max(nb, r->end);
+		vr_erase(obj, r);
+	}
+	/* Fill the gaps between PURGED ranges (which stay purged). */
+	cur = na;
+	r = vr_first_after(obj, na);
+	while (cur < nb) {
+		pgoff_t gap_end = nb;
+
+		while (r && r->start < nb && r->end <= cur)
+			r = vr_next(r);
+		if (r && r->start < nb)
+			gap_end = max(cur, r->start);
+		if (gap_end > cur) {
+			if (!node)
+				node = vr_alloc();
+			if (!node) {
+				err = -ENOMEM;
+				break;
+			}
+			node->state = MC_VR_VOLATILE;
+			node->start = cur;
+			node->end = gap_end;
+			node->vbase = vbase;
+			node->id = atomic64_inc_return(&mc_next_id);
+			vr_insert(obj, node);
+			node = NULL;
+		}
+		if (!r || r->start >= nb)
+			break;
+		cur = r->end;
+		r = vr_next(r);
+	}
+	up_write(&obj->sem);
+out:
+	kfree(spare);
+	kfree(node);
+	return err;
+}
+
+/*
+ * mc_mark_nonvolatile() - make [@a, @b) non-volatile.  Returns 1 if any
+ * page of it had been purged, 0 if not, or -ENOMEM (nothing changed).
+ * Takes obj->sem for writing.
+ */
+static int mc_mark_nonvolatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b)
+{
+	struct mc_vr *r, *next, *s1, *s2, *hole;
+	int purged = 0;
+
+	s1 = vr_alloc();
+	s2 = vr_alloc();
+	if (!s1 || !s2) {
+		kfree(s1);
+		kfree(s2);
+		return -ENOMEM;
+	}
+	down_write(&obj->sem);
+	for (r = vr_first_after(obj, a); r && r->start < b; r = next) {
+		next = vr_next(r);
+		if (r->state == MC_VR_VOLATILE) {
+			vr_carve(obj, r, a, b, &s1);
+		} else if (r->state == MC_VR_PURGED) {
+			purged = 1;
+			if (r->start >= a && r->end <= b) {
+				vr_set_state(obj, r, MC_VR_HOLE);
+				continue;
+			}
+			/* a boundary range: its part inside becomes a HOLE */
+			hole = s2 ? s2 : s1;
+			if (s2)
+				s2 = NULL;
+			else
+				s1 = NULL;
+			hole->state = MC_VR_HOLE;
+			hole->start = max(a, r->start);
+			hole->end = min(b, r->end);
+			hole->vbase = r->vbase;
+			hole->id = r->id;
+			if (s1)
+				vr_carve(obj, r, a, b, &s1);
+			else
+				vr_carve(obj, r, a, b, &s2);
+			vr_insert(obj, hole);
+		}
+	}
+	up_write(&obj->sem);
+	kfree(s1);
+	kfree(s2);
+	return purged;
+}
+
+/* ---- purging ----------------------------------------------------------- */
+
+/*
+ * mc_purge_range() - punch @r's pages out of the object and mark it
+ * PURGED.  Returns the page-cache pages freed.  Caller holds obj->sem for
+ * writing; may sleep (page locks, i_mmap_rwsem).
+ */
+static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 reason)
+{
+	struct address_space *mapping = obj->shm->f_mapping;
+	unsigned long before = mapping->nrpages, after;
+	loff_t lstart = (loff_t)r->start << PAGE_SHIFT;
+	loff_t lend = ((loff_t)r->end << PAGE_SHIFT) - 1;
+	unsigned long freed;
+
+	vr_set_state(obj, r, MC_VR_PURGED);
+	unmap_mapping_range(mapping, lstart, lend - lstart + 1, 0);
+	shmem_truncate_range(file_inode(obj->shm), lstart, lend);
+	after = mapping->nrpages;
+	freed = before > after ? before - after : 0;
+	if (obj->mf)
+		mc_wtrack_forget(obj->mf, r->start, vr_len(r));
+	vr_post(obj, MEMCOOP_EVENT_PURGED, vr_addr(r), vr_len(r) << PAGE_SHIFT);
+	atomic_long_add(freed, &mc_purged_total);
+	atomic_long_add(freed, &mc_purge_pages[reason]);
+	atomic_long_inc(&mc_purge_ranges[reason]);
+	pr_debug("purged %lu pages at %#lx (+%lu) for reason %u\n",
+		 freed, r->start, vr_len(r), reason);
+	return freed;
+}
+
+/* A range chosen from the LRU, identified by id (it may change meanwhile). */
+struct mc_victim {
+	struct mc_vobj *obj;		/* referenced */
+	pgoff_t start, end;
+	u64 id;
+};
+
+/* Collect up to @max victims from the LRU head covering about @pages. */
+static int mc_collect(struct mc_victim *v, int max, unsigned long pages)
+{
+	unsigned long got = 0;
+	struct mc_vr *r;
+	int n = 0;
+
+	spin_lock(&mc_lru_lock);
+	list_for_each_entry(r, &mc_lru, lru) {
+		if (n == max || got >= pages)
+			break;
+		if (!kref_get_unless_zero(&r->obj->ref))
+			continue;
+		v[n].obj = r->obj;
+		v[n].start = r->start;
+		v[n].end = r->end;
+		v[n].id = r->id;
+		got += vr_len(r);
+		n++;
+	}
+	spin_unlock(&mc_lru_lock);
+	return n;
+}
+
+/* The VOLATILE range @v names, if still there.  Caller holds obj->sem. */
+static struct mc_vr *mc_victim_find(struct mc_victim *v)
+{
+	struct mc_vr *r;
+
+	for (r = vr_first_after(v->obj, v->start); r && r->start < v->end; r = vr_next(r))
+		if (r->id == v->id && r->state == MC_VR_VOLATILE)
+			return r;
+	return NULL;
+}
+
+/*
+ * mc_purge() - purge whole ranges, oldest first, until @pages page-cache
+ * pages are freed or @budget range pages were looked at.  With @may_sleep
+ * (balloon path) subscribers get PURGE_SOON and grace_ms to rescue a
+ * range, and busy objects are waited for; otherwise only trylocks.
+ */
+static unsigned long mc_purge(unsigned long pages, u32 reason, bool may_sleep)
+{
+	struct mc_victim v[MC_PURGE_BATCH];
+	unsigned long freed = 0;
+	int n, i, tries = 0;
+
+	while (freed < pages && tries++ < 1024) {
+		unsigned int grace = min(READ_ONCE(grace_ms), (unsigned int)MC_GRACE_MAX_MS);
+		bool progress = false, warned = false;
+
+		n = mc_collect(v, MC_PURGE_BATCH, pages - freed);
+		if (!n)
+			break;
+		if (may_sleep && grace) {
+			for (i = 0; i < n; i++) {
+				struct mc_vr *r;
+
+				down_read(&v[i].obj->sem);
+				r = mc_victim_find(&v[i]);
+				if (r && v[i].obj->mf &&
+				    (READ_ONCE(v[i].obj->mf->subscribed) &
+				     BIT_ULL(MEMCOOP_EVENT_PURGE_SOON))) {
+					vr_post(v[i].obj, MEMCOOP_EVENT_PURGE_SOON, vr_addr(r),
+						vr_len(r) << PAGE_SHIFT);
+					warned = true;
+				}
+				up_read(&v[i].obj->sem);
+			}
+			if (warned)
+				msleep(grace);
+		}
+		for (i = 0; i < n; i++) {
+			struct mc_vobj *obj = v[i].obj;
+			struct mc_vr *r;
+
+			if (may_sleep)
+				down_write(&obj->sem);
+			else if (!down_write_trylock(&obj->sem))
+				goto put;
+			r = mc_victim_find(&v[i]);
+			if (r) {
+				freed += mc_purge_range(obj, r, reason);
+				progress = true;
+			} else if (warned) {
+				atomic_long_inc(&mc_rescued);
+				progress = true;
+			}
+			up_write(&obj->sem);
+put:
+			mc_vobj_put(obj);
+		}
+		if (!progress)
+			break;
+		cond_resched();
+	}
+	return freed;
+}
+
+unsigned long mc_vrange_purge(unsigned long pages, u32 reason)
+{
+	if (reason < MEMCOOP_REASON_BALLOON || reason > MEMCOOP_REASON_OOM)
+		return 0;
+	might_sleep();
+	return mc_purge(pages, reason, reason == MEMCOOP_REASON_BALLOON);
+}
+
+unsigned long mc_vrange_purgeable(void)
+{
+	long n = atomic_long_read(&mc_volatile_pages);
+
+	return n > 0 ? n : 0;
+}
+
+static unsigned long mc_vr_count(struct shrinker *s, struct shrink_control *sc)
+{
+	unsigned long n = mc_vrange_purgeable();
+
+	return n ? n : SHRINK_EMPTY;
+}
+
+static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
+{
+	unsigned long freed;
+
+	/* truncation takes page and i_mmap locks: not from FS reclaim */
+	if (!(sc->gfp_mask & __GFP_FS))
+		return SHRINK_STOP;
+	freed = mc_purge(sc->nr_to_scan, MEMCOOP_REASON_RECLAIM, false);
+	return freed ? freed : SHRINK_STOP;
+}
+
+static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, void *parm)
+{
+	unsigned long *freed = parm;
+
+	*freed += mc_purge(READ_ONCE(oom_purge_pages), MEMCOOP_REASON_OOM, false);
+	return NOTIFY_OK;
+}
+
+static struct notifier_block mc_vr_oom_nb = {
+	.notifier_call = mc_vr_oom_notify,
+	.priority = 10,		/* before the relay's request: purging costs nobody */
+};
+
+/* ---- residence --------------------------------------------------------- */
+
+/*
+ * mc_residence_chunk() - set bit i (LSB first in each byte) of @bits for each page @first + i
+ * (i < @nr) present in the object's page cache (swapped-out shmem pages
+ * are value entries and do not count).  Returns the pages found.
+ */
+static unsigned long mc_residence_chunk(struct address_space *mapping, pgoff_t first,
+					unsigned long nr, u8 *bits)
+{
+	XA_STATE(xas, &mapping->i_pages, first);
+	pgoff_t last = first + nr - 1;
+	unsigned long found = 0;
+	void *entry;
+
+	rcu_read_lock();
+	xas_for_each(&xas, entry, last) {
+		pgoff_t idx, stop;
+
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
+			continue;
+		idx = xas.xa_index;
+		stop = min_t(pgoff_t, last, idx + folio_nr_pages((struct folio *)entry) - 1);
+		for (; idx <= stop; idx++) {
+			if (!__test_and_set_bit_le(idx - first, bits))
+				found++;
+		}
+	}
+	rcu_read_unlock();
+	return found;
+}
+
+static long mc_ioctl_residence(struct mc_file *mf, struct memcoop_residence __user *uarg)
+{
+	struct memcoop_residence res;
+	struct mc_vobj *obj = mc_vobj_of(mf);
+	unsigned long npages, done = 0, resident = 0;
+	u8 *bits;
+	pgoff_t first;
+	int err;
+
+	if (copy_from_user(&res, uarg, sizeof(res)))
+		return -EFAULT;
+	if (res.reserved)
+		return -EINVAL;
+	mmap_read_lock(current->mm);
+	err = mc_resolve(obj, res.start, res.len, &first);
+	mmap_read_unlock(current->mm);
+	if (err)
+		return err;
+	npages = res.len >> PAGE_SHIFT;
+	if (res.bitmap_size < DIV_ROUND_UP(npages, 8))
+		return -EINVAL;
+
+	bits = kmalloc(MC_RESID_CHUNK / 8, GFP_KERNEL);
+	if (!bits)
+		return -ENOMEM;
+	while (done < npages) {
+		unsigned long nr = min_t(unsigned long, npages - done, MC_RESID_CHUNK);
+		u8 __user *dst = u64_to_user_ptr(res.bitmap) + done / 8;
+
+		memset(bits, 0, MC_RESID_CHUNK / 8);
+		resident += mc_residence_chunk(obj->shm->f_mapping, first + done, nr, bits);
+		if (copy_to_user(dst, bits, DIV_ROUND_UP(nr, 8))) {
+			err = -EFAULT;
+			goto out;
+		}
+		done += nr;
+		cond_resched();
+	}
+	if (put_user(resident, &uarg->resident))
+		err = -EFAULT;
+out:
+	kfree(bits);
+	return err;
+}
+
+static long mc_ioctl_vrange(struct mc_file *mf, struct memcoop_vrange __user *uarg)
+{
+	struct memcoop_vrange vr;
+	struct mc_vobj *obj = mc_vobj_of(mf);
+	pgoff_t first;
+	int err;
+
+	if (copy_from_user(&vr, uarg, sizeof(vr)))
+		return -EFAULT;
+	if (vr.reserved || (vr.mode != MEMCOOP_VRANGE_VOLATILE &&
+			    vr.mode != MEMCOOP_VRANGE_NONVOLATILE))
+		return -EINVAL;
+	mmap_read_lock(current->mm);
+	err = mc_resolve(obj, vr.start, vr.len, &first);
+	mmap_read_unlock(current->mm);
+	if (err)
+		return err;
+
+	if (vr.mode == MEMCOOP_VRANGE_VOLATILE) {
+		err = mc_mark_volatile(obj, first, first + (vr.len >> PAGE_SHIFT),
+				       vr.start - (first << PAGE_SHIFT));
+		vr.purged = 0;
+	} else {
+		err = mc_mark_nonvolatile(obj, first, first + (vr.len >> PAGE_SHIFT));
+		vr.purged = err > 0;
+	}
+	if (err < 0)
+		return err;
+	if (put_user(vr.purged, &uarg->purged))
+		return -EFAULT;
+	return 0;
+}
+
+long mc_vrange_ioctl(struct mc_file *mf, unsigned int cmd, void __user *arg)
+{
+	switch (cmd) {
+	case MEMCOOP_IOC_VRANGE:
+		return mc_ioctl_vrange(mf, arg);
+	case MEMCOOP_IOC_RESIDENCE:
+		return mc_ioctl_residence(mf, arg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/* ---- counters, init ---------------------------------------------------- */
+
+static int mc_vr_stats_show(struct seq_file *m, void *unused)
+{
+	static const char * const why[] = {
+		[MEMCOOP_REASON_BALLOON] = "balloon",
+		[MEMCOOP_REASON_RECLAIM] = "reclaim",
+		[MEMCOOP_REASON_OOM] = "oom",
+	};
+	int i;
+
+	seq_printf(m, "objects %ld\n", atomic_long_read(&mc_objects));
+	seq_printf(m, "volatile_pages %ld\n", atomic_long_read(&mc_volatile_pages));
+	seq_printf(m, "purged_pages_now %ld\n", atomic_long_read(&mc_purged_now));
+	seq_printf(m, "purged_pages_total %ld\n", atomic_long_read(&mc_purged_total));
+	for (i = MEMCOOP_REASON_BALLOON; i <= MEMCOOP_REASON_OOM; i++) {
+		seq_printf(m, "purges_%s %ld\n", why[i], atomic_long_read(&mc_purge_ranges[i]));
+		seq_printf(m, "purged_pages_%s %ld\n", why[i],
+			   atomic_long_read(&mc_purge_pages[i]));
+	}
+	seq_printf(m, "rescued_in_grace %ld\n", atomic_long_read(&mc_rescued));
+	seq_printf(m, "sigbus %ld\n", atomic_long_read(&mc_sigbus));
+	seq_printf(m, "refaults %ld\n", atomic_long_read(&mc_refaults));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(mc_vr_stats);
+
+int mc_vrange_init(void)
+{
+	int err;
+
+	mc_vr_shrinker = mc_shrinker_create("memcoop-vrange", mc_vr_count, mc_vr_scan,
+					    DEFAULT_SEEKS);
+	if (!mc_vr_shrinker)
+		return -ENOMEM;
+	err = register_oom_notifier(&mc_vr_oom_nb);
+	if (err)
+		goto out_shrinker;
+	if (mc_debugfs_root)
+		mc_vr_debugfs = debugfs_create_file("vrange", 0444, mc_debugfs_root, NULL,
+						    &mc_vr_stats_fops);
+	return 0;
+
+out_shrinker:
+	mc_shrinker_destroy(mc_vr_shrinker);
+	return err;
+}
+
+void mc_vrange_exit(void)
+{
+	/* every object holds a module reference: none is left here */
+	debugfs_remove(mc_vr_debugfs);
+	unregister_oom_notifier(&mc_vr_oom_nb);
+	mc_shrinker_destroy(mc_vr_shrinker);
+}
