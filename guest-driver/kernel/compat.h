@@ -11,6 +11,7 @@
 #include <linux/shrinker.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/virtio_config.h>
 
 /*
  * Shrinkers: 6.7 replaced register_shrinker() with shrinker_alloc() +
@@ -77,6 +78,94 @@ static inline void mc_vm_flags_clear(struct vm_area_struct *vma, unsigned long f
 	vm_flags_clear(vma, flags);
 #else
 	vma->vm_flags &= ~flags;
+#endif
+}
+
+/*
+ * A shrinker with a private pointer (balloon.c: free page hints of one
+ * device).  Before 6.7 struct shrinker has no private_data, so it is
+ * boxed; mc_shrinker_destroy() frees either form.
+ */
+struct mc_shrinker_box {
+	struct shrinker s;	/* first: kfree(&box->s) frees the box */
+	void *priv;
+};
+
+static inline struct shrinker *
+mc_shrinker_create_priv(const char *name,
+			unsigned long (*count)(struct shrinker *, struct shrink_control *),
+			unsigned long (*scan)(struct shrinker *, struct shrink_control *),
+			int seeks, void *priv)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	struct shrinker *s = shrinker_alloc(0, "%s", name);
+
+	if (!s)
+		return NULL;
+	s->count_objects = count;
+	s->scan_objects = scan;
+	s->seeks = seeks;
+	s->private_data = priv;
+	shrinker_register(s);
+	return s;
+#else
+	struct mc_shrinker_box *box = kzalloc(sizeof(*box), GFP_KERNEL);
+
+	if (!box)
+		return NULL;
+	box->s.count_objects = count;
+	box->s.scan_objects = scan;
+	box->s.seeks = seeks;
+	box->priv = priv;
+	if (register_shrinker(&box->s, "%s", name)) {
+		kfree(box);
+		return NULL;
+	}
+	return &box->s;
+#endif
+}
+
+static inline void *mc_shrinker_priv(struct shrinker *s)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	return s->private_data;
+#else
+	return container_of(s, struct mc_shrinker_box, s)->priv;
+#endif
+}
+
+/* The largest buddy order: MAX_ORDER - 1 before 6.4, MAX_PAGE_ORDER since 6.8. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+#define MC_MAX_PAGE_ORDER	MAX_PAGE_ORDER
+#elif LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+#define MC_MAX_PAGE_ORDER	MAX_ORDER
+#else
+#define MC_MAX_PAGE_ORDER	(MAX_ORDER - 1)
+#endif
+
+/*
+ * virtio_find_vqs(): 6.11 replaced the callbacks[] and names[] arrays with
+ * struct virtqueue_info.  @nvqs is at most MC_FIND_VQS_MAX.
+ */
+#define MC_FIND_VQS_MAX 8
+static inline int mc_virtio_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
+				     struct virtqueue *vqs[],
+				     void (*callbacks[])(struct virtqueue *),
+				     const char * const names[])
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+	struct virtqueue_info info[MC_FIND_VQS_MAX] = {};
+	unsigned int i;
+
+	if (nvqs > MC_FIND_VQS_MAX)
+		return -EINVAL;
+	for (i = 0; i < nvqs; i++) {
+		info[i].name = names[i];
+		info[i].callback = callbacks[i];
+	}
+	return virtio_find_vqs(vdev, nvqs, vqs, info, NULL);
+#else
+	return virtio_find_vqs(vdev, nvqs, vqs, callbacks, names, NULL);
 #endif
 }
 
