@@ -1,0 +1,19 @@
+#!/bin/sh
+# memcoop.ko must build with W=1 and sparse (C=2) without a single warning.
+# usage: kbuild_clean.sh KERNEL_DIR MODULE_SOURCE_DIR
+set -u
+kdir=$1
+src=$2
+out=$(mktemp -d)
+log=$out.log
+trap 'rm -rf "$out" "$log"' EXIT
+make -s -C "$kdir" M="$out" src="$src" W=1 C=2 modules >"$log" 2>&1
+rc=$?
+# BTF is skipped for every out-of-tree module of a headers-only tree: not ours.
+problems=$(grep -v -e 'Skipping BTF generation' "$log")
+if [ $rc -ne 0 ] || [ -n "$problems" ]; then
+	echo "memcoop.ko: W=1 / sparse build is not clean (make exit $rc):"
+	cat "$log"
+	exit 1
+fi
+echo "memcoop.ko builds clean with W=1 and sparse against $kdir"

@@ -1,0 +1,303 @@
+/*
+ * mct-abi: the /dev/memcoop handshake and event-queue core (dev.c):
+ * everything before the handshake fails, the handshake rejects bad input
+ * and answers what the kernel supports, unknown commands are ENOTTY, the
+ * event queue reads and polls correctly, and open/close does not leak.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <memcoop.h>
+
+static int failures, passes;
+static void *volatile bad_ptr = (void *)16;	/* hidden from the compiler */
+
+#define CHECK(cond, ...) do {						\
+	if (cond) {							\
+		passes++;						\
+	} else {							\
+		failures++;						\
+		printf("FAIL %s:%d: ", __FILE__, __LINE__);		\
+		printf(__VA_ARGS__);					\
+		printf(" (errno %d %s)\n", errno, strerror(errno));	\
+	}								\
+} while (0)
+
+/* ioctl that must fail with @err */
+#define FAILS(fd, cmd, arg, err) do {					\
+	errno = 0;							\
+	int r_ = ioctl((fd), (cmd), (arg));				\
+	CHECK(r_ == -1 && errno == (err), "%s: want %s, got %d",	\
+	    #cmd, #err, r_);						\
+} while (0)
+
+static int
+open_dev(void)
+{
+	int fd = open(MEMCOOP_DEVICE, O_RDWR | O_CLOEXEC);
+
+	if (fd == -1) {
+		perror("open " MEMCOOP_DEVICE);
+		exit(1);
+	}
+	return fd;
+}
+
+static int
+handshake(int fd, uint64_t features, struct memcoop_api *out)
+{
+	struct memcoop_api api;
+
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API;
+	api.features = features;
+	if (ioctl(fd, MEMCOOP_IOC_API, &api) == -1)
+		return -1;
+	if (out)
+		*out = api;
+	return 0;
+}
+
+static void
+before_handshake(void)
+{
+	struct memcoop_register reg;
+	struct memcoop_event ev;
+	struct pollfd pfd;
+	int fd = open_dev();
+	void *p;
+
+	memset(&reg, 0, sizeof(reg));
+	strcpy((char *)reg.name, "early");
+	FAILS(fd, MEMCOOP_IOC_REGISTER, &reg, EINVAL);
+	CHECK(read(fd, &ev, sizeof(ev)) == -1 && errno == EINVAL, "read before handshake");
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p == MAP_FAILED && errno == EINVAL, "mmap before handshake");
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	CHECK(poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR), "poll before handshake: POLLERR");
+	close(fd);
+}
+
+static void
+bad_commands(void)
+{
+	struct memcoop_api api;
+	int fd = open_dev();
+
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API;
+
+	FAILS(fd, _IOWR(MEMCOOP_IOC_MAGIC, 0x7f, struct memcoop_api), &api, ENOTTY);
+	FAILS(fd, _IOWR('x', _MEMCOOP_API, struct memcoop_api), &api, ENOTTY);
+	/* the handshake number with another size is another command */
+	FAILS(fd, _IOWR(MEMCOOP_IOC_MAGIC, _MEMCOOP_API, char[16]), &api, ENOTTY);
+	FAILS(fd, _IO(MEMCOOP_IOC_MAGIC, _MEMCOOP_API), &api, ENOTTY);
+	/* and after the handshake too */
+	CHECK(handshake(fd, 0, NULL) == 0, "handshake with no features");
+	FAILS(fd, _IOWR(MEMCOOP_IOC_MAGIC, 0x33, struct memcoop_api), &api, ENOTTY);
+	close(fd);
+}
+
+static void
+bad_handshakes(void)
+{
+	struct memcoop_api api;
+	int fd = open_dev();
+
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API + 1;
+	FAILS(fd, MEMCOOP_IOC_API, &api, EINVAL);
+
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API;
+	api.features = (uint64_t)1 << 40;
+	FAILS(fd, MEMCOOP_IOC_API, &api, EINVAL);
+
+	for (int i = 0; i < 4; i++) {
+		memset(&api, 0, sizeof(api));
+		api.api = MEMCOOP_API;
+		api.reserved[i] = 1;
+		FAILS(fd, MEMCOOP_IOC_API, &api, EINVAL);
+	}
+
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API;
+	api.features = MEMCOOP_FEATURE_RESIDENCE_EVENTS;	/* needs VRANGE */
+	FAILS(fd, MEMCOOP_IOC_API, &api, EINVAL);
+	api.features = MEMCOOP_FEATURE_WTRACK;			/* needs VRANGE */
+	FAILS(fd, MEMCOOP_IOC_API, &api, EINVAL);
+
+	FAILS(fd, MEMCOOP_IOC_API, (void *)16, EFAULT);
+	FAILS(fd, MEMCOOP_IOC_API, NULL, EFAULT);
+
+	/* none of the failures counted as the handshake */
+	CHECK(handshake(fd, MEMCOOP_FEATURE_RELAY, &api) == 0, "good handshake after bad ones");
+	CHECK(api.api == MEMCOOP_API, "api echoed");
+	CHECK((api.features & MEMCOOP_FEATURE_RELAY) && (api.features & MEMCOOP_FEATURE_VRANGE),
+	    "kernel reports RELAY and VRANGE: %llx", (unsigned long long)api.features);
+	CHECK(api.ioctls & (1ULL << _MEMCOOP_API), "ioctls include the handshake");
+	CHECK(api.ioctls & (1ULL << _MEMCOOP_REGISTER), "ioctls include REGISTER");
+	CHECK(api.page_size == (uint64_t)sysconf(_SC_PAGESIZE), "page size %llu",
+	    (unsigned long long)api.page_size);
+	for (int i = 0; i < 4; i++)
+		CHECK(api.reserved[i] == 0, "reserved[%d] zero on output", i);
+	CHECK(handshake(fd, MEMCOOP_FEATURE_RELAY, NULL) == -1 && errno == EBUSY,
+	    "second handshake is EBUSY");
+	close(fd);
+}
+
+static void
+feature_gating(void)
+{
+	struct memcoop_register reg;
+	struct memcoop_subscribe sub;
+	struct memcoop_vrange vr;
+	int fd = open_dev();
+	void *p;
+
+	CHECK(handshake(fd, 0, NULL) == 0, "handshake without features");
+	memset(&reg, 0, sizeof(reg));
+	strcpy((char *)reg.name, "nofeat");
+	FAILS(fd, MEMCOOP_IOC_REGISTER, &reg, EINVAL);
+	memset(&vr, 0, sizeof(vr));
+	FAILS(fd, MEMCOOP_IOC_VRANGE, &vr, EINVAL);
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p == MAP_FAILED && errno == EINVAL, "mmap without VRANGE");
+
+	memset(&sub, 0, sizeof(sub));
+	sub.events = 1ULL << MEMCOOP_EVENT_PURGED;	/* needs RESIDENCE_EVENTS */
+	FAILS(fd, MEMCOOP_IOC_SUBSCRIBE, &sub, EINVAL);
+	sub.events = 1ULL << 40;
+	FAILS(fd, MEMCOOP_IOC_SUBSCRIBE, &sub, EINVAL);
+	sub.events = 1;					/* event type 0 does not exist */
+	FAILS(fd, MEMCOOP_IOC_SUBSCRIBE, &sub, EINVAL);
+	sub.events = 1ULL << MEMCOOP_EVENT_SHRINK;
+	sub.reserved = 1;
+	FAILS(fd, MEMCOOP_IOC_SUBSCRIBE, &sub, EINVAL);
+	sub.reserved = 0;
+	CHECK(ioctl(fd, MEMCOOP_IOC_SUBSCRIBE, &sub) == 0, "valid subscribe");
+	close(fd);
+}
+
+static void
+event_queue(void)
+{
+	struct memcoop_event ev[4];
+	struct pollfd pfd;
+	int fd = open_dev(), fl;
+
+	CHECK(handshake(fd, MEMCOOP_FEATURE_RELAY, NULL) == 0, "handshake");
+	fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	CHECK(read(fd, ev, sizeof(ev)) == -1 && errno == EAGAIN, "empty queue: EAGAIN");
+	CHECK(read(fd, ev, sizeof(ev[0]) - 1) == -1 && errno == EINVAL,
+	    "buffer smaller than a record: EINVAL");
+	CHECK(read(fd, bad_ptr, sizeof(ev)) == -1 && (errno == EAGAIN || errno == EFAULT),
+	    "bad buffer with an empty queue");
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	CHECK(poll(&pfd, 1, 0) == 0, "empty queue does not poll readable");
+	close(fd);
+}
+
+static void
+fork_shares(void)
+{
+	struct memcoop_api api;
+	int fd = open_dev(), st;
+	pid_t pid;
+
+	CHECK(handshake(fd, MEMCOOP_FEATURE_RELAY, NULL) == 0, "handshake");
+	pid = fork();
+	if (pid == 0) {
+		/* the child shares the open file: the handshake is done */
+		memset(&api, 0, sizeof(api));
+		api.api = MEMCOOP_API;
+		_exit(ioctl(fd, MEMCOOP_IOC_API, &api) == -1 && errno == EBUSY ? 0 : 1);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "a forked child sees the handshake done");
+	close(fd);
+}
+
+static long
+meminfo(const char *key)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, key, strlen(key)) == 0)
+			v = atol(line + strlen(key) + 1);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static void
+unprivileged(void)
+{
+	int st;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (setgid(65534) || setuid(65534))
+			_exit(2);
+		int fd = open(MEMCOOP_DEVICE, O_RDWR);
+		_exit(fd >= 0 && handshake(fd, MEMCOOP_FEATURE_RELAY, NULL) == 0 ? 0 : 1);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "an unprivileged process can open and handshake");
+}
+
+static void
+no_leak(void)
+{
+	long slab0, slab1;
+	int i;
+
+	/* warm up caches, then measure many open/handshake/close cycles */
+	for (i = 0; i < 200; i++) {
+		int fd = open_dev();
+		handshake(fd, MEMCOOP_FEATURE_RELAY, NULL);
+		close(fd);
+	}
+	sync();
+	slab0 = meminfo("Slab:");
+	for (i = 0; i < 20000; i++) {
+		int fd = open_dev();
+		if (i % 2)
+			handshake(fd, MEMCOOP_FEATURE_RELAY | MEMCOOP_FEATURE_VRANGE, NULL);
+		close(fd);
+	}
+	slab1 = meminfo("Slab:");
+	/* a leak of the 16 KiB ring or the per-file struct would show as
+	 * tens of MiB over 20000 cycles; allow 2 MiB of noise */
+	CHECK(slab1 - slab0 < 2048, "20000 open/close cycles: Slab %ld -> %ld kB", slab0, slab1);
+}
+
+int
+main(void)
+{
+	before_handshake();
+	bad_commands();
+	bad_handshakes();
+	feature_gating();
+	event_queue();
+	fork_shares();
+	unprivileged();
+	no_leak();
+	printf("mct-abi: %d passed, %d failed\n", passes, failures);
+	return failures ? 1 : 0;
+}
