@@ -16,6 +16,7 @@ struct memcoop {
 	uint64_t kernel_features;	/* supported by the kernel */
 	size_t page_size;
 	struct mc_relay_state *relay;	/* relay.c; NULL until registered */
+	uint64_t arena_next;		/* arena.c: next free offset in the memory object */
 };
 
 /* relay.c: free what registration allocated (called by memcoop_close) */
