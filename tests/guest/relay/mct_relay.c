@@ -1,0 +1,1328 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * mct-relay: in-guest tests of the pressure relay (shrink requests).
+ *
+ *	mct-relay badargs	every relay ioctl with bad arguments
+ *	mct-relay requests	request/answer semantics, late and missed
+ *				answers, sharing by priority and estimate,
+ *				real-time signals, read() edge cases
+ *	mct-relay exit		process exit and close in the middle of a request
+ *	mct-relay fork		a forked child shares the registration
+ *	mct-relay threads	many threads reading and answering at once
+ *	mct-relay lib		libmemcoop: dispatch, signal mode, helper thread
+ *	mct-relay fuzz SECS [PROCS]
+ *				random ioctl/close/fork from several processes,
+ *				then check that memory and slab came back
+ *	mct-relay client NAME PAGES answer|silent
+ *				for host-driven tests: register, print READY,
+ *				print each request as "REQ ..." and answer it
+ *				(or not), until killed
+ *
+ * Requests are produced inside the guest through the driver's shrinker:
+ * writing 2 to /proc/sys/vm/drop_caches runs every shrinker, and the relay
+ * turns that into MEMCOOP_REASON_RECLAIM requests.  Exit 0: pass.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <libmemcoop.h>
+
+#define PARAM_DIR	"/sys/module/memcoop/parameters/"
+#define DEBUGFS_RELAY	"/sys/kernel/debug/memcoop/relay"
+
+static const char *test_name = "mct-relay";
+
+static void __attribute__((noreturn, format(printf, 2, 3)))
+fail(int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "FAIL %s (line %d): ", test_name, line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+#define CHECK(c) do {							\
+	if (!(c))							\
+		fail(__LINE__, "%s", #c);				\
+} while (0)
+
+#define CHECK_EQ(a, b) do {						\
+	long long _a = (long long)(a), _b = (long long)(b);		\
+	if (_a != _b)							\
+		fail(__LINE__, "%s == %lld, expected %s == %lld",	\
+		    #a, _a, #b, _b);					\
+} while (0)
+
+/* expr must fail with errno e */
+#define CHECK_ERR(expr, e) do {						\
+	long _r;							\
+	errno = 0;							\
+	_r = (long)(expr);						\
+	if (_r != -1 || errno != (e))					\
+		fail(__LINE__, "%s: got %ld (%s), expected -1 (%s)",	\
+		    #expr, _r, strerror(errno), strerror(e));		\
+} while (0)
+
+#define CHECK_OK(expr) do {						\
+	long _r;							\
+	errno = 0;							\
+	_r = (long)(expr);						\
+	if (_r == -1)							\
+		fail(__LINE__, "%s: %s", #expr, strerror(errno));	\
+} while (0)
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void
+msleep(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static void
+write_file(const char *path, const char *val)
+{
+	int fd;
+
+	if ((fd = open(path, O_WRONLY)) == -1)
+		fail(__LINE__, "open %s: %s", path, strerror(errno));
+	if (write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+		fail(__LINE__, "write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void
+set_param(const char *name, unsigned int val)
+{
+	char path[128], buf[32];
+
+	snprintf(path, sizeof(path), PARAM_DIR "%s", name);
+	snprintf(buf, sizeof(buf), "%u", val);
+	write_file(path, buf);
+}
+
+/* Run every shrinker once: the relay posts RECLAIM requests. */
+static void
+trigger(void)
+{
+	write_file("/proc/sys/vm/drop_caches", "2");
+}
+
+/* The value of "key N" in a "key value" file, or -1. */
+static long long
+file_value(const char *path, const char *key)
+{
+	char line[256], fmt[64];
+	long long v = -1, x;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL)
+		fail(__LINE__, "open %s: %s", path, strerror(errno));
+	snprintf(fmt, sizeof(fmt), "%s %%lld", key);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, fmt, &x) == 1 && line[strlen(key)] == ' ') {
+			v = x;
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static long long
+relay_stat(const char *key)
+{
+	long long v = file_value(DEBUGFS_RELAY, key);
+
+	if (v == -1)
+		fail(__LINE__, "no \"%s\" in " DEBUGFS_RELAY, key);
+	return v;
+}
+
+/* Open /dev/memcoop and do the handshake. */
+static int
+dev_open(uint64_t features)
+{
+	struct memcoop_api api;
+	int fd;
+
+	if ((fd = open(MEMCOOP_DEVICE, O_RDWR | O_CLOEXEC)) == -1)
+		fail(__LINE__, "open " MEMCOOP_DEVICE ": %s", strerror(errno));
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API;
+	api.features = features;
+	if (ioctl(fd, MEMCOOP_IOC_API, &api) == -1)
+		fail(__LINE__, "handshake: %s", strerror(errno));
+	CHECK(api.features & MEMCOOP_FEATURE_RELAY);
+	CHECK(api.ioctls & (1ull << _MEMCOOP_ANSWER));
+	CHECK_EQ(api.page_size, sysconf(_SC_PAGESIZE));
+	return fd;
+}
+
+static int
+reg(int fd, const char *name, uint32_t prio, uint64_t est, uint32_t sig)
+{
+	struct memcoop_register r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf((char *)r.name, sizeof(r.name), "%s", name);
+	r.priority = prio;
+	r.reclaimable = est;
+	r.signal = sig;
+	return ioctl(fd, MEMCOOP_IOC_REGISTER, &r);
+}
+
+static int
+answer(int fd, uint64_t seq, uint64_t freed)
+{
+	struct memcoop_answer a;
+
+	memset(&a, 0, sizeof(a));
+	a.seq = seq;
+	a.freed = freed;
+	return ioctl(fd, MEMCOOP_IOC_ANSWER, &a);
+}
+
+static int
+set_est(int fd, uint64_t est)
+{
+	struct memcoop_reclaimable r = { .reclaimable = est };
+
+	return ioctl(fd, MEMCOOP_IOC_SET_RECLAIMABLE, &r);
+}
+
+static void
+stats(int fd, struct memcoop_client_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	CHECK_OK(ioctl(fd, MEMCOOP_IOC_CLIENT_STATS, st));
+}
+
+/* Wait up to @ms for an event on @fd; 1 if one was read, 0 on timeout. */
+static int
+next_event(int fd, struct memcoop_event *ev, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	for (;;) {
+		int r = poll(&pfd, 1, ms);
+
+		if (r == -1 && errno == EINTR)
+			continue;
+		CHECK(r != -1);
+		if (r == 0)
+			return 0;
+		n = read(fd, ev, sizeof(*ev));
+		if (n == -1 && errno == EAGAIN)
+			continue;
+		if (n != (ssize_t)sizeof(*ev))
+			fail(__LINE__, "read: %zd (%s)", n, strerror(errno));
+		return 1;
+	}
+}
+
+/* Trigger until a shrink request arrives on @fd (at most 20 tries). */
+static void
+get_request(int fd, struct memcoop_event *ev)
+{
+	int i;
+
+	for (i = 0; i < 20; i++) {
+		trigger();
+		if (next_event(fd, ev, 200)) {
+			CHECK_EQ(ev->type, MEMCOOP_EVENT_SHRINK);
+			return;
+		}
+	}
+	fail(__LINE__, "no shrink request after 20 triggers");
+}
+
+static void
+check_request(const struct memcoop_event *ev, uint64_t est)
+{
+	uint64_t t = now_ns();
+
+	CHECK_EQ(ev->type, MEMCOOP_EVENT_SHRINK);
+	CHECK(ev->seq > 0);
+	CHECK(ev->shrink.pages > 0);
+	CHECK(ev->shrink.pages <= est);
+	CHECK_EQ(ev->shrink.reason, MEMCOOP_REASON_RECLAIM);
+	CHECK(ev->shrink.level >= MEMCOOP_LEVEL_LOW && ev->shrink.level <= MEMCOOP_LEVEL_CRITICAL);
+	CHECK(ev->timestamp_ns <= t);
+	CHECK(ev->timestamp_ns > t - 5000000000ull);
+	CHECK(ev->shrink.deadline_ns > ev->timestamp_ns);
+}
+
+/* ---------------------------------------------------------------- badargs */
+
+static void
+test_badargs(void)
+{
+	struct memcoop_register r;
+	struct memcoop_reclaimable rc;
+	struct memcoop_answer a;
+	struct memcoop_client_stats st;
+	struct memcoop_api api;
+	void *ro, *gone;
+	int fd, fd2;
+
+	/* a read-only page followed by a hole, and a hole */
+	ro = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(ro != MAP_FAILED && gone != MAP_FAILED);
+	CHECK_OK(munmap((char *)ro + 4096, 4096));
+	CHECK_OK(munmap(gone, 4096));
+
+	/* before the handshake nothing works */
+	CHECK((fd = open(MEMCOOP_DEVICE, O_RDWR)) != -1);
+	memset(&r, 0, sizeof(r));
+	strcpy((char *)r.name, "early");
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_REGISTER, &r), EINVAL);
+	CHECK_ERR(answer(fd, 1, 0), EINVAL);
+	/* handshake with reserved bits or unknown features */
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API;
+	api.features = MEMCOOP_FEATURE_RELAY | (1ull << 40);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_API, &api), EINVAL);
+	close(fd);
+
+	/* without the RELAY feature, relay ioctls are refused */
+	fd = dev_open(0);
+	CHECK_ERR(reg(fd, "norelay", 0, 1, 0), EINVAL);
+	CHECK_ERR(answer(fd, 1, 0), EINVAL);
+	stats(fd, &st);		/* stats work for everyone */
+	CHECK_EQ(st.requests, 0);
+	close(fd);
+
+	fd = dev_open(MEMCOOP_FEATURE_RELAY);
+	/* unknown commands and wrong sizes */
+	CHECK_ERR(ioctl(fd, _IOW(MEMCOOP_IOC_MAGIC, 0x3f, struct memcoop_answer), &a), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOW(MEMCOOP_IOC_MAGIC, _MEMCOOP_REGISTER, struct memcoop_answer), &r),
+	    ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOW(MEMCOOP_IOC_MAGIC, _MEMCOOP_ANSWER, struct memcoop_register), &r),
+	    ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOR(MEMCOOP_IOC_MAGIC, _MEMCOOP_ANSWER, struct memcoop_answer), &a),
+	    ENOTTY);
+
+	/* answer, estimate before registering */
+	CHECK_ERR(answer(fd, 1, 0), EINVAL);
+	CHECK_ERR(set_est(fd, 10), EINVAL);
+
+	/* register: every field */
+	CHECK_ERR(reg(fd, "", 0, 1, 0), EINVAL);
+	CHECK_ERR(reg(fd, "bad\001name", 0, 1, 0), EINVAL);
+	CHECK_ERR(reg(fd, "tab\tname", 0, 1, 0), EINVAL);
+	memset(&r, 'x', sizeof(r.name));	/* not NUL-terminated */
+	memset((char *)&r + sizeof(r.name), 0, sizeof(r) - sizeof(r.name));
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_REGISTER, &r), EINVAL);
+	CHECK_ERR(reg(fd, "prio", MEMCOOP_PRIO_MAX + 1, 1, 0), EINVAL);
+	CHECK_ERR(reg(fd, "prio", 0xffffffffu, 1, 0), EINVAL);
+	CHECK_ERR(reg(fd, "sig", 0, 1, SIGKILL), EINVAL);
+	CHECK_ERR(reg(fd, "sig", 0, 1, SIGHUP), EINVAL);
+	CHECK_ERR(reg(fd, "sig", 0, 1, 31), EINVAL);
+	CHECK_ERR(reg(fd, "sig", 0, 1, 65), EINVAL);
+	CHECK_ERR(reg(fd, "sig", 0, 1, 0x80000020u), EINVAL);
+	memset(&r, 0, sizeof(r));
+	strcpy((char *)r.name, "flags");
+	r.flags = 1;
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_REGISTER, &r), EINVAL);
+	r.flags = 0;
+	r.reserved[1] = 1;
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_REGISTER, &r), EINVAL);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_REGISTER, NULL), EFAULT);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_REGISTER, gone), EFAULT);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_REGISTER, (char *)ro + 4096 - 8), EFAULT);
+	/* nothing above registered anything */
+	CHECK_ERR(answer(fd, 1, 0), EINVAL);
+
+	/* a good registration, then a second one */
+	CHECK_OK(reg(fd, "badargs", MEMCOOP_PRIO_MAX, 100, 0));
+	CHECK_ERR(reg(fd, "again", 0, 1, 0), EBUSY);
+	CHECK_ERR(reg(fd, "", 0, 1, 0), EINVAL);	/* checked first */
+	/* the same file through dup() is the same registration */
+	CHECK((fd2 = dup(fd)) != -1);
+	CHECK_ERR(reg(fd2, "dup", 0, 1, 0), EBUSY);
+	close(fd2);
+
+	/* estimate */
+	memset(&rc, 0, sizeof(rc));
+	rc.reserved = 1;
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_SET_RECLAIMABLE, &rc), EINVAL);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_SET_RECLAIMABLE, NULL), EFAULT);
+	CHECK_OK(set_est(fd, 0));
+	CHECK_OK(set_est(fd, UINT64_MAX));	/* clamped to RAM */
+	CHECK_OK(set_est(fd, 100));
+
+	/* answers to requests that do not exist */
+	CHECK_ERR(answer(fd, 0, 0), ENOENT);
+	CHECK_ERR(answer(fd, 1ull << 60, 0), ENOENT);
+	CHECK_ERR(answer(fd, UINT64_MAX, 0), ENOENT);
+	memset(&a, 0, sizeof(a));
+	a.seq = 1;
+	a.reserved[0] = 1;
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_ANSWER, &a), EINVAL);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_ANSWER, NULL), EFAULT);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_ANSWER, gone), EFAULT);
+
+	/* stats: reserved input, unwritable output */
+	memset(&st, 0, sizeof(st));
+	st.reserved[0] = 1;
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_CLIENT_STATS, &st), EINVAL);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_CLIENT_STATS, ro), EFAULT);
+	CHECK_ERR(ioctl(fd, MEMCOOP_IOC_CLIENT_STATS, gone), EFAULT);
+	stats(fd, &st);
+	CHECK_EQ(st.answers, 0);
+
+	/* read(): too small a buffer; nothing pending on a non-blocking fd */
+	{
+		struct memcoop_event big[2];
+		int fl = fcntl(fd, F_GETFL);
+
+		CHECK_ERR(read(fd, big, sizeof(big[0]) - 1), EINVAL);
+		CHECK_ERR(read(fd, big, 1), EINVAL);
+		CHECK_OK(fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+		CHECK_ERR(read(fd, big, sizeof(big)), EAGAIN);
+		CHECK_OK(fcntl(fd, F_SETFL, fl));
+	}
+
+	/* a real request: too much, unknown, right, twice */
+	{
+		struct memcoop_event ev;
+		uint64_t p;
+
+		get_request(fd, &ev);
+		check_request(&ev, 100);
+		p = ev.shrink.pages;
+		CHECK_ERR(answer(fd, ev.seq, p + 1), ERANGE);
+		CHECK_ERR(answer(fd, ev.seq, UINT64_MAX), ERANGE);
+		CHECK_ERR(answer(fd, ev.seq + 1000000, 0), ENOENT);
+		CHECK_OK(answer(fd, ev.seq, p));	/* still open after ERANGE */
+		CHECK_ERR(answer(fd, ev.seq, p), EALREADY);
+		CHECK_ERR(answer(fd, ev.seq, 0), EALREADY);
+		CHECK_ERR(answer(fd, ev.seq, p + 1), EALREADY);
+		stats(fd, &st);
+		CHECK_EQ(st.requests, 1);
+		CHECK_EQ(st.answers, 1);
+		CHECK_EQ(st.pages_requested, p);
+		CHECK_EQ(st.pages_freed, p);
+		CHECK_EQ(st.late, 0);
+		CHECK_EQ(st.missed, 0);
+		/* another file cannot answer this file's request */
+		fd2 = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(reg(fd2, "other", 0, 0, 0));
+		CHECK_ERR(answer(fd2, ev.seq, 0), ENOENT);
+		close(fd2);
+	}
+
+	/* read() into a bad buffer fails with EFAULT and keeps the event */
+	{
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct memcoop_event ev;
+		int i;
+
+		for (i = 0; i < 20; i++) {
+			trigger();
+			if (poll(&pfd, 1, 200) == 1)
+				break;
+		}
+		CHECK(i < 20);
+		void *volatile null = NULL;
+
+		CHECK_ERR(read(fd, null, sizeof(ev)), EFAULT);
+		CHECK_ERR(read(fd, gone, sizeof(ev)), EFAULT);
+		CHECK_ERR(read(fd, ro, sizeof(ev)), EFAULT);
+		CHECK_EQ(poll(&pfd, 1, 0), 1);
+		CHECK_EQ(read(fd, &ev, sizeof(ev)), sizeof(ev));
+		check_request(&ev, 100);
+		CHECK_OK(answer(fd, ev.seq, 0));
+	}
+	close(fd);
+	munmap(ro, 4096);
+	printf("badargs: ok\n");
+}
+
+/* --------------------------------------------------------------- requests */
+
+static void
+test_requests(void)
+{
+	struct memcoop_client_stats st;
+	struct memcoop_event ev, e2;
+	int fd, a, b, c, i;
+	long long missed0;
+
+	set_param("reclaim_interval_ms", 0);
+	set_param("relay_deadline_ms", 3000);	/* open requests stay open */
+	fd = dev_open(MEMCOOP_FEATURE_RELAY);
+	CHECK_OK(reg(fd, "requests", 0, 1000, 0));
+	CHECK_EQ(relay_stat("clients"), 1);
+
+	/* an open RECLAIM request is not repeated; after the answer it is */
+	get_request(fd, &ev);
+	check_request(&ev, 1000);
+	trigger();
+	trigger();
+	CHECK_EQ(next_event(fd, &e2, 300), 0);
+	CHECK_OK(answer(fd, ev.seq, ev.shrink.pages / 2));
+	get_request(fd, &e2);
+	CHECK(e2.seq > ev.seq);
+	CHECK_OK(answer(fd, e2.seq, 0));
+
+	/* estimate 0: not asked */
+	CHECK_OK(set_est(fd, 0));
+	trigger();
+	CHECK_EQ(next_event(fd, &e2, 300), 0);
+	CHECK_OK(set_est(fd, 1000));
+
+	/* late answers: counted missed until answered, then late */
+	set_param("relay_deadline_ms", 50);
+	missed0 = relay_stat("missed");
+	get_request(fd, &ev);
+	CHECK(ev.shrink.deadline_ns - ev.timestamp_ns <= 60000000ull);
+	msleep(150);
+	stats(fd, &st);
+	CHECK_EQ(st.missed, 1);
+	CHECK_EQ(relay_stat("missed"), missed0 + 1);
+	CHECK_OK(answer(fd, ev.seq, 1));
+	CHECK_ERR(answer(fd, ev.seq, 1), EALREADY);
+	stats(fd, &st);
+	CHECK_EQ(st.missed, 0);
+	CHECK_EQ(st.late, 1);
+	CHECK_EQ(relay_stat("missed"), missed0);
+	/* never answered: stays missed */
+	get_request(fd, &ev);
+	msleep(150);
+	stats(fd, &st);
+	CHECK_EQ(st.missed, 1);
+	set_param("relay_deadline_ms", 3000);
+	close(fd);
+	CHECK_EQ(relay_stat("clients"), 0);
+
+	/*
+	 * Sharing: class 0 first (a, estimate 50), then class 1 by
+	 * estimate (b 1000, c 3000).  The total T is what the shrinker
+	 * asked; a gets min(T, 50), b and c share the rest 1:3.
+	 */
+	a = dev_open(MEMCOOP_FEATURE_RELAY);
+	b = dev_open(MEMCOOP_FEATURE_RELAY);
+	c = dev_open(MEMCOOP_FEATURE_RELAY);
+	CHECK_OK(reg(b, "share-b", 1, 1000, 0));
+	CHECK_OK(reg(a, "share-a", 0, 50, 0));
+	CHECK_OK(reg(c, "share-c", 1, 3000, 0));
+	for (i = 0; i < 3; i++) {
+		struct memcoop_event ea, eb, ec;
+		uint64_t rest;
+
+		get_request(a, &ea);
+		CHECK_EQ(ea.shrink.pages, 50);	/* T >= batch (128) > 50 */
+		CHECK(next_event(b, &eb, 1000));
+		CHECK(next_event(c, &ec, 1000));
+		rest = eb.shrink.pages + ec.shrink.pages;
+		/* b = ceil(rest * 1000 / 4000), exact apportionment */
+		CHECK_EQ(eb.shrink.pages, (rest * 1000 + 3999) / 4000);
+		CHECK(ec.shrink.pages <= 3000);
+		CHECK_OK(answer(a, ea.seq, 50));
+		CHECK_OK(answer(b, eb.seq, eb.shrink.pages));
+		CHECK_OK(answer(c, ec.seq, 0));
+	}
+	/* class 0 empty: class 1 alone */
+	CHECK_OK(set_est(a, 0));
+	{
+		struct memcoop_event eb, ec;
+
+		get_request(b, &eb);
+		CHECK(next_event(c, &ec, 1000));
+		CHECK_EQ(next_event(a, &e2, 200), 0);
+		CHECK_OK(answer(b, eb.seq, 0));
+		CHECK_OK(answer(c, ec.seq, 0));
+	}
+	close(a);
+	close(b);
+	close(c);
+
+	/* a real-time signal with each request, to the registering process */
+	{
+		sigset_t set;
+		siginfo_t si;
+		struct timespec to = { 2, 0 };
+		int sig = SIGRTMIN + 2;
+
+		sigemptyset(&set);
+		sigaddset(&set, sig);
+		CHECK_OK(sigprocmask(SIG_BLOCK, &set, NULL));
+		fd = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(reg(fd, "signal", 0, 100, (uint32_t)sig));
+		get_request(fd, &ev);
+		CHECK_EQ(sigtimedwait(&set, &si, &to), sig);
+		CHECK_OK(answer(fd, ev.seq, 0));
+		close(fd);
+		CHECK_OK(sigprocmask(SIG_UNBLOCK, &set, NULL));
+	}
+	set_param("relay_deadline_ms", 200);
+	set_param("reclaim_interval_ms", 100);
+	printf("requests: ok\n");
+}
+
+/* ------------------------------------------------------------------- exit */
+
+static void
+test_exit(void)
+{
+	long long missed0, clients0;
+	struct memcoop_event ev;
+	int p[2], i, fd, status;
+	pid_t pid;
+	char c;
+
+	set_param("reclaim_interval_ms", 0);
+	clients0 = relay_stat("clients");
+
+	/* a child registers, receives a request, exits without answering */
+	for (i = 0; i < 2; i++) {
+		missed0 = relay_stat("missed");
+		CHECK_OK(pipe(p));
+		if ((pid = fork()) == 0) {
+			close(p[0]);
+			fd = dev_open(MEMCOOP_FEATURE_RELAY);
+			CHECK_OK(reg(fd, "exiter", 0, 500, 0));
+			get_request(fd, &ev);
+			if (write(p[1], "r", 1) != 1)
+				_exit(2);
+			if (i == 0)
+				_exit(0);
+			pause();	/* killed while the request is open */
+			_exit(3);
+		}
+		close(p[1]);
+		CHECK_EQ(read(p[0], &c, 1), 1);
+		if (i == 1)
+			kill(pid, SIGKILL);
+		CHECK_EQ(waitpid(pid, &status, 0), pid);
+		CHECK(i == 0 ? WIFEXITED(status) && WEXITSTATUS(status) == 0 :
+		    WIFSIGNALED(status));
+		close(p[0]);
+		CHECK_EQ(relay_stat("clients"), clients0);
+		CHECK_EQ(relay_stat("missed"), missed0 + 1);
+	}
+
+	/* close with the request unread in the queue */
+	missed0 = relay_stat("missed");
+	fd = dev_open(MEMCOOP_FEATURE_RELAY);
+	CHECK_OK(reg(fd, "closer", 0, 500, 0));
+	{
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+		for (i = 0; i < 20; i++) {
+			trigger();
+			if (poll(&pfd, 1, 100) == 1)
+				break;
+		}
+		CHECK(i < 20);
+	}
+	close(fd);
+	CHECK_EQ(relay_stat("clients"), clients0);
+	CHECK_EQ(relay_stat("missed"), missed0 + 1);
+
+	/* killed while blocked in read() */
+	if ((pid = fork()) == 0) {
+		fd = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(reg(fd, "reader", 0, 0, 0));
+		(void)read(fd, &ev, sizeof(ev));
+		_exit(3);
+	}
+	msleep(300);
+	kill(pid, SIGKILL);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFSIGNALED(status));
+	CHECK_EQ(relay_stat("clients"), clients0);
+
+	/* many children die with requests open at once */
+	for (i = 0; i < 8; i++) {
+		if (fork() == 0) {
+			fd = dev_open(MEMCOOP_FEATURE_RELAY);
+			CHECK_OK(reg(fd, "herd", (uint32_t)i % 3, 100, 0));
+			trigger();
+			msleep(20 + 10 * i);
+			_exit(0);
+		}
+	}
+	while (wait(&status) > 0)
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(relay_stat("clients"), clients0);
+	set_param("reclaim_interval_ms", 100);
+	printf("exit: ok\n");
+}
+
+/* ------------------------------------------------------------------- fork */
+
+static void
+test_fork(void)
+{
+	struct memcoop_client_stats st;
+	struct memcoop_event ev;
+	int fd, status, sig = SIGRTMIN + 3;
+	struct timespec to = { 2, 0 }, shortto = { 0, 500000000 };
+	sigset_t set;
+	siginfo_t si;
+	pid_t pid;
+
+	set_param("reclaim_interval_ms", 0);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	CHECK_OK(sigprocmask(SIG_BLOCK, &set, NULL));
+
+	fd = dev_open(MEMCOOP_FEATURE_RELAY);
+	CHECK_OK(reg(fd, "forker", 0, 300, (uint32_t)sig));
+	if ((pid = fork()) == 0) {
+		test_name = "mct-relay fork (child)";
+		/* the child shares the registration: it may not register again */
+		CHECK_ERR(reg(fd, "child", 0, 1, 0), EBUSY);
+		get_request(fd, &ev);
+		CHECK_OK(answer(fd, ev.seq, 7));
+		/* the signal went to the parent, not to us */
+		CHECK_ERR(sigtimedwait(&set, &si, &shortto), EAGAIN);
+		_exit(0);
+	}
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(sigtimedwait(&set, &si, &to) == sig);
+	/* the child's exit did not unregister the shared file */
+	CHECK_EQ(relay_stat("clients"), 1);
+	stats(fd, &st);
+	CHECK(st.requests >= 1);
+	CHECK_EQ(st.answers, 1);
+	CHECK_EQ(st.pages_freed, 7);
+
+	/* the parent closes first, the child keeps the file: still registered */
+	if ((pid = fork()) == 0) {
+		msleep(500);
+		CHECK_EQ(relay_stat("clients"), 1);
+		get_request(fd, &ev);
+		CHECK_OK(answer(fd, ev.seq, 0));
+		close(fd);
+		_exit(0);
+	}
+	close(fd);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(relay_stat("clients"), 0);
+	CHECK_OK(sigprocmask(SIG_UNBLOCK, &set, NULL));
+	set_param("reclaim_interval_ms", 100);
+	printf("fork: ok\n");
+}
+
+/* ---------------------------------------------------------------- threads */
+
+#define NFDS		4
+#define NTHREADS	8
+
+static int tfds[NFDS];
+static volatile int tstop;
+static long long tread[NFDS], tanswered[NFDS];
+static pthread_mutex_t tmtx = PTHREAD_MUTEX_INITIALIZER;
+
+static void *
+reader_thread(void *arg)
+{
+	struct pollfd pfd[NFDS];
+	struct memcoop_event ev[4];
+	int i, k;
+	ssize_t n;
+
+	(void)arg;
+	for (i = 0; i < NFDS; i++) {
+		pfd[i].fd = tfds[i];
+		pfd[i].events = POLLIN;
+	}
+	while (!tstop) {
+		if (poll(pfd, NFDS, 50) <= 0)
+			continue;
+		for (i = 0; i < NFDS; i++) {
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			n = read(tfds[i], ev, sizeof(ev));
+			if (n == -1 && errno == EAGAIN)
+				continue;	/* another thread took it */
+			if (n <= 0 || n % (ssize_t)sizeof(ev[0]))
+				fail(__LINE__, "read: %zd %s", n, strerror(errno));
+			for (k = 0; k < n / (ssize_t)sizeof(ev[0]); k++) {
+				if (ev[k].type != MEMCOOP_EVENT_SHRINK)
+					fail(__LINE__, "event type %u", ev[k].type);
+				if (answer(tfds[i], ev[k].seq, ev[k].shrink.pages / 2) == -1)
+					fail(__LINE__, "answer seq %llu: %s",
+					    (unsigned long long)ev[k].seq, strerror(errno));
+				pthread_mutex_lock(&tmtx);
+				tread[i]++;
+				tanswered[i]++;
+				pthread_mutex_unlock(&tmtx);
+			}
+		}
+	}
+	return NULL;
+}
+
+static uint64_t race_seq;
+static int race_fd, race_ok, race_already;
+static pthread_barrier_t race_bar;
+
+static void *
+race_thread(void *arg)
+{
+	int r;
+
+	(void)arg;
+	pthread_barrier_wait(&race_bar);
+	r = answer(race_fd, race_seq, 1);
+	pthread_mutex_lock(&tmtx);
+	if (r == 0)
+		race_ok++;
+	else if (errno == EALREADY)
+		race_already++;
+	else
+		fail(__LINE__, "racing answer: %s", strerror(errno));
+	pthread_mutex_unlock(&tmtx);
+	return NULL;
+}
+
+static void
+test_threads(void)
+{
+	struct memcoop_client_stats st;
+	struct memcoop_event ev;
+	pthread_t th[NTHREADS];
+	long long total = 0;
+	int i, round;
+
+	set_param("reclaim_interval_ms", 0);
+	set_param("relay_deadline_ms", 5000);	/* TCG is slow: nothing late */
+	for (i = 0; i < NFDS; i++) {
+		char name[16];
+
+		tfds[i] = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(fcntl(tfds[i], F_SETFL, O_NONBLOCK));
+		snprintf(name, sizeof(name), "thr%d", i);
+		CHECK_OK(reg(tfds[i], name, (uint32_t)i % 2, 1000 + 100 * (uint64_t)i, 0));
+	}
+	for (i = 0; i < NTHREADS; i++)
+		CHECK_EQ(pthread_create(&th[i], NULL, reader_thread, NULL), 0);
+	for (round = 0; round < 300; round++) {
+		trigger();
+		if (round % 50 == 0)
+			CHECK_OK(set_est(tfds[round / 50 % NFDS], 2000));
+		msleep(2);
+	}
+	msleep(1000);
+	tstop = 1;
+	for (i = 0; i < NTHREADS; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < NFDS; i++) {
+		stats(tfds[i], &st);
+		CHECK(st.requests > 0);
+		CHECK_EQ(st.requests, tread[i]);
+		CHECK_EQ(st.answers, tanswered[i]);
+		CHECK_EQ(st.missed, 0);
+		CHECK_EQ(st.late, 0);
+		CHECK_EQ(st.events_lost, 0);
+		total += st.requests;
+		close(tfds[i]);
+	}
+	CHECK(total >= 4);
+
+	/* eight threads answer the same request at once: exactly one wins */
+	race_fd = dev_open(MEMCOOP_FEATURE_RELAY);
+	CHECK_OK(reg(race_fd, "race", 0, 100, 0));
+	for (round = 0; round < 10; round++) {
+		get_request(race_fd, &ev);
+		race_seq = ev.seq;
+		race_ok = race_already = 0;
+		pthread_barrier_init(&race_bar, NULL, NTHREADS);
+		for (i = 0; i < NTHREADS; i++)
+			CHECK_EQ(pthread_create(&th[i], NULL, race_thread, NULL), 0);
+		for (i = 0; i < NTHREADS; i++)
+			pthread_join(th[i], NULL);
+		pthread_barrier_destroy(&race_bar);
+		CHECK_EQ(race_ok, 1);
+		CHECK_EQ(race_already, NTHREADS - 1);
+	}
+	stats(race_fd, &st);
+	CHECK_EQ(st.answers, 10);
+	CHECK_EQ(st.pages_freed, 10);
+	close(race_fd);
+	set_param("relay_deadline_ms", 200);
+	set_param("reclaim_interval_ms", 100);
+	printf("threads: ok (%lld requests over %d files, %d threads)\n", total, NFDS, NTHREADS);
+}
+
+/* -------------------------------------------------------------------- lib */
+
+static volatile int cb_calls;
+static uint64_t cb_pages;
+
+static size_t
+lib_cb(const struct memcoop_event *req, void *arg)
+{
+	(void)arg;
+	cb_calls++;
+	cb_pages = req->shrink.pages;
+	return req->shrink.pages + 10;	/* more than asked: the lib clamps */
+}
+
+static void
+test_lib(void)
+{
+	struct memcoop_client_stats st;
+	struct memcoop *mc;
+	int i, n;
+
+	set_param("reclaim_interval_ms", 0);
+	/* errors */
+	CHECK((mc = memcoop_open(MEMCOOP_FEATURE_RELAY)) != NULL);
+	CHECK_ERR(memcoop_register(mc, "", 0, 1, 0), EINVAL);
+	CHECK_ERR(memcoop_register(mc, "0123456789012345678901234567890123", 0, 1, 0), EINVAL);
+	CHECK_ERR(memcoop_register(mc, "lib", 16, 1, 0), EINVAL);
+	CHECK_ERR(memcoop_register(mc, "lib", 0, 1, 5), EINVAL);
+	CHECK_ERR(memcoop_relay_signal_mode(mc, SIGSEGV), EINVAL);
+	CHECK_EQ(memcoop_dispatch(mc), 0);	/* nothing pending, no blocking */
+	CHECK(strstr(memcoop_strerror(EALREADY), "answered") != NULL);
+
+	/* event-loop mode */
+	CHECK_OK(memcoop_register(mc, "lib", 0, 400, 0));
+	CHECK_ERR(memcoop_register(mc, "lib", 0, 400, 0), EBUSY);
+	CHECK_OK(memcoop_set_shrink_cb(mc, lib_cb, NULL));
+	for (n = 0, i = 0; i < 20 && n == 0; i++) {
+		struct pollfd pfd = { .fd = memcoop_fd(mc), .events = POLLIN };
+
+		trigger();
+		if (poll(&pfd, 1, 200) == 1)
+			CHECK_OK(n = memcoop_dispatch(mc));
+	}
+	CHECK_EQ(n, 1);
+	CHECK_EQ(cb_calls, 1);
+	CHECK_OK(memcoop_client_stats(mc, &st));
+	CHECK_EQ(st.answers, 1);
+	CHECK_EQ(st.pages_freed, cb_pages);
+
+	/* signal mode */
+	CHECK_OK(memcoop_relay_signal_mode(mc, SIGRTMIN + 1));
+	(void)memcoop_signal_seen();
+	for (i = 0; i < 40 && !memcoop_signal_seen(); i++) {
+		if (i % 4 == 0)
+			trigger();
+		msleep(50);
+	}
+	CHECK(i < 40);
+	CHECK_EQ(memcoop_dispatch(mc), 1);
+	CHECK_EQ(cb_calls, 2);
+
+	/* helper thread */
+	CHECK_OK(memcoop_relay_thread_start(mc));
+	CHECK_ERR(memcoop_relay_thread_start(mc), EBUSY);
+	for (i = 0; i < 40 && cb_calls < 3; i++) {
+		if (i % 4 == 0)
+			trigger();
+		msleep(50);
+	}
+	CHECK(cb_calls >= 3);
+	CHECK_OK(memcoop_relay_thread_stop(mc));
+	CHECK_OK(memcoop_client_stats(mc, &st));
+	CHECK_EQ(st.answers, (uint64_t)cb_calls);
+	CHECK_EQ(st.missed, 0);
+	CHECK_OK(memcoop_relay_thread_start(mc));
+	memcoop_close(mc);	/* with the thread started again: close stops it */
+	CHECK_EQ(relay_stat("clients"), 0);
+	set_param("reclaim_interval_ms", 100);
+	printf("lib: ok\n");
+}
+
+/* ------------------------------------------------------------------- fuzz */
+
+#define FUZZ_FDS	8
+
+struct meminfo {
+	long long memfree, slab, cg2k;
+};
+
+static long long
+slab_active(const char *cache)
+{
+	char line[512], name[64];
+	long long active, v = 0;
+	FILE *f;
+
+	if ((f = fopen("/proc/slabinfo", "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "%63s %lld", name, &active) == 2 && strcmp(name, cache) == 0)
+			v = active;
+	fclose(f);
+	return v;
+}
+
+static void
+meminfo(struct meminfo *m)
+{
+	write_file("/proc/sys/vm/drop_caches", "3");
+	msleep(200);
+	m->memfree = file_value("/proc/meminfo", "MemFree:");
+	m->slab = file_value("/proc/meminfo", "Slab:");
+	m->cg2k = slab_active("kmalloc-cg-2k");
+}
+
+static const uint32_t sane_features[] = {
+	0, MEMCOOP_FEATURE_RELAY, MEMCOOP_FEATURE_RELAY | MEMCOOP_FEATURE_VRANGE,
+};
+
+/* Each operation's errno must be one the ABI documents for it. */
+static void
+expect(int line, long r, const int *ok, int nok)
+{
+	int i;
+
+	if (r != -1)
+		return;
+	for (i = 0; i < nok; i++)
+		if (errno == ok[i])
+			return;
+	fail(line, "unexpected errno %d (%s)", errno, strerror(errno));
+}
+#define EXPECT(r, ...) do {						\
+	static const int _ok[] = { __VA_ARGS__ };			\
+	expect(__LINE__, (long)(r), _ok, (int)(sizeof(_ok) / sizeof(_ok[0]))); \
+} while (0)
+
+static uint64_t
+rnd(void)
+{
+	return ((uint64_t)random() << 32) ^ (uint64_t)random();
+}
+
+/* @nops random operations on @fds (FUZZ_FDS entries, -1 = closed). */
+static void
+fuzz_ops(int *fds, int nops, int depth)
+{
+	struct memcoop_event ev[4];
+	uint64_t seqs[16] = { 0 };
+	int i, op, k, status;
+	unsigned int nseq = 0;
+	long r;
+	pid_t pid;
+
+	memset(ev, 0, sizeof(ev));
+	for (i = 0; i < nops; i++) {
+		k = (int)(rnd() % FUZZ_FDS);
+		op = (int)(rnd() % 16);
+		if (fds[k] == -1 && op > 1)
+			op = 0;
+		switch (op) {
+		case 0: {	/* open + handshake, sometimes a bad one */
+			struct memcoop_api api;
+
+			if (fds[k] != -1)
+				close(fds[k]);
+			fds[k] = open(MEMCOOP_DEVICE, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+			if (fds[k] == -1)
+				fail(__LINE__, "open: %s", strerror(errno));
+			memset(&api, 0, sizeof(api));
+			api.api = rnd() % 8 ? MEMCOOP_API : rnd();
+			api.features = rnd() % 8 ? sane_features[rnd() % 3] : rnd();
+			if (rnd() % 16 == 0)
+				api.reserved[rnd() % 4] = rnd();
+			r = ioctl(fds[k], MEMCOOP_IOC_API, &api);
+			EXPECT(r, EINVAL);
+			break;
+		}
+		case 1:
+			if (fds[k] != -1)
+				close(fds[k]);
+			fds[k] = -1;
+			break;
+		case 2: case 3: {	/* register */
+			struct memcoop_register rg;
+
+			memset(&rg, 0, sizeof(rg));
+			snprintf((char *)rg.name, sizeof(rg.name), "fz%d-%d", getpid(), k);
+			if (rnd() % 10 == 0)
+				rg.name[rnd() % sizeof(rg.name)] = (uint8_t)rnd();
+			rg.priority = rnd() % 10 ? (uint32_t)(rnd() % 16) : (uint32_t)rnd();
+			/* valid signals are ones this process ignores */
+			if (rnd() % 10 == 0)
+				rg.signal = (uint32_t)(SIGRTMIN + (int)(rnd() % (uint64_t)(SIGRTMAX - SIGRTMIN + 1)));
+			else if (rnd() % 10 == 0)
+				rg.signal = (uint32_t)(rnd() % 2 ? rnd() % 32 : 65 + rnd() % 100);
+			rg.reclaimable = rnd() % 10 ? rnd() % 5000 : rnd();
+			if (rnd() % 20 == 0)
+				rg.flags = rnd();
+			if (rnd() % 20 == 0)
+				rg.reserved[rnd() % 2] = rnd();
+			r = ioctl(fds[k], MEMCOOP_IOC_REGISTER,
+			    rnd() % 30 ? (void *)&rg : (void *)(uintptr_t)rnd());
+			EXPECT(r, EINVAL, EBUSY, EFAULT);
+			break;
+		}
+		case 4:
+			r = set_est(fds[k], rnd() % 4 ? rnd() % 10000 : rnd());
+			EXPECT(r, EINVAL);
+			break;
+		case 5: case 6: case 7: {	/* read, answer */
+			ssize_t n = read(fds[k], ev, rnd() % 8 ? sizeof(ev) : rnd() % 200);
+			int j;
+
+			EXPECT(n, EAGAIN, EINVAL);
+			for (j = 0; n > 0 && j < n / (ssize_t)sizeof(ev[0]); j++) {
+				if (ev[j].type != MEMCOOP_EVENT_SHRINK &&
+				    ev[j].type != MEMCOOP_EVENT_LOST)
+					fail(__LINE__, "event type %u", ev[j].type);
+				if (ev[j].type == MEMCOOP_EVENT_SHRINK)
+					seqs[nseq++ % 16] = ev[j].seq;
+				if (ev[j].type == MEMCOOP_EVENT_SHRINK && rnd() % 4) {
+					r = answer(fds[k], ev[j].seq,
+					    rnd() % 8 ? ev[j].shrink.pages : rnd() % 100);
+					EXPECT(r, ERANGE);
+				}
+			}
+			break;
+		}
+		case 8: {	/* answer something: old, random, twice */
+			uint64_t seq = rnd() % 2 ? seqs[rnd() % 16] : rnd() % 100000;
+
+			r = answer(fds[k], seq, rnd() % 4 ? rnd() % 64 : rnd());
+			EXPECT(r, EINVAL, ENOENT, EALREADY, ERANGE);
+			break;
+		}
+		case 9: {
+			struct memcoop_client_stats st;
+
+			memset(&st, 0, sizeof(st));
+			if (rnd() % 10 == 0)
+				st.reserved[0] = 1;
+			r = ioctl(fds[k], MEMCOOP_IOC_CLIENT_STATS, &st);
+			EXPECT(r, EINVAL);
+			break;
+		}
+		case 10:	/* unknown or mis-sized commands */
+			/* the relay's numbers (wrong sizes mostly) or unused ones */
+			r = ioctl(fds[k], _IOC(rnd() % 4, MEMCOOP_IOC_MAGIC,
+			    rnd() % 2 ? 0x30 + rnd() % 16 : rnd() % 5, rnd() % 128), &ev);
+			EXPECT(r, ENOTTY, EINVAL, EFAULT, EBUSY, ENOENT, EALREADY, ERANGE);
+			break;
+		case 11:
+			if (rnd() % 8 == 0)
+				trigger();
+			break;
+		case 12:
+			if (fds[(k + 1) % FUZZ_FDS] != -1)
+				close(fds[(k + 1) % FUZZ_FDS]);
+			fds[(k + 1) % FUZZ_FDS] = dup(fds[k]);
+			break;
+		case 13:	/* fork: the child works on the shared files */
+			if (depth > 1 || rnd() % 4)
+				break;
+			if ((pid = fork()) == 0) {
+				/* inherited files: shared registrations */
+				srandom((unsigned int)getpid());
+				fuzz_ops(fds, 50 + (int)(rnd() % 200), depth + 1);
+				_exit(0);
+			}
+			if (pid == -1)
+				break;
+			if (rnd() % 2) {
+				msleep((unsigned int)(rnd() % 30));
+				kill(pid, SIGKILL);
+			}
+			CHECK_EQ(waitpid(pid, &status, 0), pid);
+			if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+				exit(WEXITSTATUS(status));
+			break;
+		case 14: {	/* poll */
+			struct pollfd pfd = { .fd = fds[k], .events = POLLIN };
+
+			(void)poll(&pfd, 1, (int)(rnd() % 3));
+			break;
+		}
+		default:	/* blocking read interrupted by an alarm */
+			if (rnd() % 16)
+				break;
+			CHECK_OK(fcntl(fds[k], F_SETFL, 0));
+			ualarm(20000, 0);
+			r = read(fds[k], ev, sizeof(ev));
+			ualarm(0, 0);
+			EXPECT(r, EINTR, EINVAL);
+			if (r > 0 && ev[0].type == MEMCOOP_EVENT_SHRINK)
+				seqs[nseq++ % 16] = ev[0].seq;
+			CHECK_OK(fcntl(fds[k], F_SETFL, O_NONBLOCK));
+			break;
+		}
+	}
+}
+
+static void
+fuzz_run(int nops)
+{
+	int fds[FUZZ_FDS], i;
+
+	for (i = 0; i < FUZZ_FDS; i++)
+		fds[i] = -1;
+	fuzz_ops(fds, nops, 0);
+	for (i = 0; i < FUZZ_FDS; i++)
+		if (fds[i] != -1)
+			close(fds[i]);
+}
+
+static void
+alarm_handler(int sig)
+{
+	(void)sig;
+}
+
+static void
+test_fuzz(int secs, int procs)
+{
+	struct meminfo before, after;
+	struct sigaction sa;
+	uint64_t end;
+	int i, status, bad = 0;
+	pid_t pid;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = alarm_handler;	/* no SA_RESTART: read() gets EINTR */
+	sigaction(SIGALRM, &sa, NULL);
+	for (i = SIGRTMIN; i <= SIGRTMAX; i++)
+		signal(i, SIG_IGN);	/* registrations may ask for them */
+	set_param("reclaim_interval_ms", 0);
+	set_param("relay_deadline_ms", 20);
+
+	/* warm up the caches the test itself uses, then measure */
+	if ((pid = fork()) == 0) {
+		srandom(1);
+		fuzz_run(2000);
+		_exit(0);
+	}
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(relay_stat("clients"), 0);
+	meminfo(&before);
+
+	end = now_ns() + (uint64_t)secs * 1000000000ull;
+	for (i = 0; i < procs; i++) {
+		if ((pid = fork()) == 0) {
+			srandom((unsigned int)(time(NULL) ^ getpid()));
+			while (now_ns() < end)
+				fuzz_run(500);
+			_exit(0);
+		}
+		CHECK(pid != -1);
+	}
+	while ((pid = wait(&status)) > 0)
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			fprintf(stderr, "fuzz process %d: status %#x\n", pid, status);
+			bad = 1;
+		}
+	CHECK(!bad);
+	CHECK_EQ(relay_stat("clients"), 0);
+	set_param("relay_deadline_ms", 200);
+	set_param("reclaim_interval_ms", 100);
+	printf("fuzz: %lld requests, %lld answered, %lld late, %lld missed, %lld bad answers\n",
+	    relay_stat("requests"), relay_stat("answered"), relay_stat("late"),
+	    relay_stat("missed"), relay_stat("bad_answers"));
+
+	meminfo(&after);
+	printf("fuzz: MemFree %lld -> %lld kB, Slab %lld -> %lld kB, kmalloc-cg-2k %lld -> %lld\n",
+	    before.memfree, after.memfree, before.slab, after.slab, before.cg2k, after.cg2k);
+	/* mc_client lives in kmalloc-cg-2k: every one must be gone */
+	CHECK(after.cg2k <= before.cg2k + 2);
+	CHECK(after.slab <= before.slab + 256);
+	CHECK(after.memfree >= before.memfree - 2048);
+	printf("fuzz: ok\n");
+}
+
+/* ----------------------------------------------------------------- client */
+
+/* For host-driven tests: serve requests and print them. */
+static void
+run_client(const char *name, uint64_t pages, int silent)
+{
+	struct memcoop_event ev;
+	uint64_t t;
+	int fd;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fd = dev_open(MEMCOOP_FEATURE_RELAY);
+	CHECK_OK(reg(fd, name, 0, pages, 0));
+	printf("READY %s %llu\n", name, (unsigned long long)pages);
+	for (;;) {
+		if (!next_event(fd, &ev, 1000))
+			continue;
+		if (ev.type != MEMCOOP_EVENT_SHRINK)
+			continue;
+		t = now_ns();
+		printf("REQ seq=%llu reason=%u level=%u pages=%llu latency_us=%llu deadline_ms=%llu\n",
+		    (unsigned long long)ev.seq, ev.shrink.reason, ev.shrink.level,
+		    (unsigned long long)ev.shrink.pages,
+		    (unsigned long long)((t - ev.timestamp_ns) / 1000),
+		    (unsigned long long)((ev.shrink.deadline_ns - ev.timestamp_ns) / 1000000));
+		if (!silent && answer(fd, ev.seq, 0) == -1)
+			printf("ANSWER-ERROR %s\n", strerror(errno));
+	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc < 2)
+		goto usage;
+	if (access(MEMCOOP_DEVICE, F_OK) == -1) {
+		printf("SKIP: " MEMCOOP_DEVICE " missing (memcoop.ko not loaded)\n");
+		return 77;
+	}
+	if (strcmp(argv[1], "badargs") == 0)
+		test_badargs();
+	else if (strcmp(argv[1], "requests") == 0)
+		test_requests();
+	else if (strcmp(argv[1], "exit") == 0)
+		test_exit();
+	else if (strcmp(argv[1], "fork") == 0)
+		test_fork();
+	else if (strcmp(argv[1], "threads") == 0)
+		test_threads();
+	else if (strcmp(argv[1], "lib") == 0)
+		test_lib();
+	else if (strcmp(argv[1], "fuzz") == 0 && argc >= 3)
+		test_fuzz(atoi(argv[2]), argc >= 4 ? atoi(argv[3]) : 4);
+	else if (strcmp(argv[1], "client") == 0 && argc == 5)
+		run_client(argv[2], strtoull(argv[3], NULL, 0), strcmp(argv[4], "silent") == 0);
+	else
+		goto usage;
+	return 0;
+usage:
+	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|"
+	    "fuzz SECS [PROCS]|client NAME PAGES answer|silent\n");
+	return 2;
+}
