@@ -22,13 +22,20 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
 #define MEMCOOPD_CONF		"/etc/memcoop/memcoopd.conf"
 #define MEMCOOPD_SOCK		"/run/memcoop/memcoopd.sock"
 #define MEMCOOPD_USER_GROUP	"memcoop"
 
 #define GUEST_NAME_MAX		64	/* including the NUL */
 #define REASON_MAX		160	/* a policy decision's reason */
-#define MIB			(1024ULL * 1024ULL)
+#define MIB			((uint64_t)1 << 20)
 
 struct event_base;
 struct memcoopd;
@@ -264,7 +271,7 @@ int	 policy_run(const struct policy_params *, const struct host_stats *,
 void	 policy_defaults(struct policy_params *);
 
 /* ------------------------------------------------------------------ */
-/* The daemon (memcoopd.c) */
+/* The daemon (memcoopd.c) and the guest list (guest.c) */
 
 struct memcoopd {
 	struct event_base	*base;
@@ -303,6 +310,8 @@ void		 guest_update_actual(struct memcoopd *, struct guest *, uint64_t);
 /* Set a target after clamping it to the guest's limits; logs @reason. */
 int		 guest_apply_target(struct memcoopd *, struct guest *, uint64_t,
 		    const char *reason);
+/* The policy's view of @g (guest.c). */
+void		 guest_to_policy(const struct guest *, struct policy_guest *);
 
 /* ------------------------------------------------------------------ */
 /* Control socket (control.c) and metrics (metrics.c) */
@@ -311,7 +320,12 @@ struct control;
 struct metrics;
 int	 control_init(struct memcoopd *, const char *path, gid_t gid);
 void	 control_close(struct memcoopd *);
+/* Push a status event to the watchers; called once per tick. */
+void	 control_tick(struct memcoopd *);
 int	 metrics_init(struct memcoopd *, const char *addr, uint16_t port);
 void	 metrics_close(struct memcoopd *);
+struct evbuffer;
+/* The Prometheus text of the current state into @b. */
+void	 metrics_render(struct memcoopd *, struct evbuffer *b);
 
 #endif /* MEMCOOPD_H */

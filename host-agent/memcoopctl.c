@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * memcoopctl: the operator's command line for memcoopd.
+ *
+ * Exit codes: 0 done; 1 memcoopd refused or failed the request; 2 usage;
+ * 3 memcoopd not reachable; 4 permission denied; 5 no such guest.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "memcoopd.h"
+#include "memcoopd_ctl.h"
+
+#define EX_OK		0
+#define EX_FAIL		1
+#define EX_USAGE	2
+#define EX_NODAEMON	3
+#define EX_PERM		4
+#define EX_NOGUEST	5
+
+static const char	*sock_path = MEMCOOPD_SOCK;
+static int		 json_out;
+static int		 sock_fd = -1;
+static uint32_t		 seq;
+
+struct cmd {
+	const char	*name;
+	int		(*fn)(int, char **);
+	const char	*args;
+	const char	*help;
+};
+
+static int	ctl_status(int, char **);
+static int	ctl_set(int, char **);
+static int	ctl_watch(int, char **);
+static int	ctl_ksm(int, char **);
+
+static const struct cmd cmds[] = {
+	{ "status",	ctl_status,	"[GUEST]",
+	    "show the host and every guest (or one)" },
+	{ "set",	ctl_set,	"GUEST target|min|max|weight|mode VALUE",
+	    "change a guest's settings (root)" },
+	{ "watch",	ctl_watch,	"[GUEST]",
+	    "show the status live, once per tick" },
+	{ "ksm",	ctl_ksm,	"status|on|off|auto",
+	    "show or set host page merging (changes: root)" },
+	{ NULL, NULL, NULL, NULL }
+};
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	const struct cmd *c;
+
+	fprintf(stderr, "usage: memcoopctl [-j] [-s socket] command [args]\n"
+	    "  -j, --json         machine-readable output (read commands)\n"
+	    "  -s, --socket PATH  memcoopd's control socket (default %s)\n"
+	    "commands:\n", MEMCOOPD_SOCK);
+	for (c = cmds; c->name != NULL; c++)
+		fprintf(stderr, "  %s %s\n      %s\n", c->name, c->args,
+		    c->help);
+	fprintf(stderr, "sizes: 1536M, 2G, or bytes; modes: auto, fixed, "
+	    "manual; weight: 1..%d; min/max: none unsets\n", GUEST_WEIGHT_MAX);
+	exit(EX_USAGE);
+}
+
+/* ------------------------------------------------------------------ */
+/* Talking to memcoopd */
+
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = read(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+send_req(uint32_t type, json_t *obj)
+{
+	struct mcctl_hdr h;
+	char *s = json_dumps(obj, JSON_COMPACT);
+	int rv = -1;
+
+	json_decref(obj);
+	if (s == NULL)
+		return -1;
+	if (mcctl_hdr_init(&h, type, ++seq, strlen(s)) == 0 &&
+	    write_all(sock_fd, &h, sizeof(h)) == 0 &&
+	    write_all(sock_fd, s, h.len) == 0)
+		rv = 0;
+	free(s);
+	return rv;
+}
+
+/* One message from memcoopd; NULL on EOF or a protocol error. */
+static json_t *
+recv_msg(uint32_t *type)
+{
+	struct mcctl_hdr h;
+	const char *payload, *err;
+	char *buf;
+	json_t *o;
+	ssize_t n;
+
+	if (read_all(sock_fd, &h, sizeof(h)) == -1)
+		return NULL;
+	if (h.magic != MCCTL_MAGIC || h.version != MCCTL_VERSION ||
+	    h.len > MCCTL_MAX_PAYLOAD) {
+		fprintf(stderr, "memcoopctl: bad reply header from memcoopd\n");
+		return NULL;
+	}
+	if ((buf = malloc(sizeof(h) + h.len)) == NULL)
+		return NULL;
+	memcpy(buf, &h, sizeof(h));
+	if (read_all(sock_fd, buf + sizeof(h), h.len) == -1) {
+		free(buf);
+		return NULL;
+	}
+	n = mcctl_parse(buf, sizeof(h) + h.len, &h, &payload, &err);
+	if (n <= 0) {
+		fprintf(stderr, "memcoopctl: bad reply from memcoopd: %s\n",
+		    err != NULL ? err : "truncated");
+		free(buf);
+		return NULL;
+	}
+	o = json_loadb(payload, h.len, 0, NULL);
+	free(buf);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		fprintf(stderr, "memcoopctl: reply is not a JSON object\n");
+		return NULL;
+	}
+	*type = h.type;
+	return o;
+}
+
+static int
+error_exit(json_t *reply)
+{
+	const char *msg = json_string_value(json_object_get(reply, "error"));
+	int code = (int)json_integer_value(json_object_get(reply, "code"));
+
+	fprintf(stderr, "memcoopctl: %s\n", msg != NULL ? msg : "error");
+	if (code == EPERM)
+		return EX_PERM;
+	if (code == ENOENT)
+		return EX_NOGUEST;
+	return EX_FAIL;
+}
+
+/* Connect and say hello; exits on failure. */
+static void
+ctl_connect(void)
+{
+	struct sockaddr_un sun;
+	uint32_t type;
+	json_t *r;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(sock_path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "memcoopctl: socket path too long\n");
+		exit(EX_USAGE);
+	}
+	strcpy(sun.sun_path, sock_path);
+	if ((sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(sock_fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		int e = errno;
+
+		fprintf(stderr, "memcoopctl: cannot reach memcoopd at %s: %s\n",
+		    sock_path, strerror(e));
+		if (e == ENOENT || e == ECONNREFUSED)
+			fprintf(stderr, "memcoopctl: is memcoopd running? "
+			    "(systemctl status memcoopd)\n");
+		else if (e == EACCES)
+			fprintf(stderr, "memcoopctl: reading needs root or "
+			    "membership in memcoopd's socket-group\n");
+		exit(e == EACCES ? EX_PERM : EX_NODAEMON);
+	}
+	if (send_req(MCCTL_HELLO, json_pack("{s:i, s:s}", "version",
+	    MCCTL_VERSION, "client", "memcoopctl")) == -1 ||
+	    (r = recv_msg(&type)) == NULL) {
+		fprintf(stderr, "memcoopctl: memcoopd closed the connection\n");
+		exit(EX_NODAEMON);
+	}
+	if (type != MCCTL_R_OK)
+		exit(error_exit(r));
+	json_decref(r);
+}
+
+/* Send a request, wait for its reply; exits on an error reply. */
+static json_t *
+request(uint32_t type, json_t *obj)
+{
+	uint32_t rtype;
+	json_t *r;
+
+	ctl_connect();
+	if (send_req(type, obj) == -1 || (r = recv_msg(&rtype)) == NULL) {
+		fprintf(stderr, "memcoopctl: memcoopd closed the connection\n");
+		exit(EX_NODAEMON);
+	}
+	if (rtype == MCCTL_R_ERROR)
+		exit(error_exit(r));
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Output */
+
+static json_int_t
+geti(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+static const char *
+gets_(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s != NULL ? s : "-";
+}
+
+static const char *
+size_str(json_int_t b, char *buf, size_t len)
+{
+	double v = (double)b;
+
+	if (b <= 0)
+		snprintf(buf, len, "-");
+	else if (b >= (json_int_t)(10ULL << 30))
+		snprintf(buf, len, "%.1fG", v / (1 << 30));
+	else
+		snprintf(buf, len, "%.0fM", v / (1 << 20));
+	return buf;
+}
+
+static void
+print_ksm_line(json_t *k)
+{
+	char a[32], b[32];
+
+	if (k == NULL || strcmp(gets_(k, "mode"), "unmanaged") == 0) {
+		printf("ksm: not managed by memcoopd\n");
+		return;
+	}
+	printf("ksm: %s (%s, ksmd %s), saving %s, estimate %s, "
+	    "pages_to_scan %lld\n", gets_(k, "mode"), gets_(k, "phase"),
+	    json_is_true(json_object_get(k, "run")) ? "running" : "stopped",
+	    size_str(geti(k, "saving_bytes"), a, sizeof(a)),
+	    size_str(geti(k, "estimate_bytes"), b, sizeof(b)),
+	    (long long)geti(k, "pages_to_scan"));
+}
+
+static void
+print_status(json_t *st)
+{
+	json_t *h = json_object_get(st, "host"), *gs, *g;
+	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+	size_t i;
+
+	printf("host: MemAvailable %s of %s (floor %s), memory PSI some %.2f%% "
+	    "full %.2f%%, automatic mode %s\n",
+	    size_str(geti(h, "mem_available"), b1, sizeof(b1)),
+	    size_str(geti(h, "mem_total"), b2, sizeof(b2)),
+	    size_str(geti(h, "floor"), b3, sizeof(b3)),
+	    json_real_value(json_object_get(h, "psi_some_avg10")),
+	    json_real_value(json_object_get(h, "psi_full_avg10")),
+	    json_is_true(json_object_get(st, "auto")) ? "on" : "off");
+	print_ksm_line(json_object_get(st, "ksm"));
+	gs = json_object_get(st, "guests");
+	if (json_array_size(gs) == 0) {
+		printf("no guests\n");
+		return;
+	}
+	printf("%-16s %-7s %-6s %7s %7s %7s %-15s %4s %-8s %6s  %s\n",
+	    "GUEST", "STATE", "MODE", "TARGET", "ACTUAL", "USABLE", "LIMITS",
+	    "W", "PRESSURE", "KSM", "LAST CHANGE");
+	json_array_foreach(gs, i, g) {
+		char lim[40];
+
+		snprintf(lim, sizeof(lim), "%s..%s",
+		    size_str(geti(g, "limit_lo"), b4, sizeof(b4)),
+		    size_str(geti(g, "limit_hi"), b5, sizeof(b5)));
+		printf("%-16s %-7s %-6s %7s %7s %7s %-15s %4lld %-8s %6s  %s\n",
+		    gets_(g, "name"), gets_(g, "state"), gets_(g, "mode"),
+		    size_str(geti(g, "target"), b1, sizeof(b1)),
+		    size_str(geti(g, "actual"), b2, sizeof(b2)),
+		    size_str(geti(g, "usable"), b3, sizeof(b3)), lim,
+		    (long long)geti(g, "weight"), gets_(g, "pressure"),
+		    size_str(geti(g, "ksm_saving"), b6, sizeof(b6)),
+		    gets_(g, "reason")[0] ? gets_(g, "reason") : "-");
+	}
+}
+
+static void
+print_json(json_t *o)
+{
+	char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+	if (s != NULL) {
+		puts(s);
+		free(s);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Commands */
+
+static int
+ctl_status(int argc, char **argv)
+{
+	json_t *r;
+
+	if (argc > 2)
+		usage();
+	r = request(MCCTL_STATUS, argc == 2 ?
+	    json_pack("{s:s}", "guest", argv[1]) : json_object());
+	if (json_out)
+		print_json(r);
+	else
+		print_status(r);
+	json_decref(r);
+	return EX_OK;
+}
+
+static int
+ctl_set(int argc, char **argv)
+{
+	static const char *keys[] = { "target", "min", "max", "weight",
+	    "mode", NULL };
+	const char **k;
+	json_t *r;
+
+	if (argc != 4)
+		usage();
+	for (k = keys; *k != NULL; k++)
+		if (strcmp(*k, argv[2]) == 0)
+			break;
+	if (*k == NULL) {
+		fprintf(stderr, "memcoopctl: set: unknown setting \"%s\" "
+		    "(target, min, max, weight, mode)\n", argv[2]);
+		return EX_USAGE;
+	}
+	r = request(MCCTL_SET, json_pack("{s:s, s:s, s:s}", "guest", argv[1],
+	    "key", argv[2], "value", argv[3]));
+	if (json_out) {
+		print_json(r);
+	} else {
+		char b1[32], b2[32], b3[32];
+
+		printf("%s: mode %s, target %s, limits %s..%s, weight %lld\n",
+		    gets_(r, "name"), gets_(r, "mode"),
+		    size_str(geti(r, "target"), b1, sizeof(b1)),
+		    size_str(geti(r, "limit_lo"), b2, sizeof(b2)),
+		    size_str(geti(r, "limit_hi"), b3, sizeof(b3)),
+		    (long long)geti(r, "weight"));
+	}
+	json_decref(r);
+	return EX_OK;
+}
+
+static int
+ctl_watch(int argc, char **argv)
+{
+	uint32_t type;
+	json_t *r;
+
+	if (argc > 2)
+		usage();
+	r = request(MCCTL_WATCH, argc == 2 ?
+	    json_pack("{s:s}", "guest", argv[1]) : json_object());
+	for (;;) {
+		if (json_out) {
+			char *s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+
+			if (s != NULL)
+				printf("%s\n", s);
+			free(s);
+		} else {
+			if (isatty(STDOUT_FILENO))
+				printf("\033[H\033[2J");
+			print_status(r);
+			printf("\n");
+		}
+		fflush(stdout);
+		json_decref(r);
+		if ((r = recv_msg(&type)) == NULL) {
+			fprintf(stderr, "memcoopctl: memcoopd went away\n");
+			return EX_NODAEMON;
+		}
+		if (type == MCCTL_R_ERROR)
+			return error_exit(r);
+	}
+}
+
+static int
+ctl_ksm(int argc, char **argv)
+{
+	json_t *r;
+
+	if (argc != 2)
+		usage();
+	if (strcmp(argv[1], "status") == 0) {
+		r = request(MCCTL_KSM_STATUS, json_object());
+	} else if (strcmp(argv[1], "on") == 0 || strcmp(argv[1], "off") == 0 ||
+	    strcmp(argv[1], "auto") == 0) {
+		r = request(MCCTL_KSM_SET, json_pack("{s:s}", "mode", argv[1]));
+	} else {
+		fprintf(stderr, "memcoopctl: ksm: expected status, on, off or "
+		    "auto\n");
+		return EX_USAGE;
+	}
+	if (json_out)
+		print_json(r);
+	else
+		print_ksm_line(r);
+	json_decref(r);
+	return EX_OK;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "json",	no_argument,		NULL, 'j' },
+		{ "socket",	required_argument,	NULL, 's' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct cmd *c;
+	int ch, i, n;
+
+	/* --json may also come after the command */
+	for (i = 1, n = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+			json_out = 1;
+		else
+			argv[n++] = argv[i];
+	}
+	argc = n;
+	argv[argc] = NULL;
+	while ((ch = getopt_long(argc, argv, "+js:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			json_out = 1;
+			break;
+		case 's':
+			sock_path = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+	signal(SIGPIPE, SIG_IGN);
+	for (c = cmds; c->name != NULL; c++)
+		if (strcmp(c->name, argv[0]) == 0)
+			return c->fn(argc, argv);
+	fprintf(stderr, "memcoopctl: unknown command \"%s\"\n", argv[0]);
+	usage();
+}

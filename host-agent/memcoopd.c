@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * memcoopd: the host agent.  Keeps the guest list, runs the policy once
+ * per tick, applies targets through the backend, serves the control
+ * socket and the metrics, and on a clean shutdown leaves every guest at a
+ * sane size.
+ */
+#include <sys/stat.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "memcoopd.h"
+#ifdef HAVE_KSM
+#include "ksm.h"
+#endif
+
+static struct event	*ev_tick;
+
+/* ------------------------------------------------------------------ */
+/* The tick */
+
+static void
+run_policy(struct memcoopd *md)
+{
+	struct policy_guest *pgs;
+	struct guest *g, **gp;
+	size_t i = 0, n = md->nguests;
+	uint64_t now = now_ms();
+
+	if (n == 0)
+		return;
+	pgs = calloc(n, sizeof(*pgs));
+	gp = calloc(n, sizeof(*gp));
+	if (pgs == NULL || gp == NULL) {
+		log_warn("%s", __func__);
+		goto out;
+	}
+	TAILQ_FOREACH(g, &md->guests, entry) {
+		guest_to_policy(g, &pgs[i]);
+		if (!md->conf->auto_enabled && g->set.mode == GMODE_AUTO)
+			pgs[i].set.mode = GMODE_MANUAL;
+		gp[i++] = g;
+	}
+	policy_run(&md->conf->pol, &md->host, pgs, n, now);
+	for (i = 0; i < n; i++) {
+		g = gp[i];
+		g->pst = pgs[i].st;
+		if (!pgs[i].changed)
+			continue;
+		if (guest_apply_target(md, g, pgs[i].target, pgs[i].reason)
+		    == -1)
+			/* try again next tick rather than believe it moved */
+			g->pst.last_change = 0;
+	}
+out:
+	free(pgs);
+	free(gp);
+}
+
+#ifdef HAVE_KSM
+static void
+run_ksm(struct memcoopd *md)
+{
+	pid_t pids[md->nguests > 0 ? md->nguests : 1];
+	struct guest *g;
+	size_t n = 0;
+
+	TAILQ_FOREACH(g, &md->guests, entry) {
+		if (g->state == GUEST_ONLINE && g->qemu_pid > 0) {
+			pids[n++] = g->qemu_pid;
+			g->ksm_saving = ksm_guest_saving_bytes(g->qemu_pid);
+		} else {
+			g->ksm_saving = 0;
+		}
+	}
+	if (md->ksm != NULL)
+		ksm_tick(md->ksm, pids, n);
+}
+#endif
+
+static void
+tick_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct memcoopd *md = arg;
+	struct guest *g;
+
+	(void)fd;
+	(void)ev;
+	md->ticks++;
+	if (hostinfo_read(md->conf->procdir, &md->host) == -1 &&
+	    md->ticks == 1)
+		log_warnx("cannot read host memory state from %s",
+		    md->conf->procdir ? md->conf->procdir : "/proc");
+	if (md->backend->poll_stats != NULL)
+		TAILQ_FOREACH(g, &md->guests, entry)
+			if (g->state == GUEST_ONLINE)
+				(void)md->backend->poll_stats(md, g);
+	run_policy(md);
+#ifdef HAVE_KSM
+	run_ksm(md);
+#endif
+	control_tick(md);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shutdown */
+
+/*
+ * Leave every guest at a sane size: guests the policy managed go back to
+ * the most the operator allows (their upper limit), fixed guests stay at
+ * their fixed target, manual guests are not touched.
+ */
+static void
+restore_guests(struct memcoopd *md)
+{
+	struct policy_guest pg;
+	struct guest *g;
+	uint64_t lo, hi;
+
+	TAILQ_FOREACH(g, &md->guests, entry) {
+		if (g->state != GUEST_ONLINE || g->set.mode != GMODE_AUTO ||
+		    g->target == 0)
+			continue;
+		guest_to_policy(g, &pg);
+		if (policy_limits(&md->conf->pol, &pg, &lo, &hi) == -1)
+			continue;
+		if (g->target != hi)
+			(void)guest_apply_target(md, g, hi,
+			    "shutdown: back to the upper limit");
+	}
+}
+
+static void
+shutdown_done_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct memcoopd *md = arg;
+
+	(void)fd;
+	(void)ev;
+	event_base_loopbreak(md->base);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	struct memcoopd *md = arg;
+	struct timeval tv = { 1, 0 };
+
+	(void)ev;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: configuration reload is not supported; "
+		    "restart memcoopd to apply a new configuration");
+		return;
+	}
+	if (md->shutting_down) {
+		log_info("second signal, exiting now");
+		event_base_loopbreak(md->base);
+		return;
+	}
+	md->shutting_down = 1;
+	log_info("signal %d: shutting down", (int)sig);
+	if (ev_tick != NULL)
+		event_del(ev_tick);
+	control_close(md);
+	metrics_close(md);
+	if (md->conf->shutdown_restore)
+		restore_guests(md);
+	/* let the backend's last commands reach the guests */
+	event_base_once(md->base, -1, EV_TIMEOUT, shutdown_done_cb, md, &tv);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: memcoopd [-dnv] [-f config] [-s socket]\n"
+	    "  -d, --foreground   stay in the foreground, log to stderr\n"
+	    "  -n, --check        check the configuration and exit\n"
+	    "  -v, --verbose      log debug messages (twice: more)\n"
+	    "  -f, --config FILE  configuration file (default %s)\n"
+	    "  -s, --socket PATH  control socket (default %s)\n",
+	    MEMCOOPD_CONF, MEMCOOPD_SOCK);
+	exit(2);
+}
+
+static const struct backend_ops *
+pick_backend(const struct config *conf)
+{
+	if (conf->backend == BACKEND_LIBVIRT) {
+#ifdef HAVE_VIRT
+		return &virt_backend;
+#else
+		return NULL;
+#endif
+	}
+	return &qmp_backend;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "foreground",	no_argument,		NULL, 'd' },
+		{ "check",	no_argument,		NULL, 'n' },
+		{ "verbose",	no_argument,		NULL, 'v' },
+		{ "config",	required_argument,	NULL, 'f' },
+		{ "socket",	required_argument,	NULL, 's' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct memcoopd md;
+	struct config conf;
+	struct event *ev_int, *ev_term, *ev_hup;
+	struct timeval tv;
+	const char *cfpath = MEMCOOPD_CONF, *sockpath = NULL;
+	int ch, foreground = 0, check = 0, verbose = 0, cfgiven = 0;
+	char err[512];
+
+	while ((ch = getopt_long(argc, argv, "dnvf:s:h", longopts, NULL))
+	    != -1) {
+		switch (ch) {
+		case 'd':
+			foreground = 1;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'f':
+			cfpath = optarg;
+			cfgiven = 1;
+			break;
+		case 's':
+			sockpath = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	log_init(1, verbose, "memcoopd");
+	config_init(&conf);
+	if (access(cfpath, F_OK) == -1 && errno == ENOENT && !cfgiven &&
+	    !check) {
+		log_info("no %s, using the defaults", cfpath);
+	} else if (config_load(&conf, cfpath, err, sizeof(err)) == -1) {
+		fprintf(stderr, "memcoopd: %s\n", err);
+		return 1;
+	}
+	if (sockpath != NULL) {
+		free(conf.sock_path);
+		if ((conf.sock_path = strdup(sockpath)) == NULL)
+			fatal("strdup");
+	}
+	if (conf.sock_path == NULL &&
+	    (conf.sock_path = strdup(MEMCOOPD_SOCK)) == NULL)
+		fatal("strdup");
+	if (conf.backend == BACKEND_LIBVIRT && conf.libvirt_uri == NULL &&
+	    (conf.libvirt_uri = strdup("qemu:///system")) == NULL)
+		fatal("strdup");
+	if (pick_backend(&conf) == NULL) {
+		fprintf(stderr, "memcoopd: %s: backend libvirt: this memcoopd "
+		    "was built without libvirt support\n", cfpath);
+		return 1;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		config_free(&conf);
+		return 0;
+	}
+
+	if (!foreground) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		log_init(0, verbose, "memcoopd");
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&md, 0, sizeof(md));
+	TAILQ_INIT(&md.guests);
+	md.conf = &conf;
+	md.started = now_ms();
+	md.ksm_mode = -1;
+	if ((md.base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+
+	md.backend = pick_backend(&conf);
+	if (control_init(&md, conf.sock_path, conf.sock_gid) == -1)
+		fatalx("cannot open the control socket %s", conf.sock_path);
+	if (conf.metrics_addr != NULL &&
+	    metrics_init(&md, conf.metrics_addr, conf.metrics_port) == -1)
+		fatalx("cannot serve metrics on %s:%u", conf.metrics_addr,
+		    conf.metrics_port);
+#ifdef HAVE_KSM
+	ksm_log_hook = vlog;
+	if (conf.ksm_mode != KSMC_UNSET) {
+		if (ksm_init(&md.ksm, conf.ksm_sysfs ? conf.ksm_sysfs :
+		    "/sys/kernel/mm/ksm", (enum ksm_mode)conf.ksm_mode) == -1) {
+			log_warnx("KSM control unavailable; leaving KSM alone");
+			md.ksm = NULL;
+		} else {
+			md.ksm_mode = conf.ksm_mode;
+		}
+	}
+#else
+	if (conf.ksm_mode != KSMC_UNSET)
+		log_warnx("built without KSM support; ksm setting ignored");
+#endif
+	if (md.backend->init(&md, &conf) == -1)
+		fatalx("backend %s failed to start", md.backend->name);
+
+	ev_int = evsignal_new(md.base, SIGINT, signal_cb, &md);
+	ev_term = evsignal_new(md.base, SIGTERM, signal_cb, &md);
+	ev_hup = evsignal_new(md.base, SIGHUP, signal_cb, &md);
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_hup, NULL);
+
+	ev_tick = event_new(md.base, -1, EV_PERSIST, tick_cb, &md);
+	tv.tv_sec = conf.tick_ms / 1000;
+	tv.tv_usec = (conf.tick_ms % 1000) * 1000;
+	event_add(ev_tick, &tv);
+
+	log_info("started: backend %s, tick %ums, control %s%s", md.backend->name,
+	    conf.tick_ms, conf.sock_path,
+	    conf.auto_enabled ? "" : ", automatic mode disabled");
+	tick_cb(-1, 0, &md);	/* first look right away */
+	event_base_dispatch(md.base);
+
+	md.backend->shutdown(&md);
+#ifdef HAVE_KSM
+	if (md.ksm != NULL)
+		ksm_free(md.ksm);
+#endif
+	control_close(&md);
+	metrics_close(&md);
+	while (!TAILQ_EMPTY(&md.guests))
+		guest_remove(&md, TAILQ_FIRST(&md.guests));
+	event_free(ev_tick);
+	event_free(ev_int);
+	event_free(ev_term);
+	event_free(ev_hup);
+	event_base_free(md.base);
+	config_free(&conf);
+	log_info("exiting");
+	return 0;
+}

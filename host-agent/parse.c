@@ -1,0 +1,690 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * memcoopd's configuration file: line oriented, one setting per line,
+ * `#` starts a comment, values with spaces go in double quotes, and one
+ * block per guest:
+ *
+ *	guest web1 {
+ *		qmp "/run/qemu/web1.qmp"
+ *		min 512M
+ *		max 4G
+ *	}
+ *
+ * docs/memcoopd.md lists every keyword.  Errors name the file and line.
+ */
+#include <sys/stat.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "memcoopd.h"
+
+#define MAX_TOKENS	8
+#define MAX_LINE	1024
+#define CONFIG_MAX_SIZE	(1024 * 1024)
+
+struct parse_ctx {
+	const char	*name;
+	unsigned int	 line;
+	char		*err;
+	size_t		 errlen;
+};
+
+static int
+perr(struct parse_ctx *pc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int
+perr(struct parse_ctx *pc, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(pc->err, pc->errlen, "%s:%u: ", pc->name, pc->line);
+	if (n < 0 || (size_t)n >= pc->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(pc->err + n, pc->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void
+config_init(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->sock_gid = (gid_t)-1;
+	c->tick_ms = 2000;
+	c->stats_period = 2;
+	c->auto_enabled = 1;
+	c->backend = BACKEND_QMP;
+	c->metrics_port = 0;
+	c->ksm_mode = KSMC_UNSET;
+	c->shutdown_restore = 1;
+	policy_defaults(&c->pol);
+	TAILQ_INIT(&c->guests);
+}
+
+void
+config_free(struct config *c)
+{
+	struct guest_conf *gc;
+
+	while ((gc = TAILQ_FIRST(&c->guests)) != NULL) {
+		TAILQ_REMOVE(&c->guests, gc, entry);
+		free(gc->qmp);
+		free(gc);
+	}
+	free(c->path);
+	free(c->sock_path);
+	free(c->sock_group);
+	free(c->libvirt_uri);
+	free(c->qmp_dir);
+	free(c->metrics_addr);
+	free(c->ksm_sysfs);
+	free(c->procdir);
+	memset(c, 0, sizeof(*c));
+	TAILQ_INIT(&c->guests);
+}
+
+struct guest_conf *
+config_find_guest(const struct config *c, const char *name)
+{
+	struct guest_conf *gc;
+
+	TAILQ_FOREACH(gc, &c->guests, entry)
+		if (strcmp(gc->name, name) == 0)
+			return gc;
+	return NULL;
+}
+
+const char *
+guest_mode_name(enum guest_mode m)
+{
+	switch (m) {
+	case GMODE_AUTO:	return "auto";
+	case GMODE_FIXED:	return "fixed";
+	case GMODE_MANUAL:	return "manual";
+	}
+	return "?";
+}
+
+int
+guest_mode_parse(const char *s, enum guest_mode *m)
+{
+	if (strcmp(s, "auto") == 0)
+		*m = GMODE_AUTO;
+	else if (strcmp(s, "fixed") == 0)
+		*m = GMODE_FIXED;
+	else if (strcmp(s, "manual") == 0)
+		*m = GMODE_MANUAL;
+	else
+		return -1;
+	return 0;
+}
+
+/*
+ * "1048576", "512K", "512M", "2G", "1T" (binary units, optional "iB"/"B").
+ * Rejects negatives, overflow, junk and empty strings.
+ */
+int
+parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	uint64_t mul = 1;
+	char *end;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'K':
+		mul = 1ULL << 10;
+		end++;
+		break;
+	case 'M':
+		mul = 1ULL << 20;
+		end++;
+		break;
+	case 'G':
+		mul = 1ULL << 30;
+		end++;
+		break;
+	case 'T':
+		mul = 1ULL << 40;
+		end++;
+		break;
+	case 'B':
+		break;
+	default:
+		return -1;
+	}
+	if (mul > 1 && (strcasecmp(end, "iB") == 0 || strcasecmp(end, "B") == 0))
+		end += strlen(end);
+	else if (mul == 1 && strcasecmp(end, "B") == 0)
+		end++;
+	if (*end != '\0')
+		return -1;
+	if (v > UINT64_MAX / mul)
+		return -1;
+	*out = (uint64_t)v * mul;
+	return 0;
+}
+
+/* "500ms", "2s", "1m", or a bare number of seconds -> ms. */
+static int
+parse_duration(const char *s, uint64_t *ms)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || v > 86400ULL * 1000)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		*ms = v;
+	else if (*end == '\0' || strcmp(end, "s") == 0)
+		*ms = v * 1000;
+	else if (strcmp(end, "m") == 0)
+		*ms = v * 60000;
+	else
+		return -1;
+	return 0;
+}
+
+static int
+parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+parse_bool(const char *s, int *out)
+{
+	if (strcmp(s, "yes") == 0 || strcmp(s, "on") == 0 ||
+	    strcmp(s, "true") == 0)
+		*out = 1;
+	else if (strcmp(s, "no") == 0 || strcmp(s, "off") == 0 ||
+	    strcmp(s, "false") == 0)
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+static int
+valid_guest_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= GUEST_NAME_MAX)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
+		    *s != '.' && *s != '+')
+			return 0;
+	return 1;
+}
+
+/*
+ * Split one line into at most MAX_TOKENS words in place.  Double quotes
+ * group words, with \" and \\ as escapes; `#` outside quotes ends the
+ * line.  Returns the token count or -1.
+ */
+static int
+tokenize(struct parse_ctx *pc, char *line, char **tok)
+{
+	int n = 0;
+	char *r = line, *w;
+
+	for (;;) {
+		while (*r == ' ' || *r == '\t' || *r == '\r')
+			r++;
+		if (*r == '\0' || *r == '#')
+			return n;
+		if (n == MAX_TOKENS)
+			return perr(pc, "too many words on one line");
+		tok[n++] = w = r;
+		if (*r == '"') {
+			tok[n - 1] = w = ++r;
+			for (;;) {
+				if (*r == '\0')
+					return perr(pc, "unterminated string");
+				if (*r == '"') {
+					r++;
+					break;
+				}
+				if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+					r++;
+				*w++ = *r++;
+			}
+			if (*r != '\0' && *r != ' ' && *r != '\t' &&
+			    *r != '\r' && *r != '#')
+				return perr(pc, "junk after closing quote");
+			if (*r == '#') {
+				*w = '\0';
+				return n;
+			}
+			if (*r != '\0')
+				r++;
+			*w = '\0';
+			continue;
+		}
+		while (*r != '\0' && *r != ' ' && *r != '\t' && *r != '\r' &&
+		    *r != '#') {
+			if ((unsigned char)*r < 0x20 || *r == '"')
+				return perr(pc, "invalid character in word");
+			r++;
+		}
+		if (*r == '#') {
+			*r = '\0';
+			return n;
+		}
+		if (*r != '\0')
+			*r++ = '\0';
+	}
+}
+
+static int
+set_string(struct parse_ctx *pc, char **dst, const char *val)
+{
+	char *s;
+
+	if (*val == '\0')
+		return perr(pc, "empty value");
+	if ((s = strdup(val)) == NULL)
+		return perr(pc, "out of memory");
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int
+size_arg(struct parse_ctx *pc, const char *key, const char *val, uint64_t *out)
+{
+	if (parse_size(val, out) == -1)
+		return perr(pc, "%s: invalid size \"%s\" (e.g. 512M, 2G)",
+		    key, val);
+	return 0;
+}
+
+static int
+guest_setting(struct parse_ctx *pc, struct guest_conf *gc, int ntok, char **tok)
+{
+	unsigned long long v;
+
+	if (ntok != 2)
+		return perr(pc, "%s: expected one value", tok[0]);
+	if (strcmp(tok[0], "qmp") == 0)
+		return set_string(pc, &gc->qmp, tok[1]);
+	if (strcmp(tok[0], "target") == 0) {
+		if (size_arg(pc, tok[0], tok[1], &gc->set.target) == -1)
+			return -1;
+		if (gc->set.mode == GMODE_AUTO)
+			gc->set.mode = GMODE_FIXED;
+		return 0;
+	}
+	if (strcmp(tok[0], "min") == 0)
+		return size_arg(pc, tok[0], tok[1], &gc->set.min);
+	if (strcmp(tok[0], "max") == 0)
+		return size_arg(pc, tok[0], tok[1], &gc->set.max);
+	if (strcmp(tok[0], "weight") == 0) {
+		if (parse_uint(tok[1], GUEST_WEIGHT_MAX, &v) == -1 || v == 0)
+			return perr(pc, "weight: expected 1..%d", GUEST_WEIGHT_MAX);
+		gc->set.weight = (unsigned int)v;
+		return 0;
+	}
+	if (strcmp(tok[0], "mode") == 0) {
+		if (guest_mode_parse(tok[1], &gc->set.mode) == -1)
+			return perr(pc, "mode: expected auto, fixed or manual");
+		return 0;
+	}
+	return perr(pc, "unknown guest setting \"%s\"", tok[0]);
+}
+
+static int
+check_guest(struct parse_ctx *pc, struct guest_conf *gc)
+{
+	struct guest_settings *s = &gc->set;
+
+	if (s->min != 0 && s->max != 0 && s->min > s->max)
+		return perr(pc, "guest %s: min is above max", gc->name);
+	if (s->mode == GMODE_FIXED && s->target == 0)
+		return perr(pc, "guest %s: mode fixed needs a target", gc->name);
+	if (s->target != 0 && ((s->min != 0 && s->target < s->min) ||
+	    (s->max != 0 && s->target > s->max)))
+		return perr(pc, "guest %s: target outside min..max", gc->name);
+	return 0;
+}
+
+static int
+metrics_setting(struct parse_ctx *pc, struct config *c, const char *val)
+{
+	unsigned long long port;
+	const char *colon;
+	char host[64];
+	size_t hl;
+
+	if (strcmp(val, "off") == 0) {
+		free(c->metrics_addr);
+		c->metrics_addr = NULL;
+		c->metrics_port = 0;
+		return 0;
+	}
+	if ((colon = strrchr(val, ':')) == NULL)
+		return perr(pc, "metrics: expected ADDRESS:PORT or off");
+	hl = (size_t)(colon - val);
+	if (hl == 0 || hl >= sizeof(host))
+		return perr(pc, "metrics: bad address");
+	memcpy(host, val, hl);
+	host[hl] = '\0';
+	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = '\0';
+	}
+	if (strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	if (strncmp(host, "127.", 4) != 0 && strcmp(host, "::1") != 0)
+		return perr(pc, "metrics: only a loopback address is allowed");
+	if (parse_uint(colon + 1, 65535, &port) == -1 || port == 0)
+		return perr(pc, "metrics: bad port");
+	if (set_string(pc, &c->metrics_addr, host) == -1)
+		return -1;
+	c->metrics_port = (uint16_t)port;
+	return 0;
+}
+
+static int
+global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
+{
+	struct policy_params *p = &c->pol;
+	const char *k = tok[0], *v = tok[1];
+	unsigned long long u;
+	uint64_t ms;
+
+	if (ntok != 2)
+		return perr(pc, "%s: expected one value", k);
+	if (strcmp(k, "socket") == 0)
+		return set_string(pc, &c->sock_path, v);
+	if (strcmp(k, "socket-group") == 0)
+		return set_string(pc, &c->sock_group, v);
+	if (strcmp(k, "qmp-dir") == 0)
+		return set_string(pc, &c->qmp_dir, v);
+	if (strcmp(k, "libvirt-uri") == 0)
+		return set_string(pc, &c->libvirt_uri, v);
+	if (strcmp(k, "ksm-sysfs") == 0)
+		return set_string(pc, &c->ksm_sysfs, v);
+	if (strcmp(k, "proc") == 0)
+		return set_string(pc, &c->procdir, v);
+	if (strcmp(k, "metrics") == 0)
+		return metrics_setting(pc, c, v);
+	if (strcmp(k, "backend") == 0) {
+		if (strcmp(v, "qmp") == 0)
+			c->backend = BACKEND_QMP;
+		else if (strcmp(v, "libvirt") == 0)
+			c->backend = BACKEND_LIBVIRT;
+		else
+			return perr(pc, "backend: expected qmp or libvirt");
+		return 0;
+	}
+	if (strcmp(k, "ksm") == 0) {
+		if (strcmp(v, "off") == 0)
+			c->ksm_mode = KSMC_OFF;
+		else if (strcmp(v, "on") == 0)
+			c->ksm_mode = KSMC_ON;
+		else if (strcmp(v, "auto") == 0)
+			c->ksm_mode = KSMC_AUTO;
+		else if (strcmp(v, "unmanaged") == 0)
+			c->ksm_mode = KSMC_UNSET;
+		else
+			return perr(pc, "ksm: expected off, on, auto or unmanaged");
+		return 0;
+	}
+	if (strcmp(k, "auto") == 0) {
+		if (parse_bool(v, &c->auto_enabled) == -1)
+			return perr(pc, "auto: expected yes or no");
+		return 0;
+	}
+	if (strcmp(k, "restore-on-exit") == 0) {
+		if (parse_bool(v, &c->shutdown_restore) == -1)
+			return perr(pc, "restore-on-exit: expected yes or no");
+		return 0;
+	}
+	if (strcmp(k, "tick") == 0) {
+		if (parse_duration(v, &ms) == -1 || ms < 100 || ms > 600000)
+			return perr(pc, "tick: expected 100ms..10m");
+		c->tick_ms = (uint32_t)ms;
+		return 0;
+	}
+	if (strcmp(k, "stats-period") == 0) {
+		if (parse_uint(v, 3600, &u) == -1 || u == 0)
+			return perr(pc, "stats-period: expected 1..3600 seconds");
+		c->stats_period = (uint32_t)u;
+		return 0;
+	}
+	if (strcmp(k, "hold") == 0) {
+		if (parse_duration(v, &p->hold_ms) == -1)
+			return perr(pc, "hold: expected a duration (e.g. 30s)");
+		return 0;
+	}
+	if (strcmp(k, "stats-max-age") == 0) {
+		if (parse_duration(v, &p->stats_max_age) == -1 ||
+		    p->stats_max_age == 0)
+			return perr(pc, "stats-max-age: expected a duration");
+		return 0;
+	}
+	if (strcmp(k, "calm-ticks") == 0) {
+		if (parse_uint(v, 1000, &u) == -1)
+			return perr(pc, "calm-ticks: expected 0..1000");
+		p->calm_ticks = (unsigned int)u;
+		return 0;
+	}
+	if (strcmp(k, "host-psi-high") == 0) {
+		char *end;
+		double d;
+
+		errno = 0;
+		d = strtod(v, &end);
+		if (errno != 0 || *end != '\0' || !(d > 0.0 && d <= 100.0))
+			return perr(pc, "host-psi-high: expected a percentage");
+		p->host_psi_high = d;
+		return 0;
+	}
+	if (strcmp(k, "majflt-rate-high") == 0) {
+		if (parse_uint(v, 1000000000ULL, &u) == -1)
+			return perr(pc, "majflt-rate-high: expected faults/s");
+		p->majflt_rate_high = u;
+		return 0;
+	}
+	if (strcmp(k, "host-floor") == 0)
+		return size_arg(pc, k, v, &p->host_floor);
+	if (strcmp(k, "host-comfort") == 0)
+		return size_arg(pc, k, v, &p->host_comfort);
+	if (strcmp(k, "guest-min") == 0)
+		return size_arg(pc, k, v, &p->guest_min);
+	if (strcmp(k, "guest-reserve") == 0)
+		return size_arg(pc, k, v, &p->guest_reserve);
+	if (strcmp(k, "guest-slack") == 0)
+		return size_arg(pc, k, v, &p->guest_slack);
+	if (strcmp(k, "step-max") == 0)
+		return size_arg(pc, k, v, &p->step_max);
+	if (strcmp(k, "step-min") == 0)
+		return size_arg(pc, k, v, &p->step_min);
+	if (strcmp(k, "swap-rate-high") == 0)
+		return size_arg(pc, k, v, &p->swap_rate_high);
+	return perr(pc, "unknown keyword \"%s\"", k);
+}
+
+static int
+check_config(struct parse_ctx *pc, struct config *c)
+{
+	struct policy_params *p = &c->pol;
+
+	pc->line = 0;
+	if (p->step_max == 0)
+		return perr(pc, "step-max must not be 0");
+	if (p->step_min > p->step_max)
+		return perr(pc, "step-min is above step-max");
+	if (p->host_comfort < p->host_floor)
+		return perr(pc, "host-comfort is below host-floor");
+	return 0;
+}
+
+int
+config_parse_string(struct config *c, const char *name, const char *text,
+    char *err, size_t errlen)
+{
+	struct parse_ctx pc = { name, 0, err, errlen };
+	struct guest_conf *gc = NULL;
+	char line[MAX_LINE + 1], *tok[MAX_TOKENS];
+	const char *p = text, *nl;
+	unsigned int gline = 0;
+	int ntok;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	while (*p != '\0') {
+		size_t len;
+
+		pc.line++;
+		nl = strchr(p, '\n');
+		len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		if (len > MAX_LINE)
+			return perr(&pc, "line too long (max %d)", MAX_LINE);
+		memcpy(line, p, len);
+		line[len] = '\0';
+		p += len + (nl != NULL);
+
+		if ((ntok = tokenize(&pc, line, tok)) == -1)
+			return -1;
+		if (ntok == 0)
+			continue;
+		if (gc != NULL) {
+			if (strcmp(tok[0], "}") == 0) {
+				if (ntok != 1)
+					return perr(&pc, "junk after \"}\"");
+				if (check_guest(&pc, gc) == -1)
+					return -1;
+				gc = NULL;
+				continue;
+			}
+			if (strcmp(tok[0], "guest") == 0)
+				return perr(&pc, "guest block inside guest "
+				    "block (missing \"}\" for line %u?)", gline);
+			if (guest_setting(&pc, gc, ntok, tok) == -1)
+				return -1;
+			continue;
+		}
+		if (strcmp(tok[0], "}") == 0)
+			return perr(&pc, "\"}\" without a guest block");
+		if (strcmp(tok[0], "guest") == 0) {
+			if (ntok != 3 || strcmp(tok[2], "{") != 0)
+				return perr(&pc, "expected: guest NAME {");
+			if (!valid_guest_name(tok[1]))
+				return perr(&pc, "invalid guest name \"%s\" "
+				    "(letters, digits, - _ . +; at most %d)",
+				    tok[1], GUEST_NAME_MAX - 1);
+			if (config_find_guest(c, tok[1]) != NULL)
+				return perr(&pc, "guest %s defined twice",
+				    tok[1]);
+			if ((gc = calloc(1, sizeof(*gc))) == NULL)
+				return perr(&pc, "out of memory");
+			strcpy(gc->name, tok[1]);
+			gc->set.weight = GUEST_WEIGHT_DEFAULT;
+			TAILQ_INSERT_TAIL(&c->guests, gc, entry);
+			gline = pc.line;
+			continue;
+		}
+		if (global_setting(&pc, c, ntok, tok) == -1)
+			return -1;
+	}
+	if (gc != NULL) {
+		pc.line = gline;
+		return perr(&pc, "guest %s: block not closed", gc->name);
+	}
+	return check_config(&pc, c);
+}
+
+int
+config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	size_t off = 0;
+	int fd, rv;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_size > CONFIG_MAX_SIZE) {
+		snprintf(err, errlen, "%s: not a regular file of at most %d "
+		    "bytes", path, CONFIG_MAX_SIZE);
+		close(fd);
+		return -1;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		close(fd);
+		return -1;
+	}
+	while (off < (size_t)st.st_size) {
+		n = read(fd, buf + off, (size_t)st.st_size - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	close(fd);
+	buf[off] = '\0';
+	if (strlen(buf) != off) {
+		snprintf(err, errlen, "%s: NUL byte in file", path);
+		free(buf);
+		return -1;
+	}
+	rv = config_parse_string(c, path, buf, err, errlen);
+	free(buf);
+	if (rv == 0 && c->path == NULL && (c->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (rv == 0 && c->sock_group != NULL) {
+		struct group *gr = getgrnam(c->sock_group);
+
+		if (gr == NULL) {
+			snprintf(err, errlen, "%s: socket-group %s: no such "
+			    "group", path, c->sock_group);
+			return -1;
+		}
+		c->sock_gid = gr->gr_gid;
+	}
+	return rv;
+}

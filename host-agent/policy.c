@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The automatic policy: a pure function from (host state, every guest's
+ * stats and settings, the policy's own per-guest memory) to new balloon
+ * targets with a reason for each change.  No I/O, no clock: the caller
+ * passes the time, the unit tests pass recorded inputs.
+ *
+ * Each guest is classified from its stats:
+ *   needy   MemAvailable below guest-reserve, or swapping, or major
+ *           faulting above the configured rates, or a new OOM kill;
+ *   tight   MemAvailable below guest-reserve + guest-slack;
+ *   spare   MemAvailable above guest-reserve + 2 * guest-slack (it can
+ *           give MemAvailable - reserve - slack);
+ *   neutral otherwise (the dead band that keeps targets from flapping).
+ * The host is short when MemAvailable is below host-floor, or PSI memory
+ * "some" avg10 is above host-psi-high while MemAvailable is below
+ * host-comfort; it is comfortable above host-comfort with low PSI.
+ *
+ * Then, in one tick:
+ *   - needy guests (and tight guests when the host is comfortable) ask
+ *     for memory; the host funds them from its MemAvailable above the
+ *     floor, minus what is already promised;
+ *   - what the host cannot fund, plus the host's own deficit up to
+ *     host-comfort (minus inflation already under way), is taken from
+ *     spare guests in proportion to spare / weight;
+ *   - every change is at most step-max, changes below step-min are not
+ *     made, a guest is shrunk only after calm-ticks ticks without
+ *     pressure, never while its balloon is still behind the last target,
+ *     and the direction of a guest's target never reverses within hold.
+ * Every target is clamped to the operator's limits and to what the guest
+ * has (policy_limits()); nothing here can produce a target outside them.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "memcoopd.h"
+
+enum gclass { GC_UNKNOWN, GC_NEEDY, GC_TIGHT, GC_NEUTRAL, GC_SPARE };
+
+static uint64_t
+u64min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint64_t
+u64max(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+static uint64_t
+sub0(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+static double
+mib(uint64_t b)
+{
+	return (double)b / (double)MIB;
+}
+
+void
+policy_defaults(struct policy_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->host_floor = 512 * MIB;
+	p->host_comfort = 1024 * MIB;
+	p->host_psi_high = 10.0;
+	p->guest_min = 256 * MIB;
+	p->guest_reserve = 128 * MIB;
+	p->guest_slack = 128 * MIB;
+	p->step_max = 128 * MIB;
+	p->step_min = 8 * MIB;
+	p->hold_ms = 20000;
+	p->swap_rate_high = 1 * MIB;
+	p->majflt_rate_high = 100;
+	p->calm_ticks = 3;
+	p->stats_max_age = 30000;
+}
+
+int
+policy_limits(const struct policy_params *p, const struct policy_guest *g,
+    uint64_t *lo, uint64_t *hi)
+{
+	uint64_t h, l;
+
+	/* what the guest has: its boot memory, else what we know it holds */
+	if (g->maxmem != 0)
+		h = g->maxmem;
+	else if (g->actual != 0 || g->cur_target != 0)
+		h = u64max(g->actual, g->cur_target);
+	else
+		return -1;
+	if (g->set.max != 0)
+		h = u64min(h, g->set.max);
+	l = g->set.min != 0 ? g->set.min : p->guest_min;
+	if (l > h)
+		l = h;
+	*lo = l;
+	*hi = h;
+	return 0;
+}
+
+static uint64_t
+clamp(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Per-second rate of a cumulative counter; 0 when it cannot be known. */
+static uint64_t
+rate(uint64_t now, uint64_t before, uint64_t dt_ms)
+{
+	if (dt_ms == 0 || now < before)	/* guest rebooted: counters reset */
+		return 0;
+	if (now - before > UINT64_MAX / 1000)
+		return UINT64_MAX / dt_ms;
+	return (now - before) * 1000 / dt_ms;
+}
+
+struct gwork {
+	enum gclass	 cls;
+	uint64_t	 lo, hi, base;
+	uint64_t	 spare;		/* may give */
+	uint64_t	 need;		/* asks for */
+	int		 may_shrink;
+	int		 may_grow;
+	char		 why[96];	/* the classification, for reasons */
+};
+
+static void
+classify(const struct policy_params *p, struct policy_guest *g,
+    struct gwork *w, uint64_t now)
+{
+	const struct guest_stats *s = &g->stats, *o = &g->prev;
+	uint64_t dt, swap = 0, majflt = 0, avail;
+	int oom = 0;
+
+	w->cls = GC_UNKNOWN;
+	snprintf(w->why, sizeof(w->why), "no usable stats");
+	if (!(s->valid & GST_AVAIL) || s->when == 0 || s->when > now ||
+	    now - s->when > p->stats_max_age)
+		return;
+	avail = s->avail;
+	/* absurd: more available than the guest has */
+	if ((s->valid & GST_TOTAL) && s->total != 0 && avail > s->total)
+		return;
+	if (g->maxmem != 0 && avail > g->maxmem)
+		return;
+
+	if (o->when != 0 && o->when < s->when) {
+		dt = s->when - o->when;
+		if ((s->valid & o->valid & (GST_SWAP_IN | GST_SWAP_OUT)) ==
+		    (GST_SWAP_IN | GST_SWAP_OUT))
+			swap = rate(s->swap_in, o->swap_in, dt) +
+			    rate(s->swap_out, o->swap_out, dt) / 2;
+		if (s->valid & o->valid & GST_MAJFLT)
+			majflt = rate(s->majflt, o->majflt, dt);
+		if ((s->valid & o->valid & GST_OOM_KILLS) &&
+		    s->oom_kills > o->oom_kills)
+			oom = 1;
+	}
+
+	if (oom) {
+		w->cls = GC_NEEDY;
+		w->need = p->step_max;
+		snprintf(w->why, sizeof(w->why), "OOM kill in guest");
+	} else if (avail < p->guest_reserve) {
+		w->cls = GC_NEEDY;
+		w->need = p->guest_reserve + p->guest_slack - avail;
+		snprintf(w->why, sizeof(w->why),
+		    "guest MemAvailable %.0fM < reserve %.0fM",
+		    mib(avail), mib(p->guest_reserve));
+	} else if (p->swap_rate_high != 0 && swap > p->swap_rate_high) {
+		w->cls = GC_NEEDY;
+		w->need = p->step_max;
+		snprintf(w->why, sizeof(w->why), "guest swapping %.1fM/s",
+		    mib(swap));
+	} else if (p->majflt_rate_high != 0 && majflt > p->majflt_rate_high) {
+		w->cls = GC_NEEDY;
+		w->need = p->step_max;
+		snprintf(w->why, sizeof(w->why),
+		    "guest major faults %" PRIu64 "/s", majflt);
+	} else if (avail < p->guest_reserve + p->guest_slack) {
+		w->cls = GC_TIGHT;
+		w->need = p->guest_reserve + p->guest_slack - avail;
+		snprintf(w->why, sizeof(w->why),
+		    "guest MemAvailable %.0fM < reserve+slack %.0fM",
+		    mib(avail), mib(p->guest_reserve + p->guest_slack));
+	} else if (avail > p->guest_reserve + 2 * p->guest_slack) {
+		w->cls = GC_SPARE;
+		w->spare = avail - p->guest_reserve - p->guest_slack;
+		snprintf(w->why, sizeof(w->why),
+		    "guest MemAvailable %.0fM, spare %.0fM",
+		    mib(avail), mib(w->spare));
+	} else {
+		w->cls = GC_NEUTRAL;
+		snprintf(w->why, sizeof(w->why), "guest MemAvailable %.0fM",
+		    mib(avail));
+	}
+}
+
+static void
+set_result(struct policy_guest *g, uint64_t target, uint64_t now,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+set_result(struct policy_guest *g, uint64_t target, uint64_t now,
+    const char *fmt, ...)
+{
+	va_list ap;
+	uint64_t from = g->cur_target != 0 ? g->cur_target : g->actual;
+
+	if (target == g->cur_target)
+		return;
+	g->target = target;
+	g->changed = 1;
+	if (from != 0 && target != from)
+		g->st.last_dir = target > from ? 1 : -1;
+	g->st.last_change = now;
+	va_start(ap, fmt);
+	vsnprintf(g->reason, sizeof(g->reason), fmt, ap);
+	va_end(ap);
+}
+
+/* May @g move in direction @dir now, given hold? */
+static int
+hold_allows(const struct policy_params *p, const struct policy_guest *g,
+    int dir, uint64_t now)
+{
+	if (g->st.last_dir == 0 || g->st.last_dir == dir)
+		return 1;
+	return now >= g->st.last_change + p->hold_ms;
+}
+
+int
+policy_run(const struct policy_params *p, const struct host_stats *h,
+    struct policy_guest *gs, size_t n, uint64_t now)
+{
+	struct gwork works[n > 0 ? n : 1];
+	uint64_t pending_shrink = 0, pending_grow = 0;
+	uint64_t demand = 0, deficit = 0, budget = 0, to_take, taken = 0;
+	uint64_t spare_w = 0, need_w = 0;
+	int host_short = 0, host_comfy = 0, changed = 0;
+	char hostwhy[96] = "host state unknown";
+	size_t i;
+
+	memset(works, 0, sizeof(works));
+
+	/* the host */
+	if (h != NULL && h->valid_mem) {
+		int psi_high = h->valid_psi &&
+		    h->psi_some_avg10 > p->host_psi_high;
+
+		if (h->mem_available < p->host_floor) {
+			host_short = 1;
+			snprintf(hostwhy, sizeof(hostwhy),
+			    "host MemAvailable %.0fM < floor %.0fM",
+			    mib(h->mem_available), mib(p->host_floor));
+		} else if (psi_high && h->mem_available < p->host_comfort) {
+			host_short = 1;
+			snprintf(hostwhy, sizeof(hostwhy),
+			    "host memory PSI %.1f%% > %.1f%%",
+			    h->psi_some_avg10, p->host_psi_high);
+		} else if (h->mem_available > p->host_comfort && !psi_high) {
+			host_comfy = 1;
+			snprintf(hostwhy, sizeof(hostwhy),
+			    "host MemAvailable %.0fM", mib(h->mem_available));
+		} else {
+			snprintf(hostwhy, sizeof(hostwhy),
+			    "host MemAvailable %.0fM", mib(h->mem_available));
+		}
+	}
+
+	/* every guest: limits, fixed targets, classification */
+	for (i = 0; i < n; i++) {
+		struct policy_guest *g = &gs[i];
+		struct gwork *w = &works[i];
+
+		g->target = g->cur_target;
+		g->changed = 0;
+		g->reason[0] = '\0';
+		w->cls = GC_UNKNOWN;
+		if (policy_limits(p, g, &w->lo, &w->hi) == -1)
+			continue;
+		if (!g->online || g->set.mode == GMODE_MANUAL)
+			continue;
+		if (g->set.mode == GMODE_FIXED) {
+			uint64_t t = clamp(g->set.target != 0 ?
+			    g->set.target : g->cur_target, w->lo, w->hi);
+
+			if (t != 0 && t != g->cur_target)
+				set_result(g, t, now, "fixed target %.0fM set "
+				    "by the operator", mib(t));
+			continue;
+		}
+		/* GMODE_AUTO */
+		w->base = g->cur_target != 0 ? g->cur_target : g->actual;
+		if (w->base == 0)
+			continue;
+		if (w->base < w->lo || w->base > w->hi) {
+			uint64_t t = clamp(w->base, w->lo, w->hi);
+
+			set_result(g, t, now, "%.0fM is outside the limits "
+			    "%.0fM..%.0fM", mib(w->base), mib(w->lo),
+			    mib(w->hi));
+			w->cls = GC_UNKNOWN;	/* nothing more this tick */
+			continue;
+		}
+		classify(p, g, w, now);
+		if (w->cls == GC_UNKNOWN) {
+			g->st.calm_ticks = 0;
+			continue;
+		}
+		if (w->cls == GC_NEEDY) {
+			g->st.press_ticks++;
+			g->st.calm_ticks = 0;
+		} else {
+			g->st.press_ticks = 0;
+			if (w->cls != GC_TIGHT)
+				g->st.calm_ticks++;
+			else
+				g->st.calm_ticks = 0;
+		}
+		/* balloon still moving towards the last target */
+		if (g->cur_target != 0 && g->actual != 0) {
+			if (g->actual > g->cur_target)
+				pending_shrink += g->actual - g->cur_target;
+			else
+				pending_grow += g->cur_target - g->actual;
+		}
+		w->may_grow = w->base < w->hi && hold_allows(p, g, 1, now);
+		w->may_shrink = w->base > w->lo &&
+		    g->st.calm_ticks >= (host_short ? 1 : p->calm_ticks) &&
+		    hold_allows(p, g, -1, now) &&
+		    !(g->cur_target != 0 && g->actual != 0 &&
+		      g->actual > g->cur_target + p->step_min);
+		if (w->cls == GC_NEEDY || (w->cls == GC_TIGHT && host_comfy)) {
+			if (w->may_grow) {
+				w->need = u64min(u64min(u64max(w->need,
+				    p->step_min), p->step_max), w->hi - w->base);
+				demand += w->need;
+				need_w += (uint64_t)(g->set.weight ?
+				    g->set.weight : GUEST_WEIGHT_DEFAULT);
+			} else {
+				w->need = 0;
+			}
+		} else {
+			w->need = 0;
+		}
+		if (w->cls == GC_SPARE && w->may_shrink) {
+			w->spare = u64min(u64min(w->spare, p->step_max),
+			    w->base - w->lo);
+			spare_w += w->spare * GUEST_WEIGHT_DEFAULT /
+			    (g->set.weight ? g->set.weight : GUEST_WEIGHT_DEFAULT);
+		} else {
+			w->spare = 0;
+		}
+	}
+
+	/* what the host can fund and what it wants back */
+	if (h != NULL && h->valid_mem) {
+		budget = sub0(sub0(h->mem_available, p->host_floor),
+		    pending_grow);
+		if (host_short)
+			deficit = sub0(sub0(p->host_comfort, h->mem_available),
+			    pending_shrink);
+	} else {
+		budget = demand;	/* no host figures: trust guest needs */
+	}
+	to_take = deficit + sub0(demand, budget);
+
+	/* take from spare guests, in proportion to spare / weight */
+	if (to_take > 0 && spare_w > 0) {
+		for (i = 0; i < n; i++) {
+			struct policy_guest *g = &gs[i];
+			struct gwork *w = &works[i];
+			uint64_t share, wt, t;
+
+			if (w->spare == 0)
+				continue;
+			wt = w->spare * GUEST_WEIGHT_DEFAULT /
+			    (g->set.weight ? g->set.weight : GUEST_WEIGHT_DEFAULT);
+			if (to_take >= spare_w)
+				share = w->spare;
+			else
+				share = (uint64_t)((double)to_take *
+				    ((double)wt / (double)spare_w));
+			share = u64min(share, w->spare);
+			if (share < p->step_min)
+				continue;
+			t = clamp(w->base - share, w->lo, w->hi);
+			set_result(g, t, now, "-%.0fM: %s; %s",
+			    mib(w->base - t),
+			    deficit > 0 ? hostwhy : "other guests need memory",
+			    w->why);
+			taken += w->base - t;
+		}
+	}
+
+	/* give to guests that need memory, in proportion to weight */
+	if (demand > 0) {
+		uint64_t avail = budget + taken;
+
+		for (i = 0; i < n; i++) {
+			struct policy_guest *g = &gs[i];
+			struct gwork *w = &works[i];
+			uint64_t give, t, wt;
+
+			if (w->need == 0)
+				continue;
+			wt = g->set.weight ? g->set.weight : GUEST_WEIGHT_DEFAULT;
+			if (avail >= demand)
+				give = w->need;
+			else
+				give = u64min(w->need, (uint64_t)((double)avail *
+				    ((double)wt / (double)need_w)));
+			/* a needy guest gets its step even when the host is
+			 * short: starving it costs an OOM kill */
+			if (give < p->step_min && w->cls == GC_NEEDY &&
+			    host_short == 0)
+				give = u64min(p->step_min, w->hi - w->base);
+			if (give < p->step_min)
+				continue;
+			t = clamp(w->base + give, w->lo, w->hi);
+			set_result(g, t, now, "+%.0fM: %s; %s",
+			    mib(t - w->base), w->why, hostwhy);
+		}
+	}
+
+	for (i = 0; i < n; i++)
+		if (gs[i].changed) {
+			/* last line of defence: never outside the limits */
+			if (gs[i].target < works[i].lo ||
+			    gs[i].target > works[i].hi)
+				gs[i].target = clamp(gs[i].target,
+				    works[i].lo, works[i].hi);
+			changed++;
+		}
+	return changed;
+}
