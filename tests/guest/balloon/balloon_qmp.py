@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Balloon tests driven over QMP against stock QEMU, one per argument:
+
+  follow     the balloon follows `balloon` down and up; query-balloon,
+             the driver's size and MemTotal agree at every step
+  stats      guest-stats: every standard tag present, values plausible,
+             free memory falls when a guest program allocates
+  oom        deflate-on-oom: a program that needs more than is left gets
+             memory from the balloon instead of an OOM kill
+  reporting  free page reporting: QEMU's RSS falls after a guest program
+             frees a large allocation
+  unload     rmmod with an inflated balloon gives every page back and
+             tells the host; insmod inflates again
+  cycles     50 rmmod/insmod cycles with an inflated balloon leave MemTotal
+             and MemFree where they were
+  hostile    targets above RAM, zero, "everything", and 100 target changes
+             a second for 10 s with memory pressure in the guest
+"""
+import random
+import re
+import sys
+import time
+
+import balloonlib as bl
+
+MEM = 1024                      # MiB, every test
+PAGES_PER_MIB = 256
+
+
+def follow(c):
+    with bl.AgentGuest(mem=MEM, timeout=600) as g:
+        g.boot()
+        total0, free0, _ = g.meminfo()
+        c.require(g.balloon_actual() == MEM << 20, "actual is all of RAM at boot")
+        for target in (768, 384, 896, 512, 1024):
+            g.set_target(target)
+            secs = bl.wait_actual(g, target, timeout=180)
+            cnt = g.counters()
+            total, free, _ = g.meminfo()
+            balloon = MEM - target
+            c.check(cnt["size_pages"] == balloon * PAGES_PER_MIB,
+                    "target %d MiB reached in %.2f s; driver size %d pages, want %d" % (
+                        target, secs, cnt["size_pages"], balloon * PAGES_PER_MIB))
+            c.check(total == total0 - balloon * 1024,
+                    "MemTotal %d KiB = %d - %d MiB ballooned" % (total, total0, balloon))
+        cnt = g.counters()
+        c.check(cnt["inflated_pages"] == cnt["deflated_pages"] and cnt["inflated_pages"] > 0,
+                "inflated %d == deflated %d pages" % (cnt["inflated_pages"],
+                                                      cnt["deflated_pages"]))
+        per_req = cnt["inflated_pages"] / max(cnt["inflate_requests"], 1)
+        c.check(per_req > 256, "%.0f pages per inflate request (stock: 256)" % per_req)
+        c.check(cnt["alloc_failures"] == 0, "no allocation failure with free memory")
+        # QEMU throttles BALLOON_CHANGE to one a second: the last may lag
+        def last_event():
+            ev = [e for e in g.events if e.get("event") == "BALLOON_CHANGE"]
+            return ev if ev and ev[-1]["data"]["actual"] == MEM << 20 else None
+        ev = bl.wait_until(last_event, 5) or []
+        c.check(ev,
+                "BALLOON_CHANGE events, the last one at full RAM (%d events)" % len(ev))
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+STAT_KEYS = ["stat-swap-in", "stat-swap-out", "stat-major-faults", "stat-minor-faults",
+             "stat-free-memory", "stat-total-memory", "stat-available-memory",
+             "stat-disk-caches", "stat-htlb-pgalloc", "stat-htlb-pgfail"]
+
+
+def stats(c):
+    path = "/machine/peripheral/balloon0"
+    with bl.AgentGuest(mem=MEM, timeout=600) as g:
+        g.boot()
+        g.qmp("qom-set", path=path, property="guest-stats-polling-interval", value=1)
+
+        def fresh(after):
+            def get():
+                s = g.qmp("qom-get", path=path, property="guest-stats")
+                return s if s["last-update"] > after else None
+            return bl.wait_until(get, 30)
+
+        s0 = fresh(0)
+        c.require(s0 is not None, "guest-stats updated within 30 s")
+        st = s0["stats"]
+        for k in STAT_KEYS:
+            c.check(k in st and st[k] >= 0, "%s present: %s" % (k, st.get(k)))
+        total, free, avail = g.meminfo()
+        c.check(st["stat-total-memory"] == total * 1024,
+                "total %d = MemTotal %d KiB" % (st["stat-total-memory"], total))
+        c.check(0 < st["stat-free-memory"] <= st["stat-total-memory"], "0 < free <= total")
+        c.check(0 < st["stat-available-memory"] <= st["stat-total-memory"],
+                "0 < available <= total")
+        c.check(st["stat-minor-faults"] > 1000, "minor faults counted (%d)" %
+                st["stat-minor-faults"])
+        c.check(st["stat-disk-caches"] > 0, "disk caches (initramfs) %d" %
+                st["stat-disk-caches"])
+        g.cmd("alloc 300")
+        s1 = fresh(s0["last-update"] + 1)
+        c.require(s1 is not None, "stats updated after the allocation")
+        drop = (st["stat-free-memory"] - s1["stats"]["stat-free-memory"]) >> 20
+        c.check(drop >= 250, "free memory fell by %d MiB after a 300 MiB allocation" % drop)
+        faults = s1["stats"]["stat-minor-faults"] - st["stat-minor-faults"]
+        c.check(faults >= 300 * PAGES_PER_MIB,
+                "minor faults rose by %d (>= %d)" % (faults, 300 * PAGES_PER_MIB))
+        g.cmd("free")
+        s2 = fresh(s1["last-update"] + 1)
+        c.require(s2 is not None, "stats updated after the free")
+        rise = (s2["stats"]["stat-free-memory"] - s1["stats"]["stat-free-memory"]) >> 20
+        c.check(rise >= 250, "free memory rose by %d MiB after the free" % rise)
+        c.check(g.counters()["stats_requests"] >= 3, "driver counted stats requests")
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+def oom(c):
+    with bl.AgentGuest(mem=MEM, balloon_opts={"deflate-on-oom": "on"}, timeout=900) as g:
+        g.boot()
+        total0, _, _ = g.meminfo()
+        g.set_target(256)
+        bl.wait_actual(g, 256, timeout=180)
+        cnt = g.counters()
+        total, free, _ = g.meminfo()
+        c.check(cnt["managed_adjusted"] == 0 and total == total0,
+                "DEFLATE_ON_OOM: MemTotal unchanged (%d KiB)" % total)
+        print("free before the allocation: %d MiB" % (free >> 10), flush=True)
+        t0 = time.monotonic()
+        g.cmd("alloc 450", timeout=600)
+        print("450 MiB allocated in %.1f s" % (time.monotonic() - t0), flush=True)
+        cnt = g.counters()
+        c.check(cnt["oom_events"] > 0 and cnt["oom_deflated_pages"] > 0,
+                "balloon gave %d pages back in %d OOM notifications" % (
+                    cnt["oom_deflated_pages"], cnt["oom_events"]))
+        c.check(cnt["size_pages"] == 768 * PAGES_PER_MIB - cnt["oom_deflated_pages"],
+                "balloon size %d = 768 MiB - OOM deflations" % cnt["size_pages"])
+        actual = g.balloon_actual() >> 20
+        c.check(actual > 256, "host sees the deflation: actual %d MiB" % actual)
+        c.check("Killed process" not in g.console, "no OOM kill")
+        g.cmd("free")
+        g.set_target(MEM)
+        bl.wait_actual(g, MEM, timeout=180)
+        c.check(g.finish() == 0, "program survived, console clean")
+
+
+def reporting(c):
+    # page_poison=0: QEMU ignores reports from a guest that poisons free pages
+    with bl.AgentGuest(mem=MEM, balloon_opts={"free-page-reporting": "on"},
+                       append="page_poison=0", timeout=600) as g:
+        g.boot()
+        cnt = g.counters()
+        c.require(cnt["features"] & (1 << 5), "REPORTING negotiated (features 0x%x)" %
+                  cnt["features"])
+        rss0 = g.qemu_rss_kib() >> 10
+        g.cmd("alloc 600")
+        rss1 = g.qemu_rss_kib() >> 10
+        c.check(rss1 >= rss0 + 500, "QEMU RSS %d -> %d MiB after a 600 MiB allocation" % (
+            rss0, rss1))
+        g.cmd("free")
+        t0 = time.monotonic()
+        rss2 = bl.wait_until(lambda: (lambda r: r if r <= rss1 - 400 else None)(
+            g.qemu_rss_kib() >> 10), 90, step=0.5)
+        c.check(rss2 is not None, "QEMU RSS fell by >= 400 MiB after the free (%s MiB, "
+                "%.1f s)" % (rss2 if rss2 else g.qemu_rss_kib() >> 10, time.monotonic() - t0))
+        cnt = g.counters()
+        c.check(cnt["reported_pages"] >= 400 * PAGES_PER_MIB,
+                "driver reported %d pages free in %d reports" % (
+                    cnt["reported_pages"], cnt["report_requests"]))
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+def unload(c):
+    with bl.AgentGuest(mem=MEM, timeout=600) as g:
+        g.boot()
+        total0, free0, _ = g.meminfo()
+        g.set_target(512)
+        bl.wait_actual(g, 512, timeout=180)
+        total, free, _ = g.meminfo()
+        c.check(total == total0 - 512 * 1024, "inflated: MemTotal %d KiB" % total)
+        ans, _ = g.cmd("rmmod")
+        c.require(ans == "0", "rmmod memcoop with 512 MiB in the balloon")
+        total, free, _ = g.meminfo()
+        c.check(total == total0, "MemTotal back to %d KiB (%d)" % (total0, total))
+        c.check(free >= free0 - 16 * 1024, "MemFree back: %d KiB (at boot %d)" % (free, free0))
+        back = bl.wait_until(lambda: g.balloon_actual() == MEM << 20, 10)
+        c.check(back, "query-balloon actual back to %d MiB (%d)" % (
+            MEM, g.balloon_actual() >> 20))
+        ans, _ = g.cmd("insmod")
+        c.require(ans == "0", "insmod memcoop again")
+        bl.wait_actual(g, 512, timeout=180)
+        total, _, _ = g.meminfo()
+        c.check(total == total0 - 512 * 1024, "reloaded driver inflated to the target again")
+        g.set_target(MEM)
+        bl.wait_actual(g, MEM, timeout=180)
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+def cycles(c):
+    n = 50
+    with bl.AgentGuest(mem=MEM, timeout=1800) as g:
+        g.start("mct-balloon", "cycles", str(n))
+        g.wait_for(r"WAITING TARGET", timeout=120)
+        g.set_target(MEM - 128)
+        rc = g.wait_exit(timeout=1500, stream=lambda s: print(s, end="", flush=True))
+        c.check(rc == 0, "%d load/unload cycles" % n)
+
+
+def hostile(c):
+    with bl.AgentGuest(mem=MEM, balloon_opts={"deflate-on-oom": "on"}, timeout=900) as g:
+        g.boot()
+        # above RAM: QEMU clamps to RAM, the balloon stays empty
+        g.set_target(2 * MEM)
+        time.sleep(2)
+        c.check(g.balloon_actual() == MEM << 20 and g.counters()["size_pages"] == 0,
+                "target above RAM: balloon empty")
+        # zero: QEMU refuses it; the guest does not notice
+        try:
+            g.qmp("balloon", value=0)
+            c.check(False, "QEMU refused a zero target")
+        except bl.mclab.QMPError as e:
+            c.check(True, "QEMU refused a zero target (%s)" % e)
+        c.check(g.counters()["size_pages"] == 0, "balloon still empty")
+
+        # "everything": the guest cannot give it; the driver backs off
+        g.qmp("balloon", value=1 << 20)
+        time.sleep(20)
+        cnt = g.counters()
+        c.check(cnt["size_pages"] > 700 * PAGES_PER_MIB,
+                "took what it could: %d MiB" % (cnt["size_pages"] // PAGES_PER_MIB))
+        c.check(cnt["alloc_failures"] > 0 and cnt["backoffs"] > 0,
+                "says so: %d allocation failures, %d backoffs, backoff now %d ms" % (
+                    cnt["alloc_failures"], cnt["backoffs"], cnt["backoff_ms"]))
+        b0, i0 = g.cpu()
+        time.sleep(10)
+        b1, i1 = g.cpu()
+        cnt2 = g.counters()
+        busy = (b1 - b0) / max((b1 - b0) + (i1 - i0), 1e-9)
+        c.check(busy < 0.5, "no busy loop while backing off: guest CPU %.0f%% busy" %
+                (busy * 100))
+        c.check(cnt2["backoffs"] - cnt["backoffs"] <= 20,
+                "%d retries in 10 s" % (cnt2["backoffs"] - cnt["backoffs"]))
+        g.set_target(MEM)
+        bl.wait_actual(g, MEM, timeout=180)
+        c.check(g.counters()["size_pages"] == 0, "gave everything back")
+
+        # 100 target changes a second for 10 s, under memory pressure
+        g.cmd("pressure 200")
+        rnd = random.Random(1)
+        t0 = time.monotonic()
+        sent = 0
+        while time.monotonic() - t0 < 10:
+            g.set_target(rnd.randint(384, MEM))
+            sent += 1
+            nxt = t0 + sent * 0.01
+            d = nxt - time.monotonic()
+            if d > 0:
+                time.sleep(d)
+        rate = sent / (time.monotonic() - t0)
+        c.check(rate >= 50, "%d target changes in 10 s (%.0f/s)" % (sent, rate))
+        g.set_target(MEM)
+        secs = bl.wait_actual(g, MEM, timeout=180)
+        c.check(True, "back to full RAM %.1f s after the storm" % secs)
+        ans, _ = g.cmd("pressure-stop")
+        c.check(int(ans) > 0, "the pressure program lived through it (%s rounds)" % ans)
+        cnt = g.counters()
+        c.check(cnt["size_pages"] == 0 and cnt["inflated_pages"] == cnt["deflated_pages"],
+                "balloon empty, inflated %d == deflated %d" % (
+                    cnt["inflated_pages"], cnt["deflated_pages"]))
+        total, _, _ = g.meminfo()
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+TESTS = {f.__name__: f for f in (follow, stats, oom, reporting, unload, cycles, hostile)}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in TESTS:
+        sys.exit("usage: balloon_qmp.py %s" % "|".join(TESTS))
+    bl.run(TESTS[sys.argv[1]])
