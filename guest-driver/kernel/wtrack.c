@@ -274,6 +274,12 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		goto out_free;
 	for (i = 0; i < arm.count; i++)
 		bitmap_set(want, r[i].start, r[i].len);
+	/*
+	 * Whole words from here on: the bitmap helpers mask the last word of
+	 * their destination, which would clear tracked bits beyond @end.
+	 * @want and @tmp are allocated in whole words and zero past @end.
+	 */
+	end = round_up(end, BITS_PER_LONG);
 
 	if (arm.flags & MEMCOOP_WT_DISARM) {
 		/* Pages beyond @nbits were never tracked. */

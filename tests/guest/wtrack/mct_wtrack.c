@@ -298,18 +298,18 @@ test_basic(void)
 	fcntl(t.fd, F_SETFL, fl | O_NONBLOCK);
 	drain_events(&t);
 	CHECK(!readable(t.fd), "fd readable with an empty log");
-	wr(&t, 200, 9);
+	wr(&t, 201, 9);
 	CHECK(readable(t.fd), "fd not readable after a tracked write");
 	CHECK(memcoop_read_events(t.mc, &ev, 1) == 1 && ev.type == MEMCOOP_EVENT_DIRTY,
 	    "expected a DIRTY event, got type %u", ev.type);
-	wr(&t, 201, 9);
+	wr(&t, 202, 9);
 	CHECK(!readable(t.fd), "a second DIRTY event while the log was not empty");
 	/* a partial harvest leaves the log non-empty: no new event either */
 	CHECK(memcoop_wt_harvest(t.mc, one, 1, MEMCOOP_WT_REARM, &i) == 1 && i == 1,
 	    "partial harvest: remaining %zu", i);
 	total = harvest_into(&t, MEMCOOP_WT_REARM, 8, got);
 	CHECK(total == 1, "rest of the log: %zu pages", total);
-	wr(&t, 201, 10);
+	wr(&t, 202, 10);
 	CHECK(readable(t.fd), "no DIRTY event after the log was emptied");
 	drain_events(&t);
 
