@@ -145,7 +145,7 @@ static atomic_long_t mc_rescued;		/* ranges saved in the grace period */
 static atomic_long_t mc_objects;		/* live memory objects */
 
 static struct shrinker *mc_vr_shrinker;
-static struct dentry *mc_vr_debugfs;
+static struct dentry *mc_vr_debugfs, *mc_vr_debugfs_purge;
 static const struct vm_operations_struct *mc_shmem_vm_ops;
 
 static const struct vm_operations_struct mc_vm_ops;
@@ -1029,6 +1029,31 @@ static int mc_vr_stats_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(mc_vr_stats);
 
+/*
+ * debugfs memcoop/vrange_purge (root only): writing N runs the balloon's
+ * purge path for N pages (PURGE_SOON, grace period, purge), as if the
+ * balloon were about to inflate by N pages.  For tests and operators.
+ */
+static ssize_t mc_vr_purge_write(struct file *file, const char __user *buf, size_t len,
+				 loff_t *ppos)
+{
+	unsigned long pages;
+	int err;
+
+	err = kstrtoul_from_user(buf, len, 0, &pages);
+	if (err)
+		return err;
+	mc_vrange_purge(pages, MEMCOOP_REASON_BALLOON);
+	return len;
+}
+
+static const struct file_operations mc_vr_purge_fops = {
+	.owner	= THIS_MODULE,
+	.open	= simple_open,
+	.write	= mc_vr_purge_write,
+	.llseek	= noop_llseek,
+};
+
 int mc_vrange_init(void)
 {
 	int err;
@@ -1043,6 +1068,9 @@ int mc_vrange_init(void)
 	if (mc_debugfs_root)
 		mc_vr_debugfs = debugfs_create_file("vrange", 0444, mc_debugfs_root, NULL,
 						    &mc_vr_stats_fops);
+	if (mc_debugfs_root)
+		mc_vr_debugfs_purge = debugfs_create_file("vrange_purge", 0200, mc_debugfs_root,
+							  NULL, &mc_vr_purge_fops);
 	return 0;
 
 out_shrinker:
@@ -1053,6 +1081,7 @@ out_shrinker:
 void mc_vrange_exit(void)
 {
 	/* every object holds a module reference: none is left here */
+	debugfs_remove(mc_vr_debugfs_purge);
 	debugfs_remove(mc_vr_debugfs);
 	unregister_oom_notifier(&mc_vr_oom_nb);
 	mc_shrinker_destroy(mc_vr_shrinker);

@@ -1,0 +1,1216 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * mct-vrange: in-guest tests of volatile ranges and residence
+ * (memcoop.ko vrange.c, libmemcoop arena.c/alloc.c).
+ *
+ *   mct-vrange semantics   zero fill, residence, volatile/non-volatile,
+ *                          LRU purge order, SIGBUS, zeros after purge
+ *   mct-vrange badargs     bad ranges and calls, mapping operations
+ *   mct-vrange fork        sharing across fork, exit with volatile ranges
+ *   mct-vrange events      PURGE_SOON (and rescue in the grace), PURGED,
+ *                          REFAULT, shrinker and counters
+ *   mct-vrange threads S   threads cycling volatile/non-volatile with data
+ *                          checks while purges run, for S seconds
+ *   mct-vrange alloc       the libmemcoop allocator over volatile ranges
+ *   mct-vrange memcg       pages charged to the caller's memory cgroup
+ *   mct-vrange fuzz S SEED random calls, mappings, forks and purges
+ *   mct-vrange race S      like threads, but announces READY for a host
+ *                          script that flaps the balloon meanwhile
+ *
+ * Purges are forced through debugfs memcoop/vrange_purge (the balloon's
+ * purge path) and /proc/sys/vm/drop_caches (the shrinker).  Each
+ * subcommand ends with a leak check: no memory object left, no volatile or
+ * purged pages accounted.  Exit 0 on success, 1 on failure.
+ */
+#define _GNU_SOURCE
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmemcoop.h>
+
+#define PG		4096UL
+#define DBG		"/sys/kernel/debug/memcoop/"
+#define GRACE_PARAM	"/sys/module/memcoop/parameters/grace_ms"
+
+static const char *cur_test = "?";
+
+#define FAIL(...) do {							\
+	fprintf(stderr, "FAIL %s %s:%d: ", cur_test, __FILE__, __LINE__); \
+	fprintf(stderr, __VA_ARGS__);					\
+	fputc('\n', stderr);						\
+	exit(1);							\
+} while (0)
+#define CHECK(c, ...) do {						\
+	if (!(c)) {							\
+		fprintf(stderr, "FAIL %s: %s\n", cur_test, #c);		\
+		FAIL(__VA_ARGS__);					\
+	}								\
+} while (0)
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static long
+counter(const char *name)
+{
+	char line[128], key[64];
+	long v;
+	FILE *f;
+
+	if ((f = fopen(DBG "vrange", "r")) == NULL)
+		FAIL("open %s: %s", DBG "vrange", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %ld", key, &v) == 2 && strcmp(key, name) == 0) {
+			fclose(f);
+			return v;
+		}
+	}
+	fclose(f);
+	FAIL("no counter %s", name);
+}
+
+static void
+write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY);
+
+	if (fd == -1)
+		FAIL("open %s: %s", path, strerror(errno));
+	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+		FAIL("write %s to %s: %s", s, path, strerror(errno));
+	close(fd);
+}
+
+/* The balloon's purge path for @pages pages (PURGE_SOON, grace, purge). */
+static void
+purge(unsigned long pages)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lu", pages);
+	write_file(DBG "vrange_purge", buf);
+}
+
+static void
+set_grace(unsigned int ms)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%u", ms);
+	write_file(GRACE_PARAM, buf);
+}
+
+static int
+open_fd(uint64_t features)
+{
+	struct memcoop_api api;
+	int fd = open("/dev/memcoop", O_RDWR | O_CLOEXEC);
+
+	if (fd == -1)
+		FAIL("open /dev/memcoop: %s", strerror(errno));
+	memset(&api, 0, sizeof(api));
+	api.api = MEMCOOP_API;
+	api.features = features;
+	if (ioctl(fd, MEMCOOP_IOC_API, &api) == -1)
+		FAIL("handshake: %s", strerror(errno));
+	return fd;
+}
+
+static char *
+map(int fd, size_t len, off_t off)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
+
+	if (p == MAP_FAILED)
+		FAIL("mmap %zu at %lld: %s", len, (long long)off, strerror(errno));
+	return p;
+}
+
+/* VRANGE ioctl; returns 0 or errno, *purged set for NONVOLATILE. */
+static int
+vr(int fd, void *start, size_t len, uint64_t mode, int *purged)
+{
+	struct memcoop_vrange v;
+
+	memset(&v, 0, sizeof(v));
+	v.start = (uintptr_t)start;
+	v.len = len;
+	v.mode = mode;
+	v.purged = 77;
+	if (ioctl(fd, MEMCOOP_IOC_VRANGE, &v) == -1)
+		return errno;
+	if (mode == MEMCOOP_VRANGE_NONVOLATILE && v.purged > 1)
+		FAIL("purged answer %llu is not 0 or 1", (unsigned long long)v.purged);
+	if (purged)
+		*purged = (int)v.purged;
+	return 0;
+}
+
+static void
+vol(int fd, void *p, size_t len)
+{
+	int e = vr(fd, p, len, MEMCOOP_VRANGE_VOLATILE, NULL);
+
+	if (e)
+		FAIL("volatile %p+%zu: %s", p, len, strerror(e));
+}
+
+static int
+nonvol(int fd, void *p, size_t len)
+{
+	int purged, e = vr(fd, p, len, MEMCOOP_VRANGE_NONVOLATILE, &purged);
+
+	if (e)
+		FAIL("nonvolatile %p+%zu: %s", p, len, strerror(e));
+	return purged;
+}
+
+/* Residence of [p, p+len): resident count, bitmap into @bits. */
+static long
+resid(int fd, void *p, size_t len, uint8_t *bits, size_t bsize)
+{
+	struct memcoop_residence r;
+
+	memset(&r, 0, sizeof(r));
+	r.start = (uintptr_t)p;
+	r.len = len;
+	r.bitmap = (uintptr_t)bits;
+	r.bitmap_size = bsize;
+	if (ioctl(fd, MEMCOOP_IOC_RESIDENCE, &r) == -1)
+		return -errno;
+	return (long)r.resident;
+}
+
+/* SIGBUS-safe access: 0 if done, -1 if the page raised SIGBUS. */
+static __thread sigjmp_buf bus_jmp;
+static __thread volatile int bus_armed;
+
+static void
+on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig; (void)si; (void)uc;
+	if (!bus_armed)
+		abort();
+	siglongjmp(bus_jmp, 1);
+}
+
+static void
+catch_sigbus(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* The fuzzer also touches unmapped and read-only pages: SIGSEGV too. */
+static void
+catch_sigsegv(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
+static int
+try_read(const volatile char *p, char *out)
+{
+	if (sigsetjmp(bus_jmp, 1)) {
+		bus_armed = 0;
+		return -1;
+	}
+	bus_armed = 1;
+	*out = *p;
+	bus_armed = 0;
+	return 0;
+}
+
+static int
+try_write(volatile char *p, char v)
+{
+	if (sigsetjmp(bus_jmp, 1)) {
+		bus_armed = 0;
+		return -1;
+	}
+	bus_armed = 1;
+	*p = v;
+	bus_armed = 0;
+	return 0;
+}
+
+static void
+fill(char *p, size_t len, unsigned int seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i += 64)
+		p[i] = (char)(seed + i / 64 * 7 + 1);
+}
+
+static int
+check_fill(const char *p, size_t len, unsigned int seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i += 64)
+		if (p[i] != (char)(seed + i / 64 * 7 + 1))
+			return 0;
+	return 1;
+}
+
+static int
+all_zero(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* All objects gone, nothing volatile or purged accounted. */
+static void
+leak_check(void)
+{
+	int i;
+
+	for (i = 0; i < 50 && counter("objects") != 0; i++)
+		usleep(20000);	/* fput of the last mapping may be deferred */
+	CHECK(counter("objects") == 0, "objects left: %ld", counter("objects"));
+	CHECK(counter("volatile_pages") == 0, "volatile pages left: %ld",
+	    counter("volatile_pages"));
+	CHECK(counter("purged_pages_now") == 0, "purged pages left: %ld",
+	    counter("purged_pages_now"));
+}
+
+static long
+meminfo(const char *key)
+{
+	char line[256];
+	size_t kl = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (f == NULL)
+		FAIL("/proc/meminfo: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':')
+			v = strtol(line + kl + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/* ---- semantics --------------------------------------------------------- */
+
+static void
+t_semantics(void)
+{
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+	size_t n = 48, len = n * PG;
+	char *p = map(fd, len, 0), *a = p, *b = p + 16 * PG, *c = p + 32 * PG;
+	uint8_t bits[8];
+	long before, sig0;
+	char x;
+	size_t i;
+
+	cur_test = "semantics";
+	catch_sigbus();
+	set_grace(0);
+	memset(bits, 0xff, sizeof(bits));
+	CHECK(resid(fd, p, len, bits, sizeof(bits)) == 0, "untouched pages resident");
+	CHECK(bits[0] == 0 && bits[5] == 0, "bitmap not cleared");
+	CHECK(all_zero(p, len), "fresh memory is not zero");
+	/* reading faulted pages in: they are resident now */
+	before = resid(fd, p, len, bits, sizeof(bits));
+	CHECK(before == (long)n, "read pages resident: %ld of %zu", before, n);
+	fill(p, len, 1);
+
+	/* volatile, not purged: access works, data intact, purged = 0 */
+	vol(fd, a, 16 * PG);
+	sig0 = counter("sigbus");
+	CHECK(try_read(a + 5 * PG, &x) == 0, "volatile page faulted");
+	CHECK(try_write(a + 6 * PG, x) == 0, "write to volatile page faulted");
+	CHECK(counter("volatile_pages") == 16, "volatile_pages %ld", counter("volatile_pages"));
+	CHECK(nonvol(fd, a, 16 * PG) == 0, "purged without any purge");
+	CHECK(check_fill(a, 16 * PG, 1), "data changed by volatile/non-volatile");
+	CHECK(counter("volatile_pages") == 0, "volatile_pages %ld", counter("volatile_pages"));
+
+	/* LRU: A marked first, then B, then C; re-marking A moves it behind C */
+	vol(fd, a, 16 * PG);
+	vol(fd, b, 16 * PG);
+	vol(fd, c, 16 * PG);
+	CHECK(nonvol(fd, a, 16 * PG) == 0, "A purged early");
+	vol(fd, a, 16 * PG);
+	purge(1);		/* one whole range: the oldest, B */
+	CHECK(counter("purged_pages_now") == 16, "purged_pages_now %ld",
+	    counter("purged_pages_now"));
+	memset(bits, 0, sizeof(bits));
+	CHECK(resid(fd, p, len, bits, sizeof(bits)) == 32, "residence after purge");
+	CHECK(bits[0] == 0xff && bits[1] == 0xff && bits[2] == 0 && bits[3] == 0 &&
+	    bits[4] == 0xff && bits[5] == 0xff, "bitmap %02x%02x%02x%02x%02x%02x",
+	    bits[0], bits[1], bits[2], bits[3], bits[4], bits[5]);
+	/* purged and still volatile: SIGBUS on read and write, every page */
+	for (i = 0; i < 16; i++)
+		CHECK(try_read(b + i * PG, &x) == -1, "no SIGBUS reading purged page %zu", i);
+	CHECK(try_write(b + 3 * PG, 1) == -1, "no SIGBUS writing a purged page");
+	CHECK(counter("sigbus") == sig0 + 17, "sigbus counter %ld, expected %ld",
+	    counter("sigbus"), sig0 + 17);
+	/* the other ranges are untouched and readable without fault */
+	CHECK(try_read(c, &x) == 0 && check_fill(c, 16 * PG, 1 + 32 * 64 * 7),
+	    "C lost data");
+	/* marking part of B non-volatile: that part reads zeros, the rest still SIGBUS */
+	CHECK(nonvol(fd, b, 4 * PG) == 1, "B not reported purged");
+	CHECK(all_zero(b, 4 * PG), "purged pages do not read as zeros");
+	CHECK(try_read(b + 4 * PG, &x) == -1, "rest of B lost its purged state");
+	CHECK(nonvol(fd, b + 4 * PG, 12 * PG) == 1, "rest of B not reported purged");
+	CHECK(all_zero(b, 16 * PG), "B not zero");
+	CHECK(nonvol(fd, b, 16 * PG) == 0, "B purged again without a purge");
+	CHECK(nonvol(fd, c, 16 * PG) == 0, "C reported purged");
+	CHECK(check_fill(c, 16 * PG, 1 + 32 * 64 * 7), "C data");
+	CHECK(nonvol(fd, a, 16 * PG) == 0, "A reported purged");
+	CHECK(check_fill(a, 16 * PG, 1), "A data");
+
+	/* the shrinker purges everything volatile (drop_caches runs shrinkers) */
+	before = counter("purges_reclaim");
+	vol(fd, p, len);
+	write_file("/proc/sys/vm/drop_caches", "2");
+	CHECK(counter("purges_reclaim") > before, "shrinker did not purge");
+	CHECK(counter("volatile_pages") == 0, "volatile pages left after the shrinker");
+	CHECK(nonvol(fd, p, len) == 1, "shrinker purge not reported");
+	CHECK(all_zero(p, len), "not zero after shrinker purge");
+
+	munmap(p, len);
+	close(fd);
+	set_grace(5);
+	leak_check();
+	printf("semantics: ok\n");
+}
+
+/* ---- bad arguments and mapping operations ------------------------------ */
+
+static void
+expect_vr(int fd, void *p, size_t len, uint64_t mode, int err, const char *what)
+{
+	int e = vr(fd, p, len, mode, NULL);
+
+	if (e != err)
+		FAIL("%s: got %s, expected %s", what, strerror(e), strerror(err));
+}
+
+static void
+t_badargs(void)
+{
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE), fd2, fd3, e;
+	struct memcoop_vrange v;
+	uint8_t bits[64];
+	char *p, *q, *r, *s, x;
+	void *anon;
+
+	cur_test = "badargs";
+	catch_sigbus();
+	/* before any mmap */
+	anon = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	expect_vr(fd, anon, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "before mmap");
+	/* private mappings and mappings without the feature are refused */
+	CHECK(mmap(NULL, PG, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED && errno == EINVAL,
+	    "MAP_PRIVATE accepted");
+	fd3 = open_fd(MEMCOOP_FEATURE_RELAY);
+	CHECK(mmap(NULL, PG, PROT_READ, MAP_SHARED, fd3, 0) == MAP_FAILED && errno == EINVAL,
+	    "mmap without VRANGE accepted");
+	CHECK(mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 1ULL << 40) == MAP_FAILED &&
+	    errno == EINVAL, "offset beyond the object accepted");
+	memset(&v, 0, sizeof(v));
+	CHECK(ioctl(fd3, MEMCOOP_IOC_VRANGE, &v) == -1 && errno == EINVAL,
+	    "VRANGE without the feature");
+	close(fd3);
+
+	p = map(fd, 16 * PG, 0);
+	fill(p, 16 * PG, 3);
+	expect_vr(fd, p, 0, MEMCOOP_VRANGE_VOLATILE, EINVAL, "zero length");
+	expect_vr(fd, p + 1, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "unaligned start");
+	expect_vr(fd, p, PG + 1, MEMCOOP_VRANGE_VOLATILE, EINVAL, "unaligned length");
+	expect_vr(fd, p, 17 * PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "beyond the mapping");
+	expect_vr(fd, p - PG, 2 * PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "before the mapping");
+	expect_vr(fd, p, (size_t)0 - PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "wrapping");
+	expect_vr(fd, (void *)-PG, 2 * PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "wrapping start");
+	expect_vr(fd, anon, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "anonymous memory");
+	expect_vr(fd, p, PG, 0, EINVAL, "mode 0");
+	expect_vr(fd, p, PG, 3, EINVAL, "mode 3");
+	memset(&v, 0, sizeof(v));
+	v.start = (uintptr_t)p; v.len = PG; v.mode = MEMCOOP_VRANGE_VOLATILE; v.reserved = 1;
+	CHECK(ioctl(fd, MEMCOOP_IOC_VRANGE, &v) == -1 && errno == EINVAL, "reserved accepted");
+	CHECK(ioctl(fd, MEMCOOP_IOC_VRANGE, (void *)8) == -1 && errno == EFAULT, "bad pointer");
+	CHECK(counter("volatile_pages") == 0, "a refused call marked pages");
+
+	/* another fd's mapping */
+	fd2 = open_fd(MEMCOOP_FEATURE_VRANGE);
+	q = map(fd2, 4 * PG, 0);
+	expect_vr(fd, q, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "another fd's mapping");
+	expect_vr(fd2, p, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "another fd's mapping (2)");
+	CHECK(resid(fd, q, PG, bits, 1) == -EINVAL, "residence of another fd's mapping");
+	CHECK(q[0] == 0, "second fd's memory not zero (shared with first?)");
+	munmap(q, 4 * PG);
+	close(fd2);
+
+	/* residence arguments */
+	CHECK(resid(fd, p, 16 * PG, bits, 1) == -EINVAL, "bitmap too small accepted");
+	CHECK(resid(fd, p, 16 * PG, (uint8_t *)8, 2) == -EFAULT, "bad bitmap pointer");
+	CHECK(resid(fd, p, 0, bits, 2) == -EINVAL, "residence zero length");
+	CHECK(resid(fd, p, 16 * PG, bits, 2) == 16, "residence");
+
+	/* overlapping marks merge; one non-volatile covers them all */
+	vol(fd, p, 4 * PG);
+	vol(fd, p + 2 * PG, 4 * PG);
+	vol(fd, p + 6 * PG, 2 * PG);
+	vol(fd, p, 8 * PG);
+	CHECK(counter("volatile_pages") == 8, "overlapping marks counted %ld",
+	    counter("volatile_pages"));
+	CHECK(nonvol(fd, p + 3 * PG, PG) == 0, "hole punched reported purged");
+	CHECK(counter("volatile_pages") == 7, "split range counted %ld",
+	    counter("volatile_pages"));
+	CHECK(nonvol(fd, p, 16 * PG) == 0, "nonvolatile");
+	CHECK(counter("volatile_pages") == 0, "volatile left");
+	/* non-volatile on a never-volatile range is fine */
+	CHECK(nonvol(fd, p + 10 * PG, PG) == 0, "never volatile reported purged");
+
+	/* mprotect splits the vma; a range across the split still works */
+	CHECK(mprotect(p + 4 * PG, 4 * PG, PROT_READ) == 0, "mprotect");
+	vol(fd, p + 2 * PG, 8 * PG);
+	CHECK(nonvol(fd, p + 2 * PG, 8 * PG) == 0, "across mprotect split");
+	CHECK(mprotect(p + 4 * PG, 4 * PG, PROT_READ | PROT_WRITE) == 0, "mprotect back");
+	/* mlock and madvise */
+	CHECK(mlock(p, 4 * PG) == 0, "mlock: %s", strerror(errno));
+	vol(fd, p, 4 * PG);
+	CHECK(munlock(p, 4 * PG) == 0, "munlock");
+	CHECK(nonvol(fd, p, 4 * PG) == 0, "mlocked range");
+	CHECK(madvise(p, PG, MADV_DONTNEED) == 0, "MADV_DONTNEED");
+	CHECK(check_fill(p, 16 * PG, 3), "MADV_DONTNEED on a shared mapping lost data");
+	CHECK(madvise(p, PG, MADV_FREE) == -1 && errno == EINVAL, "MADV_FREE accepted");
+	CHECK(madvise(p + 15 * PG, PG, MADV_REMOVE) == 0, "MADV_REMOVE: %s", strerror(errno));
+	CHECK(all_zero(p + 15 * PG, PG), "MADV_REMOVE did not punch");
+	fill(p + 15 * PG, PG, 3 + 15 * 64 * 7);
+
+	/* mremap: grow refused, move keeps the pages and the ranges */
+	CHECK(mremap(p, 16 * PG, 32 * PG, 0) == MAP_FAILED, "mremap grow accepted");
+	vol(fd, p + 8 * PG, 4 * PG);
+	s = mmap(NULL, 64 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	r = mremap(p, 16 * PG, 16 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, s + 16 * PG);
+	CHECK(r == s + 16 * PG, "mremap move: %s", strerror(errno));
+	expect_vr(fd, p, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "old address after mremap");
+	CHECK(check_fill(r, 16 * PG, 3), "data after mremap");
+	CHECK(nonvol(fd, r + 8 * PG, 4 * PG) == 0, "range lost by mremap");
+	CHECK(counter("volatile_pages") == 0, "volatile left after mremap");
+	/* partial munmap: a range across the hole is refused, each side works */
+	CHECK(munmap(r + 4 * PG, 2 * PG) == 0, "partial munmap");
+	expect_vr(fd, r, 8 * PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "range across a hole");
+	vol(fd, r, 4 * PG);
+	vol(fd, r + 6 * PG, 4 * PG);
+	CHECK(try_read(r + 7 * PG, &x) == 0 && x == (char)(3 + 7 * 64 * 7 + 1),
+	    "page after the hole");
+	/* a second mapping of the same offsets shares pages and ranges */
+	q = map(fd, 16 * PG, 0);
+	CHECK(check_fill(q, 4 * PG, 3), "second mapping does not share pages");
+	CHECK(nonvol(fd, q, 16 * PG) == 0, "range through the second mapping");
+	CHECK(counter("volatile_pages") == 0, "volatile left: %ld", counter("volatile_pages"));
+	/* contiguous but not the same offsets: refused */
+	munmap(q, 16 * PG);
+
+	/* close the fd while mapped: the mapping keeps working, ioctls are gone */
+	vol(fd, r, 4 * PG);
+	close(fd);
+	CHECK(check_fill(r, 4 * PG, 3), "data after close");
+	CHECK(counter("objects") == 1, "object freed while mapped");
+	purge(1 << 20);
+	CHECK(try_read(r, &x) == -1, "purged page after close did not SIGBUS");
+	munmap(r, 4 * PG);
+	munmap(r + 6 * PG, 10 * PG);
+	munmap(s, 64 * PG);
+	munmap(anon, 4 * PG);
+	(void)e;
+	leak_check();
+	printf("badargs: ok\n");
+}
+
+/* ---- fork -------------------------------------------------------------- */
+
+static void
+t_fork(void)
+{
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE), st, i;
+	size_t len = 64 * PG;
+	char *p = map(fd, len, 0), x;
+	pid_t pid;
+
+	cur_test = "fork";
+	catch_sigbus();
+	set_grace(0);
+	fill(p, len, 9);
+	vol(fd, p, 16 * PG);
+	pid = fork();
+	if (pid == 0) {
+		/* child: shares pages and ranges with the parent */
+		if (!check_fill(p, len, 9))
+			_exit(2);
+		p[20 * PG] = 'c';
+		if (nonvol(fd, p, 16 * PG) != 0)
+			_exit(3);
+		vol(fd, p + 32 * PG, 16 * PG);	/* left volatile at exit */
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "child failed: status %#x", st);
+	CHECK(p[20 * PG] == 'c', "child's write not seen by the parent");
+	CHECK(counter("volatile_pages") == 16, "child's volatile range gone with the child: %ld",
+	    counter("volatile_pages"));
+	CHECK(nonvol(fd, p, 16 * PG) == 0, "child's non-volatile not seen");
+
+	/* a child purged while it exits, many children with ranges */
+	for (i = 0; i < 8; i++) {
+		pid = fork();
+		if (pid == 0) {
+			vol(fd, p + (size_t)(i % 4) * 16 * PG, 16 * PG);
+			if (i & 1)
+				purge(16);
+			_exit(0);
+		}
+	}
+	while (wait(&st) > 0)
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	purge(1 << 20);
+	CHECK(counter("volatile_pages") == 0, "volatile left after purge");
+	for (i = 0; i < 4; i++) {
+		CHECK(try_read(p + (size_t)i * 16 * PG, &x) == -1, "range %d not purged", i);
+		CHECK(nonvol(fd, p + (size_t)i * 16 * PG, 16 * PG) == 1, "range %d", i);
+	}
+	/* a child that exits with the only mapping: the object dies with it */
+	munmap(p, len);
+	pid = fork();
+	if (pid == 0) {
+		char *c = map(fd, 8 * PG, 0);
+
+		vol(fd, c, 8 * PG);
+		close(fd);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "child status %#x", st);
+	close(fd);
+	set_grace(5);
+	leak_check();
+	printf("fork: ok\n");
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static int
+next_event(int fd, struct memcoop_event *ev, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	if (poll(&pfd, 1, timeout_ms) != 1)
+		return 0;
+	if (read(fd, ev, sizeof(*ev)) != sizeof(*ev))
+		FAIL("read event: %s", strerror(errno));
+	return 1;
+}
+
+struct purger {
+	unsigned long pages;
+};
+
+static void *
+purger_main(void *arg)
+{
+	struct purger *pu = arg;
+
+	purge(pu->pages);
+	return NULL;
+}
+
+static void
+t_events(void)
+{
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
+	struct memcoop_subscribe sub;
+	struct memcoop_event ev;
+	struct purger pu = { 1 };
+	size_t len = 32 * PG;
+	char *p = map(fd, len, 0), x;
+	pthread_t th;
+	long rescued, refaults;
+	int nfd;
+
+	cur_test = "events";
+	catch_sigbus();
+	fill(p, len, 5);
+	/* subscribing to residence events needs the feature */
+	nfd = open_fd(MEMCOOP_FEATURE_VRANGE);
+	memset(&sub, 0, sizeof(sub));
+	sub.events = 1ULL << MEMCOOP_EVENT_PURGED;
+	CHECK(ioctl(nfd, MEMCOOP_IOC_SUBSCRIBE, &sub) == -1 && errno == EINVAL,
+	    "subscribed without RESIDENCE_EVENTS");
+	close(nfd);
+	sub.events = (1ULL << MEMCOOP_EVENT_PURGE_SOON) | (1ULL << MEMCOOP_EVENT_PURGED) |
+	    (1ULL << MEMCOOP_EVENT_REFAULT);
+	CHECK(ioctl(fd, MEMCOOP_IOC_SUBSCRIBE, &sub) == 0, "subscribe: %s", strerror(errno));
+
+	/* PURGE_SOON, then rescue during a long grace: non-volatile wins */
+	set_grace(2000);
+	vol(fd, p, 8 * PG);
+	rescued = counter("rescued_in_grace");
+	pthread_create(&th, NULL, purger_main, &pu);
+	CHECK(next_event(fd, &ev, 5000), "no PURGE_SOON");
+	CHECK(ev.type == MEMCOOP_EVENT_PURGE_SOON && ev.range.start == (uintptr_t)p &&
+	    ev.range.len == 8 * PG, "event %u %#llx+%#llx", ev.type,
+	    (unsigned long long)ev.range.start, (unsigned long long)ev.range.len);
+	CHECK(nonvol(fd, p, 8 * PG) == 0, "rescued range reported purged");
+	pthread_join(th, NULL);
+	CHECK(counter("rescued_in_grace") == rescued + 1, "rescue not counted");
+	CHECK(check_fill(p, 8 * PG, 5), "rescued data lost");
+	CHECK(!next_event(fd, &ev, 50), "event %u after a rescue", ev.type);
+
+	/* no rescue: PURGE_SOON then PURGED with the range's address */
+	set_grace(1);
+	vol(fd, p + 8 * PG, 8 * PG);
+	purge(1);
+	CHECK(next_event(fd, &ev, 1000) && ev.type == MEMCOOP_EVENT_PURGE_SOON, "no PURGE_SOON");
+	CHECK(next_event(fd, &ev, 1000) && ev.type == MEMCOOP_EVENT_PURGED &&
+	    ev.range.start == (uintptr_t)(p + 8 * PG) && ev.range.len == 8 * PG,
+	    "PURGED %u %#llx", ev.type, (unsigned long long)ev.range.start);
+	CHECK(ev.timestamp_ns > 0, "no timestamp");
+	/* the shrinker: PURGED without PURGE_SOON */
+	vol(fd, p + 16 * PG, 4 * PG);
+	write_file("/proc/sys/vm/drop_caches", "2");
+	CHECK(next_event(fd, &ev, 1000) && ev.type == MEMCOOP_EVENT_PURGED &&
+	    ev.range.start == (uintptr_t)(p + 16 * PG), "shrinker PURGED %u", ev.type);
+
+	/* REFAULT: once per purged page touched after non-volatile */
+	refaults = counter("refaults");
+	CHECK(try_read(p + 9 * PG, &x) == -1, "purged page readable");
+	CHECK(!next_event(fd, &ev, 20), "event on SIGBUS");
+	CHECK(nonvol(fd, p + 8 * PG, 8 * PG) == 1, "purge not reported");
+	CHECK(p[9 * PG] == 0, "refaulted page not zero");
+	CHECK(next_event(fd, &ev, 1000) && ev.type == MEMCOOP_EVENT_REFAULT &&
+	    ev.range.start == (uintptr_t)(p + 9 * PG) && ev.range.len == PG,
+	    "REFAULT %u %#llx", ev.type, (unsigned long long)ev.range.start);
+	x = p[9 * PG];
+	p[10 * PG] = 1;
+	CHECK(next_event(fd, &ev, 1000) && ev.type == MEMCOOP_EVENT_REFAULT &&
+	    ev.range.start == (uintptr_t)(p + 10 * PG), "second REFAULT");
+	CHECK(!next_event(fd, &ev, 20), "refault reported twice");
+	CHECK(counter("refaults") == refaults + 2, "refaults counter");
+	/* re-marking a hole volatile forgets it */
+	vol(fd, p + 8 * PG, 8 * PG);
+	CHECK(nonvol(fd, p + 8 * PG, 8 * PG) == 0, "re-marked hole purged");
+	(void)p[12 * PG];
+	CHECK(!next_event(fd, &ev, 20), "REFAULT after re-marking");
+	CHECK(nonvol(fd, p + 16 * PG, 4 * PG) == 1, "shrinker purge not reported");
+
+	munmap(p, len);
+	close(fd);
+	set_grace(5);
+	leak_check();
+	printf("events: ok\n");
+}
+
+/* ---- threads: volatile/non-volatile against purges --------------------- */
+
+static volatile int stop_flag;
+static int race_fd;
+static char *race_mem;
+#define RACE_SLOT	(32 * PG)
+
+struct worker {
+	int id;
+	unsigned long cycles, purged, faults, bad;
+};
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char *slot = race_mem + (size_t)w->id * RACE_SLOT, x;
+	unsigned int seed = (unsigned int)w->id * 1000, gen = 0;
+	size_t i;
+
+	fill(slot, RACE_SLOT, seed);
+	while (!stop_flag) {
+		vol(race_fd, slot, RACE_SLOT);
+		/* touching a volatile page: intact data, or SIGBUS if purged */
+		if (try_read(slot + (gen % 32) * PG, &x) == -1)
+			w->faults++;
+		else if (x != (char)(seed + (gen % 32) * PG / 64 * 7 + 1))
+			w->bad++;
+		if (nonvol(race_fd, slot, RACE_SLOT)) {
+			w->purged++;
+			for (i = 0; i < RACE_SLOT; i += PG)
+				if (slot[i] != 0)
+					w->bad++;
+			seed = (unsigned int)w->id * 1000 + ++gen;
+			fill(slot, RACE_SLOT, seed);
+		} else if (!check_fill(slot, RACE_SLOT, seed)) {
+			w->bad++;
+		}
+		w->cycles++;
+	}
+	return NULL;
+}
+
+static void *
+purge_main(void *arg)
+{
+	unsigned long n = 0;
+
+	(void)arg;
+	while (!stop_flag) {
+		if (n++ % 4 == 3)
+			write_file("/proc/sys/vm/drop_caches", "2");
+		else
+			purge(8 + n % 64);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+/*
+ * Bulk memory for the balloon: @bulk_chunks chunks of 4 MiB after the
+ * workers' slots, kept volatile; each sweep takes every chunk back
+ * (checking it is intact or, if purged, zero), refills purged ones and
+ * marks it volatile again.
+ */
+#define BULK_CHUNK	(4UL << 20)
+static int bulk_chunks;
+static unsigned long bulk_sweeps, bulk_purged, bulk_bad;
+
+static void *
+bulk_main(void *arg)
+{
+	char *bulk = arg;
+	int i;
+
+	for (i = 0; i < bulk_chunks; i++) {
+		fill(bulk + (size_t)i * BULK_CHUNK, BULK_CHUNK, (unsigned int)i);
+		vol(race_fd, bulk + (size_t)i * BULK_CHUNK, BULK_CHUNK);
+	}
+	while (!stop_flag) {
+		for (i = 0; i < bulk_chunks && !stop_flag; i++) {
+			char *c = bulk + (size_t)i * BULK_CHUNK;
+
+			if (nonvol(race_fd, c, BULK_CHUNK)) {
+				bulk_purged++;
+				if (!all_zero(c, PG) || !all_zero(c + BULK_CHUNK - PG, PG))
+					bulk_bad++;
+				fill(c, BULK_CHUNK, (unsigned int)i);
+			} else if (!check_fill(c, BULK_CHUNK, (unsigned int)i)) {
+				bulk_bad++;
+			}
+			vol(race_fd, c, BULK_CHUNK);
+		}
+		bulk_sweeps++;
+		usleep(200000);
+	}
+	return NULL;
+}
+
+static void
+run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
+{
+	struct worker w[16];
+	pthread_t th[16], pth, bth;
+	unsigned long cycles = 0, purged = 0, faults = 0;
+	size_t slots;
+	int i;
+
+	if (nthreads > 16)
+		nthreads = 16;
+	catch_sigbus();
+	set_grace(1);
+	bulk_chunks = bulk_mb / 4;
+	slots = (size_t)nthreads * RACE_SLOT;
+	race_fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+	race_mem = map(race_fd, slots + (size_t)bulk_chunks * BULK_CHUNK, 0);
+	for (i = 0; i < nthreads; i++) {
+		w[i] = (struct worker){ .id = i };
+		pthread_create(&th[i], NULL, worker_main, &w[i]);
+	}
+	if (use_purger)
+		pthread_create(&pth, NULL, purge_main, NULL);
+	if (bulk_chunks)
+		pthread_create(&bth, NULL, bulk_main, race_mem + slots);
+	if (announce) {
+		printf("READY\n");
+		fflush(stdout);
+	}
+	sleep((unsigned int)seconds);
+	stop_flag = 1;
+	if (use_purger)
+		pthread_join(pth, NULL);
+	if (bulk_chunks)
+		pthread_join(bth, NULL);
+	CHECK(bulk_bad == 0, "%lu bulk chunks corrupt", bulk_bad);
+	for (i = 0; i < nthreads; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(w[i].bad == 0, "thread %d saw %lu corrupt pages", i, w[i].bad);
+		cycles += w[i].cycles;
+		purged += w[i].purged;
+		faults += w[i].faults;
+	}
+	printf("race: %lu cycles, %lu purged, %lu SIGBUS, bulk sweeps %lu purged %lu, "
+	    "balloon purges %ld, reclaim purges %ld, oom purges %ld\n",
+	    cycles, purged, faults, bulk_sweeps, bulk_purged, counter("purges_balloon"),
+	    counter("purges_reclaim"), counter("purges_oom"));
+	CHECK(cycles > 0, "no cycles");
+	CHECK(purged + bulk_purged > 0, "no range was ever purged: the race was not exercised");
+	munmap(race_mem, slots + (size_t)bulk_chunks * BULK_CHUNK);
+	close(race_fd);
+	set_grace(5);
+	leak_check();
+}
+
+/* ---- allocator --------------------------------------------------------- */
+
+static void
+t_alloc(void)
+{
+	struct memcoop *mc = memcoop_open(MEMCOOP_FEATURE_VRANGE);
+	struct memcoop_alloc *al;
+	struct memcoop_alloc_stats st;
+	char *p[64], *q;
+	size_t i, sz;
+
+	cur_test = "alloc";
+	CHECK(mc != NULL, "memcoop_open: %s", strerror(errno));
+	set_grace(0);
+	CHECK(memcoop_alloc_create(NULL, 1 << 20, MEMCOOP_RELEASE_VOLATILE) == NULL &&
+	    errno == EINVAL, "volatile allocator without a handle");
+	al = memcoop_alloc_create(mc, 64 << 20, MEMCOOP_RELEASE_VOLATILE);
+	CHECK(al != NULL, "alloc_create: %s", strerror(errno));
+	for (i = 0; i < 64; i++) {
+		sz = (i % 7 + 1) * 3000 + i * PG;
+		p[i] = memcoop_malloc(al, sz);
+		CHECK(p[i] != NULL, "malloc %zu", sz);
+		CHECK(((uintptr_t)p[i] & (PG - 1)) == 0, "not page aligned");
+		CHECK(memcoop_malloc_usable_size(al, p[i]) >= sz, "usable size");
+		memset(p[i], (int)i + 1, sz);
+	}
+	for (i = 0; i < 64; i++) {
+		sz = (i % 7 + 1) * 3000 + i * PG;
+		CHECK((unsigned char)p[i][sz - 1] == i + 1, "allocation %zu overwritten", i);
+	}
+	CHECK(counter("volatile_pages") == 0, "volatile before any free");
+	for (i = 0; i < 64; i += 2)
+		memcoop_free(al, p[i]);
+	CHECK(counter("volatile_pages") > 0, "free did not mark volatile");
+	/* reuse the most recently freed span, intact (nothing was purged) */
+	q = memcoop_malloc(al, (62 % 7 + 1) * 3000 + 62 * PG);
+	CHECK(q == p[62], "free list is not LIFO per class");
+	CHECK((unsigned char)q[0] == 63, "unpurged span lost its contents");
+	/* purge everything; calloc from a purged span is zero */
+	purge(1 << 20);
+	CHECK(counter("volatile_pages") == 0, "not all purged");
+	q = memcoop_calloc(al, 1, (60 % 7 + 1) * 3000 + 60 * PG);
+	CHECK(q == p[60] && all_zero(q, 60 * PG), "calloc from a purged span");
+	memcoop_alloc_stats(al, &st);
+	CHECK(st.reused == 2 && st.purged_reuses == 1 && st.frees == 32,
+	    "stats reused %llu purged %llu frees %llu", (unsigned long long)st.reused,
+	    (unsigned long long)st.purged_reuses, (unsigned long long)st.frees);
+	/* calloc of a non-purged reused span is zeroed by the library */
+	memcoop_free(al, q);
+	q = memcoop_calloc(al, 1, (60 % 7 + 1) * 3000 + 60 * PG);
+	CHECK(q != NULL && all_zero(q, 60 * PG), "calloc of a reused span not zero");
+	/* exhausting the arena is ENOMEM, not a crash */
+	CHECK(memcoop_malloc(al, 128 << 20) == NULL && errno == ENOMEM, "oversized malloc");
+	memcoop_alloc_destroy(al);
+	/* the comparison modes work the same way */
+	al = memcoop_alloc_create(NULL, 16 << 20, MEMCOOP_RELEASE_DONTNEED);
+	CHECK(al != NULL, "anonymous allocator");
+	q = memcoop_malloc(al, 5 * PG);
+	memset(q, 1, 5 * PG);
+	memcoop_free(al, q);
+	CHECK(memcoop_malloc(al, 5 * PG) == q && all_zero(q, 5 * PG), "DONTNEED reuse");
+	memcoop_alloc_destroy(al);
+	memcoop_close(mc);
+	set_grace(5);
+	leak_check();
+	printf("alloc: ok\n");
+}
+
+/* ---- memory cgroup ----------------------------------------------------- */
+
+static void
+t_memcg(void)
+{
+	const char *cg = "/sys/fs/cgroup/mct-vrange";
+	char path[256], buf[256];
+	long cur, oomk = -1;
+	pid_t pid;
+	int st, fd;
+	FILE *f;
+
+	cur_test = "memcg";
+	mkdir("/sys/fs/cgroup", 0755);
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0 &&
+	    system("mount -t cgroup2 none /sys/fs/cgroup") != 0)
+		FAIL("cannot mount cgroup2");
+	write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+	if (mkdir(cg, 0755) == -1 && errno != EEXIST)
+		FAIL("mkdir %s: %s", cg, strerror(errno));
+	snprintf(path, sizeof(path), "%s/memory.max", cg);
+	write_file(path, "33554432");		/* 32 MiB */
+
+	/* a child in the group: 16 MiB touched are charged to the group */
+	pid = fork();
+	if (pid == 0) {
+		size_t len = 64UL << 20, i;
+		char *p;
+
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
+		write_file(path, "0");
+		fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+		p = map(fd, len, 0);
+		for (i = 0; i < (16UL << 20); i += PG)
+			p[i] = 1;
+		snprintf(path, sizeof(path), "%s/memory.current", cg);
+		f = fopen(path, "r");
+		cur = f && fgets(buf, sizeof(buf), f) ? atol(buf) : -1;
+		printf("memcg: memory.current %ld after 16 MiB\n", cur);
+		fflush(stdout);
+		if (cur < (16L << 20))
+			_exit(3);
+		/* now beyond the limit: the group's OOM killer must stop us */
+		for (i = 0; i < len; i += PG)
+			p[i] = 1;
+		_exit(4);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(!(WIFEXITED(st) && WEXITSTATUS(st) == 3), "pages not charged to the cgroup");
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+	    "child escaped the 32 MiB limit (status %#x)", st);
+	snprintf(path, sizeof(path), "%s/memory.events", cg);
+	if ((f = fopen(path, "r")) != NULL) {
+		while (fgets(buf, sizeof(buf), f))
+			sscanf(buf, "oom_kill %ld", &oomk);
+		fclose(f);
+	}
+	CHECK(oomk >= 1, "no OOM kill in the group's memory.events");
+	rmdir(cg);
+	leak_check();
+	printf("memcg: ok\n");
+}
+
+/* ---- fuzzer ------------------------------------------------------------ */
+
+static void
+t_fuzz(int seconds, unsigned int seed)
+{
+	long free0 = meminfo("MemFree"), slab0 = meminfo("Slab"), free1, slab1;
+	time_t end = time(NULL) + seconds;
+	unsigned long ops = 0;
+	char *maps[8] = { 0 };
+	size_t lens[8] = { 0 };
+	int fds[2], i, st;
+	char x;
+
+	cur_test = "fuzz";
+	catch_sigbus();
+	catch_sigsegv();
+	set_grace(0);
+	srandom(seed);
+	printf("fuzz: seed %u, %d s\n", seed, seconds);
+	fds[0] = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
+	fds[1] = open_fd(MEMCOOP_FEATURE_VRANGE);
+	while (time(NULL) < end) {
+		int m = (int)(random() % 8), fd = fds[random() % 2], op = (int)(random() % 16);
+		char *base = maps[m];
+		size_t off = base ? (size_t)(random() % (long)(lens[m] / PG + 2)) * PG : 0;
+		size_t len = (size_t)(random() % 24) * PG;
+		struct memcoop_residence r;
+		struct memcoop_event ev[8];
+		uint8_t bits[16];
+
+		if (random() % 16 == 0)
+			off += (size_t)(random() % PG);	/* unaligned */
+		if (random() % 32 == 0)
+			len = (size_t)-1 - (size_t)(random() % 3) * PG;	/* wrapping */
+		ops++;
+		switch (op) {
+		case 0:		/* map */
+			if (base)
+				break;
+			lens[m] = (size_t)(random() % 64 + 1) * PG;
+			maps[m] = mmap(NULL, lens[m], PROT_READ | PROT_WRITE, MAP_SHARED,
+			    fds[random() % 2], (off_t)(random() % 128) * (off_t)PG);
+			if (maps[m] == MAP_FAILED)
+				FAIL("fuzz mmap: %s", strerror(errno));
+			break;
+		case 1:		/* unmap, partly or wholly */
+			if (!base)
+				break;
+			if (random() % 2) {
+				munmap(base, lens[m]);
+				maps[m] = NULL;
+			} else {
+				munmap(base + (lens[m] / PG / 2) * PG, PG);
+			}
+			break;
+		case 2:		/* mremap move or shrink */
+			if (!base || lens[m] < 2 * PG)
+				break;
+			{
+				char *n = mremap(base, lens[m], lens[m] / 2 & ~(PG - 1),
+				    MREMAP_MAYMOVE);
+
+				if (n != MAP_FAILED) {
+					maps[m] = n;
+					lens[m] = lens[m] / 2 & ~(PG - 1);
+				}
+			}
+			break;
+		case 3:
+			if (base)
+				mprotect(base + off % lens[m], len % lens[m],
+				    random() % 2 ? PROT_READ : PROT_READ | PROT_WRITE);
+			break;
+		case 4:
+		case 5:
+		case 6:
+			(void)vr(fd, base ? base + off : (char *)(uintptr_t)off, len,
+			    (uint64_t)(random() % 4), NULL);
+			break;
+		case 7:
+		case 8:
+			(void)vr(fd, base ? base + off : NULL, len, MEMCOOP_VRANGE_VOLATILE, NULL);
+			break;
+		case 9:
+			memset(&r, 0, sizeof(r));
+			r.start = (uintptr_t)(base ? base + off : NULL);
+			r.len = len;
+			r.bitmap = (uintptr_t)bits;
+			r.bitmap_size = (uint64_t)(random() % 17);
+			(void)ioctl(fd, MEMCOOP_IOC_RESIDENCE, &r);
+			break;
+		case 10:	/* touch: data, zero, or SIGBUS */
+			if (base && off < lens[m]) {
+				if (random() % 2)
+					(void)try_read(base + off, &x);
+				else
+					(void)try_write(base + off, 1);
+			}
+			break;
+		case 11:
+			purge((unsigned long)(random() % 64));
+			break;
+		case 12:
+			if (random() % 8 == 0)
+				write_file("/proc/sys/vm/drop_caches", "2");
+			break;
+		case 13:	/* fork: child plays and exits with ranges set */
+			if (random() % 8)
+				break;
+			if (fork() == 0) {
+				if (base && off < lens[m])
+					(void)vr(fds[0], base, lens[m], MEMCOOP_VRANGE_VOLATILE,
+					    NULL);
+				_exit(0);
+			}
+			break;
+		case 14:
+			(void)read(fds[0], ev, sizeof(ev));
+			{
+				struct memcoop_subscribe sub = {
+					.events = ((uint64_t)random() & 0x1f) << 1,
+				};
+
+				(void)ioctl(fds[0], MEMCOOP_IOC_SUBSCRIBE, &sub);
+			}
+			break;
+		case 15:	/* madvise */
+			if (base && off < lens[m])
+				(void)madvise(base + off, PG,
+				    random() % 2 ? MADV_DONTNEED : MADV_REMOVE);
+			break;
+		}
+		while (waitpid(-1, &st, WNOHANG) > 0)
+			CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzz child %#x", st);
+	}
+	while (wait(&st) > 0)
+		;
+	for (i = 0; i < 8; i++)
+		if (maps[i])
+			munmap(maps[i], lens[i]);
+	close(fds[0]);
+	close(fds[1]);
+	printf("fuzz: %lu operations\n", ops);
+	set_grace(5);
+	leak_check();
+	/* memory comes back (page cache of the objects, ranges, rings) */
+	write_file("/proc/sys/vm/drop_caches", "3");
+	free1 = meminfo("MemFree");
+	slab1 = meminfo("Slab");
+	printf("fuzz: MemFree %ld -> %ld kB, Slab %ld -> %ld kB\n", free0, free1, slab0, slab1);
+	CHECK(free1 > free0 - 4096, "MemFree did not come back: %ld -> %ld kB", free0, free1);
+	CHECK(slab1 < slab0 + 2048, "Slab grew: %ld -> %ld kB", slab0, slab1);
+	printf("fuzz: ok\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "";
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (strcmp(cmd, "semantics") == 0)
+		t_semantics();
+	else if (strcmp(cmd, "badargs") == 0)
+		t_badargs();
+	else if (strcmp(cmd, "fork") == 0)
+		t_fork();
+	else if (strcmp(cmd, "events") == 0)
+		t_events();
+	else if (strcmp(cmd, "threads") == 0) {
+		cur_test = "threads";
+		run_race(argc > 2 ? atoi(argv[2]) : 20, argc > 3 ? atoi(argv[3]) : 4,
+		    argc > 4 ? atoi(argv[4]) : 0, 1, 0);
+		printf("threads: ok\n");
+	} else if (strcmp(cmd, "race") == 0) {
+		cur_test = "race";
+		run_race(argc > 2 ? atoi(argv[2]) : 60, argc > 3 ? atoi(argv[3]) : 4,
+		    argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 1, 1);
+		printf("race: ok\n");
+	} else if (strcmp(cmd, "alloc") == 0)
+		t_alloc();
+	else if (strcmp(cmd, "memcg") == 0)
+		t_memcg();
+	else if (strcmp(cmd, "fuzz") == 0)
+		t_fuzz(argc > 2 ? atoi(argv[2]) : 30,
+		    argc > 3 ? (unsigned int)atoi(argv[3]) : (unsigned int)time(NULL));
+	else {
+		fprintf(stderr, "usage: mct-vrange semantics|badargs|fork|events|"
+		    "threads [s [n [bulk_mb]]]|race [s [n [bulk_mb [purger]]]]|alloc|memcg|"
+		    "fuzz [s [seed]]\n");
+		return 2;
+	}
+	return 0;
+}

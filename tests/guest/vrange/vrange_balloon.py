@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""vrange-balloon-race: volatile ranges against a flapping balloon.
+
+The guest (mct-vrange race) keeps most of its memory in volatile chunks,
+takes them back, checks and refills them, while four threads cycle small
+ranges between volatile and non-volatile.  The host meanwhile moves the
+balloon target between 224 MiB and 512 MiB, so the driver must purge
+volatile ranges (mc_reclaim_for_balloon) while the guest marks them
+non-volatile.  Passes when the guest saw no corrupt data, the console is
+clean (no WARNING/BUG), and the balloon path purged at least one range.
+"""
+import re
+import sys
+import time
+
+import mclab
+
+MIB = 1 << 20
+
+
+def main():
+    with mclab.Guest(mem=512, smp=2, driver='memcoop', timeout=500) as g:
+        # 200 MiB of volatile bulk, no in-guest purger: only the balloon purges
+        g.start('mct-vrange', 'race', '100', '4', '200', '0')
+        g.wait_for(r'READY', timeout=180)
+        end = time.time() + 70
+        n = 0
+        while time.time() < end:
+            target = 224 if n % 2 == 0 else 512
+            g.qmp('balloon', value=target * MIB)
+            n += 1
+            time.sleep(6)
+        g.qmp('balloon', value=512 * MIB)
+        rc = g.wait_exit(timeout=300)
+        out = g.output
+    sys.stdout.write(out)
+    if rc != 0:
+        print(f'FAIL: mct-vrange race exited {rc}')
+        return 1
+    m = re.search(r'balloon purges (\d+)', out)
+    if not m or int(m.group(1)) == 0:
+        print('FAIL: the balloon never purged a volatile range')
+        return 1
+    print(f'ok: {n} balloon changes, {m.group(1)} balloon purges')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
