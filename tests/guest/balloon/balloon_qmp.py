@@ -88,7 +88,7 @@ def stats(c):
         c.check(0 < st["stat-free-memory"] <= st["stat-total-memory"], "0 < free <= total")
         c.check(0 < st["stat-available-memory"] <= st["stat-total-memory"],
                 "0 < available <= total")
-        c.check(st["stat-minor-faults"] > 1000, "minor faults counted (%d)" %
+        c.check(st["stat-minor-faults"] > 100, "minor faults counted (%d)" %
                 st["stat-minor-faults"])
         c.check(st["stat-disk-caches"] > 0, "disk caches (initramfs) %d" %
                 st["stat-disk-caches"])
@@ -98,8 +98,8 @@ def stats(c):
         drop = (st["stat-free-memory"] - s1["stats"]["stat-free-memory"]) >> 20
         c.check(drop >= 250, "free memory fell by %d MiB after a 300 MiB allocation" % drop)
         faults = s1["stats"]["stat-minor-faults"] - st["stat-minor-faults"]
-        c.check(faults >= 300 * PAGES_PER_MIB,
-                "minor faults rose by %d (>= %d)" % (faults, 300 * PAGES_PER_MIB))
+        # at least one fault per 2 MiB (transparent huge pages)
+        c.check(faults >= 150, "minor faults rose by %d (>= 150)" % faults)
         g.cmd("free")
         s2 = fresh(s1["last-update"] + 1)
         c.require(s2 is not None, "stats updated after the free")
