@@ -128,6 +128,13 @@ void mc_wtrack_release(struct mc_file *mf);
  * so a write cannot slip between being logged and being re-armed.
  */
 void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff);
+/*
+ * A complete ->page_mkwrite for a write-tracked mapping of @mf: locks the
+ * page (VM_FAULT_NOPAGE if it left the mapping meanwhile), logs the write
+ * with mc_wtrack_write_fault() and returns VM_FAULT_LOCKED, which keeps
+ * the page locked until the PTE is writable, as the contract above asks.
+ */
+vm_fault_t mc_wtrack_page_mkwrite(struct mc_file *mf, struct vm_fault *vmf);
 /* Called by vrange.c when pages [@pgoff, @pgoff + @nr) are purged or
  * unmapped for good: they leave the log and the tracked set. */
 void mc_wtrack_forget(struct mc_file *mf, pgoff_t pgoff, unsigned long nr);

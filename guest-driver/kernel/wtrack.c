@@ -610,6 +610,31 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 	}
 }
 
+/**
+ * mc_wtrack_page_mkwrite() - ->page_mkwrite body for a tracked mapping.
+ * @mf:  the file whose object holds the page.
+ * @vmf: the write fault.
+ *
+ * Locks the page before logging and returns with it locked
+ * (VM_FAULT_LOCKED): the core makes the PTE writable before unlocking, so
+ * a harvest that re-arms under the page lock sees either the PTE writable
+ * (and write-protects it again) or the write still to come, which then
+ * faults again and is logged again.  Returns VM_FAULT_NOPAGE (the core
+ * retries the fault) if the page was truncated meanwhile (purged).
+ */
+vm_fault_t mc_wtrack_page_mkwrite(struct mc_file *mf, struct vm_fault *vmf)
+{
+	struct page *page = vmf->page;
+
+	lock_page(page);
+	if (page->mapping != vmf->vma->vm_file->f_mapping) {
+		unlock_page(page);
+		return VM_FAULT_NOPAGE;
+	}
+	mc_wtrack_write_fault(mf, vmf->pgoff);
+	return VM_FAULT_LOCKED;
+}
+
 /* Purged or gone for good: out of the log and the tracked set. */
 void mc_wtrack_forget(struct mc_file *mf, pgoff_t pgoff, unsigned long nr)
 {

@@ -322,13 +322,15 @@ test_basic(void)
 
 #define CW_THREADS	4
 #define CW_PAGES	1024
+#define CW_SECONDS	5
 
 struct cw {
 	struct tctx *t;
 	_Atomic uint64_t *last;		/* last value written per page */
 	uint64_t *seen;			/* value the harvester read after reporting */
 	unsigned char *reported;
-	_Atomic int stop;
+	_Atomic int stop;		/* harvester */
+	_Atomic int wstop;		/* writers */
 	unsigned long writes, harvests, harvested;
 };
 
@@ -346,7 +348,7 @@ cw_write(void *arg)
 	unsigned long k;
 	size_t p;
 
-	for (k = 0; k < 20000; k++) {
+	for (k = 0; !atomic_load_explicit(&cw->wstop, memory_order_relaxed); k++) {
 		uint64_t v;
 
 		/* each thread owns the pages p with p % CW_THREADS == id */
@@ -379,6 +381,8 @@ cw_harvest_once(struct cw *cw, void **a, size_t max)
 			break;
 		}
 		cw->harvests++;
+		/* once per harvest call; a later call may see the page again */
+		memset(dup, 0, CW_PAGES);
 		for (i = 0; i < (size_t)n; i++) {
 			size_t k = pidx(t, a[i]);
 
@@ -437,6 +441,8 @@ test_concurrent(void)
 		if (pthread_create(&wt[j], NULL, cw_write, &w[j]) != 0)
 			errx(1, "pthread_create");
 	}
+	sleep(CW_SECONDS);
+	atomic_store(&cw.wstop, 1);
 	for (j = 0; j < CW_THREADS; j++)
 		pthread_join(wt[j], NULL);
 	atomic_store(&cw.stop, 1);
