@@ -1,0 +1,1087 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * ksm.c: KSM control for memcoopd (off, on, auto).  See ksm.h.
+ *
+ * The first half of this file is pure (parsers, ksm_decide()); the second
+ * half reads and writes sysfs.  Every sysfs file this code writes is
+ * remembered with the value it had at ksm_init() and written back by
+ * ksm_free(), in an order the kernel accepts (advisor_mode first, since
+ * changing it resets pages_to_scan, and run last).
+ */
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ksm.h"
+
+static void
+ksm_log_stderr(int prio, const char *fmt, va_list ap)
+{
+	(void)prio;
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void (*ksm_log_hook)(int, const char *, va_list) = ksm_log_stderr;
+
+static void __attribute__((format(printf, 2, 3)))
+ksm_log(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ksm_log_hook(prio, fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pure functions */
+
+void
+ksm_params_default(struct ksm_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->on_bytes = 64ULL << 20;
+	p->off_bytes = 32ULL << 20;
+	p->estimate_interval = 60;
+	p->converge_scan_time = 10;
+	p->steady_scan_time = 200;
+	p->converge_max_cpu = 50;
+	p->steady_max_cpu = 10;
+	p->converge_sleep_ms = 20;
+	p->steady_sleep_ms = 200;
+	p->stall_permille = 20;
+	p->regrow_permille = 100;
+	p->min_on_time = 60;
+	p->sample_shift = 6;
+}
+
+static const char *const mode_names[] = { "off", "on", "auto" };
+static const char *const phase_names[] = { "idle", "converging", "steady" };
+
+const char *
+ksm_mode_name(enum ksm_mode m)
+{
+	if ((unsigned int)m >= sizeof(mode_names) / sizeof(mode_names[0]))
+		return "?";
+	return mode_names[m];
+}
+
+int
+ksm_mode_parse(const char *s, enum ksm_mode *m)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++) {
+		if (strcmp(s, mode_names[i]) == 0) {
+			*m = (enum ksm_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *
+ksm_phase_name(enum ksm_phase p)
+{
+	if ((unsigned int)p >= sizeof(phase_names) / sizeof(phase_names[0]))
+		return "?";
+	return phase_names[p];
+}
+
+int
+ksm_parse_value(const char *text, int64_t *out)
+{
+	const char *p = text;
+	char *end;
+	long long v;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '-' && !isdigit((unsigned char)*p))
+		return -1;
+	errno = 0;
+	v = strtoll(p, &end, 10);
+	if (errno != 0 || end == p)
+		return -1;
+	while (*end == ' ' || *end == '\t' || *end == '\n')
+		end++;
+	if (*end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+ksm_parse_advisor_mode(const char *text)
+{
+	const char *open, *close;
+	size_t len;
+
+	open = strchr(text, '[');
+	if (open == NULL)
+		return -1;
+	close = strchr(open, ']');
+	if (close == NULL || strchr(close + 1, '[') != NULL)
+		return -1;
+	len = (size_t)(close - open - 1);
+	if (len == 4 && strncmp(open + 1, "none", 4) == 0)
+		return 0;
+	if (len == 9 && strncmp(open + 1, "scan-time", 9) == 0)
+		return 1;
+	return -1;
+}
+
+static int
+parse_yesno(const char *v)
+{
+	while (*v == ' ')
+		v++;
+	if (strncmp(v, "yes", 3) == 0)
+		return 1;
+	if (strncmp(v, "no", 2) == 0)
+		return 0;
+	return -1;
+}
+
+int
+ksm_parse_proc_stat(const char *text, struct ksm_proc_stat *st)
+{
+	const char *line = text, *nl;
+	char key[32], val[64];
+	size_t klen, vlen;
+	int64_t v;
+	int known = 0;
+
+	st->rmap_items = st->zero_pages = st->merging_pages = -1;
+	st->process_profit = -1;
+	st->merge_any = st->mergeable = -1;
+
+	for (; *line != '\0'; line = nl + 1) {
+		const char *sp;
+
+		nl = strchr(line, '\n');
+		if (nl == NULL)
+			nl = line + strlen(line);
+		sp = line;
+		while (sp < nl && *sp != ' ' && *sp != ':')
+			sp++;
+		klen = (size_t)(sp - line);
+		if (sp < nl && *sp == ':')
+			sp++;
+		while (sp < nl && *sp == ' ')
+			sp++;
+		vlen = (size_t)(nl - sp);
+		if (klen == 0 || klen >= sizeof(key) || vlen >= sizeof(val)) {
+			if (*nl == '\0')
+				break;
+			continue;
+		}
+		memcpy(key, line, klen);
+		key[klen] = '\0';
+		memcpy(val, sp, vlen);
+		val[vlen] = '\0';
+
+		if (strcmp(key, "ksm_merge_any") == 0) {
+			st->merge_any = parse_yesno(val);
+			known++;
+		} else if (strcmp(key, "ksm_mergeable") == 0) {
+			st->mergeable = parse_yesno(val);
+			known++;
+		} else if (ksm_parse_value(val, &v) == 0) {
+			if (strcmp(key, "ksm_rmap_items") == 0)
+				st->rmap_items = v, known++;
+			else if (strcmp(key, "ksm_zero_pages") == 0)
+				st->zero_pages = v, known++;
+			else if (strcmp(key, "ksm_merging_pages") == 0)
+				st->merging_pages = v, known++;
+			else if (strcmp(key, "ksm_process_profit") == 0)
+				st->process_profit = v, known++;
+		}
+		if (*nl == '\0')
+			break;
+	}
+	return known > 0 ? 0 : -1;
+}
+
+/* "00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/x": a header? */
+static int
+smaps_header(const char *line, const char *nl, uint64_t *start, uint64_t *end,
+    char perms[5], int *anon)
+{
+	unsigned long long s, e, off, ino;
+	char dev[16];
+	int n = 0;
+	const char *p;
+
+	if (sscanf(line, "%llx-%llx %4s %llx %15s %llu%n", &s, &e, perms, &off,
+	    dev, &ino, &n) != 6 || n <= 0 || line + n > nl)
+		return 0;
+	if (e <= s)
+		return -1;
+	p = line + n;
+	while (p < nl && *p == ' ')
+		p++;
+	*start = s;
+	*end = e;
+	*anon = (ino == 0 && p == nl);
+	return 1;
+}
+
+int
+ksm_parse_smaps(const char *text, uint64_t min_bytes, struct ksm_region *out,
+    size_t max)
+{
+	const char *line, *nl;
+	uint64_t s = 0, e = 0;
+	char perms[5] = "";
+	int anon = 0, have = 0, r, pass;
+	size_t n = 0, nmg = 0;
+
+	/*
+	 * Two passes: first the mergeable mappings (QEMU madvises guest RAM
+	 * MADV_MERGEABLE unless mem-merge=off); if there are none, the big
+	 * private anonymous read-write mappings.
+	 */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1 && nmg > 0)
+			break;
+		have = 0;
+		for (line = text; *line != '\0'; line = nl + 1) {
+			nl = strchr(line, '\n');
+			if (nl == NULL)
+				nl = line + strlen(line);
+			r = smaps_header(line, nl, &s, &e, perms, &anon);
+			if (r < 0)
+				return -1;
+			if (r == 1) {
+				have = 1;
+				if (pass == 1 && anon && e - s >= min_bytes &&
+				    perms[0] == 'r' && perms[1] == 'w' &&
+				    perms[3] == 'p' && n < max) {
+					out[n].start = s;
+					out[n].end = e;
+					out[n].mergeable = 0;
+					n++;
+				}
+			} else if (pass == 0 && have &&
+			    strncmp(line, "VmFlags:", 8) == 0) {
+				const char *f = line + 8;
+				int mg = 0;
+
+				while (f + 2 <= nl) {
+					while (f < nl && *f == ' ')
+						f++;
+					if (f + 2 <= nl && f[0] == 'm' &&
+					    f[1] == 'g' &&
+					    (f + 2 == nl || f[2] == ' '))
+						mg = 1;
+					while (f < nl && *f != ' ')
+						f++;
+				}
+				if (mg && e - s >= min_bytes && n < max) {
+					out[n].start = s;
+					out[n].end = e;
+					out[n].mergeable = 1;
+					n++;
+					nmg++;
+				}
+				have = 0;
+			}
+			if (*nl == '\0')
+				break;
+		}
+	}
+	return (int)n;
+}
+
+uint64_t
+ksm_attribute_saving(const struct ksm_proc_stat *st, const struct ksm_sysfs *sys,
+    long page_size)
+{
+	uint64_t bytes = 0;
+
+	if (st->merging_pages > 0 && sys->pages_shared >= 0 &&
+	    sys->pages_sharing > 0) {
+		/*
+		 * pages_shared KSM pages back pages_shared + pages_sharing
+		 * mappings, so each merging page saves sharing/(shared+sharing)
+		 * of a page.  Summed over all processes this is pages_sharing.
+		 */
+		unsigned __int128 t = (unsigned __int128)st->merging_pages *
+		    (uint64_t)sys->pages_sharing;
+
+		t /= (uint64_t)(sys->pages_shared + sys->pages_sharing);
+		bytes = (uint64_t)t * (uint64_t)page_size;
+	}
+	if (st->zero_pages > 0)
+		bytes += (uint64_t)st->zero_pages * (uint64_t)page_size;
+	return bytes;
+}
+
+void
+ksm_ctl_init(struct ksm_ctl *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->phase = KSM_PH_IDLE;
+	c->scan_mark = -1;
+	c->sharing_mark = -1;
+	c->trust_permille = 1000;
+}
+
+static int64_t
+sys_saving_pages(const struct ksm_sysfs *s)
+{
+	int64_t v = s->pages_sharing > 0 ? s->pages_sharing : 0;
+
+	if (s->ksm_zero_pages > 0)
+		v += s->ksm_zero_pages;
+	return v;
+}
+
+/* Forget the changes decided so far (a phase change decides anew). */
+static void
+d_reset(struct ksm_decision *d)
+{
+	d->run = -1;
+	d->pages_to_scan = d->sleep_millisecs = -1;
+	d->advisor_mode = d->advisor_target_scan_time = d->advisor_max_cpu = -1;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+reason(struct ksm_decision *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d->reason, sizeof(d->reason), fmt, ap);
+	va_end(ap);
+}
+
+#define MIB_OF(pages, ps)	((unsigned long long)(pages) * (unsigned long long)(ps) >> 20)
+
+/*
+ * Scan settings for a phase: with the advisor, its target scan time and CPU
+ * cap; without, a pages_to_scan that covers the guests' RAM in the phase's
+ * scan time at its sleep interval.  Only differences from @s are set.
+ */
+static void
+tune(const struct ksm_params *p, const struct ksm_input *in, int fast,
+    struct ksm_decision *d)
+{
+	const struct ksm_sysfs *s = &in->sys;
+	unsigned int scan_time = fast ? p->converge_scan_time : p->steady_scan_time;
+	unsigned int sleep_ms = fast ? p->converge_sleep_ms : p->steady_sleep_ms;
+
+	if (s->sleep_millisecs >= 0 && s->sleep_millisecs != sleep_ms)
+		d->sleep_millisecs = sleep_ms;
+	if (s->advisor_mode >= 0) {
+		unsigned int cpu = fast ? p->converge_max_cpu : p->steady_max_cpu;
+
+		if (s->advisor_mode != 1)
+			d->advisor_mode = 1;
+		if (s->advisor_target_scan_time != scan_time)
+			d->advisor_target_scan_time = scan_time;
+		if (s->advisor_max_cpu >= 0 && s->advisor_max_cpu != cpu)
+			d->advisor_max_cpu = cpu;
+	} else if (s->pages_to_scan >= 0) {
+		uint64_t want;
+
+		if (in->guest_pages == 0 || scan_time == 0)
+			want = fast ? 1000 : 100;
+		else
+			want = in->guest_pages * sleep_ms / (scan_time * 1000ULL);
+		if (want < 100)
+			want = 100;
+		if (want > 20000)
+			want = 20000;
+		/* Leave it alone within 20%: no churn on small changes. */
+		if ((uint64_t)s->pages_to_scan * 5 < want * 4 ||
+		    (uint64_t)s->pages_to_scan * 5 > want * 6)
+			d->pages_to_scan = (int64_t)want;
+	}
+}
+
+static void
+enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
+{
+	c->phase = ph;
+	c->phase_since = in->now;
+	c->scan_mark = in->sys.full_scans;
+	c->sharing_mark = sys_saving_pages(&in->sys);
+	c->stalled = 0;
+	c->low = 0;
+	if (ph == KSM_PH_STEADY)
+		c->guest_pages_mark = in->guest_pages;
+}
+
+/*
+ * ksm_decide - what auto (or on/off) mode changes in KSM this tick.
+ * @p: tunables; @c: auto mode's state, updated; @in: this tick's figures;
+ * @d: the changes (fields left at -1 stay as they are) and the reason.
+ *
+ * Idle: estimate every estimate_interval seconds; start ksmd when the
+ * estimate is at least on_bytes.  Converging: fast scan; after each full
+ * scan (from the second on: the first only fills the unstable tree)
+ * compare the saving with the previous scan; when it grew less than
+ * stall_permille, go steady (slow scan).  Steady: back to converging when
+ * the saving grows again by regrow_permille in a scan or the guests' RAM
+ * grew by a quarter.  Either running phase stops ksmd when the saving
+ * stayed below off_bytes for two full scans, not before min_on_time.
+ * off_bytes < on_bytes is the hysteresis.
+ */
+void
+ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
+    const struct ksm_input *in, struct ksm_decision *d)
+{
+	const struct ksm_sysfs *s = &in->sys;
+	long ps = in->page_size > 0 ? in->page_size : 4096;
+	int64_t saving = sys_saving_pages(s);
+	uint64_t est_bytes;
+
+	d_reset(d);
+	d->want_estimate = 0;
+	d->changed = 0;
+	d->reason[0] = '\0';
+
+	switch (in->mode) {
+	case KSM_OFF:
+		c->phase = KSM_PH_IDLE;
+		if (s->run != 0) {
+			d->run = 0;
+			reason(d, "mode off: stopping ksmd");
+		}
+		goto out;
+	case KSM_ON:
+		if (s->run != 1) {
+			d->run = 1;
+			reason(d, "mode on: starting ksmd");
+		}
+		if (c->phase == KSM_PH_IDLE)
+			enter(c, in, KSM_PH_CONVERGE);
+		goto out;
+	case KSM_AUTO:
+		break;
+	}
+
+	switch (c->phase) {
+	case KSM_PH_IDLE:
+		if (s->run == 1) {
+			/* Running already (mode was on, or the operator): adopt. */
+			enter(c, in, KSM_PH_CONVERGE);
+			tune(p, in, 1, d);
+			reason(d, "ksmd already running: converging");
+			goto out;
+		}
+		if (in->nguests == 0)
+			goto out;
+		if (c->last_estimate == 0 ||
+		    in->now >= c->last_estimate + p->estimate_interval) {
+			d->want_estimate = 1;
+			goto out;
+		}
+		if (!c->have_estimate)
+			goto out;
+		/*
+		 * Discounted by how far ksmd fell short of the estimate the
+		 * last time auto stopped it: no start-stop cycle on an
+		 * estimate that reality contradicted.
+		 */
+		est_bytes = c->est.saving_pages * (uint64_t)ps / 1000 *
+		    c->trust_permille;
+		if (est_bytes >= p->on_bytes) {
+			d->run = 1;
+			tune(p, in, 1, d);
+			enter(c, in, KSM_PH_CONVERGE);
+			reason(d, "estimated saving %llu MiB (%llu MiB across guests, "
+			    "trusted %u permille) >= %llu MiB: starting ksmd",
+			    MIB_OF(c->est.saving_pages, ps),
+			    MIB_OF(c->est.cross_pages, ps), c->trust_permille,
+			    (unsigned long long)(p->on_bytes >> 20));
+		}
+		goto out;
+
+	case KSM_PH_CONVERGE:
+	case KSM_PH_STEADY:
+		if (s->run != 1) {
+			/* Stopped behind our back: auto means we decide. */
+			d->run = 1;
+			reason(d, "ksmd found stopped while %s: restarting",
+			    ksm_phase_name(c->phase));
+		}
+		tune(p, in, c->phase == KSM_PH_CONVERGE, d);
+		if (c->scan_mark < 0 || s->full_scans < c->scan_mark) {
+			/* First look, or the counters were reset. */
+			c->scan_mark = s->full_scans;
+			c->sharing_mark = saving;
+			goto out;
+		}
+		if (s->full_scans == c->scan_mark) {
+			if (c->phase == KSM_PH_STEADY && c->guest_pages_mark > 0 &&
+			    in->guest_pages > c->guest_pages_mark +
+			    c->guest_pages_mark / 4) {
+				enter(c, in, KSM_PH_CONVERGE);
+				d_reset(d);
+				d->run = s->run != 1 ? 1 : -1;
+				tune(p, in, 1, d);
+				reason(d, "guest RAM grew to %llu MiB: converging again",
+				    MIB_OF(in->guest_pages, ps));
+			}
+			goto out;
+		}
+		{
+			int64_t grown = saving - c->sharing_mark;
+			int64_t base = c->sharing_mark > 0 ? c->sharing_mark : 1;
+			int64_t permille = grown * 1000 / base;
+			int64_t scans = s->full_scans - c->scan_mark;
+			int first = (c->sharing_mark <= 0);
+
+			c->scan_mark = s->full_scans;
+			c->sharing_mark = saving;
+
+			/* Does it still pay? */
+			if ((uint64_t)saving * (uint64_t)ps < p->off_bytes &&
+			    in->now >= c->phase_since + p->min_on_time)
+				c->low++;
+			else
+				c->low = 0;
+			if (c->low >= 2) {
+				d_reset(d);
+				d->run = 0;
+				enter(c, in, KSM_PH_IDLE);
+				if (c->have_estimate && c->est.saving_pages > 0) {
+					uint64_t t = (uint64_t)(saving > 0 ? saving : 0) *
+					    1000 / c->est.saving_pages;
+
+					c->trust_permille = t > 1000 ? 1000 :
+					    (unsigned int)t;
+				}
+				c->have_estimate = 0;
+				c->last_estimate = in->now;
+				reason(d, "saving %llu MiB stayed below %llu MiB for "
+				    "two full scans: stopping ksmd",
+				    MIB_OF(saving, ps),
+				    (unsigned long long)(p->off_bytes >> 20));
+				goto out;
+			}
+			if (c->phase == KSM_PH_CONVERGE) {
+				if (!first && permille < (int64_t)p->stall_permille)
+					c->stalled += (unsigned int)scans;
+				else
+					c->stalled = 0;
+				if (c->stalled >= 1 &&
+				    in->now > c->phase_since) {
+					enter(c, in, KSM_PH_STEADY);
+					d_reset(d);
+					d->run = s->run != 1 ? 1 : -1;
+					tune(p, in, 0, d);
+					reason(d, "saving %llu MiB grew %lld permille in the "
+					    "last full scan: backing off",
+					    MIB_OF(saving, ps), (long long)permille);
+				}
+			} else if (permille >= (int64_t)p->regrow_permille &&
+			    grown * ps >= (int64_t)(p->off_bytes / 4)) {
+				enter(c, in, KSM_PH_CONVERGE);
+				d_reset(d);
+				d->run = s->run != 1 ? 1 : -1;
+				tune(p, in, 1, d);
+				reason(d, "saving grew %lld permille to %llu MiB: "
+				    "converging again", (long long)permille,
+				    MIB_OF(saving, ps));
+			}
+		}
+		goto out;
+	}
+out:
+	d->changed = d->run >= 0 || d->pages_to_scan >= 0 ||
+	    d->sleep_millisecs >= 0 || d->advisor_mode >= 0 ||
+	    d->advisor_target_scan_time >= 0 || d->advisor_max_cpu >= 0;
+	if (d->changed && d->reason[0] == '\0')
+		reason(d, "%s: scan settings for phase %s",
+		    ksm_mode_name(in->mode), ksm_phase_name(c->phase));
+}
+
+/* ------------------------------------------------------------------ */
+/* sysfs and /proc */
+
+static int
+read_text(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	size_t got = 0;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return -1;
+	while (got + 1 < len) {
+		n = read(fd, buf + got, len - 1 - got);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	return 0;
+}
+
+static int64_t
+read_num(const char *dir, const char *name)
+{
+	char path[PATH_MAX], buf[64];
+	int64_t v;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return -1;
+	if (read_text(path, buf, sizeof(buf)) == -1 ||
+	    ksm_parse_value(buf, &v) == -1)
+		return -1;
+	return v;
+}
+
+int
+ksm_read_sysfs(const char *dir, struct ksm_sysfs *s)
+{
+	char path[PATH_MAX], buf[128];
+
+	s->run = read_num(dir, "run");
+	if (s->run < 0)
+		return -1;
+	s->pages_to_scan = read_num(dir, "pages_to_scan");
+	s->sleep_millisecs = read_num(dir, "sleep_millisecs");
+	s->pages_shared = read_num(dir, "pages_shared");
+	s->pages_sharing = read_num(dir, "pages_sharing");
+	s->pages_unshared = read_num(dir, "pages_unshared");
+	s->pages_volatile = read_num(dir, "pages_volatile");
+	s->full_scans = read_num(dir, "full_scans");
+	s->pages_scanned = read_num(dir, "pages_scanned");
+	s->ksm_zero_pages = read_num(dir, "ksm_zero_pages");
+	s->use_zero_pages = read_num(dir, "use_zero_pages");
+	s->advisor_target_scan_time = read_num(dir, "advisor_target_scan_time");
+	s->advisor_max_cpu = read_num(dir, "advisor_max_cpu");
+	s->advisor_min_pages_to_scan = read_num(dir, "advisor_min_pages_to_scan");
+	s->advisor_max_pages_to_scan = read_num(dir, "advisor_max_pages_to_scan");
+	/* general_profit may legitimately be negative. */
+	snprintf(path, sizeof(path), "%s/general_profit", dir);
+	if (read_text(path, buf, sizeof(buf)) == -1 ||
+	    ksm_parse_value(buf, &s->general_profit) == -1)
+		s->general_profit = INT64_MIN;
+	snprintf(path, sizeof(path), "%s/advisor_mode", dir);
+	if (read_text(path, buf, sizeof(buf)) == -1)
+		s->advisor_mode = -1;
+	else
+		s->advisor_mode = ksm_parse_advisor_mode(buf);
+	return 0;
+}
+
+int
+ksm_read_proc_stat(pid_t pid, struct ksm_proc_stat *st)
+{
+	char path[64], buf[1024];
+
+	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)pid);
+	if (read_text(path, buf, sizeof(buf)) == -1)
+		return -1;
+	return ksm_parse_proc_stat(buf, st);
+}
+
+uint64_t
+ksm_guest_saving_bytes(pid_t pid)
+{
+	struct ksm_proc_stat st;
+	struct ksm_sysfs sys;
+	long ps = sysconf(_SC_PAGESIZE);
+
+	if (pid <= 0 || ksm_read_proc_stat(pid, &st) == -1)
+		return 0;
+	sys.pages_shared = read_num(KSM_SYSFS_DEFAULT, "pages_shared");
+	sys.pages_sharing = read_num(KSM_SYSFS_DEFAULT, "pages_sharing");
+	return ksm_attribute_saving(&st, &sys, ps);
+}
+
+/* ------------------------------------------------------------------ */
+/* The stateful part */
+
+enum {
+	T_ADVISOR_MODE = 1 << 0,
+	T_ADVISOR_TIME = 1 << 1,
+	T_ADVISOR_CPU = 1 << 2,
+	T_PAGES = 1 << 3,
+	T_SLEEP = 1 << 4,
+	T_RUN = 1 << 5,
+};
+
+struct ksm_state {
+	char		*dir;
+	enum ksm_mode	 mode;
+	struct ksm_params p;
+	struct ksm_ctl	 c;
+	struct ksm_sysfs saved;		/* as found at ksm_init() */
+	unsigned int	 touched;	/* T_* written since */
+	struct ksm_sysfs last;
+	uint64_t	 guest_pages;
+	pid_t		 ksmd_pid;
+	long		 page_size;
+	char		 reason[160];
+};
+
+static uint64_t
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+static int
+write_knob(struct ksm_state *k, const char *name, const char *val)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(val);
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", k->dir, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd == -1) {
+		ksm_log(LOG_WARNING, "%s: %s: %s", __func__, path, strerror(errno));
+		return -1;
+	}
+	n = write(fd, val, len);
+	if (n != (ssize_t)len) {
+		ksm_log(LOG_WARNING, "%s: %s <- %s: %s", __func__, path, val,
+		    n == -1 ? strerror(errno) : "short write");
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+write_num(struct ksm_state *k, const char *name, int64_t v, unsigned int bit)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	if (write_knob(k, name, buf) == -1)
+		return -1;
+	k->touched |= bit;
+	return 0;
+}
+
+static int
+write_advisor_mode(struct ksm_state *k, int64_t mode)
+{
+	if (write_knob(k, "advisor_mode", mode == 1 ? "scan-time" : "none") == -1)
+		return -1;
+	k->touched |= T_ADVISOR_MODE;
+	return 0;
+}
+
+static int
+apply(struct ksm_state *k, const struct ksm_decision *d)
+{
+	int rc = 0;
+
+	/* The advisor first: switching it resets pages_to_scan. */
+	if (d->advisor_mode >= 0)
+		rc |= write_advisor_mode(k, d->advisor_mode);
+	if (d->advisor_target_scan_time >= 0)
+		rc |= write_num(k, "advisor_target_scan_time",
+		    d->advisor_target_scan_time, T_ADVISOR_TIME);
+	if (d->advisor_max_cpu >= 0)
+		rc |= write_num(k, "advisor_max_cpu", d->advisor_max_cpu,
+		    T_ADVISOR_CPU);
+	if (d->pages_to_scan >= 0)
+		rc |= write_num(k, "pages_to_scan", d->pages_to_scan, T_PAGES);
+	if (d->sleep_millisecs >= 0)
+		rc |= write_num(k, "sleep_millisecs", d->sleep_millisecs, T_SLEEP);
+	if (d->run >= 0)
+		rc |= write_num(k, "run", d->run, T_RUN);
+	return rc ? -1 : 0;
+}
+
+static pid_t
+find_ksmd(void)
+{
+	char path[300], comm[32];
+	struct dirent *de;
+	pid_t pid = 0;
+	DIR *dp;
+
+	dp = opendir("/proc");
+	if (dp == NULL)
+		return 0;
+	while ((de = readdir(dp)) != NULL) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
+		if (read_text(path, comm, sizeof(comm)) == 0 &&
+		    strcmp(comm, "ksmd\n") == 0) {
+			pid = (pid_t)atoi(de->d_name);
+			break;
+		}
+	}
+	closedir(dp);
+	return pid;
+}
+
+static uint64_t
+ksmd_cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (pid <= 0 || hz <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_text(path, buf, sizeof(buf)) == -1)
+		return 0;
+	p = strrchr(buf, ')');
+	if (p == NULL)
+		return 0;
+	/* After "pid (comm)": state is field 3, utime 14, stime 15. */
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	    &ut, &st) != 2)
+		return 0;
+	return (ut + st) * 1000ULL / (unsigned long long)hz;
+}
+
+int
+ksm_init(struct ksm_state **kp, const char *dir, enum ksm_mode mode)
+{
+	struct ksm_state *k;
+
+	*kp = NULL;
+	if ((unsigned int)mode > KSM_AUTO) {
+		errno = EINVAL;
+		return -1;
+	}
+	k = calloc(1, sizeof(*k));
+	if (k == NULL)
+		return -1;
+	k->dir = strdup(dir != NULL ? dir : KSM_SYSFS_DEFAULT);
+	if (k->dir == NULL) {
+		free(k);
+		return -1;
+	}
+	if (ksm_read_sysfs(k->dir, &k->saved) == -1) {
+		ksm_log(LOG_WARNING, "%s: %s/run: %s", __func__, k->dir,
+		    strerror(errno));
+		free(k->dir);
+		free(k);
+		return -1;
+	}
+	k->last = k->saved;
+	k->mode = mode;
+	k->page_size = sysconf(_SC_PAGESIZE);
+	k->ksmd_pid = find_ksmd();
+	ksm_params_default(&k->p);
+	ksm_ctl_init(&k->c);
+	ksm_log(LOG_INFO, "%s: %s: mode %s, run=%lld, advisor %s", __func__,
+	    k->dir, ksm_mode_name(mode), (long long)k->saved.run,
+	    k->saved.advisor_mode < 0 ? "absent" : "present");
+	*kp = k;
+	return 0;
+}
+
+void
+ksm_set_params(struct ksm_state *k, const struct ksm_params *p)
+{
+	k->p = *p;
+}
+
+int
+ksm_set_mode(struct ksm_state *k, enum ksm_mode mode)
+{
+	if ((unsigned int)mode > KSM_AUTO) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (mode != k->mode) {
+		ksm_log(LOG_INFO, "%s: %s -> %s", __func__,
+		    ksm_mode_name(k->mode), ksm_mode_name(mode));
+		k->mode = mode;
+		ksm_ctl_init(&k->c);
+		/* Act now rather than at the next tick. */
+		ksm_tick(k, NULL, 0);
+	}
+	return 0;
+}
+
+static uint64_t
+rss_pages(const pid_t *pids, size_t n, long ps)
+{
+	char path[64], buf[4096], *p;
+	uint64_t total = 0;
+	unsigned long long kb;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pids[i]);
+		if (read_text(path, buf, sizeof(buf)) == -1)
+			continue;
+		p = strstr(buf, "\nVmRSS:");
+		if (p != NULL && sscanf(p + 7, "%llu", &kb) == 1)
+			total += kb * 1024ULL / (unsigned long long)ps;
+	}
+	return total;
+}
+
+/*
+ * ksm_tick - read KSM's figures, decide, apply.  @pids: the guests' QEMU
+ * processes (NULL/0: keep the guest figures of the last tick, as
+ * ksm_set_mode() does).
+ */
+void
+ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n)
+{
+	struct ksm_decision d;
+	struct ksm_input in;
+	int round;
+
+	memset(&in, 0, sizeof(in));
+	if (ksm_read_sysfs(k->dir, &in.sys) == -1) {
+		ksm_log(LOG_WARNING, "%s: cannot read %s", __func__, k->dir);
+		return;
+	}
+	k->last = in.sys;
+	in.now = mono_s();
+	in.mode = k->mode;
+	in.page_size = k->page_size;
+	if (pids != NULL) {
+		k->guest_pages = rss_pages(pids, n, k->page_size);
+		in.nguests = n;
+	} else {
+		in.nguests = k->guest_pages > 0;
+	}
+	in.guest_pages = k->guest_pages;
+
+	for (round = 0; round < 2; round++) {
+		ksm_decide(&k->p, &k->c, &in, &d);
+		if (!d.want_estimate)
+			break;
+		if (pids == NULL || n == 0)
+			return;
+		if (ksm_estimate_pids(pids, n, k->p.sample_shift, "/proc",
+		    &k->c.est) == -1) {
+			ksm_log(LOG_WARNING, "%s: estimate failed", __func__);
+			k->c.last_estimate = in.now;
+			return;
+		}
+		k->c.have_estimate = 1;
+		k->c.last_estimate = in.now;
+		ksm_log(LOG_INFO, "%s: estimate: %llu MiB resident, %llu MiB "
+		    "would merge (%llu MiB across guests), %llu pages hashed, "
+		    "%llu ms", __func__,
+		    MIB_OF(k->c.est.resident_pages, k->page_size),
+		    MIB_OF(k->c.est.saving_pages, k->page_size),
+		    MIB_OF(k->c.est.cross_pages, k->page_size),
+		    (unsigned long long)k->c.est.hashed_pages,
+		    (unsigned long long)k->c.est.elapsed_ms);
+		if (k->c.est.resident_pages > 0)
+			k->guest_pages = in.guest_pages = k->c.est.resident_pages;
+		if (k->c.est.saving_pages * (uint64_t)k->page_size < k->p.on_bytes)
+			snprintf(k->reason, sizeof(k->reason),
+			    "estimated saving %llu MiB < %llu MiB: ksmd stays off",
+			    MIB_OF(k->c.est.saving_pages, k->page_size),
+			    (unsigned long long)(k->p.on_bytes >> 20));
+	}
+	if (!d.changed)
+		return;
+	ksm_log(LOG_INFO, "%s: %s", __func__, d.reason);
+	snprintf(k->reason, sizeof(k->reason), "%s", d.reason);
+	if (apply(k, &d) == -1)
+		ksm_log(LOG_WARNING, "%s: some KSM settings were not applied",
+		    __func__);
+	else if (ksm_read_sysfs(k->dir, &in.sys) == 0)
+		k->last = in.sys;
+}
+
+int
+ksm_get_status(struct ksm_state *k, struct ksm_status *st)
+{
+	struct ksm_sysfs s;
+	uint64_t now = mono_s();
+
+	memset(st, 0, sizeof(*st));
+	if (ksm_read_sysfs(k->dir, &s) == -1)
+		s = k->last;
+	st->mode = k->mode;
+	st->phase = k->c.phase;
+	st->run = (int)s.run;
+	st->advisor = s.advisor_mode >= 0;
+	st->advisor_active = s.advisor_mode == 1;
+	st->pages_shared = s.pages_shared > 0 ? (uint64_t)s.pages_shared : 0;
+	st->pages_sharing = s.pages_sharing > 0 ? (uint64_t)s.pages_sharing : 0;
+	st->pages_unshared = s.pages_unshared > 0 ? (uint64_t)s.pages_unshared : 0;
+	st->pages_volatile = s.pages_volatile > 0 ? (uint64_t)s.pages_volatile : 0;
+	st->full_scans = s.full_scans > 0 ? (uint64_t)s.full_scans : 0;
+	st->pages_to_scan = s.pages_to_scan > 0 ? (uint64_t)s.pages_to_scan : 0;
+	st->sleep_millisecs = s.sleep_millisecs > 0 ? (uint64_t)s.sleep_millisecs : 0;
+	st->saving_bytes = (uint64_t)sys_saving_pages(&s) * (uint64_t)k->page_size;
+	st->general_profit = s.general_profit == INT64_MIN ? -1 : s.general_profit;
+	if (k->c.have_estimate) {
+		st->estimate_bytes = k->c.est.saving_pages * (uint64_t)k->page_size;
+		st->estimate_cross_bytes = k->c.est.cross_pages *
+		    (uint64_t)k->page_size;
+		st->estimate_age = now > k->c.last_estimate ?
+		    now - k->c.last_estimate : 1;
+		st->estimate_ms = k->c.est.elapsed_ms;
+	}
+	st->ksmd_cpu_ms = ksmd_cpu_ms(k->ksmd_pid);
+	snprintf(st->reason, sizeof(st->reason), "%s", k->reason);
+	return 0;
+}
+
+void
+ksm_free(struct ksm_state *k)
+{
+	const struct ksm_sysfs *o;
+
+	if (k == NULL)
+		return;
+	o = &k->saved;
+	if ((k->touched & T_ADVISOR_MODE) && o->advisor_mode >= 0)
+		write_advisor_mode(k, o->advisor_mode);
+	if ((k->touched & T_ADVISOR_TIME) && o->advisor_target_scan_time >= 0)
+		write_num(k, "advisor_target_scan_time",
+		    o->advisor_target_scan_time, 0);
+	if ((k->touched & T_ADVISOR_CPU) && o->advisor_max_cpu >= 0)
+		write_num(k, "advisor_max_cpu", o->advisor_max_cpu, 0);
+	/* With the advisor back on, pages_to_scan is its business. */
+	if ((k->touched & (T_PAGES | T_ADVISOR_MODE)) && o->pages_to_scan >= 0 &&
+	    o->advisor_mode != 1)
+		write_num(k, "pages_to_scan", o->pages_to_scan, 0);
+	if ((k->touched & T_SLEEP) && o->sleep_millisecs >= 0)
+		write_num(k, "sleep_millisecs", o->sleep_millisecs, 0);
+	if ((k->touched & T_RUN) && o->run >= 0 && o->run != 2)
+		write_num(k, "run", o->run, 0);
+	if (k->touched)
+		ksm_log(LOG_INFO, "%s: KSM settings restored (run=%lld)",
+		    __func__, (long long)o->run);
+	free(k->dir);
+	free(k);
+}

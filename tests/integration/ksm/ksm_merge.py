@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""KSM integration: two guests with identical memory.
+
+1. The user-space estimate (ksm_sample.c) sees the cross-guest duplicates
+   before ksmd runs: two guests filled with the same content must show a
+   cross-guest saving close to the filled size, one guest alone must not.
+2. Auto mode (ksm.c) starts ksmd because the estimate pays, converges,
+   backs off, and the saving measured by the kernel (pages_sharing) and
+   attributed per guest (/proc/PID/ksm_stat) is reported for both guests.
+3. Every KSM setting is back to what it was afterwards.
+
+Exit 0 pass, 1 fail, 77 skip.  Usage: ksm_merge.py KSMDRIVE
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import mclab
+
+KSM = "/sys/kernel/mm/ksm"
+FILL_MIB = 160
+KNOBS = ["run", "pages_to_scan", "sleep_millisecs", "advisor_mode",
+         "advisor_target_scan_time", "advisor_max_cpu"]
+
+
+def read_knobs():
+    out = {}
+    for k in KNOBS:
+        try:
+            with open(os.path.join(KSM, k)) as f:
+                out[k] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+def restore(saved):
+    # advisor first (it resets pages_to_scan), run last
+    order = ["advisor_mode", "advisor_target_scan_time", "advisor_max_cpu",
+             "pages_to_scan", "sleep_millisecs", "run"]
+    for k in order:
+        if k not in saved:
+            continue
+        v = saved[k]
+        if k == "advisor_mode":
+            v = v[v.index("[") + 1:v.index("]")]
+        if k == "pages_to_scan" and "[scan-time]" in saved.get("advisor_mode", ""):
+            continue
+        try:
+            with open(os.path.join(KSM, k), "w") as f:
+                f.write(v)
+        except OSError as e:
+            print("restore %s=%s: %s" % (k, v, e))
+
+
+def record(pid_a, pid_b):
+    """With KSM_RECORD_DIR set, keep the merged state as unit-test input."""
+    d = os.environ.get("KSM_RECORD_DIR")
+    if not d:
+        return
+    os.makedirs(os.path.join(d, "sysfs-merged"), exist_ok=True)
+    for name in os.listdir(KSM):
+        with open(os.path.join(KSM, name)) as f, \
+                open(os.path.join(d, "sysfs-merged", name), "w") as o:
+            o.write(f.read())
+    for pid, name in ((pid_a, "ksm_stat-qemu.txt"), (pid_b, "ksm_stat-qemu2.txt")):
+        with open("/proc/%d/ksm_stat" % pid) as f, open(os.path.join(d, name), "w") as o:
+            o.write(f.read())
+
+
+def estimate(drive, pids):
+    r = subprocess.run([drive, "estimate"] + [str(p) for p in pids],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError("ksmdrive estimate failed: %s" % r.stderr)
+    return json.loads(r.stdout)
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    drive = sys.argv[1]
+    if not os.path.isdir(KSM) or os.geteuid() != 0:
+        print("SKIP: needs root and %s" % KSM)
+        return 77
+    saved = read_knobs()
+    if saved.get("run") != "0":
+        print("SKIP: KSM is running already (run=%s): another user of KSM" % saved.get("run"))
+        return 77
+    fails = []
+    drv = None
+    try:
+        with mclab.Guest(mem=384, driver="stock", name="ksm-a") as a, \
+                mclab.Guest(mem=384, driver="stock", name="ksm-b") as b:
+            for g in (a, b):
+                g.start("mct-ksmfill", str(FILL_MIB), "42")
+            for g in (a, b):
+                g.wait_for(r"KSMFILL READY (\d+)", timeout=180)
+            fill_pages = FILL_MIB * 256
+
+            # 1. the estimate, before ksmd has run
+            one_a = estimate(drive, [a.qemu_pid])
+            one_b = estimate(drive, [b.qemu_pid])
+            two = estimate(drive, [a.qemu_pid, b.qemu_pid])
+            print("estimate guest a: %s" % one_a)
+            print("estimate guest b: %s" % one_b)
+            print("estimate both: %s" % two)
+            print("estimate cost: %d ms for %d resident pages (%.1f ms/GiB)" % (
+                two["elapsed_ms"], two["resident_pages"],
+                two["elapsed_ms"] * 262144.0 / max(two["resident_pages"], 1)))
+            # Merging both guests saves, beyond what each saves alone, one
+            # page per content present in both: at least the filled pages.
+            common = two["saving_pages"] - one_a["saving_pages"] - one_b["saving_pages"]
+            print("estimated contents common to both guests: %d pages (filled %d)" % (
+                common, fill_pages))
+            if two["resident_pages"] < 2 * fill_pages:
+                fails.append("resident %d < 2 x filled %d" % (two["resident_pages"], 2 * fill_pages))
+            if common < 0.85 * fill_pages:
+                fails.append("estimated common contents %d pages < 85%% of the %d filled" % (
+                    common, fill_pages))
+            if two["cross_pages"] < common:
+                fails.append("cross-guest estimate %d < common contents %d" % (
+                    two["cross_pages"], common))
+            if one_a["cross_pages"] != 0 or one_b["cross_pages"] != 0:
+                fails.append("one guest alone cannot have cross-guest pages")
+
+            # 2. auto mode on the real ksmd
+            env = dict(os.environ, KSMDRIVE_ON_MIB="64", KSMDRIVE_OFF_MIB="16",
+                       KSMDRIVE_MIN_ON="600")
+            drv = subprocess.Popen([drive, "run", "auto", "240", "1000",
+                                    str(a.qemu_pid), str(b.qemu_pid)],
+                                   stdout=subprocess.PIPE, text=True, env=env)
+            t0 = time.monotonic()
+            last = None
+            started = None
+            steady = None
+            for line in drv.stdout:
+                st = json.loads(line)
+                last = st
+                if started is None and st["run"] == 1:
+                    started = st["t"]
+                    print("auto: ksmd started at %.1fs: %s" % (st["t"], st["reason"]))
+                if st["phase"] == "steady" and steady is None:
+                    steady = st["t"]
+                    print("auto: steady at %.1fs: %s" % (st["t"], st["reason"]))
+                if steady is not None and st["saving_bytes"] >= 0.8 * fill_pages * 4096:
+                    record(a.qemu_pid, b.qemu_pid)
+                    break
+                if time.monotonic() - t0 > 220:
+                    break
+            drv.terminate()
+            drv.wait(30)
+            if last is None:
+                fails.append("ksmdrive printed nothing")
+            else:
+                print("auto: last status: %s" % json.dumps(last))
+                saving = last["saving_bytes"]
+                if started is None:
+                    fails.append("auto mode never started ksmd")
+                if saving < 0.7 * fill_pages * 4096:
+                    fails.append("saving %d MiB < 70%% of %d MiB" % (saving >> 20, FILL_MIB))
+                per = [gs["saving_bytes"] for gs in last["guests"]]
+                for p in per:
+                    if p < 0.3 * fill_pages * 4096:
+                        fails.append("per-guest saving %d MiB too small" % (p >> 20))
+                if sum(per) > saving * 1.05 + (1 << 20):
+                    fails.append("per-guest savings %s exceed the total %d" % (per, saving))
+                # Other QEMUs on the host may be merged too: compare the
+                # estimate with what these two guests were attributed.
+                mine = sum(per)
+                ratio = last["estimate_bytes"] / max(mine, 1)
+                if not 0.6 <= ratio <= 1.5:
+                    fails.append("estimate %d MiB vs measured saving %d MiB: ratio %.2f" % (
+                        last["estimate_bytes"] >> 20, mine >> 20, ratio))
+                print("BENCH ksm-merge saving_mib=%.1f per_guest_mib=%s estimate_mib=%.1f "
+                      "estimate/actual=%.2f time_to_steady_s=%s" % (
+                          saving / 2**20, [round(p / 2**20, 1) for p in per],
+                          last["estimate_bytes"] / 2**20, ratio, steady))
+            for g in (a, b):
+                g.check_console()
+    except mclab.LabError as e:
+        fails.append("lab: %s" % e)
+    finally:
+        if drv is not None and drv.poll() is None:
+            drv.kill()
+            drv.wait()
+        after = read_knobs()
+        for k in KNOBS:
+            if k in saved and after.get(k) != saved[k] and not (
+                    k == "pages_to_scan" and "[scan-time]" in saved.get("advisor_mode", "")):
+                fails.append("%s not restored: %s -> %s" % (k, saved[k], after.get(k)))
+        restore(saved)
+        if saved.get("run") == "0":
+            # The guests are gone; drop KSM's stale counters (unmerge: no
+            # KSM user is left, so this costs nothing) and stop again.
+            for v in ("2", "0"):
+                with open(os.path.join(KSM, "run"), "w") as f:
+                    f.write(v)
+    for f in fails:
+        print("FAIL: %s" % f)
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    mclab.install_signal_handlers() if hasattr(mclab, "install_signal_handlers") else None
+    sys.exit(main())

@@ -1,0 +1,885 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Unit tests of host-agent/ksm.c and ksm_sample.c: the sysfs and /proc
+ * parsers on files recorded on this machine (data/), hostile input, the
+ * estimator's index on synthetic guests with known duplicates, and the
+ * auto-mode decision on recorded and synthetic series (limits, no
+ * flapping, absurd figures).  ksm_init/tick/free run on a copy of the
+ * recorded sysfs directory, never on the host's.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+
+#include "ksm.h"
+
+static const char *datadir;
+
+static char *
+slurp(const char *name)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	char *buf;
+	long len;
+
+	snprintf(path, sizeof(path), "%s/%s", datadir, name);
+	f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)len + 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	CU_ASSERT_EQUAL_FATAL(fread(buf, 1, (size_t)len, f), (size_t)len);
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void
+quiet(int prio, const char *fmt, va_list ap)
+{
+	(void)prio;
+	(void)fmt;
+	(void)ap;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_parse_value(void)
+{
+	int64_t v = 7;
+
+	CU_ASSERT_EQUAL(ksm_parse_value("123\n", &v), 0);
+	CU_ASSERT_EQUAL(v, 123);
+	CU_ASSERT_EQUAL(ksm_parse_value("-6329408\n", &v), 0);
+	CU_ASSERT_EQUAL(v, -6329408);
+	CU_ASSERT_EQUAL(ksm_parse_value("0", &v), 0);
+	CU_ASSERT_EQUAL(v, 0);
+	v = 7;
+	CU_ASSERT_EQUAL(ksm_parse_value("", &v), -1);
+	CU_ASSERT_EQUAL(ksm_parse_value("\n", &v), -1);
+	CU_ASSERT_EQUAL(ksm_parse_value("abc\n", &v), -1);
+	CU_ASSERT_EQUAL(ksm_parse_value("12 34\n", &v), -1);
+	CU_ASSERT_EQUAL(ksm_parse_value("12abc", &v), -1);
+	CU_ASSERT_EQUAL(ksm_parse_value("99999999999999999999999\n", &v), -1);
+	CU_ASSERT_EQUAL(ksm_parse_value("[none] scan-time\n", &v), -1);
+	CU_ASSERT_EQUAL(v, 7);		/* untouched on error */
+}
+
+static void
+test_parse_advisor(void)
+{
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode("[none] scan-time\n"), 0);
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode("none [scan-time]\n"), 1);
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode("none scan-time\n"), -1);
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode("[none] [scan-time]\n"), -1);
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode("[bogus] none\n"), -1);
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode("[none"), -1);
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode(""), -1);
+	CU_ASSERT_EQUAL(ksm_parse_advisor_mode("scan-time"), -1);
+}
+
+static void
+test_read_sysfs_recorded(void)
+{
+	char dir[PATH_MAX];
+	struct ksm_sysfs s;
+
+	snprintf(dir, sizeof(dir), "%s/sysfs-idle", datadir);
+	CU_ASSERT_EQUAL_FATAL(ksm_read_sysfs(dir, &s), 0);
+	CU_ASSERT_EQUAL(s.run, 0);
+	CU_ASSERT_EQUAL(s.pages_to_scan, 100);
+	CU_ASSERT_EQUAL(s.sleep_millisecs, 20);
+	CU_ASSERT_EQUAL(s.pages_sharing, 0);
+	CU_ASSERT_EQUAL(s.advisor_mode, 0);
+	CU_ASSERT_EQUAL(s.advisor_target_scan_time, 200);
+	CU_ASSERT_EQUAL(s.advisor_max_cpu, 70);
+	CU_ASSERT_EQUAL(s.general_profit, 0);
+
+	snprintf(dir, sizeof(dir), "%s/sysfs-merged", datadir);
+	CU_ASSERT_EQUAL_FATAL(ksm_read_sysfs(dir, &s), 0);
+	CU_ASSERT_EQUAL(s.run, 1);
+	CU_ASSERT_EQUAL(s.advisor_mode, 1);
+	CU_ASSERT(s.pages_sharing > 10000);
+	CU_ASSERT(s.pages_shared > 0);
+	CU_ASSERT(s.full_scans >= 2);
+
+	CU_ASSERT_EQUAL(ksm_read_sysfs("/nonexistent/ksm", &s), -1);
+}
+
+static void
+test_proc_stat(void)
+{
+	struct ksm_proc_stat st;
+	char *t;
+
+	t = slurp("ksm_stat-qemu.txt");
+	CU_ASSERT_EQUAL(ksm_parse_proc_stat(t, &st), 0);
+	CU_ASSERT(st.merging_pages > 10000);
+	CU_ASSERT(st.rmap_items > 0);
+	CU_ASSERT_EQUAL(st.mergeable, 1);
+	CU_ASSERT_EQUAL(st.merge_any, 0);
+	free(t);
+
+	t = slurp("ksm_stat-none.txt");
+	CU_ASSERT_EQUAL(ksm_parse_proc_stat(t, &st), 0);
+	CU_ASSERT_EQUAL(st.merging_pages, 0);
+	CU_ASSERT_EQUAL(st.mergeable, 0);
+	free(t);
+
+	/* Hostile or broken input. */
+	CU_ASSERT_EQUAL(ksm_parse_proc_stat("", &st), -1);
+	CU_ASSERT_EQUAL(st.merging_pages, -1);
+	CU_ASSERT_EQUAL(ksm_parse_proc_stat("garbage\n\n\n", &st), -1);
+	CU_ASSERT_EQUAL(ksm_parse_proc_stat("ksm_merging_pages xyz\n", &st), -1);
+	CU_ASSERT_EQUAL(ksm_parse_proc_stat("ksm_merging_pages 12", &st), 0);
+	CU_ASSERT_EQUAL(st.merging_pages, 12);
+	CU_ASSERT_EQUAL(st.rmap_items, -1);
+	{
+		char big[8192];
+
+		memset(big, 'k', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		CU_ASSERT_EQUAL(ksm_parse_proc_stat(big, &st), -1);
+		memcpy(big + 4000, "\nksm_merging_pages 5\n", 21);
+		CU_ASSERT_EQUAL(ksm_parse_proc_stat(big, &st), 0);
+		CU_ASSERT_EQUAL(st.merging_pages, 5);
+	}
+}
+
+static void
+test_smaps_recorded(void)
+{
+	struct ksm_region r[8];
+	char *t;
+	int n;
+
+	t = slurp("qemu-smaps.txt");
+	n = ksm_parse_smaps(t, 16ULL << 20, r, 8);
+	/* The 384 MiB guest RAM block is the only big mergeable mapping. */
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_EQUAL(r[0].end - r[0].start, 384ULL << 20);
+	CU_ASSERT_EQUAL(r[0].mergeable, 1);
+	/* Small threshold: also the ROM/VGA blocks, all mergeable. */
+	n = ksm_parse_smaps(t, 4096, r, 8);
+	CU_ASSERT_EQUAL(n, 6);
+	/* @max is respected. */
+	CU_ASSERT_EQUAL(ksm_parse_smaps(t, 4096, r, 2), 2);
+	free(t);
+}
+
+static void
+test_smaps_fallback_and_hostile(void)
+{
+	struct ksm_region r[4];
+	const char *nomg =
+	    "7f0000000000-7f0010000000 rw-p 00000000 00:00 0 \n"
+	    "Size:             262144 kB\n"
+	    "VmFlags: rd wr mr mw me ac sd \n"
+	    "7f0010000000-7f0010100000 rw-p 00000000 00:00 0 \n"
+	    "VmFlags: rd wr mr mw me ac sd \n"
+	    "7f0020000000-7f0030000000 r--p 00000000 08:01 1234 /usr/lib/big.so\n"
+	    "VmFlags: rd mr mw me sd \n"
+	    "7f0030000000-7f0040000000 rw-s 00000000 00:01 99 /dev/zero (deleted)\n"
+	    "VmFlags: rd wr sh mr mw me ms sd \n";
+	const char *mgword =
+	    "7f0000000000-7f0010000000 rw-p 00000000 00:00 0 \n"
+	    "VmFlags: rd wr mgx \n";
+
+	/* No "mg": the big private anonymous rw mapping only. */
+	CU_ASSERT_EQUAL(ksm_parse_smaps(nomg, 16ULL << 20, r, 4), 1);
+	CU_ASSERT_EQUAL(r[0].start, 0x7f0000000000ULL);
+	CU_ASSERT_EQUAL(r[0].mergeable, 0);
+	/* "mgx" is not the mg flag. */
+	CU_ASSERT_EQUAL(ksm_parse_smaps(mgword, 16ULL << 20, r, 4), 1);
+	CU_ASSERT_EQUAL(r[0].mergeable, 0);
+	/* Inverted range: malformed. */
+	CU_ASSERT_EQUAL(ksm_parse_smaps("7f0010000000-7f0000000000 rw-p 00000000 00:00 0\n",
+	    0, r, 4), -1);
+	CU_ASSERT_EQUAL(ksm_parse_smaps("", 0, r, 4), 0);
+	CU_ASSERT_EQUAL(ksm_parse_smaps("VmFlags: mg\n", 0, r, 4), 0);
+	CU_ASSERT_EQUAL(ksm_parse_smaps("not smaps at all\n\n", 0, r, 4), 0);
+}
+
+static void
+test_attribution(void)
+{
+	struct ksm_sysfs s;
+	struct ksm_proc_stat a, b;
+	char dir[PATH_MAX];
+	char *t;
+
+	snprintf(dir, sizeof(dir), "%s/sysfs-merged", datadir);
+	CU_ASSERT_EQUAL_FATAL(ksm_read_sysfs(dir, &s), 0);
+	t = slurp("ksm_stat-qemu.txt");
+	CU_ASSERT_EQUAL_FATAL(ksm_parse_proc_stat(t, &a), 0);
+	free(t);
+	t = slurp("ksm_stat-qemu2.txt");
+	CU_ASSERT_EQUAL_FATAL(ksm_parse_proc_stat(t, &b), 0);
+	free(t);
+	/*
+	 * Recorded with other QEMUs merged too: the two identical guests get
+	 * equal, real shares that fit in the total.
+	 */
+	{
+		uint64_t sa = ksm_attribute_saving(&a, &s, 4096);
+		uint64_t sb = ksm_attribute_saving(&b, &s, 4096);
+		uint64_t total = (uint64_t)s.pages_sharing * 4096;
+
+		CU_ASSERT(sa > (100ULL << 20) && sb > (100ULL << 20));
+		CU_ASSERT(sa + sb <= total);
+		CU_ASSERT(sa < sb + sb / 50 && sb < sa + sa / 50);
+	}
+	/* Only two users of 1000 merged pages each: the shares add up exactly. */
+	{
+		struct ksm_sysfs t = s;
+		struct ksm_proc_stat x = a;
+
+		t.pages_shared = 1000;
+		t.pages_sharing = 1000;
+		x.merging_pages = 1000;
+		x.zero_pages = 0;
+		CU_ASSERT_EQUAL(2 * ksm_attribute_saving(&x, &t, 4096), 1000 * 4096);
+		/* three users of 500 contents: 1000 saved, a third each */
+		t.pages_shared = 500;
+		CU_ASSERT_EQUAL(ksm_attribute_saving(&x, &t, 4096) / 4096, 666);
+	}
+	/* Nothing shared: nothing attributed; zero pages count in full. */
+	s.pages_sharing = 0;
+	s.pages_shared = 0;
+	CU_ASSERT_EQUAL(ksm_attribute_saving(&a, &s, 4096), 0);
+	a.zero_pages = 10;
+	CU_ASSERT_EQUAL(ksm_attribute_saving(&a, &s, 4096), 40960);
+	/* Absent figures (-1) are not savings. */
+	a.zero_pages = -1;
+	a.merging_pages = -1;
+	s.pages_sharing = -1;
+	CU_ASSERT_EQUAL(ksm_attribute_saving(&a, &s, 4096), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The estimator on synthetic guests */
+
+static uint64_t rng = 88172645463325252ULL;
+
+static uint64_t
+xr(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static void
+fill_page(unsigned char *pg, uint64_t seed)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1, i;
+
+	for (i = 0; i < 4096; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(pg + i, &x, 8);
+	}
+}
+
+static void
+feed(struct ksm_index *ix, const unsigned char *pg, unsigned int guest)
+{
+	int uni;
+	uint64_t ph = ksm_hash_prefix(pg, pg + 2048, 32, &uni);
+	unsigned int w = ksm_index_select(ix, ph, uni);
+	static const unsigned char zeros[4096];
+
+	CU_ASSERT_EQUAL(ksm_index_add(ix, ksm_hash_page(pg, 4096), guest, w,
+	    memcmp(pg, zeros, 4096) == 0), 0);
+}
+
+static void
+test_estimator_synthetic(void)
+{
+	/*
+	 * Guest 0 and 1 each: 20000 pages common to both, 20000 unique,
+	 * 3000 zero pages, 5000 pages of one poison pattern.  Truth: merging
+	 * saves 20000 (common) + 5999 (zero) + 9999 (poison) pages, of which
+	 * all are across guests (each content is in both).
+	 */
+	unsigned char pg[4096];
+	struct ksm_index *ix;
+	struct ksm_estimate e;
+	unsigned int g, i;
+	uint64_t truth = 20000 + 5999 + 9999;
+
+	ix = ksm_index_new(5);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ix);
+	for (g = 0; g < 2; g++) {
+		for (i = 0; i < 20000; i++) {
+			fill_page(pg, 1000000 + i);
+			feed(ix, pg, g);
+			fill_page(pg, xr());
+			feed(ix, pg, g);
+		}
+		memset(pg, 0, sizeof(pg));
+		for (i = 0; i < 3000; i++)
+			feed(ix, pg, g);
+		memset(pg, 0xaa, sizeof(pg));
+		for (i = 0; i < 5000; i++)
+			feed(ix, pg, g);
+	}
+	memset(&e, 0, sizeof(e));
+	ksm_index_result(ix, &e);
+	/* Zero and poison pages are always counted exactly. */
+	CU_ASSERT_EQUAL(e.zero_pages, 6000);
+	/* Uniform pages all hashed, the rest sampled, not all. */
+	CU_ASSERT(e.hashed_pages < 2 * (8000 + 40000 / 8));
+	CU_ASSERT(e.saving_pages > truth * 85 / 100);
+	CU_ASSERT(e.saving_pages < truth * 115 / 100);
+	CU_ASSERT_EQUAL(e.cross_pages, e.saving_pages);
+	ksm_index_free(ix);
+
+	/* Unique contents only: the estimate must be (close to) nothing. */
+	ix = ksm_index_new(5);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ix);
+	for (g = 0; g < 2; g++)
+		for (i = 0; i < 30000; i++) {
+			fill_page(pg, xr());
+			feed(ix, pg, g);
+		}
+	ksm_index_result(ix, &e);
+	CU_ASSERT_EQUAL(e.saving_pages, 0);
+	CU_ASSERT_EQUAL(e.cross_pages, 0);
+	ksm_index_free(ix);
+
+	/* Within one guest only: saving but nothing across. */
+	ix = ksm_index_new(0);		/* shift 0: every page hashed */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ix);
+	for (i = 0; i < 100; i++) {
+		fill_page(pg, i % 10);
+		feed(ix, pg, 3);
+	}
+	ksm_index_result(ix, &e);
+	CU_ASSERT_EQUAL(e.saving_pages, 90);
+	CU_ASSERT_EQUAL(e.cross_pages, 0);
+	CU_ASSERT_EQUAL(e.hashed_pages, 100);
+	/* Weight 0 (not sampled) adds nothing. */
+	CU_ASSERT_EQUAL(ksm_index_add(ix, 12345, 0, 0, 0), 0);
+	ksm_index_result(ix, &e);
+	CU_ASSERT_EQUAL(e.hashed_pages, 100);
+	ksm_index_free(ix);
+}
+
+static void
+test_hash(void)
+{
+	unsigned char a[4096], b[4096];
+	int u;
+
+	fill_page(a, 1);
+	memcpy(b, a, sizeof(a));
+	CU_ASSERT_EQUAL(ksm_hash_page(a, 4096), ksm_hash_page(b, 4096));
+	b[4095] ^= 1;		/* a change past the prefix changes the hash */
+	CU_ASSERT_NOT_EQUAL(ksm_hash_page(a, 4096), ksm_hash_page(b, 4096));
+	b[4095] ^= 1;
+	b[8] ^= 0x80;
+	CU_ASSERT_NOT_EQUAL(ksm_hash_page(a, 4096), ksm_hash_page(b, 4096));
+	/* Swapped words hash differently (position matters). */
+	memcpy(b, a, sizeof(a));
+	memcpy(b, a + 8, 8);
+	memcpy(b + 8, a, 8);
+	CU_ASSERT_NOT_EQUAL(ksm_hash_page(a, 4096), ksm_hash_page(b, 4096));
+
+	ksm_hash_prefix(a, a + 2048, 32, &u);
+	CU_ASSERT_EQUAL(u, 0);
+	memset(a, 0, sizeof(a));
+	ksm_hash_prefix(a, a + 2048, 32, &u);
+	CU_ASSERT_EQUAL(u, 1);
+	memset(a, 0xaa, sizeof(a));
+	ksm_hash_prefix(a, a + 2048, 32, &u);
+	CU_ASSERT_EQUAL(u, 1);
+	a[2050] = 0;
+	ksm_hash_prefix(a, a + 2048, 32, &u);
+	CU_ASSERT_EQUAL(u, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Decisions */
+
+static void
+base_input(struct ksm_input *in, const struct ksm_sysfs *s, uint64_t now)
+{
+	memset(in, 0, sizeof(*in));
+	in->now = now;
+	in->mode = KSM_AUTO;
+	in->sys = *s;
+	in->guest_pages = 196608;	/* two 384 MiB guests */
+	in->nguests = 2;
+	in->page_size = 4096;
+}
+
+static struct ksm_sysfs
+recorded_idle(void)
+{
+	char dir[PATH_MAX];
+	struct ksm_sysfs s;
+
+	snprintf(dir, sizeof(dir), "%s/sysfs-idle", datadir);
+	CU_ASSERT_EQUAL(ksm_read_sysfs(dir, &s), 0);
+	return s;
+}
+
+/* Apply a decision to simulated sysfs figures, as the kernel would. */
+static void
+sim_apply(struct ksm_sysfs *s, const struct ksm_decision *d)
+{
+	if (d->advisor_mode >= 0)
+		s->advisor_mode = d->advisor_mode;
+	if (d->advisor_target_scan_time >= 0)
+		s->advisor_target_scan_time = d->advisor_target_scan_time;
+	if (d->advisor_max_cpu >= 0)
+		s->advisor_max_cpu = d->advisor_max_cpu;
+	if (d->pages_to_scan >= 0)
+		s->pages_to_scan = d->pages_to_scan;
+	if (d->sleep_millisecs >= 0)
+		s->sleep_millisecs = d->sleep_millisecs;
+	if (d->run >= 0)
+		s->run = d->run;
+}
+
+static void
+test_decide_modes(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	base_input(&in, &s, 100);
+	in.mode = KSM_OFF;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.changed, 0);		/* off already */
+	in.sys.run = 1;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.run, 0);
+	CU_ASSERT(d.changed);
+	CU_ASSERT(strstr(d.reason, "off") != NULL);
+
+	in.mode = KSM_ON;
+	in.sys.run = 0;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.run, 1);
+	/* On leaves the scan settings to the operator. */
+	CU_ASSERT_EQUAL(d.pages_to_scan, -1);
+	CU_ASSERT_EQUAL(d.advisor_mode, -1);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+}
+
+static void
+test_decide_auto_start(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	base_input(&in, &s, 100);
+
+	/* No guests: nothing, not even an estimate. */
+	in.nguests = 0;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	CU_ASSERT_EQUAL(d.changed, 0);
+
+	/* Guests, no estimate yet: ask for one, change nothing. */
+	in.nguests = 2;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 1);
+	CU_ASSERT_EQUAL(d.changed, 0);
+
+	/* An estimate below on_bytes: stays off, no new estimate until due. */
+	c.have_estimate = 1;
+	c.last_estimate = 100;
+	c.est.saving_pages = (p.on_bytes / 4096) - 1;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.changed, 0);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	in.now = 100 + p.estimate_interval - 1;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	in.now = 100 + p.estimate_interval;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 1);
+
+	/* An estimate that pays: start, with the advisor at converge speed. */
+	c.last_estimate = in.now;
+	c.est.saving_pages = 69016;	/* recorded: two guests, 269 MiB */
+	c.est.cross_pages = 69016;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.run, 1);
+	CU_ASSERT_EQUAL(d.advisor_mode, 1);
+	CU_ASSERT_EQUAL(d.advisor_target_scan_time, p.converge_scan_time);
+	CU_ASSERT_EQUAL(d.advisor_max_cpu, p.converge_max_cpu);
+	CU_ASSERT_EQUAL(d.pages_to_scan, -1);	/* the advisor's business */
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	CU_ASSERT(strstr(d.reason, "269 MiB") != NULL);
+}
+
+static void
+test_decide_no_advisor(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+
+	/* An older kernel: no advisor files. */
+	s.advisor_mode = s.advisor_target_scan_time = s.advisor_max_cpu = -1;
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	base_input(&in, &s, 100);
+	c.have_estimate = 1;
+	c.last_estimate = 100;
+	c.est.saving_pages = 50000;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.run, 1);
+	CU_ASSERT_EQUAL(d.advisor_mode, -1);
+	/* 196608 pages in 10 s at 20 ms: 393 pages per wake-up. */
+	CU_ASSERT_EQUAL(d.pages_to_scan, 196608 * 20 / 10000);
+
+	/* Huge guests: clamped. */
+	ksm_ctl_init(&c);
+	c.have_estimate = 1;
+	c.last_estimate = 100;
+	c.est.saving_pages = 50000;
+	in.guest_pages = 1ULL << 40;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.pages_to_scan, 20000);
+	/* Unknown size: a fixed fast rate, never below the kernel default. */
+	ksm_ctl_init(&c);
+	c.have_estimate = 1;
+	c.last_estimate = 100;
+	c.est.saving_pages = 50000;
+	in.guest_pages = 0;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT(d.pages_to_scan >= 100);
+}
+
+/*
+ * A series like the one recorded by the integration test: the saving grows
+ * over three full scans and then stays flat (with noise) for a long time.
+ * Auto mode must converge, back off exactly once, and never flap.
+ */
+static void
+test_decide_series_no_flap(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	enum ksm_phase prev;
+	unsigned int t, transitions = 0, runs_changed = 0;
+	int64_t saving[] = { 0, 0, 60000, 110000, 117000, 117359 };
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	c.have_estimate = 1;
+	c.last_estimate = 1;
+	c.est.saving_pages = 69016;
+	prev = c.phase;
+	for (t = 1; t < 5000; t++) {
+		unsigned int scan = t / 7;	/* a full scan every 7 s */
+
+		if (s.run == 1) {
+			s.full_scans = scan;
+			s.pages_sharing = scan < 6 ? saving[scan] :
+			    117359 + (int64_t)(xr() % 200) - 100;
+			s.pages_shared = s.pages_sharing / 3;
+		}
+		base_input(&in, &s, t);
+		ksm_decide(&p, &c, &in, &d);
+		CU_ASSERT_EQUAL(d.want_estimate, 0);
+		if (d.run >= 0 && d.run != s.run)
+			runs_changed++;
+		sim_apply(&s, &d);
+		if (c.phase != prev)
+			transitions++;
+		prev = c.phase;
+		/* Every setting stays in the kernel's accepted ranges. */
+		CU_ASSERT(s.advisor_target_scan_time >= 1);
+		CU_ASSERT(s.advisor_max_cpu >= 1 && s.advisor_max_cpu <= 100);
+		CU_ASSERT(s.sleep_millisecs >= 1);
+	}
+	CU_ASSERT_EQUAL(s.run, 1);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	CU_ASSERT_EQUAL(transitions, 2);	/* idle->converge->steady */
+	CU_ASSERT_EQUAL(runs_changed, 1);
+	CU_ASSERT_EQUAL(s.advisor_target_scan_time, p.steady_scan_time);
+	CU_ASSERT_EQUAL(s.advisor_max_cpu, p.steady_max_cpu);
+	CU_ASSERT_EQUAL(s.sleep_millisecs, p.steady_sleep_ms);
+}
+
+static void
+test_decide_stop_and_regrow(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	unsigned int t;
+
+	ksm_params_default(&p);
+
+	/* The estimate was wrong: ksmd finds little.  Stop, not before min_on_time. */
+	ksm_ctl_init(&c);
+	c.have_estimate = 1;
+	c.last_estimate = 1;
+	c.est.saving_pages = 50000;
+	s.run = 0;
+	s.full_scans = 0;
+	s.pages_sharing = 0;
+	for (t = 1; t < 400 && !(t > 1 && s.run == 0); t++) {
+		if (s.run == 1) {
+			s.full_scans = t / 5;
+			s.pages_sharing = 100;	/* 400 KiB */
+		}
+		base_input(&in, &s, t);
+		ksm_decide(&p, &c, &in, &d);
+		sim_apply(&s, &d);
+		if (s.run == 0 && t > 1) {
+			CU_ASSERT(t >= 1 + p.min_on_time);
+			CU_ASSERT(strstr(d.reason, "stopping") != NULL);
+		}
+	}
+	CU_ASSERT_EQUAL(s.run, 0);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_IDLE);
+	/* Right after stopping: no estimate before the interval, no restart. */
+	base_input(&in, &s, t + 1);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	CU_ASSERT_EQUAL(d.changed, 0);
+	/* The same estimate again: ksmd saved 100 of 50000 pages, not trusted. */
+	CU_ASSERT(c.trust_permille < 10);
+	base_input(&in, &s, t + p.estimate_interval + 1);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 1);
+	c.have_estimate = 1;
+	c.last_estimate = in.now;
+	c.est.saving_pages = 50000;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.changed, 0);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_IDLE);
+
+	/* Steady, then the guests change and the saving grows: converge again. */
+	ksm_ctl_init(&c);
+	s = recorded_idle();
+	s.run = 1;
+	s.advisor_mode = 1;
+	s.full_scans = 10;
+	s.pages_sharing = 100000;
+	base_input(&in, &s, 10);
+	ksm_decide(&p, &c, &in, &d);	/* adopt the running ksmd */
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	sim_apply(&s, &d);
+	s.full_scans = 11;
+	base_input(&in, &s, 20);
+	ksm_decide(&p, &c, &in, &d);
+	s.full_scans = 12;
+	base_input(&in, &s, 30);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	sim_apply(&s, &d);
+	s.full_scans = 13;
+	s.pages_sharing = 150000;
+	base_input(&in, &s, 40);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	CU_ASSERT_EQUAL(d.advisor_target_scan_time, p.converge_scan_time);
+	CU_ASSERT(strstr(d.reason, "converging again") != NULL);
+}
+
+static void
+test_decide_absurd(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	unsigned int t;
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	/* Every figure absent or absurd: no crash, no nonsense writes. */
+	memset(&s, 0xff, sizeof(s));		/* all -1 */
+	s.run = 1;
+	for (t = 1; t < 200; t++) {
+		s.full_scans = (t % 3 == 0) ? -1 : (int64_t)(xr() % 5);
+		s.pages_sharing = (int64_t)(xr() % 3) - 1;
+		s.ksm_zero_pages = INT64_MAX / 4;
+		base_input(&in, &s, t);
+		in.guest_pages = xr();
+		ksm_decide(&p, &c, &in, &d);
+		CU_ASSERT(d.pages_to_scan == -1 ||
+		    (d.pages_to_scan >= 100 && d.pages_to_scan <= 20000));
+		CU_ASSERT(d.run == -1 || d.run == 0 || d.run == 1);
+		CU_ASSERT(d.advisor_mode == -1);	/* absent: never written */
+		CU_ASSERT(d.sleep_millisecs == -1);	/* absent: never written */
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* ksm_init / set_mode / free on a scratch copy of the recorded sysfs */
+
+static void
+copy_dir(const char *from, const char *to)
+{
+	char a[2 * PATH_MAX], b[2 * PATH_MAX], buf[256];
+	struct dirent *de;
+	DIR *dp;
+
+	CU_ASSERT_EQUAL_FATAL(mkdir(to, 0700), 0);
+	dp = opendir(from);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dp);
+	while ((de = readdir(dp)) != NULL) {
+		FILE *in, *out;
+		size_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(a, sizeof(a), "%s/%s", from, de->d_name);
+		snprintf(b, sizeof(b), "%s/%s", to, de->d_name);
+		in = fopen(a, "r");
+		out = fopen(b, "w");
+		CU_ASSERT_FATAL(in != NULL && out != NULL);
+		n = fread(buf, 1, sizeof(buf), in);
+		fwrite(buf, 1, n, out);
+		fclose(in);
+		fclose(out);
+	}
+	closedir(dp);
+}
+
+static int64_t
+scratch_num(const char *dir, const char *name)
+{
+	char path[PATH_MAX], buf[64] = "";
+	int64_t v = -99;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -99;
+	if (fgets(buf, sizeof(buf), f) == NULL || ksm_parse_value(buf, &v) == -1)
+		v = -98;
+	fclose(f);
+	return v;
+}
+
+static void
+test_state_restore(void)
+{
+	char src[PATH_MAX], dir[] = "/tmp/ksm_test.XXXXXX", sub[PATH_MAX];
+	struct ksm_state *k;
+	struct ksm_status st;
+	char cmd[PATH_MAX + 16];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(src, sizeof(src), "%s/sysfs-idle", datadir);
+	snprintf(sub, sizeof(sub), "%s/ksm", dir);
+	copy_dir(src, sub);
+
+	CU_ASSERT_EQUAL(ksm_init(&k, "/nonexistent", KSM_AUTO), -1);
+	CU_ASSERT_EQUAL(ksm_init(&k, sub, (enum ksm_mode)7), -1);
+	CU_ASSERT_EQUAL_FATAL(ksm_init(&k, sub, KSM_OFF), 0);
+	ksm_tick(k, NULL, 0);
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 0);
+	CU_ASSERT_EQUAL(ksm_set_mode(k, KSM_ON), 0);
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 1);
+	CU_ASSERT_EQUAL(ksm_get_status(k, &st), 0);
+	CU_ASSERT_EQUAL(st.mode, KSM_ON);
+	CU_ASSERT_EQUAL(st.run, 1);
+	CU_ASSERT_EQUAL(st.advisor, 1);
+	CU_ASSERT(strstr(st.reason, "mode on") != NULL);
+	CU_ASSERT_EQUAL(ksm_set_mode(k, (enum ksm_mode)-1), -1);
+	/* Auto with no guests: nothing changes, no estimate. */
+	CU_ASSERT_EQUAL(ksm_set_mode(k, KSM_AUTO), 0);
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 1);	/* adopted as running */
+	ksm_free(k);
+	/* Everything written is back as recorded. */
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 0);
+	CU_ASSERT_EQUAL(scratch_num(sub, "pages_to_scan"), 100);
+	CU_ASSERT_EQUAL(scratch_num(sub, "sleep_millisecs"), 20);
+	CU_ASSERT_EQUAL(scratch_num(sub, "advisor_target_scan_time"), 200);
+	CU_ASSERT_EQUAL(scratch_num(sub, "advisor_max_cpu"), 70);
+	ksm_free(NULL);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+static void
+test_guest_saving_self(void)
+{
+	/* This process is no KSM user: no saving; a dead pid: none either. */
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(getpid()), 0);
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(0), 0);
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(-5), 0);
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(INT_MAX), 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	CU_pSuite s;
+	unsigned int fails;
+
+	datadir = argc > 1 ? argv[1] : KSM_TEST_DATADIR;
+	ksm_log_hook = quiet;
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("ksm", NULL, NULL);
+	CU_add_test(s, "parse_value", test_parse_value);
+	CU_add_test(s, "parse_advisor", test_parse_advisor);
+	CU_add_test(s, "read_sysfs_recorded", test_read_sysfs_recorded);
+	CU_add_test(s, "proc_stat", test_proc_stat);
+	CU_add_test(s, "smaps_recorded", test_smaps_recorded);
+	CU_add_test(s, "smaps_fallback_and_hostile", test_smaps_fallback_and_hostile);
+	CU_add_test(s, "attribution", test_attribution);
+	CU_add_test(s, "hash", test_hash);
+	CU_add_test(s, "estimator_synthetic", test_estimator_synthetic);
+	CU_add_test(s, "decide_modes", test_decide_modes);
+	CU_add_test(s, "decide_auto_start", test_decide_auto_start);
+	CU_add_test(s, "decide_no_advisor", test_decide_no_advisor);
+	CU_add_test(s, "decide_series_no_flap", test_decide_series_no_flap);
+	CU_add_test(s, "decide_stop_and_regrow", test_decide_stop_and_regrow);
+	CU_add_test(s, "decide_absurd", test_decide_absurd);
+	CU_add_test(s, "state_restore", test_state_restore);
+	CU_add_test(s, "guest_saving_self", test_guest_saving_self);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	fails = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return fails > 255 ? 255 : (int)fails;
+}
