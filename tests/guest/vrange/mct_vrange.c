@@ -328,8 +328,8 @@ static void
 t_semantics(void)
 {
 	int fd = open_fd(MEMCOOP_FEATURE_VRANGE);
-	size_t n = 48, len = n * PG;
-	char *p = map(fd, len, 0), *a = p, *b = p + 16 * PG, *c = p + 32 * PG;
+	size_t n = 52, len = n * PG;
+	char *p = map(fd, len, 0), *a = p, *b = p + 18 * PG, *c = p + 36 * PG;
 	uint8_t bits[8];
 	long before, sig0;
 	char x;
@@ -351,11 +351,24 @@ t_semantics(void)
 	vol(fd, a, 16 * PG);
 	sig0 = counter("sigbus");
 	CHECK(try_read(a + 5 * PG, &x) == 0, "volatile page faulted");
+	x = a[6 * PG];
 	CHECK(try_write(a + 6 * PG, x) == 0, "write to volatile page faulted");
 	CHECK(counter("volatile_pages") == 16, "volatile_pages %ld", counter("volatile_pages"));
 	CHECK(nonvol(fd, a, 16 * PG) == 0, "purged without any purge");
 	CHECK(check_fill(a, 16 * PG, 1), "data changed by volatile/non-volatile");
 	CHECK(counter("volatile_pages") == 0, "volatile_pages %ld", counter("volatile_pages"));
+
+	/* adjacent ranges marked separately merge: purged as one whole range */
+	vol(fd, a, 8 * PG);
+	vol(fd, a + 8 * PG, 8 * PG);
+	vol(fd, b, 16 * PG);
+	purge(1);
+	CHECK(counter("purged_pages_now") == 16, "merged range not purged whole: %ld",
+	    counter("purged_pages_now"));
+	CHECK(nonvol(fd, a, 16 * PG) == 1 && all_zero(a, 16 * PG), "merged range");
+	CHECK(nonvol(fd, b, 16 * PG) == 0 && check_fill(b, 16 * PG, 1 + 18 * 64 * 7),
+	    "B purged with A");
+	fill(a, 16 * PG, 1);
 
 	/* LRU: A marked first, then B, then C; re-marking A moves it behind C */
 	vol(fd, a, 16 * PG);
@@ -367,10 +380,11 @@ t_semantics(void)
 	CHECK(counter("purged_pages_now") == 16, "purged_pages_now %ld",
 	    counter("purged_pages_now"));
 	memset(bits, 0, sizeof(bits));
-	CHECK(resid(fd, p, len, bits, sizeof(bits)) == 32, "residence after purge");
-	CHECK(bits[0] == 0xff && bits[1] == 0xff && bits[2] == 0 && bits[3] == 0 &&
-	    bits[4] == 0xff && bits[5] == 0xff, "bitmap %02x%02x%02x%02x%02x%02x",
-	    bits[0], bits[1], bits[2], bits[3], bits[4], bits[5]);
+	CHECK(resid(fd, p, len, bits, sizeof(bits)) == 36, "residence after purge");
+	CHECK(bits[0] == 0xff && bits[1] == 0xff && bits[2] == 0x03 && bits[3] == 0 &&
+	    bits[4] == 0xfc && bits[5] == 0xff && bits[6] == 0x0f,
+	    "bitmap %02x %02x %02x %02x %02x %02x %02x",
+	    bits[0], bits[1], bits[2], bits[3], bits[4], bits[5], bits[6]);
 	/* purged and still volatile: SIGBUS on read and write, every page */
 	for (i = 0; i < 16; i++)
 		CHECK(try_read(b + i * PG, &x) == -1, "no SIGBUS reading purged page %zu", i);
@@ -378,7 +392,7 @@ t_semantics(void)
 	CHECK(counter("sigbus") == sig0 + 17, "sigbus counter %ld, expected %ld",
 	    counter("sigbus"), sig0 + 17);
 	/* the other ranges are untouched and readable without fault */
-	CHECK(try_read(c, &x) == 0 && check_fill(c, 16 * PG, 1 + 32 * 64 * 7),
+	CHECK(try_read(c, &x) == 0 && check_fill(c, 16 * PG, 1 + 36 * 64 * 7),
 	    "C lost data");
 	/* marking part of B non-volatile: that part reads zeros, the rest still SIGBUS */
 	CHECK(nonvol(fd, b, 4 * PG) == 1, "B not reported purged");
@@ -388,7 +402,7 @@ t_semantics(void)
 	CHECK(all_zero(b, 16 * PG), "B not zero");
 	CHECK(nonvol(fd, b, 16 * PG) == 0, "B purged again without a purge");
 	CHECK(nonvol(fd, c, 16 * PG) == 0, "C reported purged");
-	CHECK(check_fill(c, 16 * PG, 1 + 32 * 64 * 7), "C data");
+	CHECK(check_fill(c, 16 * PG, 1 + 36 * 64 * 7), "C data");
 	CHECK(nonvol(fd, a, 16 * PG) == 0, "A reported purged");
 	CHECK(check_fill(a, 16 * PG, 1), "A data");
 
@@ -512,13 +526,17 @@ t_badargs(void)
 	CHECK(all_zero(p + 15 * PG, PG), "MADV_REMOVE did not punch");
 	fill(p + 15 * PG, PG, 3 + 15 * 64 * 7);
 
-	/* mremap: grow refused, move keeps the pages and the ranges */
-	CHECK(mremap(p, 16 * PG, 32 * PG, 0) == MAP_FAILED, "mremap grow accepted");
-	vol(fd, p + 8 * PG, 4 * PG);
+	/* mremap (of one vma): grow refused, move keeps the pages and the ranges */
+	q = map(fd, 16 * PG, 64 * PG);
+	fill(q, 16 * PG, 3);
+	CHECK(mremap(q, 16 * PG, 32 * PG, 0) == MAP_FAILED, "mremap grow accepted");
+	CHECK(mremap(q, 16 * PG, 32 * PG, MREMAP_MAYMOVE) == MAP_FAILED,
+	    "mremap grow (may move) accepted");
+	vol(fd, q + 8 * PG, 4 * PG);
 	s = mmap(NULL, 64 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	r = mremap(p, 16 * PG, 16 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, s + 16 * PG);
+	r = mremap(q, 16 * PG, 16 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, s + 16 * PG);
 	CHECK(r == s + 16 * PG, "mremap move: %s", strerror(errno));
-	expect_vr(fd, p, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "old address after mremap");
+	expect_vr(fd, q, PG, MEMCOOP_VRANGE_VOLATILE, EINVAL, "old address after mremap");
 	CHECK(check_fill(r, 16 * PG, 3), "data after mremap");
 	CHECK(nonvol(fd, r + 8 * PG, 4 * PG) == 0, "range lost by mremap");
 	CHECK(counter("volatile_pages") == 0, "volatile left after mremap");
@@ -530,7 +548,7 @@ t_badargs(void)
 	CHECK(try_read(r + 7 * PG, &x) == 0 && x == (char)(3 + 7 * 64 * 7 + 1),
 	    "page after the hole");
 	/* a second mapping of the same offsets shares pages and ranges */
-	q = map(fd, 16 * PG, 0);
+	q = map(fd, 16 * PG, 64 * PG);
 	CHECK(check_fill(q, 4 * PG, 3), "second mapping does not share pages");
 	CHECK(nonvol(fd, q, 16 * PG) == 0, "range through the second mapping");
 	CHECK(counter("volatile_pages") == 0, "volatile left: %ld", counter("volatile_pages"));
@@ -548,6 +566,7 @@ t_badargs(void)
 	munmap(r + 6 * PG, 10 * PG);
 	munmap(s, 64 * PG);
 	munmap(anon, 4 * PG);
+	munmap(p, 16 * PG);
 	(void)e;
 	leak_check();
 	printf("badargs: ok\n");
