@@ -223,6 +223,15 @@ static double wait_settled(double secs)
 	return -1;
 }
 
+/* Meminfo after dropping caches and letting per-cpu lists drain. */
+static void settle_meminfo(struct meminfo *mi)
+{
+	sync();
+	run("echo 3 > /proc/sys/vm/drop_caches");
+	sleep(2);
+	read_meminfo(mi);
+}
+
 static int cycles(int n, int argc, char **argv)
 {
 	char params[400] = "";
@@ -246,9 +255,12 @@ static int cycles(int n, int argc, char **argv)
 		printf("FAIL balloon did not settle before the cycles\n");
 		return 1;
 	}
-	sleep(1);
-	if (read_meminfo(&m0))
+	/* one warm-up cycle: the first load/unload settles caches for good */
+	if (run("rmmod memcoop") || insmod(params) || wait_settled(120) < 0) {
+		printf("FAIL warm-up cycle\n");
 		return 1;
+	}
+	settle_meminfo(&m0);
 	printf("start MemTotal %ld MemFree %ld size_pages %lld\n", m0.total,
 	       m0.free, counter("size_pages"));
 	for (int i = 0; i < n; i++) {
@@ -279,9 +291,7 @@ static int cycles(int n, int argc, char **argv)
 		if (t > worst)
 			worst = t;
 	}
-	sleep(1);
-	if (read_meminfo(&m))
-		return 1;
+	settle_meminfo(&m);
 	printf("end MemTotal %ld MemFree %ld (start %ld %ld), full MemTotal %ld, "
 	       "slowest settle %.2f s\n", m.total, m.free, m0.total, m0.free,
 	       full_total, worst);

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Balloon benchmark: stock virtio_balloon against memcoop.ko, same run.
+
+A 1 GiB guest under stock QEMU; the host asks for 768 MiB (QMP `balloon`
+to 256 MiB) and then for it back (1024 MiB).  Measured per direction:
+wall time from the QMP command until query-balloon reports the target,
+guest CPU time (busy jiffies in the guest's /proc/stat) and QEMU's CPU
+time (/proc/PID/stat on the host: guest vCPU emulation plus the device
+model's per-page work).  Each is the median of --rounds rounds.
+
+Prints one line per metric:
+  BENCH name=<metric> value=<memcoop> unit=s baseline=<stock> ratio=<stock/memcoop>
+
+Options: --rounds N (3), --mem MiB (1024), --take MiB (768),
+--poison (keep the lab's page_poison=1; default boots with page_poison=0,
+the stock Debian setting), --modparam k=v (memcoop.ko parameters).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.environ.get("MCLAB_SRCDIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")), "tests", "guest", "balloon"))
+
+import balloonlib as bl  # noqa: E402
+import mclab  # noqa: E402
+
+
+def wait_target(g, mib, timeout=300):
+    want = mib << 20
+    t0 = time.monotonic()
+    while True:
+        if g.balloon_actual() == want:
+            return time.monotonic()
+        if time.monotonic() - t0 > timeout:
+            raise mclab.LabError("balloon did not reach %d MiB in %d s (at %d MiB)" % (
+                mib, timeout, g.balloon_actual() >> 20))
+        time.sleep(0.005)
+
+
+def measure(driver, args):
+    res = {k: [] for k in ("inflate_s", "deflate_s", "inflate_guest_cpu_s",
+                           "deflate_guest_cpu_s", "inflate_qemu_cpu_s",
+                           "deflate_qemu_cpu_s")}
+    modparams = dict(kv.split("=", 1) for kv in args.modparam) if driver == "memcoop" else {}
+    append = "" if args.poison else "page_poison=0"
+    low = args.mem - args.take
+    with bl.AgentGuest(mem=args.mem, driver=driver, modparams=modparams,
+                       append=append, timeout=1200, name="bench-" + driver) as g:
+        g.boot()
+        time.sleep(1)
+        for r in range(args.rounds):
+            for phase, target in (("inflate", low), ("deflate", args.mem)):
+                gc0, _ = g.cpu()
+                qc0 = g.qemu_cpu_seconds()
+                t0 = time.monotonic()
+                g.set_target(target)
+                t1 = wait_target(g, target)
+                qc1 = g.qemu_cpu_seconds()
+                gc1, _ = g.cpu()
+                res[phase + "_s"].append(t1 - t0)
+                res[phase + "_guest_cpu_s"].append(gc1 - gc0)
+                res[phase + "_qemu_cpu_s"].append(qc1 - qc0)
+                print("%s round %d %s: %.3f s, guest cpu %.2f s, qemu cpu %.2f s" % (
+                    driver, r, phase, t1 - t0, gc1 - gc0, qc1 - qc0), flush=True)
+                time.sleep(0.5)
+        if driver == "memcoop":
+            cnt = g.counters()
+            print("memcoop counters: %s" % " ".join(
+                "%s=%d" % kv for kv in sorted(cnt.items())), flush=True)
+        rc = g.finish()
+        if rc != 0:
+            raise mclab.LabError("%s guest program exited %d" % (driver, rc))
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mem", type=int, default=1024)
+    ap.add_argument("--take", type=int, default=768)
+    ap.add_argument("--poison", action="store_true")
+    ap.add_argument("--modparam", action="append", default=[])
+    args = ap.parse_args()
+    mclab.install_signal_handlers()
+    try:
+        stock = measure("stock", args)
+        ours = measure("memcoop", args)
+    except (mclab.LabError, mclab.QMPError, bl.Failed) as e:
+        print("FAIL: %s" % e, flush=True)
+        return 1
+    tag = "%dm" % args.take
+    names = {"inflate_s": "inflate_%s_s" % tag, "deflate_s": "deflate_%s_s" % tag,
+             "inflate_guest_cpu_s": "inflate_%s_guest_cpu_s" % tag,
+             "deflate_guest_cpu_s": "deflate_%s_guest_cpu_s" % tag,
+             "inflate_qemu_cpu_s": "inflate_%s_qemu_cpu_s" % tag,
+             "deflate_qemu_cpu_s": "deflate_%s_qemu_cpu_s" % tag}
+    for k, name in names.items():
+        ratio = stock[k] / ours[k] if ours[k] > 0 else float("inf")
+        print("BENCH name=%s value=%.3f unit=s baseline=%.3f ratio=%.2f" % (
+            name, ours[k], stock[k], ratio), flush=True)
+    for k in ("inflate_s", "deflate_s"):
+        ratio = stock[k] / ours[k]
+        print("%s: %.2fx stock throughput (goal 2x: %s)" % (
+            k.split("_")[0], ratio, "met" if ratio >= 2 else "NOT met"), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
