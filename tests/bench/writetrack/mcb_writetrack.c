@@ -15,7 +15,12 @@
  * write tracking), so every method writes the same kind of pages; the
  * mprotect barrier is also run on anonymous memory (mprotect-anon).
  *
- *	mcb-writetrack [pages [writes-per-cycle [cycles]]]
+ *	mcb-writetrack [pages [writes-per-cycle [cycles [random|seq]]]]
+ *
+ * random (the default) writes the chosen pages in random order, as a
+ * mutator does; seq writes them in address order, the mprotect barrier's
+ * best case (pages made writable next to each other merge back into one
+ * VMA instead of splitting the heap into one VMA per page).
  *
  * Prints one "BENCH name=... value=... unit=... baseline=... ratio=..."
  * line per method and measure (median over the cycles; ratio is baseline
@@ -39,6 +44,7 @@
 #define PM_SOFT_DIRTY	(1ULL << 55)
 
 static size_t ps, npages, nwrites, ncycles;
+static int sequential;			/* write the chosen pages in address order */
 static size_t *order;			/* pages written in a cycle */
 static unsigned char *expect;		/* expect[p]: written this cycle */
 
@@ -91,9 +97,15 @@ pick(unsigned int *seed)
 		all[j] = t;
 	}
 	memset(expect, 0, npages);
-	for (i = 0; i < nwrites; i++) {
-		order[i] = all[i];
+	for (i = 0; i < nwrites; i++)
 		expect[all[i]] = 1;
+	if (sequential) {
+		for (i = j = 0; i < npages; i++)
+			if (expect[i])
+				order[j++] = i;
+	} else {
+		for (i = 0; i < nwrites; i++)
+			order[i] = all[i];
 	}
 	free(all);
 }
@@ -307,6 +319,7 @@ main(int argc, char *argv[])
 	static const char *names[] = { "memcoop", "softdirty", "mprotect", "mprotect-anon" };
 	uint64_t *wr, *hv;
 	double w[4], h[4];
+	const char *sfx;
 	char name[64];
 	int m;
 
@@ -315,14 +328,16 @@ main(int argc, char *argv[])
 	npages = argc > 1 ? strtoul(argv[1], NULL, 0) : 4096;
 	nwrites = argc > 2 ? strtoul(argv[2], NULL, 0) : npages / 4;
 	ncycles = argc > 3 ? strtoul(argv[3], NULL, 0) : 15;
-	if (npages == 0 || nwrites == 0 || nwrites > npages || ncycles == 0)
-		errx(2, "usage: mcb-writetrack [pages [writes-per-cycle [cycles]]]");
+	sequential = argc > 4 && strcmp(argv[4], "seq") == 0;
+	if (npages == 0 || nwrites == 0 || nwrites > npages || ncycles == 0 ||
+	    (argc > 4 && !sequential && strcmp(argv[4], "random") != 0))
+		errx(2, "usage: mcb-writetrack [pages [writes-per-cycle [cycles [random|seq]]]]");
 	order = calloc(nwrites, sizeof(*order));
 	expect = calloc(npages, 1);
 	wr = calloc(ncycles, sizeof(*wr));
 	hv = calloc(ncycles, sizeof(*hv));
-	printf("heap %zu pages, %zu distinct pages written per cycle, %zu cycles\n",
-	    npages, nwrites, ncycles);
+	printf("heap %zu pages, %zu distinct pages written per cycle in %s order, %zu cycles\n",
+	    npages, nwrites, sequential ? "address" : "random", ncycles);
 
 	for (m = 0; m < 4; m++) {
 		if (m == 0)
@@ -336,16 +351,17 @@ main(int argc, char *argv[])
 		printf("%-14s %9.1f ns per tracked write, %9.1f ns per harvested page\n",
 		    names[m], w[m], h[m]);
 	}
+	sfx = sequential ? "-seq" : "";
 	for (m = 0; m < 4; m++) {
-		snprintf(name, sizeof(name), "writetrack.write.%s", names[m]);
+		snprintf(name, sizeof(name), "writetrack.write.%s%s", names[m], sfx);
 		bench_line(name, w[m], w[2]);
 	}
 	for (m = 0; m < 4; m++) {
-		snprintf(name, sizeof(name), "writetrack.harvest.%s", names[m]);
+		snprintf(name, sizeof(name), "writetrack.harvest.%s%s", names[m], sfx);
 		bench_line(name, h[m], h[2]);
 	}
 	for (m = 0; m < 4; m++) {
-		snprintf(name, sizeof(name), "writetrack.cycle.%s", names[m]);
+		snprintf(name, sizeof(name), "writetrack.cycle.%s%s", names[m], sfx);
 		bench_line(name, w[m] + h[m], w[2] + h[2]);
 	}
 	return 0;
