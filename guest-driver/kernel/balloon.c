@@ -106,6 +106,8 @@ struct mc_balloon_counters {
 	atomic64_t deflate_reqs;	/* deflate virtqueue requests */
 	atomic64_t inflate_ns;		/* time in inflation (alloc + host) */
 	atomic64_t deflate_ns;		/* time in deflation */
+	atomic64_t inflate_host_ns;	/* of which waiting for the host */
+	atomic64_t deflate_host_ns;
 	atomic64_t highorder_blocks;	/* high-order blocks split */
 	atomic64_t alloc_failures;	/* allocation rounds that came up short */
 	atomic64_t backoffs;		/* delayed retries after a failure */
@@ -209,11 +211,14 @@ static void mc_balloon_ack(struct virtqueue *vq)
  *
  * Caller holds vb->balloon_lock.  The queue is empty on entry, so adding
  * one buffer cannot fail short of a broken device; then nothing is sent
- * and the error is reported once.
+ * and the error is reported (rate limited).
+ *
+ * Return: the nanoseconds spent, for the counters.
  */
-static void mc_tell_host(struct mc_balloon *vb, struct virtqueue *vq,
-			 unsigned int n)
+static u64 mc_tell_host(struct mc_balloon *vb, struct virtqueue *vq,
+			unsigned int n)
 {
+	u64 t0 = ktime_get_ns();
 	struct scatterlist sg;
 	unsigned int len;
 	int err;
@@ -224,10 +229,11 @@ static void mc_tell_host(struct mc_balloon *vb, struct virtqueue *vq,
 	if (err) {
 		dev_err_ratelimited(&vb->vdev->dev, "cannot queue %u pfns: %d\n",
 				    n, err);
-		return;
+		return 0;
 	}
 	virtqueue_kick(vq);
 	wait_event(vb->acked, virtqueue_get_buf(vq, &len));
+	return ktime_get_ns() - t0;
 }
 
 /* The target in pages, from the device config (little endian, legacy). */
@@ -373,7 +379,8 @@ static unsigned long mc_fill(struct mc_balloon *vb, unsigned long want)
 	if (vb->adjust_managed)
 		mc_adjust_managed(&pages, -1);
 	balloon_page_list_enqueue(&vb->bdi, &pages);
-	mc_tell_host(vb, vb->vqs[MC_VQ_INFLATE], i);
+	atomic64_add(mc_tell_host(vb, vb->vqs[MC_VQ_INFLATE], i),
+		     &vb->cnt.inflate_host_ns);
 	vb->num_pages += got;
 	mc_update_actual(vb);
 	mutex_unlock(&vb->balloon_lock);
@@ -422,7 +429,8 @@ static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 		mc_set_pfns(vb, vb->pfns + i, page);
 		i += MC_PFNS_PER_PAGE;
 	}
-	mc_tell_host(vb, vb->vqs[MC_VQ_DEFLATE], i);
+	atomic64_add(mc_tell_host(vb, vb->vqs[MC_VQ_DEFLATE], i),
+		     &vb->cnt.deflate_host_ns);
 	vb->num_pages -= got;
 	mc_update_actual(vb);
 	mutex_unlock(&vb->balloon_lock);
@@ -900,6 +908,8 @@ static int mc_counters_show(struct seq_file *m, void *unused)
 	MC_SHOW("deflate_requests", atomic64_read(&c->deflate_reqs));
 	MC_SHOW("inflate_ns", atomic64_read(&c->inflate_ns));
 	MC_SHOW("deflate_ns", atomic64_read(&c->deflate_ns));
+	MC_SHOW("inflate_host_ns", atomic64_read(&c->inflate_host_ns));
+	MC_SHOW("deflate_host_ns", atomic64_read(&c->deflate_host_ns));
 	MC_SHOW("highorder_blocks", atomic64_read(&c->highorder_blocks));
 	MC_SHOW("alloc_failures", atomic64_read(&c->alloc_failures));
 	MC_SHOW("backoffs", atomic64_read(&c->backoffs));

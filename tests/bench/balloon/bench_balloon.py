@@ -6,14 +6,17 @@ to 256 MiB) and then for it back (1024 MiB).  Measured per direction:
 wall time from the QMP command until query-balloon reports the target,
 guest CPU time (busy jiffies in the guest's /proc/stat) and QEMU's CPU
 time (/proc/PID/stat on the host: guest vCPU emulation plus the device
-model's per-page work).  Each is the median of --rounds rounds.
+model's per-page work).  Each is the median of --rounds rounds.  Both
+guests run at once and the rounds alternate between them, so that load
+from elsewhere on the host hits both alike.
 
 Prints one line per metric:
   BENCH name=<metric> value=<memcoop> unit=s baseline=<stock> ratio=<stock/memcoop>
 
-Options: --rounds N (3), --mem MiB (1024), --take MiB (768),
+Options: --rounds N (5), --mem MiB (1024), --take MiB (768),
 --poison (keep the lab's page_poison=1; default boots with page_poison=0,
-the stock Debian setting), --modparam k=v (memcoop.ko parameters).
+the stock Debian setting), --modparam k=v (memcoop.ko parameters),
+--append ARGS (more guest kernel arguments, e.g. init_on_alloc=0).
 """
 import argparse
 import os
@@ -40,54 +43,68 @@ def wait_target(g, mib, timeout=300):
         time.sleep(0.005)
 
 
-def measure(driver, args):
-    res = {k: [] for k in ("inflate_s", "deflate_s", "inflate_guest_cpu_s",
-                           "deflate_guest_cpu_s", "inflate_qemu_cpu_s",
-                           "deflate_qemu_cpu_s")}
-    modparams = dict(kv.split("=", 1) for kv in args.modparam) if driver == "memcoop" else {}
-    append = "" if args.poison else "page_poison=0"
+def one_round(g, driver, args, res, r):
     low = args.mem - args.take
-    with bl.AgentGuest(mem=args.mem, driver=driver, modparams=modparams,
-                       append=append, timeout=1200, name="bench-" + driver) as g:
-        g.boot()
+    for phase, target in (("inflate", low), ("deflate", args.mem)):
+        gc0, _ = g.cpu()
+        qc0 = g.qemu_cpu_seconds()
+        t0 = time.monotonic()
+        g.set_target(target)
+        t1 = wait_target(g, target)
+        qc1 = g.qemu_cpu_seconds()
+        gc1, _ = g.cpu()
+        res[phase + "_s"].append(t1 - t0)
+        res[phase + "_guest_cpu_s"].append(gc1 - gc0)
+        res[phase + "_qemu_cpu_s"].append(qc1 - qc0)
+        print("%s round %d %s: %.3f s, guest cpu %.2f s, qemu cpu %.2f s" % (
+            driver, r, phase, t1 - t0, gc1 - gc0, qc1 - qc0), flush=True)
+        time.sleep(0.3)
+
+
+def measure(args):
+    """Both guests run at once, rounds alternate between them, so that
+    load from elsewhere on the host hits both alike."""
+    keys = ("inflate_s", "deflate_s", "inflate_guest_cpu_s", "deflate_guest_cpu_s",
+            "inflate_qemu_cpu_s", "deflate_qemu_cpu_s")
+    res = {d: {k: [] for k in keys} for d in ("stock", "memcoop")}
+    append = ("" if args.poison else "page_poison=0") + " " + args.append
+    mp = dict(kv.split("=", 1) for kv in args.modparam)
+    with bl.AgentGuest(mem=args.mem, driver="stock", append=append, timeout=1200,
+                       name="bench-stock") as gs, \
+         bl.AgentGuest(mem=args.mem, driver="memcoop", modparams=mp, append=append,
+                       timeout=1200, name="bench-memcoop") as gm:
+        gs.boot()
+        gm.boot()
         time.sleep(1)
         for r in range(args.rounds):
-            for phase, target in (("inflate", low), ("deflate", args.mem)):
-                gc0, _ = g.cpu()
-                qc0 = g.qemu_cpu_seconds()
-                t0 = time.monotonic()
-                g.set_target(target)
-                t1 = wait_target(g, target)
-                qc1 = g.qemu_cpu_seconds()
-                gc1, _ = g.cpu()
-                res[phase + "_s"].append(t1 - t0)
-                res[phase + "_guest_cpu_s"].append(gc1 - gc0)
-                res[phase + "_qemu_cpu_s"].append(qc1 - qc0)
-                print("%s round %d %s: %.3f s, guest cpu %.2f s, qemu cpu %.2f s" % (
-                    driver, r, phase, t1 - t0, gc1 - gc0, qc1 - qc0), flush=True)
-                time.sleep(0.5)
-        if driver == "memcoop":
-            cnt = g.counters()
-            print("memcoop counters: %s" % " ".join(
-                "%s=%d" % kv for kv in sorted(cnt.items())), flush=True)
-        rc = g.finish()
-        if rc != 0:
-            raise mclab.LabError("%s guest program exited %d" % (driver, rc))
-    return {k: statistics.median(v) for k, v in res.items()}
+            order = [("stock", gs), ("memcoop", gm)]
+            if r % 2:
+                order.reverse()
+            for driver, g in order:
+                one_round(g, driver, args, res[driver], r)
+        cnt = gm.counters()
+        print("memcoop counters: %s" % " ".join(
+            "%s=%d" % kv for kv in sorted(cnt.items())), flush=True)
+        for g in (gs, gm):
+            rc = g.finish()
+            if rc != 0:
+                raise mclab.LabError("%s: guest program exited %d" % (g.name, rc))
+    return ({k: statistics.median(v) for k, v in res["stock"].items()},
+            {k: statistics.median(v) for k, v in res["memcoop"].items()})
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mem", type=int, default=1024)
     ap.add_argument("--take", type=int, default=768)
     ap.add_argument("--poison", action="store_true")
     ap.add_argument("--modparam", action="append", default=[])
+    ap.add_argument("--append", default="", help="more guest kernel arguments")
     args = ap.parse_args()
     mclab.install_signal_handlers()
     try:
-        stock = measure("stock", args)
-        ours = measure("memcoop", args)
+        stock, ours = measure(args)
     except (mclab.LabError, mclab.QMPError, bl.Failed) as e:
         print("FAIL: %s" % e, flush=True)
         return 1
