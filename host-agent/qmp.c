@@ -46,6 +46,7 @@
 #define QMP_BACKOFF_MAX		8000
 #define QMP_TIMER_MS		500
 #define QMP_GREETING_WARN	5000	/* socket busy? */
+#define QMP_FORGET_MS		300000	/* then forget a vanished socket */
 
 enum qc_state {
 	QC_IDLE = 0,	/* not connected */
@@ -76,6 +77,7 @@ struct qmp_conn {
 	char			*path;
 	int			 from_dir;	/* found in qmp-dir */
 	int			 seen;		/* mark for the dir scan */
+	uint64_t		 gone_since;	/* socket vanished (ms); 0 = present */
 	struct bufferevent	*bev;
 	enum qc_state		 state;
 	struct guest		*g;
@@ -623,10 +625,32 @@ scan_dir(struct qmp *q)
 	}
 	closedir(d);
 	TAILQ_FOREACH_SAFE(c, &q->conns, entry, tmp) {
-		if (!c->from_dir || c->seen)
+		if (!c->from_dir)
 			continue;
-		log_info("qmp %s: socket %s is gone", c->name, c->path);
-		if (config_find_guest(q->conf, c->name) == NULL) {
+		if (c->seen) {
+			if (c->gone_since != 0) {	/* back: try at once */
+				c->gone_since = 0;
+				c->backoff = QMP_BACKOFF_MIN;
+				c->next_try = 0;
+				c->fail_logged = 0;
+			}
+			continue;
+		}
+		if (c->gone_since == 0) {
+			/* QEMU exited: keep the guest (and what the operator
+			 * set for it) in case it comes back */
+			log_info("qmp %s: socket %s is gone", c->name, c->path);
+			c->gone_since = now_ms();
+			if (c->bev != NULL)
+				qc_close(c, "socket removed");
+			continue;
+		}
+		if (now_ms() - c->gone_since < QMP_FORGET_MS ||
+		    config_find_guest(q->conf, c->name) != NULL)
+			continue;
+		log_info("qmp %s: gone for %ds, forgotten", c->name,
+		    QMP_FORGET_MS / 1000);
+		{
 			struct guest *g = guest_find(q->md, c->name);
 
 			if (c->g != NULL)
@@ -653,7 +677,8 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 	if (q->conf->qmp_dir != NULL)
 		scan_dir(q);
 	TAILQ_FOREACH(c, &q->conns, entry) {
-		if (c->state == QC_IDLE && now >= c->next_try)
+		if (c->state == QC_IDLE && c->gone_since == 0 &&
+		    now >= c->next_try)
 			qc_connect(c);
 		else if (c->state == QC_GREETING && !c->busy_logged &&
 		    now - c->connected_at > QMP_GREETING_WARN) {

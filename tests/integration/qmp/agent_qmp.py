@@ -1,0 +1,472 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""memcoopd against a real QEMU guest through QMP, memcoopctl against the
+running daemon.
+
+usage: agent_qmp.py MEMCOOPD MEMCOOPCTL basic|pressure|killed
+
+basic     memcoopctl status/set/--json/exit codes, access control by
+          SO_PEERCRED (root, the socket group, others), hostile control
+          clients, Prometheus metrics, clean shutdown restoring the guest.
+pressure  the automatic policy: a host short of memory (MemAvailable from
+          a proc directory the test controls) makes memcoopd shrink the
+          guest in rate-limited steps within its limits; a guest under
+          pressure (a hog in the guest) is given memory back; every change
+          is logged with its reason; no OOM kill in the guest.
+killed    QEMU killed with SIGKILL while the balloon moves: memcoopd marks
+          the guest offline and keeps serving; a new QEMU on the same
+          socket path is picked up with the operator's settings intact.
+
+One guest at a time (CPU is scarce).  Exit 0 pass, 1 fail, 77 skip.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import mclab
+
+MIB = 1 << 20
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+    print("ok: " + what, flush=True)
+
+
+class Agent:
+    """memcoopd in the foreground with a config in a private directory."""
+
+    def __init__(self, memcoopd, memcoopctl, conf_extra, guests):
+        self.memcoopd, self.memcoopctl = memcoopd, memcoopctl
+        self.dir = tempfile.mkdtemp(prefix="agent-qmp-")
+        os.chmod(self.dir, 0o755)
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        self.log_path = os.path.join(self.dir, "memcoopd.log")
+        self.proc_dir = os.path.join(self.dir, "proc")
+        os.makedirs(os.path.join(self.proc_dir, "pressure"))
+        self.set_host(avail_mib=16384)
+        self.port = 19000 + os.getpid() % 1000
+        conf = ['socket "%s"' % self.sock,
+                "socket-group nogroup",
+                "tick 1s",
+                "stats-period 1",
+                'proc "%s"' % self.proc_dir,
+                "metrics 127.0.0.1:%d" % self.port] + conf_extra
+        for name, path, settings in guests:
+            conf.append("guest %s {" % name)
+            conf.append('\tqmp "%s"' % path)
+            conf += ["\t" + s for s in settings]
+            conf.append("}")
+        self.conf = os.path.join(self.dir, "memcoopd.conf")
+        with open(self.conf, "w") as f:
+            f.write("\n".join(conf) + "\n")
+        r = subprocess.run([memcoopd, "--check", "-f", self.conf],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, "memcoopd --check accepts the test config"
+              + ("" if r.returncode == 0 else ": " + r.stderr))
+        self.logf = open(self.log_path, "w")
+        self.p = subprocess.Popen([memcoopd, "-d", "-v", "-f", self.conf],
+                                  stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while not os.path.exists(self.sock):
+            if self.p.poll() is not None or time.time() > deadline:
+                raise Fail("memcoopd did not start:\n" + self.log())
+            time.sleep(0.1)
+
+    def set_host(self, avail_mib, psi=0.0):
+        """The host's MemAvailable and PSI as memcoopd will read them."""
+        tmp = os.path.join(self.proc_dir, "meminfo.tmp")
+        with open(tmp, "w") as f:
+            f.write("MemTotal:       %d kB\nMemFree:        %d kB\n"
+                    "MemAvailable:   %d kB\nSwapFree:       0 kB\n" %
+                    (32768 * 1024, avail_mib * 1024, avail_mib * 1024))
+        os.rename(tmp, os.path.join(self.proc_dir, "meminfo"))
+        tmp = os.path.join(self.proc_dir, "pressure", "memory.tmp")
+        with open(tmp, "w") as f:
+            f.write("some avg10=%.2f avg60=0.00 avg300=0.00 total=1000\n"
+                    "full avg10=0.00 avg60=0.00 avg300=0.00 total=10\n" % psi)
+        os.rename(tmp, os.path.join(self.proc_dir, "pressure", "memory"))
+
+    def log(self):
+        self.logf.flush()
+        return open(self.log_path).read()
+
+    def ctl(self, *args, user=None):
+        argv = [self.memcoopctl, "-s", self.sock] + list(args)
+        if user is not None:
+            argv = ["setpriv", "--reuid", str(user[0]), "--regid",
+                    str(user[1]), "--clear-groups"] + argv
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout, r.stderr
+
+    def status(self, guest=None):
+        rc, out, err = self.ctl("status", "--json", *([guest] if guest else []))
+        if rc != 0:
+            raise Fail("memcoopctl status failed (%d): %s" % (rc, err))
+        st = json.loads(out)
+        return st if guest is None else st["guests"][0]
+
+    def wait_guest(self, name, pred, what, timeout=60):
+        deadline = time.time() + timeout
+        g = None
+        while time.time() < deadline:
+            self.alive()
+            g = self.status(name)
+            if pred(g):
+                print("ok: " + what, flush=True)
+                return g
+            time.sleep(0.5)
+        raise Fail("%s: timeout; last status %s" % (what, json.dumps(g)))
+
+    def alive(self):
+        if self.p.poll() is not None:
+            raise Fail("memcoopd exited (%d):\n%s" % (self.p.returncode,
+                                                     self.log()))
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                return self.p.wait(20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                raise Fail("memcoopd did not exit on SIGTERM")
+        return self.p.returncode
+
+
+def wait_actual(g, mib, tol=8, timeout=90):
+    deadline = time.time() + timeout
+    a = None
+    while time.time() < deadline:
+        a = g.balloon_actual() // MIB
+        if abs(a - mib) <= tol:
+            return a
+        time.sleep(0.5)
+    raise Fail("balloon actual %s MiB, wanted %d" % (a, mib))
+
+
+def raw_client(path, data, read=True):
+    """Send raw bytes to the control socket; return what came back."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+    got = b""
+    if read:
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                got += b
+        except (socket.timeout, OSError):
+            pass
+    s.close()
+    return got
+
+
+def hdr(typ, payload, version=1, magic=0x4c54434d, length=None):
+    return struct.pack("<IHHII", magic, version, typ,
+                       len(payload) if length is None else length, 1) + payload
+
+
+def scenario_basic(memcoopd, memcoopctl):
+    with mclab.Guest(mem=512, qmp_extra=True, timeout=300, name="vm1") as g:
+        g.start("mct-agenthog")
+        g.wait_for(r"READY", timeout=180)
+        a = Agent(memcoopd, memcoopctl, ["guest-min 256M"],
+                  [("vm1", g.qmp_path2, ["weight 150"])])
+        try:
+            st = a.wait_guest("vm1", lambda x: x["state"] == "online" and
+                              x["actual"] == 512 * MIB and x["usable"] > 0,
+                              "guest online with balloon actual and stats")
+            check(st["qemu_pid"] == g.qemu_pid, "QEMU pid from SO_PEERCRED")
+            check(st["maxmem"] == 512 * MIB, "guest size from QMP")
+            check(st["weight"] == 150, "weight from the config")
+
+            rc, out, err = a.ctl("status")
+            check(rc == 0 and "vm1" in out and "online" in out and
+                  "GUEST" in out, "status table")
+            rc, out, err = a.ctl("set", "vm1", "target", "384M")
+            check(rc == 0, "set target 384M: " + out.strip() + err)
+            wait_actual(g, 384)
+            print("ok: balloon reached 384 MiB", flush=True)
+            a.wait_guest("vm1", lambda x: x["target"] == 384 * MIB and
+                         x["mode"] == "fixed" and
+                         abs(x["actual"] - 384 * MIB) <= 8 * MIB,
+                         "status shows target and actual 384M, mode fixed")
+            check(re.search(r"guest vm1: target 512M -> 384M: operator set "
+                            r"target 384M", a.log()) is not None,
+                  "the change is logged with its reason")
+
+            rc, out, err = a.ctl("set", "vm1", "target", "100M")
+            check(rc == 1 and "outside the allowed 256M..512M" in err,
+                  "target below guest-min refused with the range (rc 1)")
+            rc, out, err = a.ctl("set", "vm1", "target", "4G")
+            check(rc == 1, "target above the guest's memory refused")
+            rc, out, err = a.ctl("set", "nosuch", "weight", "5")
+            check(rc == 5 and "no guest named" in err, "unknown guest: rc 5")
+            rc, out, err = a.ctl("set", "vm1", "colour", "blue")
+            check(rc == 2, "unknown setting: usage error rc 2")
+            rc, out, err = a.ctl("frobnicate")
+            check(rc == 2 and "usage" in err, "unknown command: usage rc 2")
+            time.sleep(1.5)
+            check(abs(g.balloon_actual() // MIB - 384) <= 8,
+                  "refused requests did not move the balloon")
+
+            # access control: group members read, only root changes
+            rc, out, err = a.ctl("status", "--json", user=(65534, 65534))
+            check(rc == 0 and json.loads(out)["guests"][0]["name"] == "vm1",
+                  "socket-group member may read")
+            rc, out, err = a.ctl("set", "vm1", "weight", "7",
+                                 user=(65534, 65534))
+            check(rc == 4 and "only root" in err,
+                  "socket-group member may not change (rc 4)")
+            rc, out, err = a.ctl("status", user=(4242, 4242))
+            check(rc == 4, "a user outside the group is refused (rc 4)")
+            check(a.status("vm1")["weight"] == 150, "weight unchanged")
+
+            # hostile control clients: the daemon answers or drops them
+            raw_client(a.sock, b"\xff" * 64)
+            raw_client(a.sock, hdr(1, b"{}", magic=0x12345678))
+            raw_client(a.sock, hdr(1, b"", length=0xffffffff))
+            raw_client(a.sock, hdr(2, b"{}"))            # no hello first
+            got = raw_client(a.sock, hdr(1, b'{"version":1}') +
+                             hdr(2, b'{"guest":') + hdr(2, b"\x00\x01"))
+            check(len(got) >= 16 and struct.unpack("<IHHII", got[:16])[2]
+                  == 0x100, "hello answered before the junk")
+            raw_client(a.sock, hdr(1, b'{"version":1}') + b"A" * 300000,
+                       read=False)
+            socks = [socket.socket(socket.AF_UNIX) for _ in range(80)]
+            for s in socks:
+                try:
+                    s.connect(a.sock)
+                except OSError:
+                    pass
+            for s in socks:
+                s.close()
+            a.alive()
+            rc, out, err = a.ctl("status")
+            check(rc == 0, "memcoopd serves after hostile clients")
+
+            # metrics
+            body = urllib.request.urlopen(
+                "http://127.0.0.1:%d/metrics" % a.port, timeout=10).read()
+            body = body.decode()
+            check(re.search(r'memcoop_guest_target_bytes\{guest="vm1"\} %d'
+                            % (384 * MIB), body) is not None,
+                  "metrics: target series for vm1")
+            check(re.search(r'memcoop_guest_usable_bytes\{guest="vm1"\} \d+',
+                            body) is not None, "metrics: usable series")
+            check("memcoop_host_mem_available_bytes 17179869184" in body,
+                  "metrics: host MemAvailable")
+
+            # back to automatic mode, then a clean shutdown
+            rc, out, err = a.ctl("set", "vm1", "mode", "auto")
+            check(rc == 0, "set mode auto")
+            rc, out, err = a.ctl("set", "vm1", "max", "448M")
+            check(rc == 0, "set max 448M")
+            for _ in range(6):
+                t = a.status("vm1")["target"]
+                check(256 * MIB <= t <= 448 * MIB,
+                      "auto: target %dM within 256M..448M" % (t // MIB))
+                time.sleep(0.5)
+            rc = a.stop()
+            check(rc == 0, "memcoopd exits 0 on SIGTERM")
+            check("shutdown: back to the upper limit" in a.log(),
+                  "shutdown restore logged")
+            wait_actual(g, 448)
+            print("ok: guest restored to its upper limit (448M) at exit",
+                  flush=True)
+            check(not os.path.exists(a.sock), "control socket removed")
+            g.send("exit")
+            check(g.wait_exit(timeout=60) == 0, "guest program exit 0")
+        finally:
+            a.stop()
+            if os.environ.get("V"):
+                print(a.log())
+
+
+def scenario_pressure(memcoopd, memcoopctl):
+    with mclab.Guest(mem=768, qmp_extra=True, timeout=400, name="vm1",
+                     append="psi=1") as g:
+        g.start("mct-agenthog")
+        g.wait_for(r"READY", timeout=180)
+        a = Agent(memcoopd, memcoopctl,
+                  ["host-floor 1G", "host-comfort 2G", "guest-min 256M",
+                   "guest-reserve 96M", "guest-slack 96M", "step-max 64M",
+                   "step-min 8M", "hold 4s", "calm-ticks 2"],
+                  [("vm1", g.qmp_path2, ["min 384M"])])
+        try:
+            a.wait_guest("vm1", lambda x: x["state"] == "online" and
+                         x["usable"] > 0, "guest online with stats")
+            # the host is short: memcoopd takes from the guest
+            a.set_host(avail_mib=600, psi=25.0)
+            st = a.wait_guest("vm1", lambda x: 0 < x["target"] < 768 * MIB,
+                              "host short: guest target lowered", 30)
+            targets = []
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                t = a.status("vm1")["target"]
+                if not targets or targets[-1] != t:
+                    targets.append(t)
+                if t == 384 * MIB:
+                    break
+                time.sleep(0.3)
+            steps = [targets[i] - targets[i + 1] for i in
+                     range(len(targets) - 1)]
+            check(min(targets) >= 384 * MIB, "never below the min (384M)")
+            check(all(0 < s <= 64 * MIB for s in steps),
+                  "rate-limited steps of at most 64M: %s" %
+                  [s // MIB for s in steps])
+            check(targets[-1] == 384 * MIB, "shrunk down to the min")
+            wait_actual(g, 384, tol=16)
+            print("ok: balloon followed to 384M", flush=True)
+            check(re.search(r"guest vm1: target \d+M -> \d+M: -\d+M: "
+                            r"host (MemAvailable 6\d\dM < floor 1024M|memory PSI)",
+                            a.log()) is not None,
+                  "shrinks logged with the host's reason")
+
+            # the host recovers; the guest comes under pressure
+            a.set_host(avail_mib=8192)
+            # a workload that grows by 16M every half second
+            for mib in range(16, 161, 16):
+                g.send("hold %d" % mib)
+                g.wait_for(r"HOLD %d\n" % mib, timeout=60)
+                time.sleep(0.5)
+            st = a.wait_guest("vm1", lambda x: x["target"] > 384 * MIB,
+                              "guest under pressure: given memory", 60)
+            check(re.search(r"guest vm1: target 384M -> \d+M: \+\d+M: guest "
+                            r"(MemAvailable|major faults|swapping)",
+                            a.log()) is not None,
+                  "growth logged with the guest's reason")
+            # no flapping: once grown, the target does not go down again
+            # while the host is comfortable
+            seen = []
+            for _ in range(20):
+                seen.append(a.status("vm1")["target"])
+                time.sleep(0.5)
+            check(all(seen[i] <= seen[i + 1] for i in range(len(seen) - 1)),
+                  "no flapping while the guest is under pressure: %s" %
+                  [s // MIB for s in seen])
+            g.send("hold 0")
+            g.wait_for(r"HOLD 0", timeout=60)
+            g.send("exit")
+            check(g.wait_exit(timeout=60) == 0, "guest program exit 0")
+            check("Out of memory" not in g.console and
+                  "oom-kill" not in g.console, "no OOM kill in the guest")
+            check(a.stop() == 0, "memcoopd exits 0")
+        finally:
+            a.stop()
+            if os.environ.get("V"):
+                print(a.log())
+
+
+def scenario_killed(memcoopd, memcoopctl):
+    link_dir = tempfile.mkdtemp(prefix="agent-qmp-link-")
+    link = os.path.join(link_dir, "vm1.qmp")
+    a = None
+    try:
+        with mclab.Guest(mem=512, qmp_extra=True, timeout=300, name="vm1") as g:
+            g.start("mct-agenthog")
+            g.wait_for(r"READY", timeout=180)
+            os.symlink(g.qmp_path2, link)
+            a = Agent(memcoopd, memcoopctl, ["guest-min 128M"],
+                      [("vm1", link, [])])
+            a.wait_guest("vm1", lambda x: x["state"] == "online" and
+                         x["usable"] > 0, "guest online")
+            rc, out, err = a.ctl("set", "vm1", "weight", "321")
+            check(rc == 0, "weight set before the kill")
+            rc, out, err = a.ctl("set", "vm1", "target", "200M")
+            check(rc == 0, "target 200M (the balloon starts moving)")
+            time.sleep(0.3)
+            os.kill(g.qemu_pid, signal.SIGKILL)
+            a.wait_guest("vm1", lambda x: x["state"] == "offline",
+                         "QEMU killed mid-balloon: guest offline", 30)
+            a.alive()
+            # requests for an offline guest: answered, nothing crashes
+            rc, out, err = a.ctl("set", "vm1", "target", "300M")
+            check(rc == 0, "settings accepted while offline")
+            rc, out, err = a.ctl("status")
+            check(rc == 0 and "offline" in out, "status while offline")
+            try:
+                g.close()
+            except Exception:
+                pass
+        os.unlink(link)
+        time.sleep(2)
+        a.alive()
+        with mclab.Guest(mem=512, qmp_extra=True, timeout=300, name="vm1") as g2:
+            g2.start("mct-agenthog")
+            g2.wait_for(r"READY", timeout=180)
+            os.symlink(g2.qmp_path2, link)
+            st = a.wait_guest("vm1", lambda x: x["state"] == "online" and
+                              x["qemu_pid"] == g2.qemu_pid,
+                              "a new QEMU on the same path: back online", 60)
+            check(st["weight"] == 321 and st["mode"] == "fixed",
+                  "the operator's settings survived QEMU's death")
+            rc, out, err = a.ctl("set", "vm1", "target", "320M")
+            check(rc == 0, "a new target for the new QEMU")
+            wait_actual(g2, 320)
+            print("ok: the new guest's balloon reached 320M", flush=True)
+            # kill it again, this time during a stats poll storm
+            for _ in range(5):
+                a.ctl("status")
+            os.kill(g2.qemu_pid, signal.SIGKILL)
+            a.wait_guest("vm1", lambda x: x["state"] == "offline",
+                         "second kill: offline again", 30)
+        check(a.stop() == 0, "memcoopd survived and exits 0")
+        check("qmp vm1: disconnected" in a.log(), "disconnects logged")
+    finally:
+        if a is not None:
+            a.stop()
+            if os.environ.get("V"):
+                print(a.log())
+
+
+def main():
+    if len(sys.argv) != 4:
+        print(__doc__)
+        return 2
+    if os.geteuid() != 0:
+        print("SKIP: needs root (setpriv to test the socket's access "
+              "control)")
+        return 77
+    memcoopd, memcoopctl, which = sys.argv[1:]
+    fn = {"basic": scenario_basic, "pressure": scenario_pressure,
+          "killed": scenario_killed}.get(which)
+    if fn is None:
+        print(__doc__)
+        return 2
+    mclab.install_signal_handlers()
+    try:
+        fn(memcoopd, memcoopctl)
+    except Fail as e:
+        print("FAIL: %s" % e, flush=True)
+        return 1
+    except mclab.LabError as e:
+        print("FAIL (lab): %s" % e, flush=True)
+        return 1
+    print("PASS", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,569 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The automatic policy (host-agent/policy.c) as a pure function.
+ *
+ * Inputs are recorded: the guest stats come from a real guest's qom-get
+ * guest-stats replies (data/qmp-guest-stats-series.jsonl, recorded with
+ * tests/integration/qmp/record_agent_data.py), the host state from real
+ * /proc/meminfo and /proc/pressure/memory files.  A closed loop replays
+ * them for a long time (guests whose memory use follows the recording,
+ * a host whose MemAvailable follows the guests' sizes) and checks, every
+ * tick: no target outside the operator's limits or the guest's size, no
+ * step above step-max, no reversal of direction within hold, every change
+ * has a reason.  Then specific situations: missing, stale and absurd
+ * stats, fixed and manual guests, weights, host short of memory.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "memcoopd.h"
+#include "qmp.h"
+#include "testdata.h"
+
+#define TICK_MS		2000
+
+/* ---- recorded inputs ---- */
+
+struct sample {
+	struct guest_stats	 st;	/* as parsed from the reply */
+	uint64_t		 used;	/* total - avail: what the guest needs */
+};
+
+static struct sample	*rec;
+static size_t		 nrec;
+static struct host_stats host_idle, host_thrash;
+
+static int
+load_inputs(void)
+{
+	char *s = td_read("qmp-guest-stats-series.jsonl"), *line, *save = NULL;
+	char *t;
+
+	rec = calloc(1000, sizeof(*rec));
+	for (line = strtok_r(s, "\n", &save); line != NULL && nrec < 1000;
+	    line = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(line, JSON_DECODE_INT_AS_REAL, NULL);
+		json_t *ret = json_object_get(json_object_get(j, "reply"),
+		    "return");
+		struct guest_stats st;
+
+		if (qmp_parse_guest_stats(ret, &st, 1000, (time_t)
+		    json_number_value(json_object_get(j, "wall"))) == 0 &&
+		    (st.valid & GST_AVAIL) && (st.valid & GST_TOTAL)) {
+			rec[nrec].st = st;
+			rec[nrec].used = st.total - st.avail;
+			nrec++;
+		}
+		json_decref(j);
+	}
+	free(s);
+	t = td_read("host-meminfo-idle.txt");
+	hostinfo_parse_meminfo(t, &host_idle);
+	free(t);
+	t = td_read("host-psi-idle.txt");
+	hostinfo_parse_psi(t, &host_idle);
+	free(t);
+	t = td_read("host-meminfo-thrash.txt");
+	hostinfo_parse_meminfo(t, &host_thrash);
+	free(t);
+	t = td_read("guest-psi-squeezed.txt");
+	hostinfo_parse_psi(t, &host_thrash);
+	free(t);
+	return nrec >= 20 && host_idle.valid_mem && host_thrash.valid_mem &&
+	    host_thrash.valid_psi ? 0 : -1;
+}
+
+/* ---- a closed loop ---- */
+
+struct simguest {
+	struct policy_guest	 pg;
+	size_t			 phase;		/* offset into the recording */
+	uint64_t		 scale_num;	/* used memory scaled num/den */
+	uint64_t		 scale_den;
+	uint64_t		 swap_in;	/* synthesized counters */
+	uint64_t		 majflt;
+	int			 last_dir;
+	uint64_t		 last_change;
+	unsigned int		 reversals;
+	unsigned int		 changes;
+};
+
+static struct policy_params P;
+
+static void
+sim_stats(struct simguest *sg, size_t tick, uint64_t now)
+{
+	const struct sample *s = &rec[(sg->phase + tick) % nrec];
+	uint64_t used = s->used * sg->scale_num / sg->scale_den;
+	uint64_t size = sg->pg.actual;
+
+	sg->pg.prev = sg->pg.stats;
+	sg->pg.stats = s->st;
+	sg->pg.stats.when = now;
+	sg->pg.stats.total = size;
+	sg->pg.stats.avail = used < size ? size - used : 0;
+	sg->pg.stats.free = sg->pg.stats.avail / 2;
+	/* a squeezed guest faults (no swap in the lab guests) */
+	if (sg->pg.stats.avail < 64 * MIB)
+		sg->majflt += 500;
+	sg->pg.stats.majflt = sg->majflt;
+	sg->pg.stats.swap_in = sg->swap_in;
+	sg->pg.stats.valid |= GST_MAJFLT | GST_SWAP_IN | GST_SWAP_OUT;
+}
+
+/* Check one tick's outputs against the invariants. */
+static void
+check_tick(struct simguest *sg, uint64_t now, uint64_t before)
+{
+	uint64_t lo, hi;
+	int dir;
+
+	if (!sg->pg.changed)
+		return;
+	sg->changes++;
+	CU_ASSERT_EQUAL_FATAL(policy_limits(&P, &sg->pg, &lo, &hi), 0);
+	if (sg->pg.target < lo || sg->pg.target > hi) {
+		fprintf(stderr, "\n  %s: target %llu outside %llu..%llu\n",
+		    sg->pg.name, (unsigned long long)sg->pg.target,
+		    (unsigned long long)lo, (unsigned long long)hi);
+		CU_FAIL("target outside the limits");
+	}
+	CU_ASSERT(sg->pg.reason[0] != '\0');
+	/* a step is at most step-max, except a clamp into the limits */
+	if (before >= lo && before <= hi) {
+		uint64_t d = sg->pg.target > before ? sg->pg.target - before :
+		    before - sg->pg.target;
+
+		CU_ASSERT(d <= P.step_max);
+		CU_ASSERT(d >= P.step_min || sg->pg.target == lo ||
+		    sg->pg.target == hi);
+	}
+	dir = sg->pg.target > before ? 1 : -1;
+	if (sg->last_dir != 0 && dir != sg->last_dir) {
+		sg->reversals++;
+		if (now - sg->last_change < P.hold_ms) {
+			fprintf(stderr, "\n  %s: reversal after %llu ms: %s\n",
+			    sg->pg.name, (unsigned long long)(now -
+			    sg->last_change), sg->pg.reason);
+			CU_FAIL("direction reversed within hold");
+		}
+	}
+	sg->last_dir = dir;
+	sg->last_change = now;
+}
+
+/*
+ * Run @ticks ticks of three guests on a host with @host_mem of RAM for
+ * guests; host MemAvailable = host_mem - sum(actual) + noise.  The
+ * balloon follows a target by at most 64 MiB per tick.
+ */
+static void
+closed_loop(struct simguest *gs, size_t n, uint64_t host_mem, size_t ticks,
+    const struct host_stats *tmpl, int change_limits)
+{
+	struct policy_guest *pgs = calloc(n, sizeof(*pgs));
+	uint64_t now = 100000, before[8];
+	unsigned int seed = 7;
+	size_t t, i;
+
+	for (t = 0; t < ticks; t++, now += TICK_MS) {
+		struct host_stats h = *tmpl;
+		uint64_t sum = 0;
+
+		for (i = 0; i < n; i++) {
+			struct simguest *sg = &gs[i];
+			uint64_t want = sg->pg.cur_target ? sg->pg.cur_target :
+			    sg->pg.actual;
+
+			/* the balloon moves towards the target */
+			if (sg->pg.actual > want)
+				sg->pg.actual -= sg->pg.actual - want > 64 * MIB ?
+				    64 * MIB : sg->pg.actual - want;
+			else
+				sg->pg.actual += want - sg->pg.actual > 64 * MIB ?
+				    64 * MIB : want - sg->pg.actual;
+			sim_stats(sg, t, now);
+			sum += sg->pg.actual;
+		}
+		seed = seed * 1103515245 + 12345;
+		h.mem_available = host_mem > sum ? host_mem - sum : 0;
+		h.mem_available += (seed >> 16) % (16 * MIB);	/* noise */
+		h.mem_total = host_mem + 1024 * MIB;
+		/* the operator moves limits now and then */
+		if (change_limits && t % 97 == 50) {
+			struct simguest *sg = &gs[t % n];
+
+			sg->pg.set.max = sg->pg.set.max ? 0 : 640 * MIB;
+			sg->pg.set.min = (t / 97) % 2 ? 384 * MIB : 0;
+		}
+		for (i = 0; i < n; i++) {
+			pgs[i] = gs[i].pg;
+			before[i] = gs[i].pg.cur_target ? gs[i].pg.cur_target :
+			    gs[i].pg.actual;
+		}
+		policy_run(&P, &h, pgs, n, now);
+		for (i = 0; i < n; i++) {
+			gs[i].pg.st = pgs[i].st;
+			gs[i].pg.changed = pgs[i].changed;
+			gs[i].pg.target = pgs[i].target;
+			memcpy(gs[i].pg.reason, pgs[i].reason,
+			    sizeof(pgs[i].reason));
+			check_tick(&gs[i], now, before[i]);
+			if (pgs[i].changed)
+				gs[i].pg.cur_target = pgs[i].target;
+		}
+	}
+	free(pgs);
+}
+
+static void
+init_guests(struct simguest *gs, size_t n)
+{
+	static const char *names[] = { "g0", "g1", "g2", "g3" };
+	size_t i;
+
+	memset(gs, 0, n * sizeof(*gs));
+	for (i = 0; i < n; i++) {
+		gs[i].pg.name = names[i];
+		gs[i].pg.online = 1;
+		gs[i].pg.set.weight = 100 * (unsigned int)(i + 1);
+		gs[i].pg.maxmem = 1024 * MIB;
+		gs[i].pg.actual = 1024 * MIB;
+		gs[i].phase = i * nrec / n;
+		gs[i].scale_num = i + 1;
+		gs[i].scale_den = 2;
+	}
+}
+
+/*
+ * A long series on a host whose memory is tight: the guests' use follows
+ * the recording (idle, hog, squeeze, release) over and over, so guests
+ * turn needy and spare again while the host hovers around its floor.
+ * The targets move, but never back and forth within hold, and they
+ * settle rather than oscillate.
+ */
+static void
+test_long_series_no_flap(void)
+{
+	struct simguest gs[3];
+	unsigned int total = 0;
+	size_t i;
+
+	policy_defaults(&P);
+	init_guests(gs, 3);
+	for (i = 0; i < 3; i++)
+		gs[i].scale_num = 2 * (i + 1);
+	closed_loop(gs, 3, 2900 * MIB, 5000, &host_idle, 0);
+	for (i = 0; i < 3; i++) {
+		fprintf(stderr, "\n  %s: %u changes, %u reversals, final %llu MiB",
+		    gs[i].pg.name, gs[i].changes, gs[i].reversals,
+		    (unsigned long long)(gs[i].pg.actual / MIB));
+		total += gs[i].changes;
+		/* 5000 ticks = 10000 s: a reversal at most every 4 holds */
+		CU_ASSERT(gs[i].reversals <= 5000 * TICK_MS / P.hold_ms / 4);
+		CU_ASSERT(gs[i].changes <= 5000 / 4);
+	}
+	/* the series does make the policy act */
+	CU_ASSERT(total >= 10);
+}
+
+/* A host short of memory: the guests give, within their limits. */
+static void
+test_host_short(void)
+{
+	struct simguest gs[3];
+	uint64_t sum = 0;
+	size_t i;
+
+	policy_defaults(&P);
+	P.host_floor = 512 * MIB;
+	P.host_comfort = 768 * MIB;
+	init_guests(gs, 3);
+	gs[0].pg.set.min = 700 * MIB;
+	/* 3.3 GiB for 3 GiB of guests: MemAvailable starts below the floor */
+	closed_loop(gs, 3, 3300 * MIB, 600, &host_thrash, 0);
+	for (i = 0; i < 3; i++) {
+		fprintf(stderr, "\n  %s: %u changes, %u reversals, final %llu MiB",
+		    gs[i].pg.name, gs[i].changes, gs[i].reversals,
+		    (unsigned long long)(gs[i].pg.actual / MIB));
+		sum += gs[i].pg.actual;
+		CU_ASSERT(gs[i].pg.actual >= 256 * MIB);
+	}
+	CU_ASSERT(gs[0].pg.actual >= 700 * MIB);
+	/* the host got back above its floor */
+	CU_ASSERT(3300 * MIB - sum >= P.host_floor);
+}
+
+/* Limits moved by the operator while the loop runs are never exceeded. */
+static void
+test_limits_moving(void)
+{
+	struct simguest gs[3];
+
+	policy_defaults(&P);
+	P.hold_ms = 6000;
+	init_guests(gs, 3);
+	closed_loop(gs, 3, 2600 * MIB, 2000, &host_thrash, 1);
+	closed_loop(gs, 3, 6000 * MIB, 500, &host_idle, 1);
+}
+
+/* ---- single ticks ---- */
+
+static struct policy_guest
+mkguest(const char *name, uint64_t maxmem, uint64_t avail, uint64_t now)
+{
+	struct policy_guest g;
+
+	memset(&g, 0, sizeof(g));
+	g.name = name;
+	g.online = 1;
+	g.set.weight = GUEST_WEIGHT_DEFAULT;
+	g.maxmem = maxmem;
+	g.actual = maxmem;
+	g.stats = rec[0].st;
+	g.stats.when = now;
+	g.stats.total = maxmem;
+	g.stats.avail = avail;
+	g.stats.valid = GST_AVAIL | GST_TOTAL | GST_FREE;
+	g.prev = g.stats;
+	g.prev.when = now - TICK_MS;
+	g.st.calm_ticks = 10;
+	return g;
+}
+
+static struct host_stats
+mkhost(uint64_t avail)
+{
+	struct host_stats h = host_idle;
+
+	h.mem_available = avail;
+	h.psi_some_avg10 = 0;
+	return h;
+}
+
+static void
+test_missing_and_absurd(void)
+{
+	struct host_stats h = mkhost(100 * MIB);	/* very short */
+	struct policy_guest g[6];
+	uint64_t now = 1000000;
+	int i;
+
+	policy_defaults(&P);
+	g[0] = mkguest("nostats", 1024 * MIB, 800 * MIB, now);
+	g[0].stats.valid = 0;
+	g[1] = mkguest("stale", 1024 * MIB, 800 * MIB, now);
+	g[1].stats.when = now - P.stats_max_age - 1;
+	g[2] = mkguest("absurd", 1024 * MIB, 4096 * MIB, now);
+	g[3] = mkguest("future", 1024 * MIB, 800 * MIB, now);
+	g[3].stats.when = now + 5000;
+	g[4] = mkguest("nosize", 0, 800 * MIB, now);
+	g[4].actual = 0;
+	g[5] = mkguest("max64", 1024 * MIB, UINT64_MAX, now);
+	g[5].stats.total = UINT64_MAX;
+	CU_ASSERT_EQUAL(policy_run(&P, &h, g, 6, now), 0);
+	for (i = 0; i < 6; i++)
+		CU_ASSERT_FALSE(g[i].changed);
+
+	/* counters going backwards (guest rebooted): no pressure, no crash */
+	g[0] = mkguest("reboot", 1024 * MIB, 300 * MIB, now);
+	g[0].stats.valid |= GST_MAJFLT | GST_SWAP_IN | GST_SWAP_OUT;
+	g[0].prev.valid = g[0].stats.valid;
+	g[0].prev.majflt = 1000000;
+	g[0].stats.majflt = 3;
+	g[0].prev.swap_in = UINT64_MAX;
+	g[0].stats.swap_in = 0;
+	g[0].cur_target = 700 * MIB;
+	g[0].actual = 700 * MIB;
+	h = mkhost(8192 * MIB);
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+
+	/* no host figures at all: nobody is shrunk for the host */
+	g[0] = mkguest("nohost", 1024 * MIB, 900 * MIB, now);
+	memset(&h, 0, sizeof(h));
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+	policy_run(&P, NULL, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+	CU_ASSERT_EQUAL(policy_run(&P, NULL, NULL, 0, now), 0);
+}
+
+static void
+test_modes(void)
+{
+	struct host_stats h = mkhost(100 * MIB);
+	struct policy_guest g[3];
+	uint64_t now = 1000000;
+
+	policy_defaults(&P);
+	g[0] = mkguest("fixed", 2048 * MIB, 1500 * MIB, now);
+	g[0].set.mode = GMODE_FIXED;
+	g[0].set.target = 3000 * MIB;		/* above what it has */
+	g[1] = mkguest("manual", 2048 * MIB, 1500 * MIB, now);
+	g[1].set.mode = GMODE_MANUAL;
+	g[2] = mkguest("offline", 2048 * MIB, 1500 * MIB, now);
+	g[2].online = 0;
+	policy_run(&P, &h, g, 3, now);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT_EQUAL(g[0].target, 2048 * MIB);	/* clamped */
+	CU_ASSERT_FALSE(g[1].changed);
+	CU_ASSERT_FALSE(g[2].changed);
+	/* a fixed target is applied once, not again */
+	g[0].cur_target = g[0].target;
+	policy_run(&P, &h, g, 1, now + TICK_MS);
+	CU_ASSERT_FALSE(g[0].changed);
+}
+
+static void
+test_take_and_give(void)
+{
+	struct host_stats h;
+	struct policy_guest g[3];
+	uint64_t now = 1000000;
+
+	policy_defaults(&P);
+	/* host short: the guest with spare gives, the tight one does not */
+	h = mkhost(300 * MIB);
+	g[0] = mkguest("spare", 2048 * MIB, 1500 * MIB, now);
+	g[1] = mkguest("tight", 2048 * MIB, 200 * MIB, now);
+	policy_run(&P, &h, g, 2, now);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT(g[0].target < 2048 * MIB);
+	CU_ASSERT(2048 * MIB - g[0].target <= P.step_max);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "floor"));
+	CU_ASSERT_FALSE(g[1].changed);
+
+	/* a needy guest gets memory when the host has it */
+	h = mkhost(8192 * MIB);
+	g[0] = mkguest("needy", 2048 * MIB, 50 * MIB, now);
+	g[0].cur_target = 1024 * MIB;
+	g[0].actual = 1024 * MIB;
+	g[0].st.last_dir = -1;
+	g[0].st.last_change = now - P.hold_ms;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT(g[0].target > 1024 * MIB);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "reserve"));
+	/* ... but not within hold of shrinking it */
+	g[0].st.last_change = now - 1000;
+	g[0].st.last_dir = -1;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+
+	/* weights: the guest with the lower weight gives more */
+	h = mkhost(200 * MIB);
+	P.step_max = 1024 * MIB;
+	g[0] = mkguest("light", 2048 * MIB, 1800 * MIB, now);
+	g[0].set.weight = 50;
+	g[1] = mkguest("heavy", 2048 * MIB, 1800 * MIB, now);
+	g[1].set.weight = 400;
+	policy_run(&P, &h, g, 2, now);
+	CU_ASSERT(g[0].changed && g[1].changed);
+	CU_ASSERT(g[0].target < g[1].target);
+
+	/* not calm long enough: not shrunk for other guests' needs */
+	policy_defaults(&P);
+	h = mkhost(P.host_floor + 10 * MIB);	/* no budget */
+	g[0] = mkguest("jittery", 2048 * MIB, 1500 * MIB, now);
+	g[0].st.calm_ticks = 0;
+	g[1] = mkguest("needy", 2048 * MIB, 20 * MIB, now);
+	g[1].cur_target = g[1].actual = 1024 * MIB;
+	policy_run(&P, &h, g, 2, now);
+	CU_ASSERT_FALSE(g[0].changed);
+
+	/* the balloon still behind the last shrink: no further shrink */
+	h = mkhost(100 * MIB);
+	g[0] = mkguest("behind", 2048 * MIB, 1500 * MIB, now);
+	g[0].cur_target = 1536 * MIB;
+	g[0].actual = 1900 * MIB;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+}
+
+static uint64_t
+rnd(unsigned int *seed, uint64_t n)
+{
+	*seed = *seed * 1103515245 + 12345;
+	return (uint64_t)(*seed >> 8) % n;
+}
+
+/* Any settings, any stats: the target stays within policy_limits(). */
+static void
+test_random_inputs(void)
+{
+	unsigned int seed = 99;
+	struct policy_guest g[4];
+	struct host_stats h;
+	uint64_t now = 1000000, lo, hi;
+	int i, k;
+
+#define RND(n)	rnd(&seed, (n))
+	policy_defaults(&P);
+	for (k = 0; k < 20000; k++) {
+		h = mkhost(RND(4096) * MIB);
+		h.psi_some_avg10 = (double)RND(100);
+		h.valid_mem = RND(10) != 0;
+		for (i = 0; i < 4; i++) {
+			g[i] = mkguest("r", RND(4) ? (RND(4096) + 1) * MIB : 0,
+			    RND(5000) * MIB, now);
+			g[i].actual = RND(4) ? RND(5000) * MIB : 0;
+			g[i].cur_target = RND(3) ? RND(5000) * MIB : 0;
+			g[i].set.mode = (enum guest_mode)RND(3);
+			g[i].set.min = RND(3) ? RND(3000) * MIB : 0;
+			g[i].set.max = RND(3) ? RND(5000) * MIB : 0;
+			g[i].set.target = RND(5000) * MIB;
+			g[i].set.weight = (unsigned int)RND(1001);
+			g[i].stats.valid = (uint32_t)RND(512);
+			g[i].stats.majflt = RND(100000);
+			g[i].prev.majflt = RND(100000);
+			g[i].stats.when = now - RND(60000);
+			g[i].st.last_dir = (int)RND(3) - 1;
+			g[i].st.last_change = now - RND(100000);
+			g[i].st.calm_ticks = (unsigned int)RND(10);
+			g[i].online = RND(8) != 0;
+		}
+		policy_run(&P, &h, g, 4, now);
+		for (i = 0; i < 4; i++) {
+			if (!g[i].changed)
+				continue;
+			CU_ASSERT_FATAL(policy_limits(&P, &g[i], &lo, &hi) == 0);
+			CU_ASSERT(g[i].target >= lo && g[i].target <= hi);
+			CU_ASSERT(g[i].target != 0);
+			CU_ASSERT(g[i].online);
+			CU_ASSERT(g[i].set.mode != GMODE_MANUAL);
+		}
+	}
+#undef RND
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	if (load_inputs() == -1) {
+		fprintf(stderr, "recorded inputs missing or unreadable\n");
+		return 1;
+	}
+	s = CU_add_suite("policy", NULL, NULL);
+	CU_add_test(s, "long recorded series: no flapping",
+	    test_long_series_no_flap);
+	CU_add_test(s, "host short of memory", test_host_short);
+	CU_add_test(s, "limits moved while running", test_limits_moving);
+	CU_add_test(s, "missing and absurd stats", test_missing_and_absurd);
+	CU_add_test(s, "fixed, manual, offline", test_modes);
+	CU_add_test(s, "take, give, hold, weights", test_take_and_give);
+	CU_add_test(s, "random inputs stay within limits", test_random_inputs);
+	{
+		int fails = td_run();
+
+		free(rec);
+		return fails;
+	}
+}
