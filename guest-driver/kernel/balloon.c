@@ -59,6 +59,8 @@
 #define MC_HINT_ORDER		MC_MAX_PAGE_ORDER
 #define MC_HINT_PAGES		(1UL << MC_HINT_ORDER)
 #define MC_OOM_NOTIFY_PRIORITY	80
+/* Deflation gives back aligned runs of this order as one block. */
+#define MC_BLOCK_ORDER		min(9, MC_MAX_PAGE_ORDER)
 /* Pages taken off the balloon list per lock round trip (irqs are off). */
 #define MC_DEQUEUE_CHUNK	1024
 /* Bounds of the backoff when the guest cannot give memory. */
@@ -83,6 +85,11 @@ static unsigned int backoff_max_ms = 2000;
 module_param(backoff_max_ms, uint, 0644);
 MODULE_PARM_DESC(backoff_max_ms,
 		 "longest wait between inflation attempts when the guest cannot give memory (default 2000)");
+
+static bool free_blocks = true;
+module_param(free_blocks, bool, 0644);
+MODULE_PARM_DESC(free_blocks,
+		 "deflation frees whole aligned runs of MC_BLOCK_ORDER pages as one block (default Y)");
 
 static bool reclaim_hook = true;
 module_param(reclaim_hook, bool, 0644);
@@ -109,6 +116,7 @@ struct mc_balloon_counters {
 	atomic64_t inflate_host_ns;	/* of which waiting for the host */
 	atomic64_t deflate_host_ns;
 	atomic64_t highorder_blocks;	/* high-order blocks split */
+	atomic64_t freed_blocks;	/* blocks freed whole on deflation */
 	atomic64_t alloc_failures;	/* allocation rounds that came up short */
 	atomic64_t backoffs;		/* delayed retries after a failure */
 	atomic64_t oom_events;		/* OOM notifications served */
@@ -393,6 +401,57 @@ out:
 }
 
 /**
+ * mc_free_block() - free a whole block of former balloon pages at once.
+ * @vb: the device
+ * @list: pages leaving the balloon (finalized, one reference each)
+ * @head: the first page on @list
+ *
+ * Inflation splits high-order blocks and the balloon list keeps their
+ * pages together, so deflation usually finds the 2^MC_BLOCK_ORDER pages of
+ * a block in PFN order on @list.  Freeing them as one block saves the
+ * allocator a per-page free and the buddy merges.  The tail pages' single
+ * reference is frozen first; if anyone else holds one (a PFN walker's
+ * transient get_page()), nothing is changed and the caller frees page by
+ * page.
+ *
+ * Return: true if the block was freed and its pages left @list.
+ */
+static bool mc_free_block(struct mc_balloon *vb, struct list_head *list,
+			  struct page *head)
+{
+	const unsigned long nr = 1UL << MC_BLOCK_ORDER;
+	unsigned long pfn = page_to_pfn(head), i;
+	struct page *p = head;
+
+	if (!IS_ALIGNED(pfn, nr))
+		return false;
+	for (i = 1; i < nr; i++) {
+		if (list_is_last(&p->lru, list))
+			return false;
+		p = list_next_entry(p, lru);
+		if (page_to_pfn(p) != pfn + i || page_zone(p) != page_zone(head))
+			return false;
+	}
+	for (i = 1; i < nr; i++)
+		if (!page_ref_freeze(pfn_to_page(pfn + i), 1))
+			break;
+	if (i < nr) {
+		while (--i >= 1)
+			page_ref_unfreeze(pfn_to_page(pfn + i), 1);
+		return false;
+	}
+	for (i = 0; i < nr; i++) {
+		p = pfn_to_page(pfn + i);
+		list_del(&p->lru);
+		/* balloon_page_finalize() leaves the movable mapping flag */
+		p->mapping = NULL;
+	}
+	__free_pages(head, MC_BLOCK_ORDER);
+	atomic64_inc(&vb->cnt.freed_blocks);
+	return true;
+}
+
+/**
  * mc_leak() - deflate by up to @want pages in one request.
  * @vb: the device
  * @want: pages wanted
@@ -406,7 +465,7 @@ out:
 static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 {
 	unsigned long got = 0, i = 0;
-	struct page *page, *next;
+	struct page *page;
 	u64 t0 = ktime_get_ns();
 	LIST_HEAD(pages);
 
@@ -437,7 +496,10 @@ static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 
 	if (vb->adjust_managed)
 		mc_adjust_managed(&pages, 1);
-	list_for_each_entry_safe(page, next, &pages, lru) {
+	while (!list_empty(&pages)) {
+		page = list_first_entry(&pages, struct page, lru);
+		if (READ_ONCE(free_blocks) && mc_free_block(vb, &pages, page))
+			continue;
 		list_del(&page->lru);
 		put_page(page);		/* the balloon's reference */
 	}
@@ -911,6 +973,7 @@ static int mc_counters_show(struct seq_file *m, void *unused)
 	MC_SHOW("inflate_host_ns", atomic64_read(&c->inflate_host_ns));
 	MC_SHOW("deflate_host_ns", atomic64_read(&c->deflate_host_ns));
 	MC_SHOW("highorder_blocks", atomic64_read(&c->highorder_blocks));
+	MC_SHOW("freed_blocks", atomic64_read(&c->freed_blocks));
 	MC_SHOW("alloc_failures", atomic64_read(&c->alloc_failures));
 	MC_SHOW("backoffs", atomic64_read(&c->backoffs));
 	MC_SHOW("backoff_ms", READ_ONCE(vb->backoff_ms));
