@@ -717,7 +717,7 @@ control_init(struct memcoopd *md, const char *path, gid_t gid)
 	umask(old);
 	if (chmod(path, 0660) == -1 ||
 	    (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1)) {
-		log_warn("control: chmod/chown %s", path);
+		log_warn("control: chmod/chown %s", sun.sun_path);
 		close(fd);
 		unlink(path);
 		return -1;

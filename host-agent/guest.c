@@ -142,7 +142,7 @@ guest_apply_target(struct memcoopd *md, struct guest *g, uint64_t bytes,
     const char *reason)
 {
 	struct policy_guest pg;
-	uint64_t lo, hi, old = g->target;
+	uint64_t lo, hi, old = g->target != 0 ? g->target : g->actual;
 
 	if (g->state != GUEST_ONLINE || g->backend == NULL) {
 		log_warnx("guest %s: not online, target not set", g->name);

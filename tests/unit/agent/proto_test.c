@@ -388,6 +388,7 @@ test_hostile(void)
 
 	/* 100000 nested arrays: jansson's depth limit, a clean error */
 	deep = malloc(200001);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(deep);
 	memset(deep, '[', 100000);
 	memset(deep + 100000, ']', 100000);
 	deep[200000] = '\0';
@@ -397,9 +398,10 @@ test_hostile(void)
 
 	/* a 200 kB guest name: not found, and the error stays short */
 	huge = malloc(200100);
-	strcpy(huge, "{\"guest\":\"");
-	memset(huge + 10, 'A', 200000);
-	strcpy(huge + 200010, "\"}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(huge);
+	memset(huge, 'A', 200100);
+	memcpy(huge, "{\"guest\":\"", 10);
+	memcpy(huge + 200010, "\"}", 3);
 	CU_ASSERT_EQUAL(dispatch(0, MCCTL_STATUS, huge, &r), MCCTL_R_ERROR);
 	CU_ASSERT(strlen(json_string_value(json_object_get(r, "error"))) < 200);
 	json_decref(r);
