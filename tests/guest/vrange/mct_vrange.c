@@ -22,7 +22,9 @@
  * subcommand ends with a leak check: no memory object left, no volatile or
  * purged pages accounted.  Exit 0 on success, 1 on failure.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
