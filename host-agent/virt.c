@@ -340,7 +340,7 @@ virt_cmdline_is_guest(const char *cmd, size_t len, const char *name)
 		/* -name guest=NAME,debug-threads=on or -name NAME */
 		if (strncmp(p, "guest=", 6) == 0)
 			p += 6;
-		if ((size_t)(end - p) >= nlen && strncmp(p, name, nlen) == 0 &&
+		if ((size_t)(end - p) > nlen && strncmp(p, name, nlen) == 0 &&
 		    (p[nlen] == '\0' || p[nlen] == ','))
 			return 1;
 		return 0;

@@ -205,5 +205,6 @@ def main():
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)
     mclab.install_signal_handlers() if hasattr(mclab, "install_signal_handlers") else None
     sys.exit(main())
