@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -742,7 +743,79 @@ struct ksm_state {
 	pid_t		 ksmd_pid;
 	long		 page_size;
 	char		 reason[160];
+
+	/*
+	 * The estimate reads every resident guest page's prefix: about 0.3 s
+	 * per GiB here, too long for the daemon's event loop.  It runs in a
+	 * worker thread; ksm_tick() starts it and collects the result.  The
+	 * worker touches only the w_* fields, under w_lock.
+	 */
+	pthread_t	 worker;
+	int		 worker_running;	/* main thread only */
+	pthread_mutex_t	 w_lock;
+	int		 w_done;
+	int		 w_rc;
+	struct ksm_estimate w_est;
+	pid_t		*w_pids;
+	size_t		 w_n;
+	unsigned int	 w_shift;
 };
+
+static void *
+estimate_worker(void *arg)
+{
+	struct ksm_state *k = arg;
+	struct ksm_estimate e;
+	int rc;
+
+	rc = ksm_estimate_pids(k->w_pids, k->w_n, k->w_shift, "/proc", &e);
+	pthread_mutex_lock(&k->w_lock);
+	k->w_rc = rc;
+	if (rc == 0)
+		k->w_est = e;
+	k->w_done = 1;
+	pthread_mutex_unlock(&k->w_lock);
+	return NULL;
+}
+
+/* Start an estimate of @pids in the worker; 0, or -1 if it cannot start. */
+static int
+estimate_start(struct ksm_state *k, const pid_t *pids, size_t n)
+{
+	pid_t *copy;
+
+	copy = calloc(n, sizeof(*copy));
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, pids, n * sizeof(*copy));
+	free(k->w_pids);
+	k->w_pids = copy;
+	k->w_n = n;
+	k->w_shift = k->p.sample_shift;
+	k->w_done = 0;
+	if (pthread_create(&k->worker, NULL, estimate_worker, k) != 0)
+		return -1;
+	k->worker_running = 1;
+	return 0;
+}
+
+/* Collect a finished estimate (or wait for it with @wait); 1 if collected. */
+static int
+estimate_collect(struct ksm_state *k, int wait)
+{
+	int done;
+
+	if (!k->worker_running)
+		return 0;
+	pthread_mutex_lock(&k->w_lock);
+	done = k->w_done;
+	pthread_mutex_unlock(&k->w_lock);
+	if (!done && !wait)
+		return 0;
+	pthread_join(k->worker, NULL);
+	k->worker_running = 0;
+	return 1;
+}
 
 static uint64_t
 mono_s(void)
@@ -898,6 +971,7 @@ ksm_init(struct ksm_state **kp, const char *dir, enum ksm_mode mode)
 	k->mode = mode;
 	k->page_size = sysconf(_SC_PAGESIZE);
 	k->ksmd_pid = find_ksmd();
+	pthread_mutex_init(&k->w_lock, NULL);
 	ksm_params_default(&k->p);
 	ksm_ctl_init(&k->c);
 	ksm_log(LOG_INFO, "%s: %s: mode %s, run=%lld, advisor %s", __func__,
@@ -950,6 +1024,35 @@ rss_pages(const pid_t *pids, size_t n, long ps)
 	return total;
 }
 
+/* Take the worker's estimate into auto mode's state. */
+static void
+estimate_done(struct ksm_state *k, struct ksm_input *in)
+{
+	k->c.last_estimate = in->now;
+	if (k->w_rc == -1) {
+		ksm_log(LOG_WARNING, "%s: estimate failed: no guest could be "
+		    "read", __func__);
+		return;
+	}
+	k->c.est = k->w_est;
+	k->c.have_estimate = 1;
+	ksm_log(LOG_INFO, "%s: estimate: %llu MiB resident, %llu MiB "
+	    "would merge (%llu MiB across guests), %llu pages hashed, "
+	    "%llu ms", __func__,
+	    MIB_OF(k->c.est.resident_pages, k->page_size),
+	    MIB_OF(k->c.est.saving_pages, k->page_size),
+	    MIB_OF(k->c.est.cross_pages, k->page_size),
+	    (unsigned long long)k->c.est.hashed_pages,
+	    (unsigned long long)k->c.est.elapsed_ms);
+	if (k->c.est.resident_pages > 0)
+		k->guest_pages = in->guest_pages = k->c.est.resident_pages;
+	if (k->c.est.saving_pages * (uint64_t)k->page_size < k->p.on_bytes)
+		snprintf(k->reason, sizeof(k->reason),
+		    "estimated saving %llu MiB < %llu MiB: ksmd stays off",
+		    MIB_OF(k->c.est.saving_pages, k->page_size),
+		    (unsigned long long)(k->p.on_bytes >> 20));
+}
+
 /*
  * ksm_tick - read KSM's figures, decide, apply.  @pids: the guests' QEMU
  * processes (NULL/0: keep the guest figures of the last tick, as
@@ -960,7 +1063,6 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n)
 {
 	struct ksm_decision d;
 	struct ksm_input in;
-	int round;
 
 	memset(&in, 0, sizeof(in));
 	if (ksm_read_sysfs(k->dir, &in.sys) == -1) {
@@ -979,35 +1081,17 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n)
 	}
 	in.guest_pages = k->guest_pages;
 
-	for (round = 0; round < 2; round++) {
-		ksm_decide(&k->p, &k->c, &in, &d);
-		if (!d.want_estimate)
-			break;
-		if (pids == NULL || n == 0)
-			return;
-		if (ksm_estimate_pids(pids, n, k->p.sample_shift, "/proc",
-		    &k->c.est) == -1) {
-			ksm_log(LOG_WARNING, "%s: estimate failed", __func__);
-			k->c.last_estimate = in.now;
-			return;
+	if (estimate_collect(k, 0))
+		estimate_done(k, &in);
+	ksm_decide(&k->p, &k->c, &in, &d);
+	if (d.want_estimate && !k->worker_running && pids != NULL && n > 0) {
+		if (estimate_start(k, pids, n) == -1) {
+			/* No thread: estimate here, in the loop. */
+			k->w_rc = ksm_estimate_pids(pids, n, k->p.sample_shift,
+			    "/proc", &k->w_est);
+			estimate_done(k, &in);
+			ksm_decide(&k->p, &k->c, &in, &d);
 		}
-		k->c.have_estimate = 1;
-		k->c.last_estimate = in.now;
-		ksm_log(LOG_INFO, "%s: estimate: %llu MiB resident, %llu MiB "
-		    "would merge (%llu MiB across guests), %llu pages hashed, "
-		    "%llu ms", __func__,
-		    MIB_OF(k->c.est.resident_pages, k->page_size),
-		    MIB_OF(k->c.est.saving_pages, k->page_size),
-		    MIB_OF(k->c.est.cross_pages, k->page_size),
-		    (unsigned long long)k->c.est.hashed_pages,
-		    (unsigned long long)k->c.est.elapsed_ms);
-		if (k->c.est.resident_pages > 0)
-			k->guest_pages = in.guest_pages = k->c.est.resident_pages;
-		if (k->c.est.saving_pages * (uint64_t)k->page_size < k->p.on_bytes)
-			snprintf(k->reason, sizeof(k->reason),
-			    "estimated saving %llu MiB < %llu MiB: ksmd stays off",
-			    MIB_OF(k->c.est.saving_pages, k->page_size),
-			    (unsigned long long)(k->p.on_bytes >> 20));
 	}
 	if (!d.changed)
 		return;
@@ -1063,6 +1147,9 @@ ksm_free(struct ksm_state *k)
 
 	if (k == NULL)
 		return;
+	estimate_collect(k, 1);
+	free(k->w_pids);
+	pthread_mutex_destroy(&k->w_lock);
 	o = &k->saved;
 	if ((k->touched & T_ADVISOR_MODE) && o->advisor_mode >= 0)
 		write_advisor_mode(k, o->advisor_mode);

@@ -7,6 +7,7 @@
  * flapping, absurd figures).  ksm_init/tick/free run on a copy of the
  * recorded sysfs directory, never on the host's.
  */
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -839,6 +840,58 @@ test_state_restore(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/*
+ * The whole auto path on this process as the "guest": 48 MiB of private
+ * anonymous memory holding 6144 contents twice each (24 MiB would merge).
+ * The worker thread's estimate must find about that, and auto mode must
+ * then start (scratch) ksmd.
+ */
+static void
+test_auto_estimate_self(void)
+{
+	char src[PATH_MAX], dir[] = "/tmp/ksm_test.XXXXXX", sub[PATH_MAX];
+	char cmd[PATH_MAX + 16];
+	struct ksm_params kp;
+	struct ksm_status st;
+	struct ksm_state *k;
+	unsigned char *mem;
+	size_t i, pages = 12288;
+	pid_t self = getpid();
+	int tries;
+
+	mem = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(mem != MAP_FAILED);
+	for (i = 0; i < pages; i++)
+		fill_page(mem + i * 4096, 7000000 + i % (pages / 2));
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(src, sizeof(src), "%s/sysfs-idle", datadir);
+	snprintf(sub, sizeof(sub), "%s/ksm", dir);
+	copy_dir(src, sub);
+	CU_ASSERT_EQUAL_FATAL(ksm_init(&k, sub, KSM_AUTO), 0);
+	ksm_params_default(&kp);
+	kp.on_bytes = 16ULL << 20;
+	ksm_set_params(k, &kp);
+	for (tries = 0; tries < 200; tries++) {
+		ksm_tick(k, &self, 1);
+		ksm_get_status(k, &st);
+		if (st.estimate_bytes > 0)
+			break;
+		usleep(50000);
+	}
+	CU_ASSERT(st.estimate_bytes > (18ULL << 20));
+	CU_ASSERT(st.estimate_bytes < (30ULL << 20));
+	CU_ASSERT_EQUAL(st.estimate_cross_bytes, 0);
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 1);
+	CU_ASSERT(strstr(st.reason, "starting ksmd") != NULL);
+	ksm_free(k);
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 0);
+	munmap(mem, pages * 4096);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 static void
 test_guest_saving_self(void)
 {
@@ -877,6 +930,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_absurd", test_decide_absurd);
 	CU_add_test(s, "state_restore", test_state_restore);
 	CU_add_test(s, "guest_saving_self", test_guest_saving_self);
+	CU_add_test(s, "auto_estimate_self", test_auto_estimate_self);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	fails = CU_get_number_of_failures();
