@@ -25,8 +25,10 @@
  *     spare guests in proportion to spare / weight;
  *   - every change is at most step-max, changes below step-min are not
  *     made, a guest is shrunk only after calm-ticks ticks without
- *     pressure, never while its balloon is still behind the last target,
- *     and the direction of a guest's target never reverses within hold.
+ *     pressure, a guest's target moves only on stats taken after its
+ *     last change and never while its balloon is still behind the last
+ *     target, and the direction of a guest's target never reverses
+ *     within hold.
  * Every target is clamped to the operator's limits and to what the guest
  * has (policy_limits()); nothing here can produce a target outside them.
  */
@@ -280,6 +282,7 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 	for (i = 0; i < n; i++) {
 		struct policy_guest *g = &gs[i];
 		struct gwork *w = &works[i];
+		int fresh;
 
 		g->target = g->cur_target;
 		g->changed = 0;
@@ -333,8 +336,14 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 			else
 				pending_grow += g->cur_target - g->actual;
 		}
-		w->may_grow = w->base < w->hi && hold_allows(p, g, 1, now);
-		w->may_shrink = w->base > w->lo &&
+		/* judge a change only on stats taken after the last one */
+		fresh = g->st.last_change == 0 ||
+		    g->stats.when > g->st.last_change;
+		w->may_grow = fresh && w->base < w->hi &&
+		    hold_allows(p, g, 1, now) &&
+		    !(g->cur_target != 0 && g->actual != 0 &&
+		      g->actual + p->step_min < g->cur_target);
+		w->may_shrink = fresh && w->base > w->lo &&
 		    g->st.calm_ticks >= (host_short ? 1 : p->calm_ticks) &&
 		    hold_allows(p, g, -1, now) &&
 		    !(g->cur_target != 0 && g->actual != 0 &&

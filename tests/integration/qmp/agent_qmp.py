@@ -262,9 +262,22 @@ def scenario_basic(memcoopd, memcoopctl):
                     pass
             for s in socks:
                 s.close()
+            time.sleep(0.5)     # let memcoopd see the 80 closes
             a.alive()
             rc, out, err = a.ctl("status")
-            check(rc == 0, "memcoopd serves after hostile clients")
+            check(rc == 0, "memcoopd serves after hostile clients (%d %s)" % (rc, err))
+
+            # watch: one status per tick until the client goes
+            w = subprocess.Popen([memcoopctl, "-s", a.sock, "watch", "vm1",
+                                  "--json"], stdout=subprocess.PIPE,
+                                 text=True)
+            time.sleep(3.5)
+            w.terminate()
+            lines = w.communicate(timeout=10)[0].splitlines()
+            check(len(lines) >= 3 and all(
+                json.loads(x)["guests"][0]["name"] == "vm1" for x in lines),
+                "watch --json streams one status per tick (%d lines)" %
+                len(lines))
 
             # metrics
             body = urllib.request.urlopen(

@@ -475,6 +475,25 @@ test_take_and_give(void)
 	policy_run(&P, &h, g, 2, now);
 	CU_ASSERT_FALSE(g[0].changed);
 
+	/* no second step on the stats the first step was based on */
+	policy_defaults(&P);
+	h = mkhost(8192 * MIB);
+	g[0] = mkguest("stale-evidence", 2048 * MIB, 50 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].st.last_dir = 1;
+	g[0].st.last_change = now;	/* stats.when == now: not after */
+	policy_run(&P, &h, g, 1, now + TICK_MS);
+	CU_ASSERT_FALSE(g[0].changed);
+	g[0].stats.when = now + TICK_MS;	/* new stats: go on */
+	policy_run(&P, &h, g, 1, now + TICK_MS);
+	CU_ASSERT(g[0].changed);
+	/* the balloon still behind the last growth: no further growth */
+	g[0] = mkguest("deflating", 2048 * MIB, 50 * MIB, now);
+	g[0].cur_target = 1024 * MIB;
+	g[0].actual = 900 * MIB;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+
 	/* the balloon still behind the last shrink: no further shrink */
 	h = mkhost(100 * MIB);
 	g[0] = mkguest("behind", 2048 * MIB, 1500 * MIB, now);
