@@ -45,8 +45,22 @@
 #include <linux/uaccess.h>
 #include <linux/bitmap.h>
 #include <linux/sched/signal.h>
+#include <linux/delay.h>
+#include <linux/moduleparam.h>
 
 #include "mc_internal.h"
+
+/*
+ * Test hook: sleep this long after logging a write, before the fault path
+ * goes on to make the PTE writable.  It widens the window that the
+ * page-lock contract of mc_wtrack_write_fault() closes, so the in-guest
+ * race test can show whether a ->page_mkwrite keeps to it.  Always 0 in
+ * production.
+ */
+static unsigned int wt_fault_delay_us;
+module_param(wt_fault_delay_us, uint, 0644);
+MODULE_PARM_DESC(wt_fault_delay_us,
+		 "Test hook: microseconds to sleep after logging a tracked write (0..10000, default 0)");
 
 /* Addresses gathered per mmap_lock hold, then copied out (one page). */
 #define MC_WT_CHUNK	(PAGE_SIZE / sizeof(u64))
@@ -586,7 +600,7 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 {
 	struct mc_wtrack *wt = mc_wt_get(mf);
 	struct memcoop_event ev;
-	bool first = false;
+	bool first = false, logged_now = false;
 	u64 seq = 0;
 
 	if (!wt || !READ_ONCE(wt->ntracked))
@@ -594,6 +608,7 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 	spin_lock(&wt->lock);
 	if (pgoff < wt->nbits && test_bit(pgoff, wt->tracked) &&
 	    !__test_and_set_bit(pgoff, wt->dirty)) {
+		logged_now = true;
 		wt->logged++;
 		if (wt->ndirty++ == 0) {
 			first = true;
@@ -602,6 +617,12 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 	}
 	spin_unlock(&wt->lock);
 
+	if (logged_now) {
+		unsigned int d = min(READ_ONCE(wt_fault_delay_us), 10000U);
+
+		if (d)
+			usleep_range(d, d + d / 4 + 1);
+	}
 	if (first) {
 		memset(&ev, 0, sizeof(ev));
 		ev.type = MEMCOOP_EVENT_DIRTY;
