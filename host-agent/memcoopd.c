@@ -279,6 +279,12 @@ main(int argc, char *argv[])
 		    "was built without libvirt support\n", cfpath);
 		return 1;
 	}
+	if (!foreground && !check && (conf.sock_path[0] != '/' ||
+	    (conf.qmp_dir != NULL && conf.qmp_dir[0] != '/'))) {
+		fprintf(stderr, "memcoopd: the socket and qmp-dir paths must be "
+		    "absolute when running as a daemon\n");
+		return 1;
+	}
 	if (check) {
 		printf("configuration OK\n");
 		config_free(&conf);
