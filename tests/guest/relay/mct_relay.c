@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <libmemcoop.h>
@@ -733,6 +734,8 @@ test_fork(void)
 	CHECK_EQ(waitpid(pid, &status, 0), pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK_EQ(relay_stat("clients"), 0);
+	/* the second child's request signalled us too: consume it */
+	CHECK_EQ(sigtimedwait(&set, &si, &to), sig);
 	CHECK_OK(sigprocmask(SIG_UNBLOCK, &set, NULL));
 	set_param("reclaim_interval_ms", 100);
 	printf("fork: ok\n");
@@ -828,14 +831,15 @@ test_threads(void)
 		tfds[i] = dev_open(MEMCOOP_FEATURE_RELAY);
 		CHECK_OK(fcntl(tfds[i], F_SETFL, O_NONBLOCK));
 		snprintf(name, sizeof(name), "thr%d", i);
-		CHECK_OK(reg(tfds[i], name, (uint32_t)i % 2, 1000 + 100 * (uint64_t)i, 0));
+		/* class 0 cannot cover a batch (128): class 1 is asked too */
+		CHECK_OK(reg(tfds[i], name, (uint32_t)i % 2, i % 2 ? 1000 : 30, 0));
 	}
 	for (i = 0; i < NTHREADS; i++)
 		CHECK_EQ(pthread_create(&th[i], NULL, reader_thread, NULL), 0);
 	for (round = 0; round < 300; round++) {
 		trigger();
 		if (round % 50 == 0)
-			CHECK_OK(set_est(tfds[round / 50 % NFDS], 2000));
+			CHECK_OK(set_est(tfds[round / 50 % NFDS], round / 50 % 2 ? 2000 : 20));
 		msleep(2);
 	}
 	msleep(1000);
@@ -965,34 +969,62 @@ test_lib(void)
 
 #define FUZZ_FDS	8
 
+#define SLAB_MAX	256
+
 struct meminfo {
-	long long memfree, slab, cg2k;
+	long long memfree, slab;
+	int nslab;
+	char name[SLAB_MAX][48];
+	long long active[SLAB_MAX], objsize[SLAB_MAX];
 };
-
-static long long
-slab_active(const char *cache)
-{
-	char line[512], name[64];
-	long long active, v = 0;
-	FILE *f;
-
-	if ((f = fopen("/proc/slabinfo", "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "%63s %lld", name, &active) == 2 && strcmp(name, cache) == 0)
-			v = active;
-	fclose(f);
-	return v;
-}
 
 static void
 meminfo(struct meminfo *m)
 {
+	char line[512];
+	FILE *f;
+
 	write_file("/proc/sys/vm/drop_caches", "3");
 	msleep(200);
 	m->memfree = file_value("/proc/meminfo", "MemFree:");
 	m->slab = file_value("/proc/meminfo", "Slab:");
-	m->cg2k = slab_active("kmalloc-cg-2k");
+	m->nslab = 0;
+	if ((f = fopen("/proc/slabinfo", "r")) == NULL)
+		fail(__LINE__, "/proc/slabinfo: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f) != NULL && m->nslab < SLAB_MAX) {
+		long long num;
+
+		if (sscanf(line, "%47s %lld %lld %lld", m->name[m->nslab],
+		    &m->active[m->nslab], &num, &m->objsize[m->nslab]) == 4)
+			m->nslab++;
+	}
+	fclose(f);
+}
+
+static long long
+slab_objs(const struct meminfo *m, const char *cache)
+{
+	int i;
+
+	for (i = 0; i < m->nslab; i++)
+		if (strcmp(m->name[i], cache) == 0)
+			return m->active[i];
+	return 0;
+}
+
+/* Print the caches that grew, for the log. */
+static void
+slab_diff(const struct meminfo *a, const struct meminfo *b)
+{
+	int i;
+
+	for (i = 0; i < b->nslab; i++) {
+		long long d = b->active[i] - slab_objs(a, b->name[i]);
+
+		if (d * b->objsize[i] >= 16384)
+			printf("fuzz: slab %s +%lld objects (%lld kB)\n", b->name[i], d,
+			    d * b->objsize[i] / 1024);
+	}
 }
 
 static const uint32_t sane_features[] = {
@@ -1091,8 +1123,12 @@ fuzz_ops(int *fds, int nops, int depth)
 			EXPECT(r, EINVAL);
 			break;
 		case 5: case 6: case 7: {	/* read, answer */
-			ssize_t n = read(fds[k], ev, rnd() % 8 ? sizeof(ev) : rnd() % 200);
+			ssize_t n;
 			int j;
+
+			/* a child killed in the blocking read below left it blocking */
+			CHECK_OK(fcntl(fds[k], F_SETFL, O_NONBLOCK));
+			n = read(fds[k], ev, rnd() % 8 ? sizeof(ev) : rnd() % 200);
 
 			EXPECT(n, EAGAIN, EINVAL);
 			for (j = 0; n > 0 && j < n / (ssize_t)sizeof(ev[0]); j++) {
@@ -1204,7 +1240,8 @@ alarm_handler(int sig)
 static void
 test_fuzz(int secs, int procs)
 {
-	struct meminfo before, after;
+	static struct meminfo before, after;
+	pid_t fuzzers[64];
 	struct sigaction sa;
 	uint64_t end;
 	int i, status, bad = 0;
@@ -1218,18 +1255,22 @@ test_fuzz(int secs, int procs)
 	set_param("reclaim_interval_ms", 0);
 	set_param("relay_deadline_ms", 20);
 
+	/* orphans of killed fuzz children come back to us: wait() sees all */
+	CHECK_OK(prctl(PR_SET_CHILD_SUBREAPER, 1));
+
 	/* warm up the caches the test itself uses, then measure */
 	if ((pid = fork()) == 0) {
 		srandom(1);
 		fuzz_run(2000);
 		_exit(0);
 	}
-	CHECK_EQ(waitpid(pid, &status, 0), pid);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	while ((pid = wait(&status)) > 0)
+		CHECK(!WIFEXITED(status) || WEXITSTATUS(status) == 0);
 	CHECK_EQ(relay_stat("clients"), 0);
 	meminfo(&before);
 
 	end = now_ns() + (uint64_t)secs * 1000000000ull;
+	CHECK(procs > 0 && procs <= 64);
 	for (i = 0; i < procs; i++) {
 		if ((pid = fork()) == 0) {
 			srandom((unsigned int)(time(NULL) ^ getpid()));
@@ -1238,12 +1279,20 @@ test_fuzz(int secs, int procs)
 			_exit(0);
 		}
 		CHECK(pid != -1);
+		fuzzers[i] = pid;
 	}
-	while ((pid = wait(&status)) > 0)
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	while ((pid = wait(&status)) > 0) {
+		int direct = 0;
+
+		for (i = 0; i < procs; i++)
+			direct |= fuzzers[i] == pid;
+		/* orphans (their parent was killed) may have been killed too */
+		if (WIFEXITED(status) ? WEXITSTATUS(status) != 0 :
+		    direct || WTERMSIG(status) != SIGKILL) {
 			fprintf(stderr, "fuzz process %d: status %#x\n", pid, status);
 			bad = 1;
 		}
+	}
 	CHECK(!bad);
 	CHECK_EQ(relay_stat("clients"), 0);
 	set_param("relay_deadline_ms", 200);
@@ -1253,12 +1302,17 @@ test_fuzz(int secs, int procs)
 	    relay_stat("missed"), relay_stat("bad_answers"));
 
 	meminfo(&after);
-	printf("fuzz: MemFree %lld -> %lld kB, Slab %lld -> %lld kB, kmalloc-cg-2k %lld -> %lld\n",
-	    before.memfree, after.memfree, before.slab, after.slab, before.cg2k, after.cg2k);
-	/* mc_client lives in kmalloc-cg-2k: every one must be gone */
-	CHECK(after.cg2k <= before.cg2k + 2);
-	CHECK(after.slab <= before.slab + 256);
-	CHECK(after.memfree >= before.memfree - 2048);
+	printf("fuzz: MemFree %lld -> %lld kB, Slab %lld -> %lld kB, kmalloc-cg-2k %lld -> %lld, "
+	    "kmalloc-cg-256 %lld -> %lld\n", before.memfree, after.memfree, before.slab,
+	    after.slab, slab_objs(&before, "kmalloc-cg-2k"), slab_objs(&after, "kmalloc-cg-2k"),
+	    slab_objs(&before, "kmalloc-cg-256"), slab_objs(&after, "kmalloc-cg-256"));
+	slab_diff(&before, &after);
+	/* the relay's clients (kmalloc-cg-2k) and files (kmalloc-cg-256) are all gone */
+	CHECK(slab_objs(&after, "kmalloc-cg-2k") <= slab_objs(&before, "kmalloc-cg-2k"));
+	CHECK(slab_objs(&after, "kmalloc-cg-256") <= slab_objs(&before, "kmalloc-cg-256") + 4);
+	/* and nothing else piled up: slab and free memory back to where they were */
+	CHECK(after.slab <= before.slab + 1024);
+	CHECK(after.memfree >= before.memfree - 4096);
 	printf("fuzz: ok\n");
 }
 
