@@ -207,9 +207,10 @@ control_status_json(struct memcoopd *md, const char *only)
 	TAILQ_FOREACH(g, &md->guests, entry)
 		if (only == NULL || strcmp(only, g->name) == 0)
 			json_array_append_new(guests, control_guest_json(md, g));
-	o = json_pack("{s:i, s:s, s:I, s:I, s:I, s:b, "
+	o = json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:b, "
 	    "s:{s:b, s:I, s:I, s:f, s:f, s:I, s:I}, s:o, s:o}",
 	    "version", MCCTL_VERSION,
+	    "pid", (int)getpid(),
 	    "backend", md->backend != NULL ? md->backend->name : "none",
 	    "uptime_ms", (json_int_t)(now_ms() - md->started),
 	    "ticks", (json_int_t)md->ticks,
