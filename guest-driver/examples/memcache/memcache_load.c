@@ -13,7 +13,7 @@
  * down.
  *
  * Output (stdout): "FILLED mib=M secs=S", then once a second
- *	LOAD t=S rps=R hits=H misses=M sets=N errors=E down=0|1
+ *	LOAD t=S rps=R hits=H misses=M sets=N errors=E down=0|1 mono_ns=T
  * and "DONE ..." with the totals.  Exit 1 if a value came back corrupt.
  */
 #include <sys/socket.h>
@@ -249,9 +249,10 @@ main(int argc, char *argv[])
 		t = now_ns();
 		if (t - last >= 1000000000ull) {
 			printf("LOAD t=%.1f rps=%.0f hits=%" PRIu64 " misses=%" PRIu64 " sets=%"
-			    PRIu64 " errors=%" PRIu64 " down=%d\n", (double)(t - start) / 1e9,
+			    PRIu64 " errors=%" PRIu64 " down=%d mono_ns=%" PRIu64 "\n",
+			    (double)(t - start) / 1e9,
 			    (double)(ops - last_ops) * 1e9 / (double)(t - last), hits, misses,
-			    sets, errors, down);
+			    sets, errors, down, t);
 			last = t;
 			last_ops = ops;
 		}
