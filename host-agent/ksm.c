@@ -471,8 +471,6 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 			d->run = 1;
 			reason(d, "mode on: starting ksmd");
 		}
-		if (c->phase == KSM_PH_IDLE)
-			enter(c, in, KSM_PH_CONVERGE);
 		goto out;
 	case KSM_AUTO:
 		break;
@@ -700,9 +698,15 @@ ksm_read_proc_stat(pid_t pid, struct ksm_proc_stat *st)
 	char path[64], buf[1024];
 
 	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)pid);
+	if (read_text(path, buf, sizeof(buf)) == 0)
+		return ksm_parse_proc_stat(buf, st);
+	/* Before 6.1 there is only ksm_merging_pages (5.19+). */
+	snprintf(path, sizeof(path), "/proc/%d/ksm_merging_pages", (int)pid);
 	if (read_text(path, buf, sizeof(buf)) == -1)
 		return -1;
-	return ksm_parse_proc_stat(buf, st);
+	st->rmap_items = st->zero_pages = st->process_profit = -1;
+	st->merge_any = st->mergeable = -1;
+	return ksm_parse_value(buf, &st->merging_pages);
 }
 
 uint64_t
