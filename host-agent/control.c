@@ -37,6 +37,7 @@
 
 #define CTL_MAX_CLIENTS		64
 #define CTL_MAX_OUTPUT		(4U * 1024U * 1024U)	/* slow watcher */
+#define CTL_IDLE_TIMEOUT	30	/* s without a request (not watching) */
 
 struct ctl_client {
 	TAILQ_ENTRY(ctl_client)	 entry;
@@ -535,6 +536,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
 			cl->watch = 1;
 			cl->watch_seq = h.seq;
+			bufferevent_set_timeouts(cl->bev, NULL, NULL);
 			snprintf(cl->watch_guest, sizeof(cl->watch_guest), "%s",
 			    gn != NULL ? gn : "");
 			json_decref(req);
@@ -555,7 +557,7 @@ static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
 		client_free(arg);
 }
 
@@ -597,6 +599,7 @@ accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct control *ctl = arg;
+	struct timeval idle = { CTL_IDLE_TIMEOUT, 0 };
 	struct ctl_client *cl;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -605,7 +608,13 @@ accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	(void)sa;
 	(void)salen;
 	if (ctl->nclients >= CTL_MAX_CLIENTS) {
-		log_warnx("control: too many clients, connection refused");
+		static uint64_t last_warn;
+
+		if (now_ms() - last_warn > 10000) {
+			log_warnx("control: too many clients (%d), connections "
+			    "refused", CTL_MAX_CLIENTS);
+			last_warn = now_ms();
+		}
 		evutil_closesocket(fd);
 		return;
 	}
@@ -636,6 +645,8 @@ accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	/* a request is at most a header and MCCTL_MAX_PAYLOAD */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0,
 	    sizeof(struct mcctl_hdr) + MCCTL_MAX_PAYLOAD);
+	/* a client that says nothing for this long is dropped */
+	bufferevent_set_timeouts(cl->bev, &idle, NULL);
 	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&ctl->clients, cl, entry);
 	ctl->nclients++;

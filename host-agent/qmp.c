@@ -99,6 +99,8 @@ struct qmp {
 	const struct config	*conf;
 	TAILQ_HEAD(, qmp_conn)	 conns;
 	struct event		*timer;
+	ino_t			 ctl_ino;	/* the control socket, to skip */
+	dev_t			 ctl_dev;
 };
 
 static void	qc_connect(struct qmp_conn *);
@@ -618,6 +620,10 @@ scan_dir(struct qmp *q)
 			continue;
 		if (lstat(path, &st) == -1 || !S_ISSOCK(st.st_mode))
 			continue;
+		/* our own control socket is not a guest */
+		if (q->ctl_ino != 0 && st.st_ino == q->ctl_ino &&
+		    st.st_dev == q->ctl_dev)
+			continue;
 		if (qmp_name_from_file(de->d_name, name, sizeof(name)) == -1)
 			continue;
 		if ((c = qc_new(q, name, path, 1)) != NULL)
@@ -698,6 +704,7 @@ qmp_init(struct memcoopd *md, const struct config *conf)
 {
 	struct timeval tv = { 0, QMP_TIMER_MS * 1000 };
 	struct guest_conf *gc;
+	struct stat st;
 	struct qmp_conn *c;
 	struct guest *g;
 	struct qmp *q;
@@ -708,6 +715,10 @@ qmp_init(struct memcoopd *md, const struct config *conf)
 	q->conf = conf;
 	TAILQ_INIT(&q->conns);
 	md->bdata = q;
+	if (conf->sock_path != NULL && stat(conf->sock_path, &st) == 0) {
+		q->ctl_ino = st.st_ino;
+		q->ctl_dev = st.st_dev;
+	}
 	TAILQ_FOREACH(gc, &conf->guests, entry) {
 		if (gc->qmp == NULL)
 			continue;
