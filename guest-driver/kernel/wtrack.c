@@ -34,6 +34,9 @@
  * with the faulting page locked (see mc_internal.h), and harvest clears a
  * page's dirty bit and write-protects it under the same page lock, so a
  * write can never slip between "taken from the log" and "read-only again".
+ * The write-fault and purge hooks reach the state through @mf->wt under
+ * rcu_read_lock(), because the mappings outlive the file: release
+ * unpublishes it and waits for them before freeing it.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -46,6 +49,7 @@
 #include <linux/bitmap.h>
 #include <linux/sched/signal.h>
 #include <linux/delay.h>
+#include <linux/rcupdate.h>
 #include <linux/moduleparam.h>
 
 #include "mc_internal.h"
@@ -598,13 +602,18 @@ long mc_wtrack_ioctl(struct mc_file *mf, unsigned int cmd, void __user *arg)
  */
 void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 {
-	struct mc_wtrack *wt = mc_wt_get(mf);
+	struct mc_wtrack *wt;
 	struct memcoop_event ev;
 	bool first = false, logged_now = false;
 	u64 seq = 0;
 
-	if (!wt || !READ_ONCE(wt->ntracked))
+	/* the mapping can outlive the fd: see mc_wtrack_release() */
+	rcu_read_lock();
+	wt = mc_wt_get(mf);
+	if (!wt || !READ_ONCE(wt->ntracked)) {
+		rcu_read_unlock();
 		return;
+	}
 	spin_lock(&wt->lock);
 	if (pgoff < wt->nbits && test_bit(pgoff, wt->tracked) &&
 	    !__test_and_set_bit(pgoff, wt->dirty)) {
@@ -616,6 +625,7 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 		}
 	}
 	spin_unlock(&wt->lock);
+	rcu_read_unlock();
 
 	if (logged_now) {
 		unsigned int d = min(READ_ONCE(wt_fault_delay_us), 10000U);
@@ -659,11 +669,15 @@ vm_fault_t mc_wtrack_page_mkwrite(struct mc_file *mf, struct vm_fault *vmf)
 /* Purged or gone for good: out of the log and the tracked set. */
 void mc_wtrack_forget(struct mc_file *mf, pgoff_t pgoff, unsigned long nr)
 {
-	struct mc_wtrack *wt = mc_wt_get(mf);
+	struct mc_wtrack *wt;
 	unsigned long bit, end;
 
-	if (!wt)
+	rcu_read_lock();
+	wt = mc_wt_get(mf);
+	if (!wt) {
+		rcu_read_unlock();
 		return;
+	}
 	spin_lock(&wt->lock);
 	if (pgoff >= wt->nbits)
 		goto out;
@@ -677,20 +691,28 @@ void mc_wtrack_forget(struct mc_file *mf, pgoff_t pgoff, unsigned long nr)
 	}
 out:
 	spin_unlock(&wt->lock);
+	rcu_read_unlock();
 }
 
-/* Last reference to the file gone: no mapping and no fault can remain. */
+/*
+ * Last reference to the file gone.  The mappings are not: their vmas
+ * hold the memory object, not the file, so a write fault or a purge may
+ * still be looking at @mf->wt (vrange.c stops calling us only later, in
+ * mc_vrange_release()).  They do so inside rcu_read_lock(): unpublish,
+ * wait for them, then free.  May sleep.
+ */
 void mc_wtrack_release(struct mc_file *mf)
 {
 	struct mc_wtrack *wt = mf->wt;
 
 	if (!wt)
 		return;
+	WRITE_ONCE(mf->wt, NULL);
+	synchronize_rcu();
 	pr_debug("wtrack: release: %llu pages logged, %llu dropped\n",
 		 wt->logged, wt->dropped);
 	kvfree(wt->tracked);
 	kvfree(wt->dirty);
 	mutex_destroy(&wt->mutex);
 	kfree(wt);
-	mf->wt = NULL;
 }
