@@ -345,6 +345,8 @@ qc_reply(struct qmp_conn *c, enum qk kind, json_t *ret, json_t *error)
 	}
 	switch (kind) {
 	case QK_CAPS:
+		if (c->state != QC_CAPS)
+			break;		/* a forged or repeated answer */
 		c->state = QC_PROBE;
 		(void)qc_send(c, QK_MEMSIZE, "query-memory-size-summary", NULL);
 		(void)qc_send(c, QK_LIST_PERIPH, "qom-list",
