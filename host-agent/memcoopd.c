@@ -140,6 +140,83 @@ restore_guests(struct memcoopd *md)
 	}
 }
 
+static int
+strdiff(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+/*
+ * SIGHUP: re-read the configuration file.  The policy's knobs, the tick,
+ * automatic mode and the settings of the guests named in the file take
+ * effect at once (settings made with memcoopctl for those guests are
+ * replaced by the file's); what needs new sockets or connections (socket,
+ * backend, qmp paths, qmp-dir, libvirt-uri, metrics, new guest blocks)
+ * needs a restart and is reported.  A file with an error changes nothing.
+ */
+static void
+reload_config(struct memcoopd *md)
+{
+	struct config *c = md->conf, nc;
+	struct guest_conf *gc, *old;
+	struct guest *g;
+	struct timeval tv;
+	char err[512];
+
+	if (c->path == NULL) {
+		log_warnx("SIGHUP: memcoopd runs on defaults, no file to "
+		    "reload");
+		return;
+	}
+	config_init(&nc);
+	if (config_load(&nc, c->path, err, sizeof(err)) == -1) {
+		log_warnx("SIGHUP: %s; configuration unchanged", err);
+		config_free(&nc);
+		return;
+	}
+	c->pol = nc.pol;
+	c->auto_enabled = nc.auto_enabled;
+	c->shutdown_restore = nc.shutdown_restore;
+	if (nc.tick_ms != c->tick_ms) {
+		c->tick_ms = nc.tick_ms;
+		tv.tv_sec = c->tick_ms / 1000;
+		tv.tv_usec = (c->tick_ms % 1000) * 1000;
+		event_del(ev_tick);
+		event_add(ev_tick, &tv);
+	}
+	TAILQ_FOREACH(gc, &nc.guests, entry) {
+		if ((old = config_find_guest(c, gc->name)) == NULL) {
+			log_warnx("SIGHUP: guest %s is new in the file: restart "
+			    "memcoopd to manage it", gc->name);
+			continue;
+		}
+		if (strdiff(old->qmp, gc->qmp))
+			log_warnx("SIGHUP: guest %s: a new qmp path needs a "
+			    "restart", gc->name);
+		old->set = gc->set;
+		if ((g = guest_find(md, gc->name)) != NULL) {
+			g->set = gc->set;
+			if (g->set.weight == 0)
+				g->set.weight = GUEST_WEIGHT_DEFAULT;
+		}
+	}
+	if (strdiff(nc.sock_path, c->sock_path) && nc.sock_path != NULL)
+		log_warnx("SIGHUP: a new socket path needs a restart");
+	if (nc.backend != c->backend || strdiff(nc.qmp_dir, c->qmp_dir) ||
+	    (c->backend == BACKEND_LIBVIRT && nc.libvirt_uri != NULL &&
+	    strdiff(nc.libvirt_uri, c->libvirt_uri)))
+		log_warnx("SIGHUP: backend changes need a restart");
+	if (strdiff(nc.metrics_addr, c->metrics_addr) ||
+	    nc.metrics_port != c->metrics_port)
+		log_warnx("SIGHUP: metrics changes need a restart");
+	if (nc.ksm_mode != c->ksm_mode)
+		log_warnx("SIGHUP: use memcoopctl ksm to change the KSM mode");
+	config_free(&nc);
+	log_info("SIGHUP: configuration reloaded from %s", c->path);
+}
+
 static void
 shutdown_done_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -158,8 +235,8 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 
 	(void)ev;
 	if (sig == SIGHUP) {
-		log_info("SIGHUP: configuration reload is not supported; "
-		    "restart memcoopd to apply a new configuration");
+		if (!md->shutting_down)
+			reload_config(md);
 		return;
 	}
 	if (md->shutting_down) {
@@ -225,6 +302,7 @@ main(int argc, char *argv[])
 	struct event *ev_int, *ev_term, *ev_hup;
 	struct timeval tv;
 	const char *cfpath = MEMCOOPD_CONF, *sockpath = NULL;
+	char *cfabs = NULL;
 	int ch, foreground = 0, check = 0, verbose = 0, cfgiven = 0;
 	char err[512];
 
@@ -256,6 +334,9 @@ main(int argc, char *argv[])
 
 	log_init(1, verbose, "memcoopd");
 	config_init(&conf);
+	/* absolute, for SIGHUP after daemon() changed to / */
+	if (cfpath[0] != '/' && (cfabs = realpath(cfpath, NULL)) != NULL)
+		cfpath = cfabs;
 	if (access(cfpath, F_OK) == -1 && errno == ENOENT && !cfgiven &&
 	    !check) {
 		log_info("no %s, using the defaults", cfpath);
@@ -288,6 +369,7 @@ main(int argc, char *argv[])
 	if (check) {
 		printf("configuration OK\n");
 		config_free(&conf);
+		free(cfabs);
 		return 0;
 	}
 
@@ -364,6 +446,7 @@ main(int argc, char *argv[])
 	event_free(ev_hup);
 	event_base_free(md.base);
 	config_free(&conf);
+	free(cfabs);
 	log_info("exiting");
 	return 0;
 }

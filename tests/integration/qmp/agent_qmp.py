@@ -291,6 +291,24 @@ def scenario_basic(memcoopd, memcoopctl):
             check("memcoop_host_mem_available_bytes 17179869184" in body,
                   "metrics: host MemAvailable")
 
+            # SIGHUP: the file's guest settings and knobs apply at once;
+            # a broken file changes nothing
+            conf = open(a.conf).read()
+            with open(a.conf, "w") as f:
+                f.write(conf.replace("weight 150", "weight 222"))
+            a.p.send_signal(signal.SIGHUP)
+            a.wait_guest("vm1", lambda x: x["weight"] == 222,
+                         "SIGHUP reload: weight 222 from the file", 10)
+            with open(a.conf, "a") as f:
+                f.write("bogus-keyword 1\n")
+            a.p.send_signal(signal.SIGHUP)
+            time.sleep(1)
+            check("configuration unchanged" in a.log() and
+                  a.status("vm1")["weight"] == 222,
+                  "SIGHUP with a broken file: logged, nothing changed")
+            with open(a.conf, "w") as f:
+                f.write(conf)
+
             # back to automatic mode, then a clean shutdown
             rc, out, err = a.ctl("set", "vm1", "mode", "auto")
             check(rc == 0, "set mode auto")
