@@ -18,21 +18,20 @@ import mclab
 MIB = 1 << 20
 
 
-def main():
-    with mclab.Guest(mem=512, smp=2, driver='memcoop', timeout=500) as g:
-        # 200 MiB of volatile bulk, no in-guest purger: only the balloon purges
-        g.start('mct-vrange', 'race', '100', '4', '200', '0')
-        g.wait_for(r'READY', timeout=180)
-        end = time.time() + 70
-        n = 0
-        while time.time() < end:
-            target = 224 if n % 2 == 0 else 512
-            g.qmp('balloon', value=target * MIB)
-            n += 1
-            time.sleep(6)
-        g.qmp('balloon', value=512 * MIB)
-        rc = g.wait_exit(timeout=300)
-        out = g.output
+def run(g):
+    # 200 MiB of volatile bulk, no in-guest purger: only the balloon purges
+    g.start('mct-vrange', 'race', '100', '4', '200', '0')
+    g.wait_for(r'READY', timeout=180)
+    end = time.time() + 70
+    n = 0
+    while time.time() < end:
+        target = 224 if n % 2 == 0 else 512
+        g.qmp('balloon', value=target * MIB)
+        n += 1
+        time.sleep(6)
+    g.qmp('balloon', value=512 * MIB)
+    rc = g.wait_exit(timeout=300)
+    out = g.output
     sys.stdout.write(out)
     if rc != 0:
         print(f'FAIL: mct-vrange race exited {rc}')
@@ -43,6 +42,19 @@ def main():
         return 1
     print(f'ok: {n} balloon changes, {m.group(1)} balloon purges')
     return 0
+
+
+def main():
+    g = mclab.Guest(mem=512, smp=2, driver='memcoop', timeout=500)
+    try:
+        return run(g)
+    except (mclab.LabError, OSError) as e:
+        print(f'FAIL: {e}')
+        print('--- program output ---\n' + g.output)
+        print('--- console tail ---\n' + g.console[-6000:])
+        return 1
+    finally:
+        g.close()
 
 
 if __name__ == '__main__':
