@@ -174,14 +174,18 @@ serve(int rounds, uint64_t stats_avail, uint64_t *balloon_value)
 		} else if (strcmp(cmd, "query-balloon") == 0) {
 			reply(id, "{\"actual\": 536870912}");
 		} else if (strcmp(cmd, "qom-get") == 0) {
+			/* a new sample each time, as a guest sends them */
+			static long long last_update;
+
+			last_update = last_update + 1 > (long long)time(NULL) ?
+			    last_update + 1 : (long long)time(NULL);
 			snprintf(buf, sizeof(buf), "{\"stats\": {"
 			    "\"stat-available-memory\": %llu, "
 			    "\"stat-total-memory\": 478773248, "
 			    "\"stat-free-memory\": 400000000, "
 			    "\"stat-swap-in\": 18446744073709551615}, "
 			    "\"last-update\": %lld}",
-			    (unsigned long long)stats_avail,
-			    (long long)time(NULL));
+			    (unsigned long long)stats_avail, last_update);
 			reply(id, buf);
 		} else if (strcmp(cmd, "balloon") == 0) {
 			json_t *v = json_object_get(json_object_get(j,
