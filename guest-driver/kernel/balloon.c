@@ -581,11 +581,11 @@ static void mc_size_work(struct work_struct *work)
 		target = mc_target(vb);
 		cur = READ_ONCE(vb->num_pages);
 		if (target == cur) {
-			vb->backoff_ms = 0;
+			WRITE_ONCE(vb->backoff_ms, 0);
 			return;
 		}
 		if (target < cur) {
-			vb->backoff_ms = 0;
+			WRITE_ONCE(vb->backoff_ms, 0);
 			if (!mc_leak(vb, cur - target)) {
 				/* all remaining pages are being migrated */
 				mc_queue_size_work(vb, MC_BACKOFF_MIN_MS, false);
@@ -602,18 +602,19 @@ static void mc_size_work(struct work_struct *work)
 		if (got < want) {
 			unsigned int max_ms = max(READ_ONCE(backoff_max_ms),
 						  (unsigned int)MC_BACKOFF_MIN_MS);
+			unsigned int ms = READ_ONCE(vb->backoff_ms);
 
+			ms = ms ? min(ms * 2, max_ms) : MC_BACKOFF_MIN_MS;
+			WRITE_ONCE(vb->backoff_ms, ms);
 			atomic64_inc(&vb->cnt.alloc_failures);
 			atomic64_inc(&vb->cnt.backoffs);
-			vb->backoff_ms = vb->backoff_ms ?
-				min(vb->backoff_ms * 2, max_ms) : MC_BACKOFF_MIN_MS;
 			dev_info_ratelimited(&vb->vdev->dev,
 					     "out of memory: %lu of %lu pages, retry in %u ms\n",
-					     got, want, vb->backoff_ms);
-			mc_queue_size_work(vb, vb->backoff_ms, false);
+					     got, want, ms);
+			mc_queue_size_work(vb, ms, false);
 			return;
 		}
-		vb->backoff_ms = 0;
+		WRITE_ONCE(vb->backoff_ms, 0);
 		cond_resched();
 	}
 }
@@ -807,7 +808,7 @@ static void mc_hint_serve(struct mc_balloon *vb, u32 id)
 		if (vq->num_free <= 1) {
 			/* ring full: let the host catch up */
 			__free_pages(page, MC_HINT_ORDER);
-			cond_resched();
+			usleep_range(1000, 2000);
 			continue;
 		}
 		sg_init_one(&sg, page_address(page), MC_HINT_PAGES << PAGE_SHIFT);
@@ -872,6 +873,10 @@ static int mc_oom_notify(struct notifier_block *nb, unsigned long unused,
 
 	n = mc_leak(vb, max(READ_ONCE(oom_pages), 1U));
 	*freed += n;
+	/* the guest needs its memory: a pending inflation retry waits longest */
+	if (READ_ONCE(vb->backoff_ms))
+		WRITE_ONCE(vb->backoff_ms, max(READ_ONCE(backoff_max_ms),
+					       (unsigned int)MC_BACKOFF_MIN_MS));
 	atomic64_inc(&vb->cnt.oom_events);
 	atomic64_add(n, &vb->cnt.oom_pages);
 	if (n)
@@ -919,6 +924,8 @@ static int mc_report(struct page_reporting_dev_info *pr, struct scatterlist *sg,
  *
  * Called by compaction with both pages locked.  Gives up (-EAGAIN) rather
  * than wait for vb->balloon_lock: inflation may itself be compacting.
+ *
+ * Return: MIGRATEPAGE_SUCCESS, or -EAGAIN to be retried later.
  */
 static int mc_migratepage(struct balloon_dev_info *bdi, struct page *newpage,
 			  struct page *page, enum migrate_mode mode)

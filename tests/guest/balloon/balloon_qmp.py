@@ -15,6 +15,9 @@
              and MemFree where they were
   hostile    targets above RAM, zero, "everything", and 100 target changes
              a second for 10 s with memory pressure in the guest
+  suspend    freeze/restore (pm_test=devices) with an inflated balloon
+  hint       free page hinting during a migration to /dev/null
+  migrate    page migration of balloon pages (memory blocks offlined)
 """
 import random
 import re
@@ -50,6 +53,9 @@ def follow(c):
         per_req = cnt["inflated_pages"] / max(cnt["inflate_requests"], 1)
         c.check(per_req > 256, "%.0f pages per inflate request (stock: 256)" % per_req)
         c.check(cnt["alloc_failures"] == 0, "no allocation failure with free memory")
+        c.check(cnt["reclaim_requests"] == 0,
+                "no reclaim request while free memory covers the target")
+        c.check(cnt["features"] & (1 << 4), "PAGE_POISON negotiated (page_poison=1)")
         # QEMU throttles BALLOON_CHANGE to one a second: the last may lag
         def last_event():
             ev = [e for e in g.events if e.get("event") == "BALLOON_CHANGE"]
@@ -222,6 +228,9 @@ def hostile(c):
         cnt = g.counters()
         c.check(cnt["size_pages"] > 700 * PAGES_PER_MIB,
                 "took what it could: %d MiB" % (cnt["size_pages"] // PAGES_PER_MIB))
+        c.check(cnt["reclaim_requests"] >= 1,
+                "asked the relay for memory (%d requests, %d pages freed)" % (
+                    cnt["reclaim_requests"], cnt["reclaim_pages"]))
         c.check(cnt["alloc_failures"] > 0 and cnt["backoffs"] > 0,
                 "says so: %d allocation failures, %d backoffs, backoff now %d ms" % (
                     cnt["alloc_failures"], cnt["backoffs"], cnt["backoff_ms"]))
@@ -265,7 +274,107 @@ def hostile(c):
         c.check(g.finish() == 0, "guest program exits cleanly, console clean")
 
 
-TESTS = {f.__name__: f for f in (follow, stats, oom, reporting, unload, cycles, hostile)}
+def suspend(c):
+    """A suspend cycle (pm_test=devices: the driver's freeze and restore
+    run, the machine does not sleep) with an inflated balloon."""
+    with bl.AgentGuest(mem=MEM, timeout=600) as g:
+        g.boot()
+        total0, _, _ = g.meminfo()
+        g.set_target(512)
+        bl.wait_actual(g, 512, timeout=180)
+        before = g.counters()
+        ans, _ = g.cmd("sh echo devices > /sys/power/pm_test && "
+                       "echo freeze > /sys/power/state", timeout=120)
+        c.require(ans == "0", "suspend/resume cycle (pm_test=devices) ran")
+        c.check("PM: suspend exit" in g.console or "suspend exit" in g.console,
+                "the kernel went through suspend and resume")
+        secs = bl.wait_actual(g, 512, timeout=180)
+        after = g.counters()
+        c.check(after["deflated_pages"] - before["deflated_pages"] == 512 * PAGES_PER_MIB,
+                "freeze gave the 512 MiB back (%d pages)" % (
+                    after["deflated_pages"] - before["deflated_pages"]))
+        c.check(after["inflated_pages"] - before["inflated_pages"] == 512 * PAGES_PER_MIB,
+                "restore inflated to the target again (%.1f s)" % secs)
+        total, _, _ = g.meminfo()
+        c.check(total == total0 - 512 * 1024, "MemTotal consistent: %d KiB" % total)
+        g.set_target(MEM)
+        bl.wait_actual(g, MEM, timeout=180)
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+def hint(c):
+    """Free page hinting: a migration (to /dev/null) makes QEMU ask for
+    hints; the driver lends it free blocks and takes them back when done."""
+    # QEMU wants an iothread for hinting, which the lab's command line has
+    # not: boot without a balloon and hot-plug one that has it.
+    with bl.AgentGuest(mem=MEM, balloon=False, timeout=600) as g:
+        g.boot()
+        g.qmp("object-add", **{"qom-type": "iothread", "id": "mcio0"})
+        g.qmp("device_add", driver="virtio-balloon-pci", id="balloon0",
+              **{"free-page-hint": "on", "iothread": "mcio0"})
+        plugged = bl.wait_until(
+            lambda: g.cmd("sh test -e /sys/kernel/debug/memcoop/balloon")[0] == "0", 60, step=1)
+        c.require(plugged, "hot-plugged balloon bound to memcoop")
+        cnt = g.counters()
+        c.require(cnt["features"] & (1 << 3), "FREE_PAGE_HINT negotiated")
+        _, free0, _ = g.meminfo()
+        g.qmp("migrate", uri="exec:cat > /dev/null")
+        done = bl.wait_until(lambda: g.qmp("query-migrate").get("status") in (
+            "completed", "failed"), 300, step=0.5)
+        st = g.qmp("query-migrate").get("status")
+        c.require(done and st == "completed", "migration completed (%s)" % st)
+        g.qmp("cont")
+        cnt = g.counters()
+        c.check(cnt["hint_blocks"] > 0, "driver sent %d free page hint blocks" %
+                cnt["hint_blocks"])
+        # after DONE every lent block goes back to the allocator
+        back = bl.wait_until(lambda: g.meminfo()[1] >= free0 - 32 * 1024, 30)
+        c.check(back, "free memory back after the migration: %d KiB (before %d)" % (
+            g.meminfo()[1], free0))
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+def migrate(c):
+    """Balloon pages are movable: taking memory blocks offline migrates
+    them (the host is told about both pages of each move), the balloon
+    keeps its size, and every page still comes back on deflation."""
+    with bl.AgentGuest(mem=MEM, timeout=900) as g:
+        g.boot()
+        total0, _, _ = g.meminfo()
+        g.set_target(256)
+        bl.wait_actual(g, 256, timeout=180)
+        g.set_target(512)
+        bl.wait_actual(g, 512, timeout=180)
+        before = g.counters()
+        offlined = 0
+        for blk in range(1, 8):
+            st = "/sys/devices/system/memory/memory%d/state" % blk
+            ans, _ = g.cmd("sh echo offline > %s" % st, timeout=300)
+            if ans != "0":
+                continue        # holds unmovable pages
+            offlined += 1
+            ans, _ = g.cmd("sh echo online > %s" % st, timeout=300)
+            c.check(ans == "0", "memory block %d offline and online again" % blk)
+        c.require(offlined > 0, "took %d memory blocks offline" % offlined)
+        after = g.counters()
+        moved = after["migrated_pages"] - before["migrated_pages"]
+        c.check(moved > 0, "%d balloon pages migrated" % moved)
+        c.check(after["size_pages"] == 512 * PAGES_PER_MIB and
+                g.balloon_actual() == 512 << 20, "balloon size unchanged")
+        total, _, _ = g.meminfo()
+        c.check(total == total0 - 512 * 1024, "MemTotal still %d KiB - 512 MiB" % total0)
+        g.set_target(MEM)
+        bl.wait_actual(g, MEM, timeout=180)
+        cnt = g.counters()
+        c.check(cnt["size_pages"] == 0 and cnt["inflated_pages"] == cnt["deflated_pages"],
+                "every page given back after the migrations")
+        total, _, _ = g.meminfo()
+        c.check(total == total0, "MemTotal back to %d KiB (%d)" % (total0, total))
+        c.check(g.finish() == 0, "guest program exits cleanly, console clean")
+
+
+TESTS = {f.__name__: f for f in (follow, stats, oom, reporting, unload, cycles, hostile,
+                                 suspend, hint, migrate)}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in TESTS:

@@ -21,6 +21,7 @@
  *                            MIB MiB in a loop (until "pressure-stop")
  *   pressure-stop            stop it; OK tells how many rounds it did
  *   rmmod / insmod [params]  unload / load memcoop.ko
+ *   sh COMMAND               run COMMAND with /bin/sh; OK tells its status
  *   exit CODE                leave with CODE
  */
 #include <errno.h>
@@ -392,6 +393,8 @@ static int agent(void)
 			answer(id, "OK %d", run("rmmod memcoop"));
 		} else if (!strcmp(cmd, "insmod")) {
 			answer(id, "OK %d", insmod(arg));
+		} else if (!strcmp(cmd, "sh")) {
+			answer(id, "OK %d", run(arg));
 		} else if (!strcmp(cmd, "exit")) {
 			if (pressure_pid > 0)
 				pressure_end();
