@@ -153,6 +153,9 @@ classify(const struct policy_params *p, struct policy_guest *g,
 		return;
 	if (g->maxmem != 0 && avail > g->maxmem)
 		return;
+	/* nor more than it holds now (the balloon's pages are not free) */
+	if (g->actual != 0 && avail > g->actual)
+		return;
 
 	if (o->when != 0 && o->when < s->when) {
 		dt = s->when - o->when;

@@ -368,6 +368,33 @@ test_missing_and_absurd(void)
 	for (i = 0; i < 6; i++)
 		CU_ASSERT_FALSE(g[i].changed);
 
+	/*
+	 * `virsh dommemstat` of a lab domain (recorded by the libvirt
+	 * integration test, KiB): actual 327680, available 273728, usable
+	 * 229280, unused 224696 -- as virt.c converts them; with a usable
+	 * of 2^64-1 KiB (what libvirt's conversion saturates to) it is
+	 * absurd and the guest is left alone even when the host is short
+	 * and the guest size is unknown.
+	 */
+	g[0] = mkguest("virsh", 0, 229280ULL * 1024, now);
+	g[0].actual = 327680ULL * 1024;
+	g[0].stats.total = 273728ULL * 1024;
+	g[0].stats.free = 224696ULL * 1024;
+	g[0].set.min = 128 * MIB;
+	P.guest_reserve = 64 * MIB;
+	P.guest_slack = 32 * MIB;
+	policy_run(&P, &h, g, 1, now);
+	/* spare: 223.9M usable - 64M reserve - 32M slack = 127.9M */
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT_EQUAL(g[0].target, 327680ULL * 1024 -
+	    (229280ULL * 1024 - 96 * MIB));
+	policy_defaults(&P);
+	g[0] = mkguest("virsh-absurd", 0, UINT64_MAX / 1024 * 1024, now);
+	g[0].actual = 327680ULL * 1024;
+	g[0].stats.valid = GST_AVAIL;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+
 	/* counters going backwards (guest rebooted): no pressure, no crash */
 	g[0] = mkguest("reboot", 1024 * MIB, 300 * MIB, now);
 	g[0].stats.valid |= GST_MAJFLT | GST_SWAP_IN | GST_SWAP_OUT;
