@@ -695,6 +695,17 @@ control_init(struct memcoopd *md, const char *path, gid_t gid)
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
+	{
+		/* /run/memcoop without systemd's RuntimeDirectory= */
+		char dir[sizeof(sun.sun_path)], *slash;
+
+		strcpy(dir, path);
+		if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+			*slash = '\0';
+			if (mkdir(dir, 0755) == 0)
+				log_info("control: created %s", dir);
+		}
+	}
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			log_warnx("control: %s exists and is not a socket",
