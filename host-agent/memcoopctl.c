@@ -222,8 +222,12 @@ ctl_connect(void)
 		fprintf(stderr, "memcoopctl: memcoopd closed the connection\n");
 		exit(EX_NODAEMON);
 	}
-	if (type != MCCTL_R_OK)
-		exit(error_exit(r));
+	if (type != MCCTL_R_OK) {
+		int rc = error_exit(r);
+
+		json_decref(r);
+		exit(rc);
+	}
 	json_decref(r);
 }
 
@@ -239,8 +243,12 @@ request(uint32_t type, json_t *obj)
 		fprintf(stderr, "memcoopctl: memcoopd closed the connection\n");
 		exit(EX_NODAEMON);
 	}
-	if (rtype == MCCTL_R_ERROR)
-		exit(error_exit(r));
+	if (rtype == MCCTL_R_ERROR) {
+		int rc = error_exit(r);
+
+		json_decref(r);
+		exit(rc);
+	}
 	return r;
 }
 
@@ -429,8 +437,12 @@ ctl_watch(int argc, char **argv)
 			fprintf(stderr, "memcoopctl: memcoopd went away\n");
 			return EX_NODAEMON;
 		}
-		if (type == MCCTL_R_ERROR)
-			return error_exit(r);
+		if (type == MCCTL_R_ERROR) {
+			int rc = error_exit(r);
+
+			json_decref(r);
+			return rc;
+		}
 	}
 }
 
