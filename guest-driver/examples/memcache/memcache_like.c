@@ -5,9 +5,11 @@
  *	memcache-like [-q] [-m max_mib] [-n name] [-p priority] [-s socket]
  *
  * Serves GET/SET/DEL/STATS (memcache.h) on a unix socket, keeps values in
- * anonymous memory (each value its own mapping, so eviction really gives
- * the pages back) and evicts least recently used entries when it reaches
- * its limit.  It registers with /dev/memcoop, keeps the driver told how
+ * anonymous memory and evicts least recently used entries when it reaches
+ * its limit.  Values live in slots of power-of-two size carved from 8 MiB
+ * mappings; a freed slot is given back to the kernel at once with
+ * MADV_DONTNEED.  (munmap() of single values would split mappings, and a
+ * split needs memory: exactly what is missing when the host squeezes.)  It registers with /dev/memcoop, keeps the driver told how
  * much it could drop, and on a shrink request evicts LRU entries until it
  * has freed what was asked, lowers its limit by as much and answers.  The
  * limit grows back slowly (1% of -m per second) once no request came for
@@ -49,9 +51,9 @@
 struct item {
 	struct item	*hnext;		/* hash chain */
 	struct item	*prev, *next;	/* LRU: head is most recent */
-	void		*val;		/* its own mapping */
+	void		*val;		/* a slot */
 	size_t		 vlen;
-	size_t		 mlen;		/* mapped bytes (page multiple) */
+	size_t		 mlen;		/* slot size */
 	char		 key[MC_KEY_MAX + 1];
 };
 
@@ -71,6 +73,97 @@ struct cache {
 };
 
 static struct cache	 cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* ---- the slot allocator ---- */
+
+#define CHUNK_BYTES	(8u << 20)
+#define NCLASSES	9		/* 4 KiB .. 1 MiB */
+
+struct sclass {
+	void	**free;			/* stack of free slots */
+	size_t	  nfree, cap;
+};
+
+static pthread_mutex_t	 alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sclass	 classes[NCLASSES];
+static size_t		 mapped;	/* bytes of chunks mapped */
+
+static int
+slot_class(size_t len, size_t *size)
+{
+	size_t sz = 4096;
+	int c = 0;
+
+	while (sz < len && c < NCLASSES - 1) {
+		sz <<= 1;
+		c++;
+	}
+	*size = sz;
+	return sz >= len ? c : -1;
+}
+
+static int
+slot_push(struct sclass *sc, void *p)
+{
+	void **nf;
+
+	if (sc->nfree == sc->cap) {
+		size_t cap = sc->cap ? sc->cap * 2 : 256;
+
+		if ((nf = realloc(sc->free, cap * sizeof(*nf))) == NULL)
+			return -1;
+		sc->free = nf;
+		sc->cap = cap;
+	}
+	sc->free[sc->nfree++] = p;
+	return 0;
+}
+
+/* A slot of at least @len bytes (its size in *@size), or NULL. */
+static void *
+slot_alloc(size_t len, size_t *size)
+{
+	struct sclass *sc;
+	char *chunk;
+	void *p = NULL;
+	size_t off;
+	int c;
+
+	if ((c = slot_class(len, size)) == -1)
+		return NULL;
+	sc = &classes[c];
+	pthread_mutex_lock(&alloc_lock);
+	if (sc->nfree == 0) {
+		chunk = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (chunk == MAP_FAILED)
+			goto out;
+		/* huge pages would have to be split (allocating) to give back part */
+		(void)madvise(chunk, CHUNK_BYTES, MADV_NOHUGEPAGE);
+		mapped += CHUNK_BYTES;
+		for (off = CHUNK_BYTES; off >= *size; off -= *size)
+			if (slot_push(sc, chunk + off - *size) == -1)
+				break;
+	}
+	if (sc->nfree > 0)
+		p = sc->free[--sc->nfree];
+out:
+	pthread_mutex_unlock(&alloc_lock);
+	return p;
+}
+
+/* Give the slot's memory back to the kernel and keep the slot for reuse. */
+static void
+slot_free(void *p, size_t size)
+{
+	size_t dummy;
+	int c = slot_class(size, &dummy);
+
+	(void)madvise(p, size, MADV_DONTNEED);
+	pthread_mutex_lock(&alloc_lock);
+	(void)slot_push(&classes[c], p);	/* on ENOMEM the slot is lost, not the memory */
+	pthread_mutex_unlock(&alloc_lock);
+}
 static struct memcoop	*mc;
 static size_t		 pagesz;
 static int		 quiet;
@@ -144,7 +237,7 @@ item_drop(struct item *it)
 	lookup(it->key, &slot);
 	*slot = it->hnext;
 	lru_unlink(it);
-	munmap(it->val, it->mlen);
+	slot_free(it->val, it->mlen);
 	free(it);
 	cache.nitems--;
 	cache.used -= mlen;
@@ -209,7 +302,7 @@ shrink_cb(const struct memcoop_event *req, void *arg)
 	return freed / pagesz;
 }
 
-/* Store @val (a fresh mapping of @mlen bytes) under @key. */
+/* Store @val (a slot of @mlen bytes) under @key. */
 static void
 cache_set(const char *key, void *val, size_t vlen, size_t mlen)
 {
@@ -220,7 +313,7 @@ cache_set(const char *key, void *val, size_t vlen, size_t mlen)
 		item_drop(it);
 	if ((it = calloc(1, sizeof(*it))) == NULL) {
 		pthread_mutex_unlock(&cache.lock);
-		munmap(val, mlen);
+		slot_free(val, mlen);
 		return;
 	}
 	snprintf(it->key, sizeof(it->key), "%s", key);
@@ -324,15 +417,12 @@ serve(int fd)
 			return -1;
 		}
 		/* the memory is taken and filled outside the lock */
-		mlen = (len + pagesz - 1) & ~(pagesz - 1);
-		val = mmap(NULL, mlen, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (val == MAP_FAILED) {
+		if ((val = slot_alloc(len, &mlen)) == NULL) {
 			dprintf(fd, "ERROR out of memory\n");
 			return -1;
 		}
 		if (read_full(fd, val, len) == -1) {
-			munmap(val, mlen);
+			slot_free(val, mlen);
 			return -1;
 		}
 		cache_set(key, val, len, mlen);

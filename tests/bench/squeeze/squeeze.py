@@ -84,8 +84,14 @@ def run(driver, args):
         res["lowest_mib"] = lowest
         time.sleep(args.after)
         g.send("quit")
-        rc = g.wait_exit(timeout=120)
-        out, con = g.output, g.console
+        try:
+            rc = g.wait_exit(timeout=120)
+        finally:
+            out, con = g.output, g.console
+            logdir = os.environ.get("MCLAB_BUILDDIR", ".")
+            for kind, text in (("output", out), ("console", con)):
+                with open(os.path.join(logdir, "squeeze-%s-%s.log" % (driver, kind)), "w") as f:
+                    f.write(text)
     res["rc"] = rc
 
     mark = int(re.search(r"MARK squeeze mono_ns=(\d+)", out).group(1))
