@@ -52,9 +52,12 @@
  * Locking, outermost first:
  *   mmap_lock            (ioctls, faults) taken before vobj->sem
  *   mc_vobj.sem          rwsem: the range tree, range states, vobj->mf.
- *                        Faults hold it shared around shmem's fault, so a
- *                        page cannot be instantiated in a range while a
- *                        purge (held exclusive) punches it.
+ *                        Faults check the state under it (shared) but do
+ *                        not hold it across shmem's fault, whose allocation
+ *                        may reclaim and must be able to purge this very
+ *                        object; purge_seq (bumped by every purge) tells a
+ *                        fault that raced with a purge to drop its page
+ *                        and fault again (mc_vm_fault()).
  *   (i_mmap_rwsem, page locks: inside shmem_truncate_range)
  *   mc_lru_lock          spinlock: the LRU, and start/end of VOLATILE
  *                        ranges (the purge collector reads them under it).
@@ -125,6 +128,7 @@ struct mc_vobj {
 	struct mc_file *mf;		/* NULL once the file is released */
 	unsigned long nr_volatile;	/* pages in VOLATILE ranges */
 	unsigned long nr_purged;	/* pages in PURGED ranges */
+	unsigned long purge_seq;	/* bumped under @sem (write) by every purge */
 	bool wtrack;			/* the file asked for WTRACK */
 };
 
@@ -423,32 +427,67 @@ static void mc_vm_refault(struct mc_vobj *obj, pgoff_t pgoff, unsigned long addr
 	kfree(spare);
 }
 
+/*
+ * A purge may have punched the range between our check and shmem's fault
+ * (@sem is not held across shmem's fault: its allocation may reclaim, and
+ * reclaim must be able to purge this very object).  If a page was then
+ * instantiated in a PURGED range, take it out again.
+ */
+static void mc_vm_drop_stray(struct mc_vobj *obj, pgoff_t pgoff)
+{
+	struct mc_vr *r;
+
+	down_write(&obj->sem);
+	r = vr_lookup(obj, pgoff);
+	if (r && r->state == MC_VR_PURGED) {
+		loff_t pos = (loff_t)pgoff << PAGE_SHIFT;
+
+		unmap_mapping_range(obj->shm->f_mapping, pos, PAGE_SIZE, 0);
+		shmem_truncate_range(file_inode(obj->shm), pos, pos + PAGE_SIZE - 1);
+	}
+	up_write(&obj->sem);
+}
+
+/*
+ * mc_vm_fault() - check the range state under obj->sem (shared), then let
+ * shmem fault the page in without holding it.  A purge of this object that
+ * started meanwhile (purge_seq moved) makes us drop the page and let the
+ * access fault again, which then sees the new state.  A purge that starts
+ * after shmem's fault finds the page locked or mapped and unmaps it.
+ */
 static vm_fault_t mc_vm_fault(struct vm_fault *vmf)
 {
 	struct mc_vobj *obj = vmf->vma->vm_private_data;
+	unsigned long seq;
 	struct mc_vr *r;
 	vm_fault_t ret;
 
 	down_read(&obj->sem);
 	r = vr_lookup(obj, vmf->pgoff);
+	if (r && r->state == MC_VR_HOLE) {
+		up_read(&obj->sem);
+		mc_vm_refault(obj, vmf->pgoff, vmf->address);	/* returns with sem shared */
+		r = vr_lookup(obj, vmf->pgoff);
+	}
 	if (r && r->state == MC_VR_PURGED) {
 		up_read(&obj->sem);
 		atomic_long_inc(&mc_sigbus);
 		return VM_FAULT_SIGBUS;
 	}
-	if (r && r->state == MC_VR_HOLE) {
-		up_read(&obj->sem);
-		mc_vm_refault(obj, vmf->pgoff, vmf->address);	/* returns with sem shared */
-		r = vr_lookup(obj, vmf->pgoff);
-		if (r && r->state == MC_VR_PURGED) {
-			up_read(&obj->sem);
-			atomic_long_inc(&mc_sigbus);
-			return VM_FAULT_SIGBUS;
-		}
-	}
-	ret = mc_shmem_vm_ops->fault(vmf);
+	seq = obj->purge_seq;
 	up_read(&obj->sem);
-	return ret;
+
+	ret = mc_shmem_vm_ops->fault(vmf);
+	if ((ret & (VM_FAULT_ERROR | VM_FAULT_RETRY | VM_FAULT_NOPAGE)) || !vmf->page)
+		return ret;
+	if (likely(READ_ONCE(obj->purge_seq) == seq))
+		return ret;
+	if (ret & VM_FAULT_LOCKED)
+		unlock_page(vmf->page);
+	put_page(vmf->page);
+	vmf->page = NULL;
+	mc_vm_drop_stray(obj, vmf->pgoff);
+	return VM_FAULT_NOPAGE;
 }
 
 static vm_fault_t mc_vm_page_mkwrite(struct vm_fault *vmf)
@@ -713,6 +752,8 @@ static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 re
 	unsigned long freed;
 
 	vr_set_state(obj, r, MC_VR_PURGED);
+	WRITE_ONCE(obj->purge_seq, obj->purge_seq + 1);
+	smp_mb();	/* the bump is visible before any page goes away */
 	unmap_mapping_range(mapping, lstart, lend - lstart + 1, 0);
 	shmem_truncate_range(file_inode(obj->shm), lstart, lend);
 	after = mapping->nrpages;

@@ -23,7 +23,9 @@
  * Output: "BENCH name=... value=... unit=... baseline=... ratio=..." lines,
  * ratio = how many times better than the baseline (madvise(MADV_DONTNEED)).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/types.h>

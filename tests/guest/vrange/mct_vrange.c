@@ -23,7 +23,9 @@
  * purged pages accounted.  Exit 0 on success, 1 on failure.
  */
 #ifndef _GNU_SOURCE
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #endif
 #include <sys/ioctl.h>
 #include <sys/mman.h>
