@@ -464,6 +464,29 @@ test_take_and_give(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "floor"));
 	CU_ASSERT_FALSE(g[1].changed);
 
+	/* PSI: stalls with MemAvailable under comfort count as short ... */
+	h = mkhost(P.host_floor + 100 * MIB);
+	h.valid_psi = 1;
+	h.psi_some_avg10 = P.host_psi_high + 5;
+	g[0] = mkguest("spare", 2048 * MIB, 1500 * MIB, now);
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "PSI"));
+	/* ... but not when the host has plenty (stalls are elsewhere) */
+	h = mkhost(P.host_comfort + 1024 * MIB);
+	h.valid_psi = 1;
+	h.psi_some_avg10 = 90;
+	g[0] = mkguest("spare", 2048 * MIB, 1500 * MIB, now);
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+	/* ... and the same stalls without valid PSI figures are ignored */
+	h = mkhost(P.host_floor + 100 * MIB);
+	h.valid_psi = 0;
+	h.psi_some_avg10 = 90;
+	g[0] = mkguest("spare", 2048 * MIB, 1500 * MIB, now);
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+
 	/* a needy guest gets memory when the host has it */
 	h = mkhost(8192 * MIB);
 	g[0] = mkguest("needy", 2048 * MIB, 50 * MIB, now);
