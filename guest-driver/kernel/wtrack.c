@@ -29,11 +29,13 @@
  * Locking: @mutex serialises arm, disarm and harvest (they sleep: page
  * cache lookups, page locks, rmap walks, user copies).  @lock, a spinlock,
  * protects the bitmaps and counters; the write-fault path takes only it.
- * Order: mmap_lock -> @mutex is never taken (we take @mutex first, then
- * mmap_read_lock); page lock -> @lock.  The write-fault hook is called
- * with the faulting page locked (see mc_internal.h), and harvest clears a
- * page's dirty bit and write-protects it under the same page lock, so a
- * write can never slip between "taken from the log" and "read-only again".
+ * Order: @mutex, then mmap_read_lock, then page locks, then @lock (the
+ * fault path: mmap_lock or the vma lock, page lock, @lock).  The
+ * write-fault hook must be called with the faulting page locked (see
+ * mc_internal.h; mc_wtrack_page_mkwrite() is a ->page_mkwrite body that
+ * does so), and harvest clears a page's dirty bit and write-protects it
+ * under the same page lock, so a write can never slip between "taken
+ * from the log" and "read-only again".
  * The write-fault and purge hooks reach the state through @mf->wt under
  * rcu_read_lock(), because the mappings outlive the file: release
  * unpublishes it and waits for them before freeing it.
@@ -179,6 +181,19 @@ static int mc_wt_grow(struct mc_wtrack *wt, unsigned long need)
 	return 0;
 }
 
+/*
+ * The folio holding page @pgoff of @mapping, locked and referenced, or
+ * NULL if it is not in the page cache.  __filemap_get_folio() answers
+ * NULL (6.1) or ERR_PTR(-ENOENT) (6.3 on) for a missing page; both are
+ * taken here, so no version test is needed.
+ */
+static struct folio *mc_wt_lock_folio(struct address_space *mapping, pgoff_t pgoff)
+{
+	struct folio *folio = __filemap_get_folio(mapping, pgoff, FGP_LOCK, 0);
+
+	return IS_ERR_OR_NULL(folio) ? NULL : folio;
+}
+
 /**
  * mc_wt_protect() - write-protect page @pgoff of @mapping in every mapping.
  * @mapping: the object's pages.
@@ -189,18 +204,15 @@ static int mc_wt_grow(struct mc_wtrack *wt, unsigned long need)
  */
 static void mc_wt_protect(struct address_space *mapping, pgoff_t pgoff)
 {
-	struct page *page;
-	struct folio *folio;
+	struct folio *folio = mc_wt_lock_folio(mapping, pgoff);
 
-	page = find_lock_page(mapping, pgoff);
-	if (!page)
+	if (!folio)
 		return;
-	folio = page_folio(page);
 	/* keep the dirtiness the PTEs carried, as folio_clear_dirty_for_io() does */
 	if (folio_mkclean(folio))
 		folio_mark_dirty(folio);
-	unlock_page(page);
-	put_page(page);
+	folio_unlock(folio);
+	folio_put(folio);
 }
 
 /* Copy the user list in and turn it into page offsets (start) and page
@@ -429,11 +441,11 @@ static void mc_wt_undo(struct mc_wtrack *wt, const pgoff_t *pg, unsigned int n)
 static bool mc_wt_take(struct mc_wtrack *wt, struct address_space *mapping,
 		       pgoff_t pgoff, bool rearm)
 {
-	struct page *page = NULL;
+	struct folio *folio = NULL;
 	bool was;
 
 	if (rearm)
-		page = find_lock_page(mapping, pgoff);
+		folio = mc_wt_lock_folio(mapping, pgoff);
 
 	spin_lock(&wt->lock);
 	was = __test_and_clear_bit(pgoff, wt->dirty);
@@ -445,15 +457,11 @@ static bool mc_wt_take(struct mc_wtrack *wt, struct address_space *mapping,
 	}
 	spin_unlock(&wt->lock);
 
-	if (page) {
-		if (was) {
-			struct folio *folio = page_folio(page);
-
-			if (folio_mkclean(folio))
-				folio_mark_dirty(folio);
-		}
-		unlock_page(page);
-		put_page(page);
+	if (folio) {
+		if (was && folio_mkclean(folio))
+			folio_mark_dirty(folio);
+		folio_unlock(folio);
+		folio_put(folio);
 	}
 	return was;
 }
@@ -655,11 +663,11 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
  */
 vm_fault_t mc_wtrack_page_mkwrite(struct mc_file *mf, struct vm_fault *vmf)
 {
-	struct page *page = vmf->page;
+	struct folio *folio = page_folio(vmf->page);
 
-	lock_page(page);
-	if (page->mapping != vmf->vma->vm_file->f_mapping) {
-		unlock_page(page);
+	folio_lock(folio);
+	if (folio->mapping != vmf->vma->vm_file->f_mapping) {
+		folio_unlock(folio);
 		return VM_FAULT_NOPAGE;
 	}
 	mc_wtrack_write_fault(mf, vmf->pgoff);
