@@ -1060,7 +1060,9 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
 /*
  * ksm_tick - read KSM's figures, decide, apply.  @pids: the guests' QEMU
  * processes (NULL/0: keep the guest figures of the last tick, as
- * ksm_set_mode() does).
+ * ksm_set_mode() does).  When auto mode wants an estimate, this starts it
+ * in the worker thread and returns; a later tick collects it and decides
+ * with it.  Called from one thread only (the daemon's loop).
  */
 void
 ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n)

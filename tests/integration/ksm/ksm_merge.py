@@ -7,14 +7,20 @@
 2. Auto mode (ksm.c) starts ksmd because the estimate pays, converges,
    backs off, and the saving measured by the kernel (pages_sharing) and
    attributed per guest (/proc/PID/ksm_stat) is reported for both guests.
-3. Every KSM setting is back to what it was afterwards.
+3. The same through memcoopd (`ksm auto`, QMP backend): from an unmerged
+   start, memcoopctl status reports ksmd running and a saving for each of
+   the two guests; on SIGTERM memcoopd puts KSM back as it found it.
+4. Every KSM setting is back to what it was afterwards.
 
-Exit 0 pass, 1 fail, 77 skip.  Usage: ksm_merge.py KSMDRIVE
+Exit 0 pass, 1 fail, 77 skip.
+Usage: ksm_merge.py KSMDRIVE [MEMCOOPD MEMCOOPCTL]
 """
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import mclab
@@ -70,6 +76,80 @@ def record(pid_a, pid_b):
             o.write(f.read())
 
 
+def unmerge():
+    """Unmerge everything (run=2) and stop: an unmerged start."""
+    with open(os.path.join(KSM, "run"), "w") as f:
+        f.write("2")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        with open(os.path.join(KSM, "pages_sharing")) as f:
+            if int(f.read()) == 0:
+                break
+        time.sleep(0.5)
+    with open(os.path.join(KSM, "run"), "w") as f:
+        f.write("0")
+
+
+def daemon_phase(memcoopd, memcoopctl, guests, fill_pages, saved):
+    fails = []
+    tmp = tempfile.mkdtemp(prefix="mcksm-")
+    sock = os.path.join(tmp, "memcoopd.sock")
+    conf = os.path.join(tmp, "memcoopd.conf")
+    with open(conf, "w") as f:
+        f.write('backend qmp\nsocket "%s"\ntick 1s\nauto no\nksm auto\n'
+                'metrics off\n' % sock)
+        for g in guests:
+            f.write('guest %s {\n\tqmp "%s"\n}\n' % (g.name, g.qmp_path2))
+    log = open(os.path.join(tmp, "memcoopd.log"), "w")
+    proc = subprocess.Popen([memcoopd, "-d", "-f", conf], stdout=log,
+                            stderr=subprocess.STDOUT)
+    st = None
+    try:
+        t0 = time.monotonic()
+        ok = False
+        while time.monotonic() - t0 < 240 and proc.poll() is None:
+            time.sleep(2)
+            r = subprocess.run([memcoopctl, "-s", sock, "--json", "status"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                continue
+            st = json.loads(r.stdout)
+            per = [g["ksm_saving"] for g in st["guests"] if g["state"] == "online"]
+            if (st["ksm"].get("run") == 1 and len(per) == 2 and
+                    min(per) >= 0.3 * fill_pages * 4096):
+                ok = True
+                break
+        r = subprocess.run([memcoopctl, "-s", sock, "ksm", "status"],
+                           capture_output=True, text=True)
+        print("memcoopctl ksm status (exit %d):\n%s" % (r.returncode, r.stdout))
+        if st is not None:
+            print("memcoopd: ksm %s; guests %s" % (
+                json.dumps(st["ksm"]),
+                [(g["name"], g["ksm_saving"] >> 20) for g in st["guests"]]))
+        if not ok:
+            fails.append("memcoopd (ksm auto) did not report a saving for both guests "
+                         "within 240 s")
+        if r.returncode != 0:
+            fails.append("memcoopctl ksm status exit %d" % r.returncode)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    if proc.returncode != 0:
+        fails.append("memcoopd exit status %s" % proc.returncode)
+        with open(os.path.join(tmp, "memcoopd.log")) as f:
+            print(f.read()[-3000:])
+    if read_knobs().get("run") != saved.get("run"):
+        fails.append("memcoopd left KSM run=%s (was %s)" % (
+            read_knobs().get("run"), saved.get("run")))
+    return fails
+
+
 def estimate(drive, pids):
     r = subprocess.run([drive, "estimate"] + [str(p) for p in pids],
                        capture_output=True, text=True, timeout=120)
@@ -79,10 +159,11 @@ def estimate(drive, pids):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 4):
         print(__doc__)
         return 2
     drive = sys.argv[1]
+    memcoopd, memcoopctl = (sys.argv[2], sys.argv[3]) if len(sys.argv) == 4 else (None, None)
     if not os.path.isdir(KSM) or os.geteuid() != 0:
         print("SKIP: needs root and %s" % KSM)
         return 77
@@ -93,8 +174,8 @@ def main():
     fails = []
     drv = None
     try:
-        with mclab.Guest(mem=384, driver="stock", name="ksm-a") as a, \
-                mclab.Guest(mem=384, driver="stock", name="ksm-b") as b:
+        with mclab.Guest(mem=384, driver="stock", name="ksm-a", qmp_extra=True) as a, \
+                mclab.Guest(mem=384, driver="stock", name="ksm-b", qmp_extra=True) as b:
             for g in (a, b):
                 g.start("mct-ksmfill", str(FILL_MIB), "42")
             for g in (a, b):
@@ -179,6 +260,11 @@ def main():
                       "estimate/actual=%.2f time_to_steady_s=%s" % (
                           saving / 2**20, [round(p / 2**20, 1) for p in per],
                           last["estimate_bytes"] / 2**20, ratio, steady))
+
+            # 3. through the daemon, from an unmerged start
+            if memcoopd is not None:
+                unmerge()
+                fails += daemon_phase(memcoopd, memcoopctl, (a, b), fill_pages, saved)
             for g in (a, b):
                 g.check_console()
     except mclab.LabError as e:
