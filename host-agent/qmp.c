@@ -528,7 +528,8 @@ qc_connect(struct qmp_conn *c)
 		return;
 	}
 	strcpy(sun.sun_path, c->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking: a full listen backlog must not stall the daemon */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd == -1) {
 		log_warn("qmp %s: socket", c->name);
 		goto retry;
@@ -542,7 +543,6 @@ qc_connect(struct qmp_conn *c)
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
 		c->pid = cred.pid;
-	evutil_make_socket_nonblocking(fd);
 	c->bev = bufferevent_socket_new(c->q->md->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
