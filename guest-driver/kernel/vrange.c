@@ -64,8 +64,9 @@
  *                        The collector only ever trylocks vobj->sem while
  *                        holding it, so there is no inversion.
  *   mc_file.evlock       (dev.c) posting events; taken under vobj->sem.
- * Allocation under vobj->sem is GFP_KERNEL: reclaim may enter our
- * shrinker, which only trylocks and skips a busy object.
+ * Nothing waits for memory while holding vobj->sem (nodes are allocated
+ * before taking it, or with GFP_NOWAIT), so the OOM path may wait for it
+ * briefly; the shrinker only trylocks and skips a busy object.
  *
  * All page counts are in PAGE_SIZE pages.
  */
@@ -162,15 +163,21 @@ static unsigned long vr_len(const struct mc_vr *r)
 	return r->end - r->start;
 }
 
-static struct mc_vr *vr_alloc(void)
+static struct mc_vr *vr_alloc_gfp(gfp_t gfp)
 {
-	struct mc_vr *r = kzalloc(sizeof(*r), GFP_KERNEL_ACCOUNT);
+	struct mc_vr *r = kzalloc(sizeof(*r), gfp);
 
 	if (r) {
 		RB_CLEAR_NODE(&r->rb);
 		INIT_LIST_HEAD(&r->lru);
 	}
 	return r;
+}
+
+/* Outside obj->sem: may reclaim (and so enter our shrinker). */
+static struct mc_vr *vr_alloc(void)
+{
+	return vr_alloc_gfp(GFP_KERNEL_ACCOUNT);
 }
 
 static void vr_account(struct mc_vobj *obj, enum mc_vr_state st, long delta)
@@ -658,8 +665,12 @@ static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned 
 		if (r && r->start < nb)
 			gap_end = max(cur, r->start);
 		if (gap_end > cur) {
+			/*
+			 * Under obj->sem: never wait for memory here, the OOM
+			 * path may be waiting for this lock to purge.
+			 */
 			if (!node)
-				node = vr_alloc();
+				node = vr_alloc_gfp(GFP_NOWAIT | __GFP_ACCOUNT | __GFP_NOWARN);
 			if (!node) {
 				err = -ENOMEM;
 				break;
@@ -811,14 +822,42 @@ static struct mc_vr *mc_victim_find(struct mc_victim *v)
 	return NULL;
 }
 
+/* How mc_purge() may wait. */
+enum mc_purge_mode {
+	MC_PURGE_TRY,		/* shrinker: trylock only, no grace */
+	MC_PURGE_OOM,		/* OOM notifier: wait a little for a busy object */
+	MC_PURGE_WAIT,		/* balloon: PURGE_SOON, grace period, wait for locks */
+};
+
+#define MC_OOM_LOCK_TRIES	20	/* x 1 ms */
+
+static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
+{
+	int i;
+
+	if (mode == MC_PURGE_WAIT) {
+		down_write(&obj->sem);
+		return true;
+	}
+	for (i = 0; ; i++) {
+		if (down_write_trylock(&obj->sem))
+			return true;
+		if (mode == MC_PURGE_TRY || i == MC_OOM_LOCK_TRIES)
+			return false;
+		usleep_range(500, 1000);
+	}
+}
+
 /*
  * mc_purge() - purge whole ranges, oldest first, until @pages page-cache
- * pages are freed or @budget range pages were looked at.  With @may_sleep
- * (balloon path) subscribers get PURGE_SOON and grace_ms to rescue a
- * range, and busy objects are waited for; otherwise only trylocks.
+ * pages are freed or nothing more can be purged.  In MC_PURGE_WAIT mode
+ * (balloon) subscribers get PURGE_SOON and grace_ms to rescue a range.
+ * Sleeps (truncation); takes obj->sem per @mode, never mc_lru_lock across
+ * anything that sleeps.
  */
-static unsigned long mc_purge(unsigned long pages, u32 reason, bool may_sleep)
+static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mode mode)
 {
+	bool may_sleep = mode == MC_PURGE_WAIT;
 	struct mc_victim v[MC_PURGE_BATCH];
 	unsigned long freed = 0;
 	int n, i, tries = 0;
@@ -852,9 +891,7 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, bool may_sleep)
 			struct mc_vobj *obj = v[i].obj;
 			struct mc_vr *r;
 
-			if (may_sleep)
-				down_write(&obj->sem);
-			else if (!down_write_trylock(&obj->sem))
+			if (!mc_purge_lock(obj, mode))
 				goto put;
 			r = mc_victim_find(&v[i]);
 			if (r) {
@@ -880,7 +917,8 @@ unsigned long mc_vrange_purge(unsigned long pages, u32 reason)
 	if (reason < MEMCOOP_REASON_BALLOON || reason > MEMCOOP_REASON_OOM)
 		return 0;
 	might_sleep();
-	return mc_purge(pages, reason, reason == MEMCOOP_REASON_BALLOON);
+	return mc_purge(pages, reason, reason == MEMCOOP_REASON_BALLOON ? MC_PURGE_WAIT :
+			reason == MEMCOOP_REASON_OOM ? MC_PURGE_OOM : MC_PURGE_TRY);
 }
 
 unsigned long mc_vrange_purgeable(void)
@@ -904,7 +942,7 @@ static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
 	/* truncation takes page and i_mmap locks: not from FS reclaim */
 	if (!(sc->gfp_mask & __GFP_FS))
 		return SHRINK_STOP;
-	freed = mc_purge(sc->nr_to_scan, MEMCOOP_REASON_RECLAIM, false);
+	freed = mc_purge(sc->nr_to_scan, MEMCOOP_REASON_RECLAIM, MC_PURGE_TRY);
 	return freed ? freed : SHRINK_STOP;
 }
 
@@ -912,7 +950,7 @@ static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, voi
 {
 	unsigned long *freed = parm;
 
-	*freed += mc_purge(READ_ONCE(oom_purge_pages), MEMCOOP_REASON_OOM, false);
+	*freed += mc_purge(READ_ONCE(oom_purge_pages), MEMCOOP_REASON_OOM, MC_PURGE_OOM);
 	return NOTIFY_OK;
 }
 

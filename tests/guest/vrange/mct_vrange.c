@@ -886,7 +886,16 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 		printf("READY\n");
 		fflush(stdout);
 	}
-	sleep((unsigned int)seconds);
+	for (i = 0; i < seconds; i++) {
+		sleep(1);
+		if (announce && i % 5 == 4)
+			printf("t=%ds volatile %ld purged %ld balloon %ld reclaim %ld oom %ld "
+			    "sigbus %ld MemFree %ld kB Shmem %ld kB\n", i + 1,
+			    counter("volatile_pages"), counter("purged_pages_now"),
+			    counter("purges_balloon"), counter("purges_reclaim"),
+			    counter("purges_oom"), counter("sigbus"), meminfo("MemFree"),
+			    meminfo("Shmem"));
+	}
 	stop_flag = 1;
 	if (use_purger)
 		pthread_join(pth, NULL);
