@@ -36,7 +36,7 @@ GUEST_MIB = 512
 HOG_MIB = 900
 DEFICIT_MIB = 400
 FILL_MIB = 160
-KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "150"))
+KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "180"))
 
 
 def meminfo(key):
@@ -201,23 +201,34 @@ def guest_saving(pids):
 
 
 def ksm_run(label, pids, start):
-    """Run KSM for the window; returns (series of (t, saving), cpu seconds)."""
+    """Run KSM for the window from an unmerged start.  Returns a dict:
+    final saving, ksmd CPU over the window, time to 90% of the final
+    saving, the CPU spent until then, and the CPU rate over the last 30 s
+    (what it costs once converged)."""
     cpu0 = ksmd_cpu()
     t0 = time.monotonic()
     proc = start()
     series = []
     while time.monotonic() - t0 < KSM_WINDOW:
         time.sleep(1)
-        series.append((time.monotonic() - t0, guest_saving(pids)))
-    cpu = ksmd_cpu() - cpu0
+        series.append((time.monotonic() - t0, guest_saving(pids), ksmd_cpu() - cpu0))
     if proc is not None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     final = series[-1][1] if series else 0
-    t90 = next((t for t, s in series if s >= 0.9 * final), None) if final else None
-    print("ksm %s: final saving %.1f MiB, ksmd cpu %.2f s, 90%% at %s s" % (
-        label, final / 2**20, cpu, "%.1f" % t90 if t90 is not None else "-"))
-    return final, cpu, t90
+    cpu = series[-1][2] if series else 0.0
+    at90 = next(((t, sv, c) for t, sv, c in series if sv >= 0.9 * final), None) if final else None
+    tail = [x for x in series if x[0] >= series[-1][0] - 30] if series else []
+    rate = ((tail[-1][2] - tail[0][2]) / (tail[-1][0] - tail[0][0]) * 60
+            if len(tail) > 1 else 0.0)
+    r = {"final": final, "cpu": cpu, "t90": at90[0] if at90 else None,
+         "cpu90": at90[2] if at90 else None, "save90": at90[1] if at90 else 0,
+         "rate": rate}
+    print("ksm %s: final saving %.1f MiB, ksmd cpu %.2f s; 90%% at %s s after %s s of cpu; "
+          "last 30 s: %.2f cpu s/min" % (
+              label, final / 2**20, cpu, "%.1f" % r["t90"] if at90 else "-",
+              "%.2f" % r["cpu90"] if at90 else "-", rate))
+    return r
 
 
 def ksm_bench(ksmdrive):
@@ -243,7 +254,7 @@ def ksm_bench(ksmdrive):
             write("sleep_millisecs", 20)
             write("run", 1)
             return None
-        d_final, d_cpu, d_t90 = ksm_run("default", pids, start_default)
+        d = ksm_run("default", pids, start_default)
         restore(saved)
         unmerge()
 
@@ -252,21 +263,27 @@ def ksm_bench(ksmdrive):
                                     + [str(p) for p in pids],
                                     stdout=subprocess.DEVNULL,
                                     env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
-        a_final, a_cpu, a_t90 = ksm_run("auto", pids, start_auto)
+        a = ksm_run("auto", pids, start_auto)
 
-        def per_mib(cpu, final):
-            return cpu / (final / 2**20) if final > 0 else float("inf")
-        dp, ap = per_mib(d_cpu, d_final), per_mib(a_cpu, a_final)
-        print("BENCH agent-ksm-default saving_mib=%.1f ksmd_cpu_s=%.2f cpu_s_per_mib=%.4f "
-              "t90_s=%s" % (d_final / 2**20, d_cpu, dp, d_t90))
-        print("BENCH agent-ksm-auto saving_mib=%.1f ksmd_cpu_s=%.2f cpu_s_per_mib=%.4f "
-              "t90_s=%s" % (a_final / 2**20, a_cpu, ap, a_t90))
-        print("BENCH agent-ksm ratio auto/default: cpu_per_mib=%.2f t90=%s saving=%.2f" % (
-            ap / dp if dp not in (0, float("inf")) else float("nan"),
-            "%.2f" % (a_t90 / d_t90) if a_t90 and d_t90 else "n/a",
-            a_final / d_final if d_final else float("nan")))
-        if a_final < 0.7 * 2 * FILL_MIB * 2**20:
-            fails.append("auto saved only %.0f MiB" % (a_final / 2**20))
+        def ratio(x, y):
+            return "%.2f" % (x / y) if x is not None and y else "n/a"
+
+        for label, r in (("default", d), ("auto", a)):
+            print("BENCH agent-ksm-%s window_s=%d saving_mib=%.1f ksmd_cpu_s=%.2f "
+                  "cpu_s_per_mib=%.4f t90_s=%s cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f" % (
+                      label, KSM_WINDOW, r["final"] / 2**20, r["cpu"],
+                      r["cpu"] / (r["final"] / 2**20) if r["final"] else float("inf"),
+                      "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
+                      "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"]))
+        cpm_d = d["cpu"] / (d["final"] / 2**20) if d["final"] else None
+        cpm_a = a["cpu"] / (a["final"] / 2**20) if a["final"] else None
+        print("BENCH agent-ksm ratio auto/default: cpu_per_mib=%s t90=%s saving=%s "
+              "cpu_to_t90=%s steady_cpu=%s" % (
+                  ratio(cpm_a, cpm_d), ratio(a["t90"], d["t90"]),
+                  ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
+                  ratio(a["rate"], d["rate"])))
+        if a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
+            fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))
     finally:
         for g in guests:
             g.close()
