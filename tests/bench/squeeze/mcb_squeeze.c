@@ -6,8 +6,8 @@
  *
  * Starts memcache-like (-m CACHE_MIB) and memcache-load filling it with
  * CACHE_MIB of VALUE_KIB values, both printing to our stdout; watches a
- * PSI trigger on /proc/pressure/memory ("some 50000 500000": 50 ms of
- * stall in a 500 ms window) and the host's marks on /dev/ttyS2.  Lines:
+ * PSI trigger on /proc/pressure/memory ("some 1000 500000": 1 ms of
+ * stall in a 500 ms window, its most sensitive setting) and the host's marks on /dev/ttyS2.  Lines:
  *
  *	MARK <text> mono_ns=N	a line from the host, stamped on arrival
  *	PSI mono_ns=N		the PSI trigger fired
@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PSI_TRIGGER	"some 50000 500000"
+#define PSI_TRIGGER	"some 1000 500000"
 
 static uint64_t
 now_ns(void)

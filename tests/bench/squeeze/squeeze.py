@@ -16,7 +16,7 @@ during and after the squeeze, and notification latencies:
   - first callback and first PSI event after the host's mark (a line sent
     to the guest just before the QMP command), i.e. from the host's
     decision to the application being told, by memcoop vs by a PSI
-    trigger ("some 50000 500000") on /proc/pressure/memory in the same
+    trigger ("some 1000 500000") on /proc/pressure/memory in the same
     guest.
 
 Prints BENCH lines: value = memcoop, baseline = stock (or, for latency,

@@ -13,10 +13,11 @@
  *	mct-relay fuzz SECS [PROCS]
  *				random ioctl/close/fork from several processes,
  *				then check that memory and slab came back
- *	mct-relay client NAME PAGES answer|silent
- *				for host-driven tests: register, print READY,
- *				print each request as "REQ ..." and answer it
- *				(or not), until killed
+ *	mct-relay client NAME MIB answer|silent|die
+ *				for host-driven tests (relay_balloon.py): hold
+ *				MIB of memory, register, print READY and each
+ *				request as "REQ ..."; free and answer, stay
+ *				silent, or die on the first request
  *
  * Requests are produced inside the guest through the driver's shrinker:
  * writing 2 to /proc/sys/vm/drop_caches runs every shrinker, and the relay
@@ -1318,32 +1319,123 @@ test_fuzz(int secs, int procs)
 
 /* ----------------------------------------------------------------- client */
 
-/* For host-driven tests: serve requests and print them. */
+/* Print the relay's round counters as one line. */
 static void
-run_client(const char *name, uint64_t pages, int silent)
+print_stats(void)
 {
-	struct memcoop_event ev;
-	uint64_t t;
-	int fd;
+	printf("STATS rounds=%lld rounds_timed_out=%lld rounds_nobody=%lld last_round_ns=%lld "
+	    "max_round_ns=%lld missed=%lld answered=%lld late=%lld balloon_calls=%lld "
+	    "balloon_freed=%lld clients=%lld\n", relay_stat("rounds"),
+	    relay_stat("rounds_timed_out"), relay_stat("rounds_nobody"),
+	    relay_stat("last_round_ns"), relay_stat("max_round_ns"), relay_stat("missed"),
+	    relay_stat("answered"), relay_stat("late"), relay_stat("balloon_calls"),
+	    relay_stat("balloon_freed"), relay_stat("clients"));
+}
+
+/*
+ * For host-driven tests: hold @mib of anonymous memory, register with it
+ * as the estimate, print "READY" and then each request as "REQ ...".
+ * @mode: "answer" frees what is asked (from the end of the block) and
+ * answers; "silent" never answers; "die" exits (a child holding the
+ * registration) on the first request.  The host's line "stats" prints the
+ * relay's counters ("STATS ..."), "quit" ends.
+ */
+static void
+run_client(const char *name, uint64_t mib, const char *mode)
+{
+	size_t len = (size_t)mib << 20, held, psz = (size_t)sysconf(_SC_PAGESIZE);
+	int fd, tty, die = strcmp(mode, "die") == 0, silent = strcmp(mode, "silent") == 0;
+	struct pollfd pfd[2];
+	char *mem, line[64];
+	size_t ll = 0;
+	pid_t child = -1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	fd = dev_open(MEMCOOP_FEATURE_RELAY);
-	CHECK_OK(reg(fd, name, 0, pages, 0));
-	printf("READY %s %llu\n", name, (unsigned long long)pages);
+	if ((tty = open("/dev/ttyS2", O_RDONLY | O_NONBLOCK)) == -1)
+		fail(__LINE__, "/dev/ttyS2: %s", strerror(errno));
+	if (die && (child = fork()) == 0) {
+		struct memcoop_event ev;
+
+		/* the memory dies with the child: the balloon gets it then */
+		mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mem != MAP_FAILED);
+		memset(mem, 0x5a, len);
+
+		fd = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(reg(fd, name, 0, len / psz, 0));
+		printf("READY %s %llu\n", name, (unsigned long long)mib);
+		while (!next_event(fd, &ev, 1000))
+			;
+		printf("REQ seq=%llu reason=%u level=%u pages=%llu (dying)\n",
+		    (unsigned long long)ev.seq, ev.shrink.reason, ev.shrink.level,
+		    (unsigned long long)ev.shrink.pages);
+		_exit(0);
+	}
+	fd = -1;
+	mem = NULL;
+	held = 0;
+	if (!die) {
+		mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mem != MAP_FAILED);
+		(void)madvise(mem, len, MADV_NOHUGEPAGE);
+		memset(mem, 0x5a, len);
+		held = len;
+		fd = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(reg(fd, name, 0, len / psz, 0));
+		printf("READY %s %llu\n", name, (unsigned long long)mib);
+	}
+	pfd[0].fd = tty;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = fd;
+	pfd[1].events = POLLIN;
 	for (;;) {
-		if (!next_event(fd, &ev, 1000))
+		struct memcoop_event ev;
+		char c;
+
+		if (poll(pfd, fd == -1 ? 1 : 2, 1000) <= 0)
 			continue;
-		if (ev.type != MEMCOOP_EVENT_SHRINK)
+		while (read(tty, &c, 1) == 1) {
+			if (c == '\r')
+				continue;
+			if (c != '\n') {
+				if (ll + 1 < sizeof(line))
+					line[ll++] = c;
+				continue;
+			}
+			line[ll] = '\0';
+			ll = 0;
+			if (strcmp(line, "stats") == 0)
+				print_stats();
+			else if (strcmp(line, "quit") == 0)
+				goto out;
+		}
+		if (fd == -1 || !(pfd[1].revents & POLLIN) || read(fd, &ev, sizeof(ev)) != sizeof(ev) ||
+		    ev.type != MEMCOOP_EVENT_SHRINK)
 			continue;
-		t = now_ns();
 		printf("REQ seq=%llu reason=%u level=%u pages=%llu latency_us=%llu deadline_ms=%llu\n",
 		    (unsigned long long)ev.seq, ev.shrink.reason, ev.shrink.level,
 		    (unsigned long long)ev.shrink.pages,
-		    (unsigned long long)((t - ev.timestamp_ns) / 1000),
+		    (unsigned long long)((now_ns() - ev.timestamp_ns) / 1000),
 		    (unsigned long long)((ev.shrink.deadline_ns - ev.timestamp_ns) / 1000000));
-		if (!silent && answer(fd, ev.seq, 0) == -1)
-			printf("ANSWER-ERROR %s\n", strerror(errno));
+		if (silent)
+			continue;
+		{
+			size_t want = (size_t)ev.shrink.pages * psz, give = want < held ? want : held;
+
+			(void)madvise(mem + held - give, give, MADV_DONTNEED);
+			held -= give;
+			CHECK_OK(set_est(fd, held / psz));
+			if (answer(fd, ev.seq, give / psz) == -1)
+				printf("ANSWER-ERROR %s\n", strerror(errno));
+			else
+				printf("ANSWERED seq=%llu freed=%zu\n", (unsigned long long)ev.seq,
+				    give / psz);
+		}
 	}
+out:
+	if (child > 0)
+		waitpid(child, NULL, 0);
+	printf("BYE\n");
 }
 
 int
@@ -1371,12 +1463,12 @@ main(int argc, char *argv[])
 	else if (strcmp(argv[1], "fuzz") == 0 && argc >= 3)
 		test_fuzz(atoi(argv[2]), argc >= 4 ? atoi(argv[3]) : 4);
 	else if (strcmp(argv[1], "client") == 0 && argc == 5)
-		run_client(argv[2], strtoull(argv[3], NULL, 0), strcmp(argv[4], "silent") == 0);
+		run_client(argv[2], strtoull(argv[3], NULL, 0), argv[4]);
 	else
 		goto usage;
 	return 0;
 usage:
 	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|"
-	    "fuzz SECS [PROCS]|client NAME PAGES answer|silent\n");
+	    "fuzz SECS [PROCS]|client NAME MIB answer|silent|die\n");
 	return 2;
 }

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""relay-balloon: the balloon asks registered processes first, and waits
+for them no longer than the deadline.
+
+Three guests (1 GiB, memcoop.ko), each running `mct-relay client`, which
+holds memory, registers it as its estimate and prints every request:
+
+  answer  holds 700 MiB; the host takes 512 MiB.  The client must get a
+          BALLOON request (reason 1) for a sane amount (more than the
+          balloon could find free, at most its estimate and 512 MiB), free
+          it, and the balloon must reach the target with no OOM kill.
+  silent  holds 500 MiB and never answers; the host takes 450 MiB, more
+          than is free.  The round must end at the deadline (200 ms, plus
+          scheduling slack) and the balloon must go on inflating.
+  die     a client that exits when its request arrives, with a 5 s
+          deadline: the round must end when it dies, long before 5 s.
+
+Exit 0 pass, 1 fail.
+"""
+import re
+import sys
+import time
+
+import mclab
+
+MEM = 1024
+PAGE = 4096
+
+
+last_guest_output = []
+
+
+def stats(g):
+    last_guest_output[:] = [g.output]
+    n = len(re.findall(r"^STATS ", g.output, re.M))
+    g.send("stats")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.findall(r"^STATS (.*)$", g.output, re.M)
+        if len(found) > n:
+            return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found[-1])}
+        time.sleep(0.1)
+    raise mclab.LabError("no STATS line")
+
+
+def check(cond, what, failures):
+    print("%s: %s" % ("ok" if cond else "FAIL", what), flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def finish(g):
+    g.send("quit")
+    rc = g.wait_exit(timeout=120)
+    return rc, g.console
+
+
+def case_answer(failures):
+    hold, take = 700, 512
+    target = MEM - take
+    with mclab.Guest(mem=MEM, driver="memcoop", modparams={"relay_deadline_ms": "3000"},
+                     timeout=300, name="relay-answer") as g:
+        g.start("mct-relay", "client", "answer", str(hold), "answer")
+        g.wait_for(r"READY answer", timeout=60)
+        t0 = time.monotonic()
+        g.set_target(target)
+        m = g.wait_for(r"REQ seq=\d+ reason=1 level=\d+ pages=(\d+) latency_us=(\d+) "
+                       r"deadline_ms=(\d+)", timeout=60)
+        pages = int(m.group(1))
+        print("answer: BALLOON request for %d pages (%d MiB), delivered in %s us" % (
+            pages, pages * PAGE >> 20, m.group(2)), flush=True)
+        check(0 < pages <= min(hold, take) * 2**20 // PAGE,
+              "request for %d pages within (0, min(estimate, take)]" % pages, failures)
+        check(2900 <= int(m.group(3)) <= 3000, "deadline is relay_deadline_ms", failures)
+        g.wait_for(r"ANSWERED seq=\d+ freed=%d" % pages, timeout=60)
+        took = g.wait_actual(target, timeout=60)
+        print("answer: actual reached %d MiB %.2f s after the command" % (
+            target, time.monotonic() - t0), flush=True)
+        check(took < 60, "balloon reached the target", failures)
+        st = stats(g)
+        check(st["balloon_calls"] >= 1 and st["rounds"] >= 1, "a balloon round ran", failures)
+        check(st["balloon_freed"] >= pages, "the answer counted as freed for the balloon",
+              failures)
+        check(st["rounds_timed_out"] == 0, "the round ended with the answer, not the deadline",
+              failures)
+        rc, con = finish(g)
+        check(rc == 0, "client exited 0", failures)
+        check("Killed process" not in con, "no OOM kill", failures)
+
+
+def case_silent(failures):
+    hold, take = 500, 450
+    target = MEM - take
+    with mclab.Guest(mem=MEM, driver="memcoop", timeout=300, name="relay-silent") as g:
+        g.start("mct-relay", "client", "silent", str(hold), "silent")
+        g.wait_for(r"READY silent", timeout=60)
+        a0 = g.balloon_actual() >> 20
+        g.set_target(target)
+        m = g.wait_for(r"REQ seq=\d+ reason=1 level=\d+ pages=(\d+) latency_us=\d+ "
+                       r"deadline_ms=(\d+)", timeout=60)
+        check(150 <= int(m.group(2)) <= 200, "default deadline 200 ms", failures)
+        # the balloon goes on without the answer
+        t0 = time.monotonic()
+        moved = 0
+        while time.monotonic() - t0 < 20:
+            moved = a0 - (g.balloon_actual() >> 20)
+            if moved >= 300:
+                break
+            time.sleep(0.1)
+        print("silent: balloon took %d MiB in %.1f s without an answer" % (
+            moved, time.monotonic() - t0), flush=True)
+        check(moved >= 300, "the balloon inflated past the silent client", failures)
+        st = stats(g)
+        print("silent: last round %.1f ms, max %.1f ms, %d timed out, %d missed" % (
+            st["last_round_ns"] / 1e6, st["max_round_ns"] / 1e6, st["rounds_timed_out"],
+            st["missed"]), flush=True)
+        check(st["rounds_timed_out"] >= 1, "the round hit the deadline", failures)
+        check(200e6 <= st["max_round_ns"] <= 500e6,
+              "no round waited much longer than the deadline (max %.1f ms)" %
+              (st["max_round_ns"] / 1e6), failures)
+        check(st["missed"] >= 1, "the unanswered request counted missed", failures)
+        rc, con = finish(g)
+        check(rc == 0, "client exited 0", failures)
+
+
+def case_die(failures):
+    hold, take = 500, 450
+    with mclab.Guest(mem=MEM, driver="memcoop", modparams={"relay_deadline_ms": "5000"},
+                     timeout=300, name="relay-die") as g:
+        g.start("mct-relay", "client", "die", str(hold), "die")
+        g.wait_for(r"READY die", timeout=60)
+        g.set_target(MEM - take)
+        g.wait_for(r"REQ seq=\d+ reason=1 .*\(dying\)", timeout=60)
+        time.sleep(2)
+        try:
+            st = stats(g)
+        except mclab.LabError:
+            print(g.console_tail(30))
+            raise
+        print("die: round took %.1f ms (deadline 5000 ms), clients now %d" % (
+            st["max_round_ns"] / 1e6, st["clients"]), flush=True)
+        check(st["rounds"] >= 1 and st["max_round_ns"] < 2000e6,
+              "the round ended when the client died, not at the 5 s deadline", failures)
+        check(st["rounds_timed_out"] == 0, "no round timed out", failures)
+        check(st["clients"] == 0, "the dead client is unregistered", failures)
+        check(st["missed"] >= 1, "its request counted missed", failures)
+        rc, con = finish(g)
+        check(rc == 0, "client exited 0", failures)
+
+
+def main():
+    mclab.install_signal_handlers()
+    failures = []
+    cases = sys.argv[1:] or ["answer", "silent", "die"]
+    for name in cases:
+        try:
+            {"answer": case_answer, "silent": case_silent, "die": case_die}[name](failures)
+        except mclab.LabError as e:
+            print("FAIL: %s: %s" % (name, e), flush=True)
+            if last_guest_output:
+                print("--- output ---\n" + last_guest_output[-1][-3000:], flush=True)
+            failures.append(name)
+    if failures:
+        print("%d failed: %s" % (len(failures), "; ".join(failures)))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
