@@ -191,8 +191,11 @@ def scenario_basic(memcoopd, memcoopctl):
     with mclab.Guest(mem=512, qmp_extra=True, timeout=300, name="vm1") as g:
         g.start("mct-agenthog")
         g.wait_for(r"READY", timeout=180)
+        # "busy" is the lab's own QMP socket, which already has its
+        # client: memcoopd must wait for it without stalling anything
         a = Agent(memcoopd, memcoopctl, ["guest-min 256M"],
-                  [("vm1", g.qmp_path2, ["weight 150"])])
+                  [("vm1", g.qmp_path2, ["weight 150"]),
+                   ("busy", g.qmp_path, [])])
         try:
             st = a.wait_guest("vm1", lambda x: x["state"] == "online" and
                               x["actual"] == 512 * MIB and x["usable"] > 0,
@@ -278,6 +281,11 @@ def scenario_basic(memcoopd, memcoopctl):
                 json.loads(x)["guests"][0]["name"] == "vm1" for x in lines),
                 "watch --json streams one status per tick (%d lines)" %
                 len(lines))
+
+            # the busy socket: waited for, reported, never online
+            check(a.status("busy")["state"] == "offline" and
+                  "qmp busy: no greeting after 5s" in a.log(),
+                  "a QMP socket with another client: offline, reported")
 
             # metrics
             body = urllib.request.urlopen(
