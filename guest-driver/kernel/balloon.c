@@ -380,6 +380,18 @@ static unsigned long mc_fill(struct mc_balloon *vb, unsigned long want)
 		goto out;
 
 	mutex_lock(&vb->balloon_lock);
+	if (unlikely(!vb->vqs[MC_VQ_INFLATE])) {
+		/* queues gone (cannot happen while the work is frozen/cancelled) */
+		struct page *next;
+
+		mutex_unlock(&vb->balloon_lock);
+		list_for_each_entry_safe(page, next, &pages, lru) {
+			list_del(&page->lru);
+			put_page(page);
+		}
+		got = 0;
+		goto out;
+	}
 	list_for_each_entry(page, &pages, lru) {
 		mc_set_pfns(vb, vb->pfns + i, page);
 		i += MC_PFNS_PER_PAGE;
@@ -470,6 +482,8 @@ static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 	LIST_HEAD(pages);
 
 	mutex_lock(&vb->balloon_lock);
+	if (!vb->vqs[MC_VQ_DEFLATE])
+		want = 0;		/* frozen: no queues until restore */
 	want = min3(want, vb->num_pages,
 		    (unsigned long)(vb->pfns_max / MC_PFNS_PER_PAGE));
 	while (got < want) {
@@ -935,6 +949,11 @@ static int mc_migratepage(struct balloon_dev_info *bdi, struct page *newpage,
 
 	if (!mutex_trylock(&vb->balloon_lock))
 		return -EAGAIN;
+	if (!vb->vqs[MC_VQ_INFLATE]) {
+		/* frozen: the queues are gone until restore */
+		mutex_unlock(&vb->balloon_lock);
+		return -EAGAIN;
+	}
 
 	get_page(newpage);		/* the balloon's reference */
 	if (vb->adjust_managed && page_zone(page) != page_zone(newpage)) {
@@ -1211,8 +1230,11 @@ static void mc_remove_common(struct mc_balloon *vb)
 		mc_hint_return(vb, ULONG_MAX);
 
 	virtio_reset_device(vb->vdev);
+	/* migration and OOM paths check the queues under the lock */
+	mutex_lock(&vb->balloon_lock);
 	vb->vdev->config->del_vqs(vb->vdev);
 	memset(vb->vqs, 0, sizeof(vb->vqs));
+	mutex_unlock(&vb->balloon_lock);
 }
 
 static void mc_stop_work(struct mc_balloon *vb)
@@ -1251,7 +1273,14 @@ static int mc_freeze(struct virtio_device *vdev)
 {
 	struct mc_balloon *vb = vdev->priv;
 
-	/* The freezable workqueues are already frozen. */
+	/*
+	 * The freezable workqueues are already frozen.  Page reporting runs
+	 * on an unfrozen workqueue and needs the queues: stop it first.
+	 */
+	if (vb->reporting) {
+		page_reporting_unregister(&vb->pr_dev_info);
+		vb->reporting = false;
+	}
 	mc_remove_common(vb);
 	return 0;
 }
@@ -1270,6 +1299,14 @@ static int mc_restore(struct virtio_device *vdev)
 	mutex_lock(&vb->balloon_lock);
 	mc_update_actual(vb);
 	mutex_unlock(&vb->balloon_lock);
+	if (vb->vqs[MC_VQ_REPORTING]) {
+		err = page_reporting_register(&vb->pr_dev_info);
+		if (err)
+			dev_warn(&vdev->dev, "free page reporting off after resume: %d\n",
+				 err);
+		else
+			vb->reporting = true;
+	}
 	return 0;
 }
 #endif
