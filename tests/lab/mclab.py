@@ -72,7 +72,7 @@ EXTRA_MODULES = ["virtio_balloon"]
 
 KERNEL_ARGS = ("console=ttyS0,115200 loglevel=5 panic=-1 oops=panic "
                "slub_debug=FZPU page_poison=1 mitigations=off "
-               "8250.nr_uarts=4 rdinit=/init")
+               "8250.nr_uarts=4 no_timer_check rdinit=/init")
 
 INIT_SCRIPT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
