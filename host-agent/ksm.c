@@ -61,7 +61,6 @@ ksm_params_default(struct ksm_params *p)
 	p->converge_scan_time = 10;
 	p->steady_scan_time = 200;
 	p->converge_max_cpu = 50;
-	p->steady_max_cpu = 10;
 	p->converge_sleep_ms = 20;
 	p->steady_sleep_ms = 200;
 	p->stall_permille = 20;
@@ -375,9 +374,10 @@ reason(struct ksm_decision *d, const char *fmt, ...)
 #define MIB_OF(pages, ps)	((unsigned long long)(pages) * (unsigned long long)(ps) >> 20)
 
 /*
- * Scan settings for a phase: with the advisor, its target scan time and CPU
- * cap; without, a pages_to_scan that covers the guests' RAM in the phase's
- * scan time at its sleep interval.  Only differences from @s are set.
+ * Scan settings for a phase.  Converging: with the advisor, its target scan
+ * time and CPU cap.  Steady, or without the advisor: a pages_to_scan that
+ * covers the guests' RAM in the phase's scan time at its sleep interval.
+ * Only differences from @s are set.
  */
 static void
 tune(const struct ksm_params *p, const struct ksm_input *in, int fast,
@@ -386,19 +386,32 @@ tune(const struct ksm_params *p, const struct ksm_input *in, int fast,
 	const struct ksm_sysfs *s = &in->sys;
 	unsigned int scan_time = fast ? p->converge_scan_time : p->steady_scan_time;
 	unsigned int sleep_ms = fast ? p->converge_sleep_ms : p->steady_sleep_ms;
+	int force = 0;
 
 	if (s->sleep_millisecs >= 0 && s->sleep_millisecs != sleep_ms)
 		d->sleep_millisecs = sleep_ms;
-	if (s->advisor_mode >= 0) {
-		unsigned int cpu = fast ? p->converge_max_cpu : p->steady_max_cpu;
-
+	if (fast && s->advisor_mode >= 0) {
 		if (s->advisor_mode != 1)
 			d->advisor_mode = 1;
 		if (s->advisor_target_scan_time != scan_time)
 			d->advisor_target_scan_time = scan_time;
-		if (s->advisor_max_cpu >= 0 && s->advisor_max_cpu != cpu)
-			d->advisor_max_cpu = cpu;
-	} else if (s->pages_to_scan >= 0) {
+		if (s->advisor_max_cpu >= 0 &&
+		    s->advisor_max_cpu != p->converge_max_cpu)
+			d->advisor_max_cpu = p->converge_max_cpu;
+		return;
+	}
+	/*
+	 * Steady (or no advisor): a fixed rate.  The advisor re-tunes only
+	 * once per full scan and smooths its steps, so after converging it
+	 * would keep the fast rate for minutes (measured: 2.4 times the
+	 * kernel default's CPU); it is switched off here, which makes the
+	 * kernel reset pages_to_scan, so that is always written after it.
+	 */
+	if (s->advisor_mode == 1) {
+		d->advisor_mode = 0;
+		force = 1;
+	}
+	if (s->pages_to_scan >= 0) {
 		uint64_t want;
 
 		if (in->guest_pages == 0 || scan_time == 0)
@@ -410,7 +423,7 @@ tune(const struct ksm_params *p, const struct ksm_input *in, int fast,
 		if (want > 20000)
 			want = 20000;
 		/* Leave it alone within 20%: no churn on small changes. */
-		if ((uint64_t)s->pages_to_scan * 5 < want * 4 ||
+		if (force || (uint64_t)s->pages_to_scan * 5 < want * 4 ||
 		    (uint64_t)s->pages_to_scan * 5 > want * 6)
 			d->pages_to_scan = (int64_t)want;
 	}

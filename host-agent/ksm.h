@@ -9,8 +9,9 @@
  * mergemem did), starts ksmd only when the estimate pays, runs it fast
  * until the saving stops growing, then backs off to a slow scan, and stops
  * it again when the saving no longer pays.  Where the kernel has the scan
- * advisor (6.7+: advisor_mode), auto mode drives the advisor's target scan
- * time instead of pages_to_scan.
+ * advisor (6.7+: advisor_mode), auto mode converges with the advisor (its
+ * target scan time and CPU cap) and backs off with a fixed slow
+ * pages_to_scan, since the advisor re-tunes only once per full scan.
  *
  * The parsers, the estimator's bookkeeping and the decision (ksm_decide())
  * are pure functions on recorded inputs; ksm_tick() is the part with I/O.
@@ -86,7 +87,6 @@ struct ksm_params {
 	unsigned int	 converge_scan_time;	/* s per full scan, converging */
 	unsigned int	 steady_scan_time;	/* s per full scan, steady */
 	unsigned int	 converge_max_cpu;	/* advisor cap, percent */
-	unsigned int	 steady_max_cpu;
 	unsigned int	 converge_sleep_ms;
 	unsigned int	 steady_sleep_ms;
 	unsigned int	 stall_permille;	/* growth per full scan below = stalled */

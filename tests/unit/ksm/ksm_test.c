@@ -446,14 +446,22 @@ recorded_idle(void)
 static void
 sim_apply(struct ksm_sysfs *s, const struct ksm_decision *d)
 {
-	if (d->advisor_mode >= 0)
+	/* As mm/ksm.c: a new advisor mode resets pages_to_scan ... */
+	if (d->advisor_mode >= 0 && d->advisor_mode != s->advisor_mode) {
 		s->advisor_mode = d->advisor_mode;
+		s->pages_to_scan = d->advisor_mode == 1 ?
+		    s->advisor_min_pages_to_scan : 100;
+	}
 	if (d->advisor_target_scan_time >= 0)
 		s->advisor_target_scan_time = d->advisor_target_scan_time;
 	if (d->advisor_max_cpu >= 0)
 		s->advisor_max_cpu = d->advisor_max_cpu;
-	if (d->pages_to_scan >= 0)
-		s->pages_to_scan = d->pages_to_scan;
+	/* ... and refuses pages_to_scan while the advisor is on. */
+	if (d->pages_to_scan >= 0) {
+		CU_ASSERT(s->advisor_mode != 1);
+		if (s->advisor_mode != 1)
+			s->pages_to_scan = d->pages_to_scan;
+	}
 	if (d->sleep_millisecs >= 0)
 		s->sleep_millisecs = d->sleep_millisecs;
 	if (d->run >= 0)
@@ -635,8 +643,11 @@ test_decide_series_no_flap(void)
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
 	CU_ASSERT_EQUAL(transitions, 2);	/* idle->converge->steady */
 	CU_ASSERT_EQUAL(runs_changed, 1);
-	CU_ASSERT_EQUAL(s.advisor_target_scan_time, p.steady_scan_time);
-	CU_ASSERT_EQUAL(s.advisor_max_cpu, p.steady_max_cpu);
+	/* Backed off: advisor off, a slow fixed rate for the guests' RAM. */
+	CU_ASSERT_EQUAL(s.advisor_mode, 0);
+	CU_ASSERT_EQUAL(s.pages_to_scan,
+	    196608 * p.steady_sleep_ms / (p.steady_scan_time * 1000));
+	CU_ASSERT(s.pages_to_scan * 1000 / p.steady_sleep_ms < 5000);
 	CU_ASSERT_EQUAL(s.sleep_millisecs, p.steady_sleep_ms);
 }
 
@@ -716,7 +727,10 @@ test_decide_stop_and_regrow(void)
 	base_input(&in, &s, 40);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
-	CU_ASSERT_EQUAL(d.advisor_target_scan_time, p.converge_scan_time);
+	CU_ASSERT_EQUAL(d.advisor_mode, 1);	/* the advisor back on */
+	sim_apply(&s, &d);
+	CU_ASSERT_EQUAL(s.advisor_target_scan_time, p.converge_scan_time);
+	CU_ASSERT_EQUAL(s.sleep_millisecs, p.converge_sleep_ms);
 	CU_ASSERT(strstr(d.reason, "converging again") != NULL);
 }
 
