@@ -276,8 +276,10 @@ def hostile(c):
 
 def suspend(c):
     """A suspend cycle (pm_test=devices: the driver's freeze and restore
-    run, the machine does not sleep) with an inflated balloon."""
-    with bl.AgentGuest(mem=MEM, timeout=600) as g:
+    run, the machine does not sleep) with an inflated balloon, and free
+    page reporting on (stopped across the freeze, running after it)."""
+    with bl.AgentGuest(mem=MEM, balloon_opts={"free-page-reporting": "on"},
+                       append="page_poison=0", timeout=600) as g:
         g.boot()
         total0, _, _ = g.meminfo()
         g.set_target(512)
@@ -297,6 +299,11 @@ def suspend(c):
                 "restore inflated to the target again (%.1f s)" % secs)
         total, _, _ = g.meminfo()
         c.check(total == total0 - 512 * 1024, "MemTotal consistent: %d KiB" % total)
+        rep0 = after["reported_pages"]
+        g.cmd("alloc 200")
+        g.cmd("free")
+        rep = bl.wait_until(lambda: g.counters()["reported_pages"] > rep0, 60, step=1)
+        c.check(rep, "free page reporting works after the resume")
         g.set_target(MEM)
         bl.wait_actual(g, MEM, timeout=180)
         c.check(g.finish() == 0, "guest program exits cleanly, console clean")
