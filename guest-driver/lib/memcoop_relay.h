@@ -30,6 +30,7 @@
  * gives them back on request, served from a poll() loop.
  *
  *	#include <err.h>
+ *	#include <errno.h>
  *	#include <poll.h>
  *	#include <stdlib.h>
  *	#include <libmemcoop.h>

@@ -20,7 +20,9 @@ during and after the squeeze, and notification latencies:
     guest.
 
 Prints BENCH lines: value = memcoop, baseline = stock (or, for latency,
-the PSI trigger), ratio = baseline / value.  Exit 0 if both runs
+the first PSI event after the mark, in the memcoop guest if it had one,
+else in the stock guest), ratio = baseline / value (so for req/s a ratio
+below 1 favours memcoop, for times and latencies one above 1 does).  Exit 0 if both runs
 completed (the numbers are the result), 1 if a run failed.
 
 Options: --mem MiB (1024), --take MiB (512), --cache MiB (600),
