@@ -15,12 +15,13 @@
  * write tracking), so every method writes the same kind of pages; the
  * mprotect barrier is also run on anonymous memory (mprotect-anon).
  *
- *	mcb-writetrack [pages [writes-per-cycle [cycles [random|seq]]]]
+ *	mcb-writetrack [pages [writes-per-cycle [cycles [random|seq [label]]]]]
  *
  * random (the default) writes the chosen pages in random order, as a
  * mutator does; seq writes them in address order, the mprotect barrier's
  * best case (pages made writable next to each other merge back into one
- * VMA instead of splitting the heap into one VMA per page).
+ * VMA instead of splitting the heap into one VMA per page).  @label is
+ * appended to the BENCH names (default "-seq" for seq, nothing else).
  *
  * Prints one "BENCH name=... value=... unit=... baseline=... ratio=..."
  * line per method and measure (median over the cycles; ratio is baseline
@@ -331,7 +332,7 @@ main(int argc, char *argv[])
 	sequential = argc > 4 && strcmp(argv[4], "seq") == 0;
 	if (npages == 0 || nwrites == 0 || nwrites > npages || ncycles == 0 ||
 	    (argc > 4 && !sequential && strcmp(argv[4], "random") != 0))
-		errx(2, "usage: mcb-writetrack [pages [writes-per-cycle [cycles [random|seq]]]]");
+		errx(2, "usage: mcb-writetrack [pages [writes-per-cycle [cycles [random|seq [label]]]]]");
 	order = calloc(nwrites, sizeof(*order));
 	expect = calloc(npages, 1);
 	wr = calloc(ncycles, sizeof(*wr));
@@ -351,7 +352,7 @@ main(int argc, char *argv[])
 		printf("%-14s %9.1f ns per tracked write, %9.1f ns per harvested page\n",
 		    names[m], w[m], h[m]);
 	}
-	sfx = sequential ? "-seq" : "";
+	sfx = argc > 5 ? argv[5] : sequential ? "-seq" : "";
 	for (m = 0; m < 4; m++) {
 		snprintf(name, sizeof(name), "writetrack.write.%s%s", names[m], sfx);
 		bench_line(name, w[m], w[2]);
