@@ -1338,7 +1338,8 @@ print_stats(void)
  * For host-driven tests: hold @mib of anonymous memory, register with it
  * as the estimate, print "READY" and then each request as "REQ ...".
  * @mode: "answer" frees what is asked (from the end of the block) and
- * answers; "silent" never answers; "die" exits (a child holding the
+ * answers; "silent" never answers (and does not read the host's lines:
+ * it runs beside an answering client); "die" exits (a child holding the
  * registration) on the first request.  The host's line "stats" prints the
  * relay's counters ("STATS ..."), "quit" ends.
  */
@@ -1353,7 +1354,9 @@ run_client(const char *name, uint64_t mib, const char *mode)
 	pid_t child = -1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if ((tty = open("/dev/ttyS2", O_RDONLY | O_NONBLOCK)) == -1)
+	/* a silent client runs beside another one, which takes the host's lines */
+	tty = -1;
+	if (!silent && (tty = open("/dev/ttyS2", O_RDONLY | O_NONBLOCK)) == -1)
 		fail(__LINE__, "/dev/ttyS2: %s", strerror(errno));
 	if (die && (child = fork()) == 0) {
 		struct memcoop_event ev;
@@ -1394,9 +1397,9 @@ run_client(const char *name, uint64_t mib, const char *mode)
 		struct memcoop_event ev;
 		char c;
 
-		if (poll(pfd, fd == -1 ? 1 : 2, 1000) <= 0)
+		if (poll(pfd, 2, 1000) <= 0)	/* fds of -1 are ignored */
 			continue;
-		while (read(tty, &c, 1) == 1) {
+		while (tty != -1 && read(tty, &c, 1) == 1) {
 			if (c == '\r')
 				continue;
 			if (c != '\n') {

@@ -9,9 +9,10 @@ holds memory, registers it as its estimate and prints every request:
           BALLOON request (reason 1) for a sane amount (more than the
           balloon could find free, at most its estimate and 512 MiB), free
           it, and the balloon must reach the target with no OOM kill.
-  silent  holds 500 MiB and never answers; the host takes 450 MiB, more
-          than is free.  The round must end at the deadline (200 ms, plus
-          scheduling slack) and the balloon must go on inflating.
+  silent  a client that never answers (8 MiB) beside one that does
+          (650 MiB), both asked; the host takes 450 MiB.  The round must
+          end at the deadline (200 ms, plus scheduling slack) and the
+          balloon must reach the target, with no OOM kill.
   die     a client that exits when its request arrives, with a 5 s
           deadline: the round must end when it dies, long before 5 s.
 
@@ -89,27 +90,28 @@ def case_answer(failures):
 
 
 def case_silent(failures):
-    hold, take = 500, 450
+    # a silent client (8 MiB) beside an answering one (650 MiB), same class:
+    # both are asked; the round must end at the deadline and the balloon
+    # reach its target on what the answering one freed
+    take = 450
     target = MEM - take
     with mclab.Guest(mem=MEM, driver="memcoop", timeout=300, name="relay-silent") as g:
-        g.start("mct-relay", "client", "silent", str(hold), "silent")
+        g.start("sh", "-c", "mct-relay client silent 8 silent & "
+                "exec mct-relay client helper 650 answer")
         g.wait_for(r"READY silent", timeout=60)
-        a0 = g.balloon_actual() >> 20
+        g.wait_for(r"READY helper", timeout=60)
+        t0 = time.monotonic()
         g.set_target(target)
         m = g.wait_for(r"REQ seq=\d+ reason=1 level=\d+ pages=(\d+) latency_us=\d+ "
                        r"deadline_ms=(\d+)", timeout=60)
         check(150 <= int(m.group(2)) <= 200, "default deadline 200 ms", failures)
-        # the balloon goes on without the answer
-        t0 = time.monotonic()
-        moved = 0
-        while time.monotonic() - t0 < 20:
-            moved = a0 - (g.balloon_actual() >> 20)
-            if moved >= 300:
-                break
-            time.sleep(0.1)
-        print("silent: balloon took %d MiB in %.1f s without an answer" % (
-            moved, time.monotonic() - t0), flush=True)
-        check(moved >= 300, "the balloon inflated past the silent client", failures)
+        g.wait_for(r"ANSWERED seq=\d+", timeout=60)
+        took = g.wait_actual(target, timeout=60)
+        print("silent: actual reached %d MiB %.2f s after the command" % (
+            target, time.monotonic() - t0), flush=True)
+        reqs = re.findall(r"^REQ seq=\d+ reason=1 ", g.output, re.M)
+        check(len(reqs) == 2, "both clients were asked (%d requests)" % len(reqs), failures)
+        check(took < 60, "the balloon reached the target past the silent client", failures)
         st = stats(g)
         print("silent: last round %.1f ms, max %.1f ms, %d timed out, %d missed" % (
             st["last_round_ns"] / 1e6, st["max_round_ns"] / 1e6, st["rounds_timed_out"],
@@ -121,6 +123,7 @@ def case_silent(failures):
         check(st["missed"] >= 1, "the unanswered request counted missed", failures)
         rc, con = finish(g)
         check(rc == 0, "client exited 0", failures)
+        check("Killed process" not in con, "no OOM kill", failures)
 
 
 def case_die(failures):
