@@ -429,13 +429,25 @@ tune(const struct ksm_params *p, const struct ksm_input *in, int fast,
 	}
 }
 
+/*
+ * The saving auto mode watches: the guests' own when known, since the
+ * host-wide figure also moves when other processes merge or exit.
+ */
+static int64_t
+watched_saving(const struct ksm_input *in)
+{
+	if (in->guest_saving >= 0)
+		return in->guest_saving;
+	return sys_saving_pages(&in->sys);
+}
+
 static void
 enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 {
 	c->phase = ph;
 	c->phase_since = in->now;
 	c->scan_mark = in->sys.full_scans;
-	c->sharing_mark = sys_saving_pages(&in->sys);
+	c->sharing_mark = watched_saving(in);
 	c->stalled = 0;
 	c->low = 0;
 	if (ph == KSM_PH_STEADY)
@@ -463,7 +475,7 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 {
 	const struct ksm_sysfs *s = &in->sys;
 	long ps = in->page_size > 0 ? in->page_size : 4096;
-	int64_t saving = sys_saving_pages(s);
+	int64_t saving = watched_saving(in);
 	uint64_t est_bytes;
 
 	d_reset(d);
@@ -590,9 +602,14 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 				goto out;
 			}
 			if (c->phase == KSM_PH_CONVERGE) {
-				if (!first && permille < (int64_t)p->stall_permille)
+				/*
+				 * A shrinking saving (guest memory rewritten,
+				 * a guest gone) says nothing about convergence.
+				 */
+				if (!first && grown >= 0 &&
+				    permille < (int64_t)p->stall_permille)
 					c->stalled += (unsigned int)scans;
-				else
+				else if (grown >= 0)
 					c->stalled = 0;
 				if (c->stalled >= 1 &&
 				    in->now > c->phase_since) {
@@ -1099,6 +1116,23 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n)
 		in.nguests = k->guest_pages > 0;
 	}
 	in.guest_pages = k->guest_pages;
+	in.guest_saving = -1;
+	if (pids != NULL && n > 0) {
+		struct ksm_proc_stat ps;
+		size_t i;
+		int64_t sum = 0;
+		int known = 0;
+
+		for (i = 0; i < n; i++) {
+			if (ksm_read_proc_stat(pids[i], &ps) == -1)
+				continue;
+			sum += (int64_t)(ksm_attribute_saving(&ps, &in.sys,
+			    k->page_size) / (uint64_t)k->page_size);
+			known++;
+		}
+		if (known > 0)
+			in.guest_saving = sum;
+	}
 
 	if (estimate_collect(k, 0))
 		estimate_done(k, &in);

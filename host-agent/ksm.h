@@ -141,6 +141,8 @@ struct ksm_input {
 	enum ksm_mode	 mode;
 	struct ksm_sysfs sys;
 	uint64_t	 guest_pages;	/* resident guest RAM, pages; 0 = unknown */
+	int64_t		 guest_saving;	/* pages saved in the guests (ksm_stat);
+					   -1 = unknown: use the host figure */
 	size_t		 nguests;
 	long		 page_size;
 };

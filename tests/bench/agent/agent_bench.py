@@ -266,9 +266,19 @@ def ksm_bench(ksmdrive):
         def start_auto():
             return subprocess.Popen([ksmdrive, "run", "auto", str(KSM_WINDOW + 30), "1000"]
                                     + [str(p) for p in pids],
-                                    stdout=subprocess.DEVNULL,
+                                    stdout=open(auto_log, "w"),
                                     env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
+        auto_log = os.path.join(tempfile.gettempdir(), "mcbench-ksmdrive-%d.log" % os.getpid())
         a = ksm_run("auto", pids, start_auto)
+        # auto mode's decisions, as it logged them
+        with open(auto_log) as f:
+            seen = None
+            for line in f:
+                st = json.loads(line)
+                if (st["phase"], st["reason"]) != seen:
+                    seen = (st["phase"], st["reason"])
+                    print("auto t=%.1fs %s: %s" % (st["t"], st["phase"], st["reason"]))
+        os.unlink(auto_log)
 
         def ratio(x, y):
             return "%.2f" % (x / y) if x is not None and y else "n/a"

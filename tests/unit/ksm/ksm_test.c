@@ -427,6 +427,7 @@ base_input(struct ksm_input *in, const struct ksm_sysfs *s, uint64_t now)
 	in->mode = KSM_AUTO;
 	in->sys = *s;
 	in->guest_pages = 196608;	/* two 384 MiB guests */
+	in->guest_saving = -1;		/* host figure */
 	in->nguests = 2;
 	in->page_size = 4096;
 }
@@ -734,6 +735,42 @@ test_decide_stop_and_regrow(void)
 	CU_ASSERT(strstr(d.reason, "converging again") != NULL);
 }
 
+/*
+ * Another process's merged pages vanish (host pages_sharing halves) while
+ * the guests' own saving keeps growing: auto mode follows the guests and
+ * keeps converging; it backs off once the guests' saving is flat.
+ */
+static void
+test_decide_watches_guests(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	int64_t guests[] = { 0, 30000, 60000, 90000, 100000, 100500 };
+	int64_t host[] = { 200000, 180000, 120000, 120000, 120000, 120000 };
+	unsigned int i;
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	s.run = 1;
+	s.advisor_mode = 1;
+	for (i = 0; i < 6; i++) {
+		s.full_scans = 10 + i;
+		s.pages_sharing = host[i];
+		s.pages_shared = host[i] / 4;
+		base_input(&in, &s, 10 + 10 * i);
+		in.guest_saving = guests[i];
+		ksm_decide(&p, &c, &in, &d);
+		sim_apply(&s, &d);
+		if (i < 5)
+			CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	}
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	CU_ASSERT(strstr(d.reason, "392 MiB") != NULL);	/* 100500 pages */
+}
+
 static void
 test_decide_absurd(void)
 {
@@ -941,6 +978,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_no_advisor", test_decide_no_advisor);
 	CU_add_test(s, "decide_series_no_flap", test_decide_series_no_flap);
 	CU_add_test(s, "decide_stop_and_regrow", test_decide_stop_and_regrow);
+	CU_add_test(s, "decide_watches_guests", test_decide_watches_guests);
 	CU_add_test(s, "decide_absurd", test_decide_absurd);
 	CU_add_test(s, "state_restore", test_state_restore);
 	CU_add_test(s, "guest_saving_self", test_guest_saving_self);
