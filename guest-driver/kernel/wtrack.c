@@ -342,6 +342,9 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		for_each_set_bit(bit, want, end) {
 			mc_wt_protect(mapping, bit);
 			cond_resched();
+			/* dying: the pages stay tracked, the rest unprotected */
+			if (fatal_signal_pending(current))
+				break;
 		}
 	}
 	pr_debug("wtrack: %s %llu pages (%u ranges), %lu tracked\n",
