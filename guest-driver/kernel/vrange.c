@@ -500,12 +500,13 @@ static vm_fault_t mc_vm_fault(struct vm_fault *vmf)
 static vm_fault_t mc_vm_page_mkwrite(struct vm_fault *vmf)
 {
 	struct mc_vobj *obj = vmf->vma->vm_private_data;
+	vm_fault_t ret = 0;
 
 	down_read(&obj->sem);
 	if (obj->mf)
-		mc_wtrack_write_fault(obj->mf, vmf->pgoff);
+		ret = mc_wtrack_page_mkwrite(obj->mf, vmf);
 	up_read(&obj->sem);
-	return 0;
+	return ret;
 }
 
 static const struct vm_operations_struct mc_vm_ops = {
