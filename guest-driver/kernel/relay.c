@@ -58,14 +58,14 @@ module_param(reclaim_interval_ms, uint, 0644);
 MODULE_PARM_DESC(reclaim_interval_ms,
 		 "Minimum time between two batches of guest-reclaim requests (ms, default 100)");
 
-static unsigned int oom_wait_ms = 20;
+static unsigned int oom_wait_ms = 50;
 module_param(oom_wait_ms, uint, 0644);
 MODULE_PARM_DESC(oom_wait_ms,
-		 "How long the OOM notifier waits for answers (ms, 0..100, default 20)");
+		 "How long the OOM notifier waits for answers (ms, 0..100, default 50)");
 
 #define MC_DEADLINE_MAX_MS	10000
 #define MC_OOM_WAIT_MAX_MS	100
-#define MC_OOM_INTERVAL_MS	250	/* at most one OOM round per interval */
+#define MC_OOM_INTERVAL_MS	100	/* at most one OOM round per interval */
 #define MC_CLIENT_REQS		32	/* remembered requests per client */
 
 enum mc_req_state {
@@ -557,8 +557,12 @@ static int mc_oom_notify(struct notifier_block *nb, unsigned long unused, void *
 
 	if (!pages)
 		return NOTIFY_OK;
-	/* ask for a sizeable chunk: 1/32 of RAM (32 MiB per GiB), at least 1 MiB */
-	pages = min_t(u64, pages, max(totalram_pages() / 32, 256UL));
+	/*
+	 * The last chance before a kill: ask for a large chunk, 1/8 of RAM
+	 * (128 MiB per GiB), at least 1 MiB, so that one round can carry
+	 * the allocator past the OOM interval.
+	 */
+	pages = min_t(u64, pages, max(totalram_pages() / 8, 256UL));
 	*freed += mc_relay_oom(pages);
 	return NOTIFY_OK;
 }

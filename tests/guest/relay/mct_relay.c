@@ -10,6 +10,9 @@
  *	mct-relay fork		a forked child shares the registration
  *	mct-relay threads	many threads reading and answering at once
  *	mct-relay lib		libmemcoop: dispatch, signal mode, helper thread
+ *	mct-relay oom HOLD_MIB HOG_MIB
+ *				a client holding memory is asked by the OOM
+ *				notifier, frees, and nobody is killed
  *	mct-relay fuzz SECS [PROCS]
  *				random ioctl/close/fork from several processes,
  *				then check that memory and slab came back
@@ -1319,6 +1322,98 @@ test_fuzz(int secs, int procs)
 	printf("fuzz: ok\n");
 }
 
+/* -------------------------------------------------------------------- oom */
+
+static long long
+oom_kills(void)
+{
+	long long v = file_value("/proc/vmstat", "oom_kill");
+
+	CHECK(v >= 0);
+	return v;
+}
+
+/*
+ * A cooperating client holds @hold MiB; a hog then touches @hog MiB, more
+ * than is free.  The OOM notifier must ask the client (REASON_OOM,
+ * CRITICAL), the client frees, and nobody is killed.
+ */
+static void
+test_oom(unsigned int hold, unsigned int hog)
+{
+	size_t psz = (size_t)sysconf(_SC_PAGESIZE), held = (size_t)hold << 20;
+	long long kills0 = oom_kills(), oomreq0 = relay_stat("oom_requests");
+	int p[2], status, fd, oomseen = 0;
+	pid_t client, hogpid;
+	char c;
+
+	CHECK_OK(pipe(p));
+	if ((client = fork()) == 0) {
+		struct memcoop_event ev;
+		char *mem;
+
+		test_name = "mct-relay oom (client)";
+		close(p[0]);
+		mem = mmap(NULL, held, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mem != MAP_FAILED);
+		(void)madvise(mem, held, MADV_NOHUGEPAGE);
+		memset(mem, 1, held);
+		fd = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(reg(fd, "oom-client", 0, held / psz, 0));
+		CHECK_EQ(write(p[1], "r", 1), 1);
+		for (;;) {
+			size_t give;
+
+			if (!next_event(fd, &ev, 1000))
+				continue;
+			give = (size_t)ev.shrink.pages * psz;
+			if (give > held)
+				give = held;
+			(void)madvise(mem + held - give, give, MADV_DONTNEED);
+			held -= give;
+			CHECK_OK(set_est(fd, held / psz));
+			CHECK_OK(answer(fd, ev.seq, give / psz));
+			printf("oom: client request reason %u level %u: freed %zu of %llu pages\n",
+			    ev.shrink.reason, ev.shrink.level, give / psz,
+			    (unsigned long long)ev.shrink.pages);
+			if (ev.shrink.reason == MEMCOOP_REASON_OOM) {
+				CHECK_EQ(ev.shrink.level, MEMCOOP_LEVEL_CRITICAL);
+				oomseen = 1;
+			}
+			if (oomseen)
+				CHECK_EQ(write(p[1], "o", 1), 1);
+		}
+	}
+	close(p[1]);
+	CHECK_EQ(read(p[0], &c, 1), 1);
+	if ((hogpid = fork()) == 0) {
+		size_t len = (size_t)hog << 20, off;
+		char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		CHECK(mem != MAP_FAILED);
+		for (off = 0; off < len; off += psz)
+			mem[off] = 1;
+		printf("oom: hog touched %u MiB\n", hog);
+		_exit(0);
+	}
+	CHECK_EQ(waitpid(hogpid, &status, 0), hogpid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* the client saw an OOM request (it writes 'o' after one) */
+	CHECK_OK(fcntl(p[0], F_SETFL, O_NONBLOCK));
+	oomseen = 0;
+	while (read(p[0], &c, 1) == 1)
+		oomseen |= c == 'o';
+	CHECK(oomseen);
+	CHECK(relay_stat("oom_requests") > oomreq0);
+	CHECK(relay_stat("oom_freed") > 0);
+	CHECK_EQ(oom_kills(), kills0);
+	kill(client, SIGKILL);
+	CHECK_EQ(waitpid(client, &status, 0), client);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	printf("oom: ok (oom rounds freed %lld pages, no OOM kill)\n", relay_stat("oom_freed"));
+}
+
 /* ----------------------------------------------------------------- client */
 
 /* Print the relay's round counters as one line. */
@@ -1465,6 +1560,8 @@ main(int argc, char *argv[])
 		test_threads();
 	else if (strcmp(argv[1], "lib") == 0)
 		test_lib();
+	else if (strcmp(argv[1], "oom") == 0 && argc == 4)
+		test_oom((unsigned int)atoi(argv[2]), (unsigned int)atoi(argv[3]));
 	else if (strcmp(argv[1], "fuzz") == 0 && argc >= 3)
 		test_fuzz(atoi(argv[2]), argc >= 4 ? atoi(argv[3]) : 4);
 	else if (strcmp(argv[1], "client") == 0 && argc == 5)
@@ -1474,6 +1571,6 @@ main(int argc, char *argv[])
 	return 0;
 usage:
 	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|"
-	    "fuzz SECS [PROCS]|client NAME MIB answer|silent|die\n");
+	    "oom HOLD_MIB HOG_MIB|fuzz SECS [PROCS]|client NAME MIB answer|silent|die\n");
 	return 2;
 }
