@@ -101,6 +101,7 @@ MODULE_PARM_DESC(oom_purge_pages,
 #define MC_GRACE_MAX_MS		1000
 #define MC_VOBJ_BYTES		(1ULL << 40)	/* size of each memory object */
 #define MC_PURGE_BATCH		8		/* ranges collected per pass (on stack) */
+#define MC_PUNCH_BYTES		(8ULL << 20)	/* truncation step of a purge */
 #define MC_RESID_CHUNK		(PAGE_SIZE * 8)	/* pages per residence chunk */
 
 enum mc_vr_state {
@@ -148,6 +149,7 @@ static atomic_long_t mc_sigbus;			/* SIGBUS delivered (faults) */
 static atomic_long_t mc_refaults;		/* REFAULT pages */
 static atomic_long_t mc_rescued;		/* ranges saved in the grace period */
 static atomic_long_t mc_objects;		/* live memory objects */
+static atomic_long_t mc_purging;		/* pages of ranges being punched now */
 
 static struct shrinker *mc_vr_shrinker;
 static struct dentry *mc_vr_debugfs, *mc_vr_debugfs_purge;
@@ -760,14 +762,26 @@ static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 re
 	struct address_space *mapping = obj->shm->f_mapping;
 	unsigned long before = mapping->nrpages, after;
 	loff_t lstart = (loff_t)r->start << PAGE_SHIFT;
-	loff_t lend = ((loff_t)r->end << PAGE_SHIFT) - 1;
+	loff_t lend = ((loff_t)r->end << PAGE_SHIFT) - 1, pos;
 	unsigned long freed;
 
 	vr_set_state(obj, r, MC_VR_PURGED);
 	WRITE_ONCE(obj->purge_seq, obj->purge_seq + 1);
 	smp_mb();	/* the bump is visible before any page goes away */
-	unmap_mapping_range(mapping, lstart, lend - lstart + 1, 0);
-	shmem_truncate_range(file_inode(obj->shm), lstart, lend);
+	/*
+	 * In pieces, so that pages reach the buddy allocator while a large
+	 * range is still being punched (reclaim and OOM are waiting for them);
+	 * the range is PURGED already, so faults in it get SIGBUS meanwhile.
+	 */
+	atomic_long_add(vr_len(r), &mc_purging);
+	for (pos = lstart; pos <= lend; pos += MC_PUNCH_BYTES) {
+		loff_t last = min_t(loff_t, lend, pos + MC_PUNCH_BYTES - 1);
+
+		unmap_mapping_range(mapping, pos, last - pos + 1, 0);
+		shmem_truncate_range(file_inode(obj->shm), pos, last);
+		cond_resched();
+	}
+	atomic_long_sub(vr_len(r), &mc_purging);
 	after = mapping->nrpages;
 	freed = before > after ? before - after : 0;
 	if (obj->mf)
@@ -949,9 +963,17 @@ static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
 
 static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, void *parm)
 {
-	unsigned long *freed = parm;
+	unsigned long *freed = parm, n;
 
-	*freed += mc_purge(READ_ONCE(oom_purge_pages), MEMCOOP_REASON_OOM, MC_PURGE_OOM);
+	n = mc_purge(READ_ONCE(oom_purge_pages), MEMCOOP_REASON_OOM, MC_PURGE_OOM);
+	/*
+	 * A purge running elsewhere (it holds the object we could not lock)
+	 * is freeing pages right now: report progress so that the allocation
+	 * is retried instead of killing a process for memory about to be free.
+	 */
+	if (!n && atomic_long_read(&mc_purging) > 0)
+		n = 1;
+	*freed += n;
 	return NOTIFY_OK;
 }
 

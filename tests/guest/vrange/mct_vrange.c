@@ -12,7 +12,10 @@
  *   mct-vrange threads S   threads cycling volatile/non-volatile with data
  *                          checks while purges run, for S seconds
  *   mct-vrange alloc       the libmemcoop allocator over volatile ranges
- *   mct-vrange memcg       pages charged to the caller's memory cgroup
+ *   mct-vrange memcg       pages charged to an unprivileged caller's memory
+ *                          cgroup; its limit holds
+ *   mct-vrange pressure    guest reclaim / OOM purge volatile memory so that
+ *                          another process gets memory without an OOM kill
  *   mct-vrange fuzz S SEED random calls, mappings, forks and purges
  *   mct-vrange race S      like threads, but announces READY for a host
  *                          script that flaps the balloon meanwhile
@@ -1020,6 +1023,9 @@ t_memcg(void)
 
 		snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
 		write_file(path, "0");
+		/* an unprivileged user, as the issue asks */
+		if (setgid(65534) == -1 || setuid(65534) == -1)
+			_exit(5);
 		fd = open_fd(MEMCOOP_FEATURE_VRANGE);
 		p = map(fd, len, 0);
 		for (i = 0; i < (16UL << 20); i += PG)
@@ -1050,6 +1056,69 @@ t_memcg(void)
 	rmdir(cg);
 	leak_check();
 	printf("memcg: ok\n");
+}
+
+/* ---- guest memory pressure -------------------------------------------- */
+
+/*
+ * Most of the guest's memory is volatile memcoop memory; then a child
+ * allocates more anonymous memory than is left.  Reclaim (the shrinker,
+ * or the OOM notifier as a last resort) must purge the volatile ranges:
+ * the child gets its memory and nobody is OOM-killed.
+ */
+static void
+t_pressure(void)
+{
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE), st, i;
+	long avail = meminfo("MemAvailable") / 1024, vmb = avail * 6 / 10, amb;
+	size_t chunk = 4UL << 20, n = (size_t)vmb / 4;
+	char *p = map(fd, n * chunk, 0);
+	long r0 = counter("purges_reclaim") + counter("purges_oom");
+	int purged = 0;
+	pid_t pid;
+
+	cur_test = "pressure";
+	for (i = 0; i < (int)n; i++) {
+		fill(p + (size_t)i * chunk, chunk, (unsigned int)i);
+		vol(fd, p + (size_t)i * chunk, chunk);	/* adjacent: they merge */
+	}
+	amb = meminfo("MemAvailable") / 1024 - 16 + vmb / 2;
+	printf("pressure: %ld MiB volatile (%ld pages accounted), child takes %ld MiB "
+	    "(MemAvailable %ld MiB)\n", vmb, counter("volatile_pages"), amb,
+	    meminfo("MemAvailable") / 1024);
+	pid = fork();
+	if (pid == 0) {
+		size_t len = (size_t)amb << 20, j;
+		char *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (a == MAP_FAILED)
+			_exit(2);
+		for (j = 0; j < len; j += PG)
+			a[j] = 1;
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "the allocating child did not survive (status %#x)", st);
+	CHECK(counter("purges_reclaim") + counter("purges_oom") > r0,
+	    "no reclaim or OOM purge happened");
+	for (i = 0; i < (int)n; i++) {
+		char *c = p + (size_t)i * chunk;
+
+		if (nonvol(fd, c, chunk)) {
+			purged++;
+			CHECK(all_zero(c, PG), "purged chunk %d not zero", i);
+		} else {
+			CHECK(check_fill(c, chunk, (unsigned int)i), "chunk %d corrupt", i);
+		}
+	}
+	printf("pressure: %d of %zu chunks purged, reclaim purges %ld, oom purges %ld\n",
+	    purged, n, counter("purges_reclaim"), counter("purges_oom"));
+	CHECK(purged > 0, "nothing was purged");
+	munmap(p, n * chunk);
+	close(fd);
+	leak_check();
+	printf("pressure: ok\n");
 }
 
 /* ---- fuzzer ------------------------------------------------------------ */
@@ -1236,12 +1305,14 @@ main(int argc, char **argv)
 		t_alloc();
 	else if (strcmp(cmd, "memcg") == 0)
 		t_memcg();
+	else if (strcmp(cmd, "pressure") == 0)
+		t_pressure();
 	else if (strcmp(cmd, "fuzz") == 0)
 		t_fuzz(argc > 2 ? atoi(argv[2]) : 30,
 		    argc > 3 ? (unsigned int)atoi(argv[3]) : (unsigned int)time(NULL));
 	else {
 		fprintf(stderr, "usage: mct-vrange semantics|badargs|fork|events|"
-		    "threads [s [n [bulk_mb]]]|race [s [n [bulk_mb [purger]]]]|alloc|memcg|"
+		    "pressure|threads [s [n [bulk_mb]]]|race [s [n [bulk_mb [purger]]]]|alloc|memcg|"
 		    "fuzz [s [seed]]\n");
 		return 2;
 	}
