@@ -65,6 +65,7 @@ ksm_params_default(struct ksm_params *p)
 	p->steady_sleep_ms = 200;
 	p->stall_permille = 20;
 	p->regrow_permille = 100;
+	p->stall_time = 30;
 	p->min_on_time = 60;
 	p->sample_shift = 6;
 }
@@ -450,6 +451,8 @@ enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 	c->sharing_mark = watched_saving(in);
 	c->stalled = 0;
 	c->low = 0;
+	c->grow_mark = c->sharing_mark;
+	c->grow_time = in->now;
 	if (ph == KSM_PH_STEADY)
 		c->guest_pages_mark = in->guest_pages;
 }
@@ -552,6 +555,27 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 			c->scan_mark = s->full_scans;
 			c->sharing_mark = saving;
 			goto out;
+		}
+		if (c->phase == KSM_PH_CONVERGE && p->stall_time > 0) {
+			/* Growth over time, for scans that take minutes. */
+			if (saving > c->grow_mark + c->grow_mark *
+			    (int64_t)p->stall_permille / 1000) {
+				c->grow_mark = saving;
+				c->grow_time = in->now;
+			} else if (saving > 0 &&
+			    in->now >= c->grow_time + p->stall_time &&
+			    (uint64_t)saving * (uint64_t)ps >= p->off_bytes) {
+				int64_t since = (int64_t)(in->now - c->grow_time);
+
+				enter(c, in, KSM_PH_STEADY);
+				d_reset(d);
+				d->run = s->run != 1 ? 1 : -1;
+				tune(p, in, 0, d);
+				reason(d, "saving %llu MiB grew less than %u permille "
+				    "in %lld s: backing off", MIB_OF(saving, ps),
+				    p->stall_permille, (long long)since);
+				goto out;
+			}
 		}
 		if (s->full_scans == c->scan_mark) {
 			if (c->phase == KSM_PH_STEADY && c->guest_pages_mark > 0 &&

@@ -91,6 +91,9 @@ struct ksm_params {
 	unsigned int	 steady_sleep_ms;
 	unsigned int	 stall_permille;	/* growth per full scan below = stalled */
 	unsigned int	 regrow_permille;	/* growth per scan above = converge again */
+	unsigned int	 stall_time;	/* s without stall_permille growth while
+					   converging = stalled, even within a
+					   full scan (large or busy hosts) */
 	unsigned int	 min_on_time;	/* s ksmd runs at least before auto stops it */
 	unsigned int	 sample_shift;	/* 1 in 2^shift page contents sampled */
 };
@@ -131,6 +134,8 @@ struct ksm_ctl {
 	unsigned int	 stalled;	/* consecutive stalled full scans */
 	unsigned int	 low;		/* consecutive scans below off_bytes */
 	uint64_t	 guest_pages_mark;	/* guest pages when converged */
+	int64_t		 grow_mark;	/* saving when it last grew by stall_permille */
+	uint64_t	 grow_time;	/* s, when */
 	unsigned int	 trust_permille;	/* measured/estimated saving when
 						   auto last stopped ksmd; 1000 */
 };

@@ -771,6 +771,49 @@ test_decide_watches_guests(void)
 	CU_ASSERT(strstr(d.reason, "392 MiB") != NULL);	/* 100500 pages */
 }
 
+/* A full scan that takes minutes: the saving stops growing within it. */
+static void
+test_decide_stall_in_scan(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	unsigned int t, steady_at = 0;
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	s.run = 1;
+	s.advisor_mode = 1;
+	s.full_scans = 3;
+	for (t = 10; t < 200; t++) {
+		/* grows 1000 pages/s until t=60, then flat; no scan ends */
+		s.pages_sharing = t < 60 ? (t - 10) * 1000 : 50000;
+		base_input(&in, &s, t);
+		ksm_decide(&p, &c, &in, &d);
+		sim_apply(&s, &d);
+		if (c.phase == KSM_PH_STEADY && steady_at == 0)
+			steady_at = t;
+	}
+	/* not while growing, and within stall_time (+1 s) of the last growth */
+	CU_ASSERT(steady_at >= 60);
+	CU_ASSERT(steady_at <= 60 + p.stall_time + 1);
+	CU_ASSERT_EQUAL(s.advisor_mode, 0);
+
+	/* Nothing merged yet (the first scan only checksums): no back-off. */
+	ksm_ctl_init(&c);
+	s = recorded_idle();
+	s.run = 1;
+	s.advisor_mode = 1;
+	for (t = 10; t < 200; t++) {
+		base_input(&in, &s, t);
+		ksm_decide(&p, &c, &in, &d);
+		sim_apply(&s, &d);
+		CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	}
+}
+
 static void
 test_decide_absurd(void)
 {
@@ -979,6 +1022,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_series_no_flap", test_decide_series_no_flap);
 	CU_add_test(s, "decide_stop_and_regrow", test_decide_stop_and_regrow);
 	CU_add_test(s, "decide_watches_guests", test_decide_watches_guests);
+	CU_add_test(s, "decide_stall_in_scan", test_decide_stall_in_scan);
 	CU_add_test(s, "decide_absurd", test_decide_absurd);
 	CU_add_test(s, "state_restore", test_state_restore);
 	CU_add_test(s, "guest_saving_self", test_guest_saving_self);
