@@ -61,11 +61,11 @@ MODULE_PARM_DESC(reclaim_interval_ms,
 static unsigned int oom_wait_ms = 50;
 module_param(oom_wait_ms, uint, 0644);
 MODULE_PARM_DESC(oom_wait_ms,
-		 "How long the OOM notifier waits for answers (ms, 0..100, default 50)");
+		 "How long the OOM notifier waits for answers (ms, 0..1000, default 50)");
 
 #define MC_DEADLINE_MAX_MS	10000
-#define MC_OOM_WAIT_MAX_MS	100
-#define MC_OOM_INTERVAL_MS	100	/* at most one OOM round per interval */
+#define MC_OOM_WAIT_MAX_MS	1000
+#define MC_OOM_ROUNDS_PER_SEC	8	/* OOM rounds allowed per second */
 #define MC_CLIENT_REQS		32	/* remembered requests per client */
 
 enum mc_req_state {
@@ -175,7 +175,8 @@ static struct {
 static struct shrinker *mc_shrinker;
 static unsigned long mc_reclaim_next;		/* jiffies, next batch allowed */
 static atomic64_t mc_reclaim_backlog = ATOMIC64_INIT(0);
-static unsigned long mc_oom_next;		/* jiffies, next OOM round */
+static unsigned long mc_oom_window;		/* jiffies, start of the OOM window */
+static unsigned int mc_oom_rounds;		/* OOM rounds in that window */
 static struct dentry *mc_relay_dentry;
 
 static unsigned int mc_deadline_ms(void)
@@ -521,11 +522,17 @@ unsigned long mc_relay_oom(unsigned long pages)
 	atomic64_inc(&mc_stats.oom_calls);
 	/*
 	 * A client that claims to free but does not would make the OOM
-	 * killer retry forever: one round per interval, 0 in between.
+	 * killer retry forever: a few rounds per second, 0 beyond them, so
+	 * a liar delays a kill by a second at most.  Callers are serialised
+	 * by oom_lock.
 	 */
-	if (time_before(jiffies, READ_ONCE(mc_oom_next)))
+	if (time_after(jiffies, mc_oom_window + HZ)) {
+		mc_oom_window = jiffies;
+		mc_oom_rounds = 0;
+	}
+	if (mc_oom_rounds >= MC_OOM_ROUNDS_PER_SEC)
 		return 0;
-	WRITE_ONCE(mc_oom_next, jiffies + msecs_to_jiffies(MC_OOM_INTERVAL_MS));
+	mc_oom_rounds++;
 
 	if (!wait || !mutex_trylock(&mc_round_mutex)) {
 		/* a balloon round is waiting (or no wait wanted): ask, don't wait */
@@ -874,7 +881,7 @@ int mc_relay_init(void)
 	int err;
 
 	mc_reclaim_next = jiffies;
-	mc_oom_next = jiffies;
+	mc_oom_window = jiffies;
 	mc_shrinker = mc_shrinker_create("memcoop-relay", mc_shrink_count, mc_shrink_scan,
 					 DEFAULT_SEEKS);
 	if (!mc_shrinker)
