@@ -68,6 +68,19 @@
  * before taking it, or with GFP_NOWAIT), so the OOM path may wait for it
  * briefly; the shrinker only trylocks and skips a busy object.
  *
+ * Events.  PURGE_SOON and PURGED carry the range's user address as seen
+ * by the mapping through which it was marked volatile (ranges marked
+ * through different address bases are never merged); REFAULT carries the
+ * faulting address, once per page of a purged range first touched after
+ * it was marked non-volatile.
+ *
+ * Limits.  The shrinker is not memcg-aware: reclaim inside a memory cgroup
+ * at its limit does not purge volatile ranges (the group's OOM killer
+ * acts instead).  If mmap_region() fails after our ->mmap succeeded (an
+ * allocation failure inside the core) the vma's object reference is not
+ * dropped on kernels without close_and_free_vma.  A forked child's mmap of
+ * the same fd shares the parent's object.
+ *
  * All page counts are in PAGE_SIZE pages.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": vrange: " fmt
