@@ -87,7 +87,9 @@ struct memcoop_api {
  *               the kernel, 32..64) sent to the registering process with
  *               every shrink request; anything else is -EINVAL.  fasync
  *               (F_SETOWN, F_SETSIG, O_ASYNC) works as well.
- * @reclaimable: pages the process estimates it could free on request.
+ * @reclaimable: pages the process estimates it could free on request
+ *               (larger values are clamped to the guest's RAM; no client
+ *               is asked for more than its estimate).
  * @flags:       must be zero.
  * @reserved:    must be zero.
  *
