@@ -611,6 +611,8 @@ static unsigned long mc_shrink_scan(struct shrinker *s, struct shrink_control *s
 	pages = atomic64_xchg(&mc_reclaim_backlog, 0);
 	if (!pages)
 		return SHRINK_STOP;
+	/* a storm's backlog is not a reason to empty every cache: 1/32 of RAM */
+	pages = min_t(u64, pages, max(totalram_pages() / 32, 256UL));
 	level = current_is_kswapd() ? MEMCOOP_LEVEL_LOW : MEMCOOP_LEVEL_MEDIUM;
 	deadline = ktime_get_ns() + (u64)mc_deadline_ms() * NSEC_PER_MSEC;
 	if (mc_relay_ask(pages, MEMCOOP_REASON_RECLAIM, level, deadline, 0, true))
