@@ -22,4 +22,11 @@
 #define MC_VALUE_MAX		(1024 * 1024)
 #define MC_LINE_MAX		128
 
+#include <stddef.h>
+
+/* memcache_io.c: all of @len or -1 (EOF or error); wr: write, else read */
+int	mc_io_full(int fd, void *buf, size_t len, int wr);
+/* one '\n'-terminated line, NUL-terminated without the '\n', or -1 */
+int	mc_read_line(int fd, char *line, size_t max);
+
 #endif /* MEMCACHE_H */

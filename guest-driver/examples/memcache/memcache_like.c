@@ -335,58 +335,6 @@ cache_set(const char *key, void *val, size_t vlen, size_t mlen)
 /* ---- connections ---- */
 
 static int
-read_full(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = read(fd, p, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-write_full(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-read_line(int fd, char *line, size_t max)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < max; i++) {
-		if (read_full(fd, &line[i], 1) == -1)
-			return -1;
-		if (line[i] == '\n') {
-			line[i] = '\0';
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
 valid_key(const char *k)
 {
 	size_t n = strlen(k);
@@ -409,7 +357,7 @@ serve(int fd)
 	void *val;
 	int n;
 
-	if (read_line(fd, line, sizeof(line)) == -1)
+	if (mc_read_line(fd, line, sizeof(line)) == -1)
 		return -1;
 	if (sscanf(line, "SET %127s %zu", key, &len) == 2) {
 		if (!valid_key(key) || len == 0 || len > MC_VALUE_MAX) {
@@ -421,27 +369,27 @@ serve(int fd)
 			dprintf(fd, "ERROR out of memory\n");
 			return -1;
 		}
-		if (read_full(fd, val, len) == -1) {
+		if (mc_io_full(fd, val, len, 0) == -1) {
 			slot_free(val, mlen);
 			return -1;
 		}
 		cache_set(key, val, len, mlen);
-		return write_full(fd, "STORED\n", 7);
+		return mc_io_full(fd, "STORED\n", 7, 1);
 	}
 	if (sscanf(line, "GET %127s", key) == 1) {
 		pthread_mutex_lock(&cache.lock);
 		if ((it = lookup(key, NULL)) == NULL) {
 			cache.misses++;
 			pthread_mutex_unlock(&cache.lock);
-			return write_full(fd, "MISS\n", 5);
+			return mc_io_full(fd, "MISS\n", 5, 1);
 		}
 		cache.hits++;
 		lru_unlink(it);
 		lru_push(it);
 		/* written under the lock: eviction may unmap it otherwise */
 		n = snprintf(out, sizeof(out), "VALUE %zu\n", it->vlen);
-		if (write_full(fd, out, (size_t)n) == -1 ||
-		    write_full(fd, it->val, it->vlen) == -1) {
+		if (mc_io_full(fd, out, (size_t)n, 1) == -1 ||
+		    mc_io_full(fd, it->val, it->vlen, 1) == -1) {
 			pthread_mutex_unlock(&cache.lock);
 			return -1;
 		}
@@ -453,7 +401,8 @@ serve(int fd)
 		if ((it = lookup(key, NULL)) != NULL)
 			item_drop(it);
 		pthread_mutex_unlock(&cache.lock);
-		return it ? write_full(fd, "DELETED\n", 8) : write_full(fd, "MISS\n", 5);
+		return it ? mc_io_full(fd, "DELETED\n", 8, 1) :
+		    mc_io_full(fd, "MISS\n", 5, 1);
 	}
 	if (strcmp(line, "STATS") == 0) {
 		pthread_mutex_lock(&cache.lock);
@@ -464,7 +413,7 @@ serve(int fd)
 		    cache.nitems, cache.used >> 10, cache.limit >> 10, cache.hits, cache.misses,
 		    cache.sets, cache.evictions, cache.shrink_requests, cache.shrink_freed_pages);
 		pthread_mutex_unlock(&cache.lock);
-		return write_full(fd, out, (size_t)n);
+		return mc_io_full(fd, out, (size_t)n, 1);
 	}
 	dprintf(fd, "ERROR unknown request\n");
 	return -1;

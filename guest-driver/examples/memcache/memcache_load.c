@@ -62,40 +62,6 @@ sock_connect(void)
 	return fd;
 }
 
-static int
-io_full(int fd, void *p, size_t len, int wr)
-{
-	char *c = p;
-	ssize_t n;
-
-	while (len > 0) {
-		n = wr ? write(fd, c, len) : read(fd, c, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		c += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-read_line(int fd, char *line, size_t max)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < max; i++) {
-		if (io_full(fd, &line[i], 1, 0) == -1)
-			return -1;
-		if (line[i] == '\n') {
-			line[i] = '\0';
-			return 0;
-		}
-	}
-	return -1;
-}
-
 static void
 fill_value(unsigned char *v, uint64_t key)
 {
@@ -132,8 +98,8 @@ do_set(int fd, uint64_t key)
 
 	fill_value(buf, key);
 	n = snprintf(line, sizeof(line), "SET k%" PRIu64 " %zu\n", key, vlen);
-	if (io_full(fd, line, (size_t)n, 1) == -1 || io_full(fd, buf, vlen, 1) == -1 ||
-	    read_line(fd, line, sizeof(line)) == -1)
+	if (mc_io_full(fd, line, (size_t)n, 1) == -1 || mc_io_full(fd, buf, vlen, 1) == -1 ||
+	    mc_read_line(fd, line, sizeof(line)) == -1)
 		return -1;
 	return strcmp(line, "STORED") == 0 ? 0 : -1;
 }
@@ -147,13 +113,13 @@ do_get(int fd, uint64_t key)
 	int n;
 
 	n = snprintf(line, sizeof(line), "GET k%" PRIu64 "\n", key);
-	if (io_full(fd, line, (size_t)n, 1) == -1 || read_line(fd, line, sizeof(line)) == -1)
+	if (mc_io_full(fd, line, (size_t)n, 1) == -1 || mc_read_line(fd, line, sizeof(line)) == -1)
 		return -1;
 	if (strcmp(line, "MISS") == 0)
 		return 0;
 	if (sscanf(line, "VALUE %zu", &len) != 1 || len > MC_VALUE_MAX)
 		return -1;
-	if (io_full(fd, buf, len, 0) == -1)
+	if (mc_io_full(fd, buf, len, 0) == -1)
 		return -1;
 	return check_value(buf, len, key) ? 1 : -2;
 }
