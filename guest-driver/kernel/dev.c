@@ -69,7 +69,8 @@ bool mc_file_post_event(struct mc_file *mf, struct memcoop_event *ev)
 	unsigned long flags;
 	bool queued = false;
 
-	if (!(READ_ONCE(mf->subscribed) & BIT_ULL(ev->type)) || !mc_api_done(mf))
+	if (ev->type == MEMCOOP_EVENT_LOST ||
+	    !(READ_ONCE(mf->subscribed) & BIT_ULL(ev->type)) || !mc_api_done(mf))
 		return false;
 	ev->timestamp_ns = ktime_get_ns();
 
@@ -112,10 +113,15 @@ static bool mc_peek_event(struct mc_file *mf, struct memcoop_event *ev)
 	return have;
 }
 
+/*
+ * Consume what mc_peek_event() returned.  LOST records are never in the
+ * ring (they are made up from @lost), so a LOST record consumes the count
+ * it reported even if an event was queued since the peek.
+ */
 static void mc_pop_event(struct mc_file *mf, const struct memcoop_event *ev)
 {
 	spin_lock_irq(&mf->evlock);
-	if (ev->type == MEMCOOP_EVENT_LOST && mf->head == mf->tail)
+	if (ev->type == MEMCOOP_EVENT_LOST)
 		mf->lost -= min(mf->lost, ev->lost.count);
 	else
 		mf->tail++;

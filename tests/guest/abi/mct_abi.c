@@ -230,6 +230,66 @@ fork_shares(void)
 	close(fd);
 }
 
+/*
+ * Overflow: 300 PURGED events for a queue of 256 records.  Every event is
+ * either delivered or counted in a LOST record that comes after the
+ * delivered ones, and nothing is delivered twice.
+ */
+static void
+queue_overflow(void)
+{
+	enum { NR = 300 };
+	struct memcoop_subscribe sub = { .events = 1ULL << MEMCOOP_EVENT_PURGED };
+	struct memcoop_event ev[64];
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t purged = 0, lost = 0, lost_records = 0, after_lost = 0;
+	char *p;
+	int fd = open_dev(), i, n, kfd;
+
+	CHECK(handshake(fd, MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS,
+	    NULL) == 0, "handshake with residence events");
+	CHECK(ioctl(fd, MEMCOOP_IOC_SUBSCRIBE, &sub) == 0, "subscribe PURGED");
+	p = mmap(NULL, 2 * NR * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap");
+	if (p == MAP_FAILED)
+		return;
+	memset(p, 1, 2 * NR * pg);
+	for (i = 0; i < NR; i++) {	/* every other page: no merging */
+		struct memcoop_vrange vr = { .start = (uintptr_t)(p + 2 * i * pg),
+		    .len = pg, .mode = MEMCOOP_VRANGE_VOLATILE };
+		if (ioctl(fd, MEMCOOP_IOC_VRANGE, &vr) == -1) {
+			CHECK(0, "mark range %d volatile", i);
+			return;
+		}
+	}
+	kfd = open("/sys/kernel/debug/memcoop/vrange_purge", O_WRONLY);
+	CHECK(kfd >= 0 && write(kfd, "100000", 6) == 6, "purge through debugfs");
+	if (kfd >= 0)
+		close(kfd);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	while ((n = read(fd, ev, sizeof(ev))) > 0) {
+		for (i = 0; i < n / (int)sizeof(ev[0]); i++) {
+			if (ev[i].type == MEMCOOP_EVENT_PURGED) {
+				purged++;
+				after_lost += lost_records > 0;
+			} else if (ev[i].type == MEMCOOP_EVENT_LOST) {
+				lost += ev[i].lost.count;
+				lost_records++;
+			}
+		}
+	}
+	CHECK(n == -1 && errno == EAGAIN, "queue drained");
+	CHECK(purged + lost == NR, "every purge delivered or counted lost: %llu + %llu",
+	    (unsigned long long)purged, (unsigned long long)lost);
+	CHECK(lost > 0 && lost_records == 1, "one LOST record for %llu dropped events",
+	    (unsigned long long)lost);
+	CHECK(after_lost == 0, "the LOST record comes after the delivered events");
+	CHECK(purged <= 255, "no more delivered than the queue holds: %llu",
+	    (unsigned long long)purged);
+	munmap(p, 2 * NR * pg);
+	close(fd);
+}
+
 static long
 meminfo(const char *key)
 {
@@ -296,6 +356,7 @@ main(void)
 	feature_gating();
 	event_queue();
 	fork_shares();
+	queue_overflow();
 	unprivileged();
 	no_leak();
 	printf("mct-abi: %d passed, %d failed\n", passes, failures);
