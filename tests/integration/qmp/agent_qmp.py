@@ -360,27 +360,55 @@ def scenario_pressure(memcoopd, memcoopctl):
             a.set_host(avail_mib=600, psi=25.0)
             st = a.wait_guest("vm1", lambda x: 0 < x["target"] < 768 * MIB,
                               "host short: guest target lowered", 30)
+            # the policy takes only from a guest with spare (MemAvailable
+            # above guest-reserve + 2 * guest-slack = 288M); it stops at the
+            # min or where the guest's spare runs out, whichever comes first
+            spare_above = (96 + 2 * 96) * MIB
             targets = []
+            steady = None
             deadline = time.time() + 60
             while time.time() < deadline:
-                t = a.status("vm1")["target"]
+                st = a.status("vm1")
+                t = st["target"]
                 if not targets or targets[-1] != t:
                     targets.append(t)
+                    steady = None
                 if t == 384 * MIB:
                     break
+                # no spare left: the balloon is there and fresh stats
+                # say so, for longer than calm-ticks and a stats period
+                if abs(st["actual"] - t) <= 8 * MIB and \
+                        0 < st["usable"] <= spare_above:
+                    if steady is None:
+                        steady = time.time()
+                    elif time.time() - steady >= 6:
+                        break
+                else:
+                    steady = None
                 time.sleep(0.3)
             # every change, from the log (polling could miss some)
-            changes = [(int(x), int(y)) for x, y in re.findall(
-                r"guest vm1: target (\d+)M -> (\d+)M: -", a.log())]
+            shrinks = re.findall(r"guest vm1: target (\d+)M -> (\d+)M: -.*"
+                                 r"guest MemAvailable (\d+)M, spare", a.log())
+            changes = [(int(x), int(y)) for x, y, _ in shrinks]
             steps = [x - y for x, y in changes]
             check(min(targets) >= 384 * MIB and
                   all(y >= 384 for x, y in changes),
                   "never below the min (384M)")
             check(len(steps) >= 3 and all(0 < s <= 64 for s in steps),
                   "rate-limited steps of at most 64M: %s" % steps)
-            check(targets[-1] == 384 * MIB, "shrunk down to the min")
-            wait_actual(g, 384, tol=16)
-            print("ok: balloon followed to 384M", flush=True)
+            check(all(int(av) > spare_above // MIB for _, _, av in shrinks),
+                  "shrunk only while the guest had spare: %s" %
+                  [int(av) for _, _, av in shrinks])
+            low = targets[-1] // MIB
+            check(low == 384 or steady is not None and
+                  time.time() - steady >= 6,
+                  "shrunk down to the min or until the guest's spare ran "
+                  "out (stopped at %dM, guest MemAvailable %dM)" %
+                  (low, st["usable"] // MIB))
+            check(low == 384 or changes and changes[-1][1] == low,
+                  "the last logged shrink is where it stopped")
+            wait_actual(g, low, tol=16)
+            print("ok: balloon followed to %dM" % low, flush=True)
             check(re.search(r"guest vm1: target \d+M -> \d+M: -\d+M: "
                             r"host (MemAvailable 6\d\dM < floor 1024M|memory PSI)",
                             a.log()) is not None,
@@ -393,10 +421,10 @@ def scenario_pressure(memcoopd, memcoopctl):
                 g.send("hold %d" % mib)
                 g.wait_for(r"HOLD %d\n" % mib, timeout=60)
                 time.sleep(0.5)
-            st = a.wait_guest("vm1", lambda x: x["target"] > 384 * MIB,
+            st = a.wait_guest("vm1", lambda x: x["target"] > low * MIB,
                               "guest under pressure: given memory", 60)
-            check(re.search(r"guest vm1: target 384M -> \d+M: \+\d+M: guest "
-                            r"(MemAvailable|major faults|swapping)",
+            check(re.search(r"guest vm1: target %dM -> \d+M: \+\d+M: guest "
+                            r"(MemAvailable|major faults|swapping)" % low,
                             a.log()) is not None,
                   "growth logged with the guest's reason")
             # no flapping: once grown, the target does not go down again
