@@ -297,6 +297,76 @@ test_host_short(void)
 	CU_ASSERT(3300 * MIB - sum >= P.host_floor);
 }
 
+/*
+ * Recorded by agent-qmp-pressure (host MemAvailable 600M, PSI 25%, a 768M
+ * guest with min 384M using about 180M): the guest is shrunk 512M -> 448M
+ * with 330M available, then held at 448M with 266M available, in the dead
+ * band (above reserve + slack, not above reserve + 2 * slack), however
+ * long the host stays short.  It is a stop, not a stall: the same guest
+ * with spare again is shrunk at the next tick.
+ */
+static void
+test_host_short_dead_band(void)
+{
+	struct host_stats h;
+	struct policy_guest g;
+	uint64_t now = 1000000;
+	int t;
+
+	policy_defaults(&P);
+	P.host_floor = 1024 * MIB;
+	P.host_comfort = 2048 * MIB;
+	P.guest_min = 256 * MIB;
+	P.guest_reserve = 96 * MIB;
+	P.guest_slack = 96 * MIB;
+	P.step_max = 64 * MIB;
+	P.step_min = 8 * MIB;
+	P.hold_ms = 4000;
+	P.calm_ticks = 2;
+	memset(&h, 0, sizeof(h));
+	h.valid_mem = h.valid_psi = 1;
+	h.mem_total = 32768 * MIB;
+	h.mem_available = 600 * MIB;
+	h.psi_some_avg10 = 25.0;
+
+	memset(&g, 0, sizeof(g));
+	g.name = "vm1";
+	g.online = 1;
+	g.set.min = 384 * MIB;
+	g.maxmem = 768 * MIB;
+	g.actual = g.cur_target = 512 * MIB;
+	g.st.last_dir = -1;
+	g.st.last_change = now - 3000;
+	g.st.calm_ticks = 5;
+	g.stats.valid = GST_AVAIL | GST_TOTAL;
+	g.stats.total = 512 * MIB;
+	g.stats.avail = 330 * MIB;
+	g.stats.when = now - 500;
+	CU_ASSERT_EQUAL(policy_run(&P, &h, &g, 1, now), 1);
+	CU_ASSERT_EQUAL(g.target, 448 * MIB);
+	CU_ASSERT(strstr(g.reason, "-64M: host MemAvailable 600M < floor "
+	    "1024M; guest MemAvailable 330M, spare 138M") != NULL);
+
+	/* at 448M with 266M available: no change for 60 s of ticks */
+	g.actual = g.cur_target = g.target;
+	for (t = 0; t < 60; t++) {
+		now += 1000;
+		g.prev = g.stats;
+		g.stats.total = 448 * MIB;
+		g.stats.avail = 266 * MIB;
+		g.stats.when = now - 500;
+		CU_ASSERT_EQUAL(policy_run(&P, &h, &g, 1, now), 0);
+		CU_ASSERT_EQUAL(g.target, 448 * MIB);
+	}
+	/* spare again (289M > 96M + 2 * 96M): shrunk, down to the min */
+	now += 1000;
+	g.prev = g.stats;
+	g.stats.avail = 289 * MIB;
+	g.stats.when = now - 500;
+	CU_ASSERT_EQUAL(policy_run(&P, &h, &g, 1, now), 1);
+	CU_ASSERT_EQUAL(g.target, 384 * MIB);
+}
+
 /* Limits moved by the operator while the loop runs are never exceeded. */
 static void
 test_limits_moving(void)
@@ -624,6 +694,8 @@ main(void)
 	CU_add_test(s, "long recorded series: no flapping",
 	    test_long_series_no_flap);
 	CU_add_test(s, "host short of memory", test_host_short);
+	CU_add_test(s, "host short, guest in the dead band",
+	    test_host_short_dead_band);
 	CU_add_test(s, "limits moved while running", test_limits_moving);
 	CU_add_test(s, "missing and absurd stats", test_missing_and_absurd);
 	CU_add_test(s, "fixed, manual, offline", test_modes);
