@@ -41,6 +41,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 
 #include <libmemcoop.h>
@@ -972,6 +973,65 @@ test_lib(void)
 /* ------------------------------------------------------------------- fuzz */
 
 #define FUZZ_FDS	8
+#define FUZZ_SLOTS	256	/* fuzz processes the watchdog can describe */
+
+/*
+ * What each fuzz process is doing, in memory shared by all of them, for
+ * the progress lines and the watchdog's report: a process takes a free
+ * slot (pid 0) or one whose process is gone (killed), records the
+ * operation it is in, and frees the slot when it exits.
+ */
+struct fuzz_slot {
+	volatile pid_t pid;
+	volatile int depth;
+	volatile int op;		/* operation in progress, -1 between */
+	volatile int fd;		/* its file descriptor */
+	volatile long nops;		/* operations done */
+	volatile uint64_t op_ns;	/* when the operation started */
+};
+static struct fuzz_shared {
+	volatile long ops;		/* operations done by all processes */
+	struct fuzz_slot slot[FUZZ_SLOTS];
+} *fuzz_shared;
+
+static struct fuzz_slot *
+fuzz_slot_take(int depth)
+{
+	pid_t me = getpid();
+	struct fuzz_slot *sl;
+	int i;
+
+	for (i = 0; fuzz_shared && i < FUZZ_SLOTS; i++)
+		if (fuzz_shared->slot[i].pid == me)
+			return &fuzz_shared->slot[i];	/* a depth-0 fuzzer's next run */
+	for (i = 0; fuzz_shared && i < FUZZ_SLOTS; i++) {
+		pid_t p = fuzz_shared->slot[i].pid;
+
+		sl = &fuzz_shared->slot[i];
+		if ((p == 0 || (kill(p, 0) == -1 && errno == ESRCH)) &&
+		    __sync_bool_compare_and_swap(&sl->pid, p, me)) {
+			sl->depth = depth;
+			sl->op = -1;
+			sl->fd = -1;
+			sl->nops = 0;
+			return sl;
+		}
+	}
+	return NULL;
+}
+
+/* Exit a fuzz process, freeing its slot. */
+static void __attribute__((noreturn))
+fuzz_exit(void)
+{
+	pid_t me = getpid();
+	int i;
+
+	for (i = 0; fuzz_shared && i < FUZZ_SLOTS; i++)
+		if (fuzz_shared->slot[i].pid == me)
+			fuzz_shared->slot[i].pid = 0;
+	_exit(0);
+}
 
 #define SLAB_MAX	256
 
@@ -1067,8 +1127,10 @@ fuzz_ops(int *fds, int nops, int depth)
 	uint64_t seqs[16] = { 0 };
 	int i, op, k, status;
 	unsigned int nseq = 0;
+	pid_t parent;
 	long r;
 	pid_t pid;
+	struct fuzz_slot *slot = fuzz_slot_take(depth);
 
 	memset(ev, 0, sizeof(ev));
 	for (i = 0; i < nops; i++) {
@@ -1076,6 +1138,11 @@ fuzz_ops(int *fds, int nops, int depth)
 		op = (int)(rnd() % 16);
 		if (fds[k] == -1 && op > 1)
 			op = 0;
+		if (slot) {
+			slot->op_ns = now_ns();
+			slot->fd = fds[k];
+			slot->op = op;
+		}
 		switch (op) {
 		case 0: {	/* open + handshake, sometimes a bad one */
 			struct memcoop_api api;
@@ -1184,12 +1251,19 @@ fuzz_ops(int *fds, int nops, int depth)
 		case 13:	/* fork: the child works on the shared files */
 			if (depth > 1 || rnd() % 4)
 				break;
+			parent = getpid();
 			if ((pid = fork()) == 0) {
-				/* inherited files: shared registrations; no orphans */
+				/*
+				 * inherited files: shared registrations; no
+				 * orphans (a parent killed before the prctl
+				 * would leave one racing on the file flags)
+				 */
 				(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+				if (getppid() != parent)
+					_exit(0);
 				srandom((unsigned int)getpid());
 				fuzz_ops(fds, 50 + (int)(rnd() % 200), depth + 1);
-				_exit(0);
+				fuzz_exit();
 			}
 			if (pid == -1)
 				break;
@@ -1211,7 +1285,13 @@ fuzz_ops(int *fds, int nops, int depth)
 			if (rnd() % 16)
 				break;
 			CHECK_OK(fcntl(fds[k], F_SETFL, 0));
-			ualarm(20000, 0);
+			/*
+			 * Every 20 ms, not once: a process preempted for
+			 * 20 ms between ualarm() and read() takes the only
+			 * alarm before it blocks, and then blocks for good
+			 * when nobody asks this file (the hang seen in CI).
+			 */
+			ualarm(20000, 20000);
 			r = read(fds[k], ev, sizeof(ev));
 			ualarm(0, 0);
 			/* EAGAIN: a dying sharer of the file set O_NONBLOCK meanwhile */
@@ -1221,6 +1301,12 @@ fuzz_ops(int *fds, int nops, int depth)
 			CHECK_OK(fcntl(fds[k], F_SETFL, O_NONBLOCK));
 			break;
 		}
+		if (slot) {
+			slot->op = -1;
+			slot->nops++;
+		}
+		if (fuzz_shared)
+			__sync_fetch_and_add(&fuzz_shared->ops, 1);
 	}
 }
 
@@ -1243,6 +1329,110 @@ alarm_handler(int sig)
 	(void)sig;
 }
 
+/* One line of /proc/PID/FILE, without its newline, or "?". */
+static void
+proc_line(pid_t pid, const char *file, char *buf, size_t len)
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	if ((f = fopen(path, "r")) == NULL || fgets(buf, (int)len, f) == NULL)
+		snprintf(buf, len, "?");
+	if (f != NULL)
+		fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* The watchdog's report: what each live fuzz process is doing, in and out of the kernel. */
+static void
+fuzz_dump(void)
+{
+	char stat[256], wchan[64], sc[128], line[256], path[64];
+	uint64_t now = now_ns();
+	int i;
+
+	for (i = 0; i < FUZZ_SLOTS; i++) {
+		struct fuzz_slot *sl = &fuzz_shared->slot[i];
+		pid_t p = sl->pid;
+		FILE *f;
+
+		if (p == 0 || (kill(p, 0) == -1 && errno == ESRCH))
+			continue;
+		proc_line(p, "stat", stat, sizeof(stat));
+		proc_line(p, "wchan", wchan, sizeof(wchan));
+		proc_line(p, "syscall", sc, sizeof(sc));
+		fprintf(stderr, "fuzz watchdog: pid %d depth %d op %d fd %d for %llu ms after %ld ops; "
+		    "wchan %s syscall %s; stat %s\n", (int)p, sl->depth, sl->op, sl->fd,
+		    sl->op == -1 ? 0ull : (unsigned long long)((now - sl->op_ns) / 1000000),
+		    sl->nops, wchan, sc, stat);
+		snprintf(path, sizeof(path), "/proc/%d/stack", (int)p);
+		if ((f = fopen(path, "r")) != NULL) {
+			while (fgets(line, sizeof(line), f) != NULL)
+				fprintf(stderr, "fuzz watchdog:   %s", line);
+			fclose(f);
+		}
+	}
+}
+
+/*
+ * Reap every child (orphans come back to us as subreaper) until none is
+ * left; every 10 s say how far the fuzzers got; at @limit (ns) dump what
+ * each one is doing, kill them and fail.  @direct: our own children, which
+ * must exit 0.  Return: 1 if a process ended badly.
+ */
+static int
+fuzz_wait(const pid_t *direct, int ndirect, uint64_t limit)
+{
+	struct itimerval tick = { { 1, 0 }, { 1, 0 } }, off = { { 0, 0 }, { 0, 0 } };
+	uint64_t start = now_ns(), next = start + 10000000000ull;
+	int i, status, is_direct, bad = 0;
+	pid_t pid;
+
+	/* SIGALRM has no SA_RESTART here: wait() returns EINTR every second */
+	CHECK_OK(setitimer(ITIMER_REAL, &tick, NULL));
+	for (;;) {
+		pid = wait(&status);
+		if (pid == -1 && errno == EINTR) {
+			uint64_t t = now_ns();
+			int alive = 0;
+
+			if (t < next && t < limit)
+				continue;
+			for (i = 0; i < FUZZ_SLOTS; i++)
+				alive += fuzz_shared->slot[i].pid != 0 &&
+				    kill(fuzz_shared->slot[i].pid, 0) == 0;
+			printf("fuzz: %llu s: %d processes, %ld operations, %lld requests, "
+			    "%lld clients\n", (unsigned long long)((t - start) / 1000000000ull),
+			    alive, fuzz_shared->ops, relay_stat("requests"), relay_stat("clients"));
+			next += 10000000000ull;
+			if (t < limit)
+				continue;
+			fflush(stdout);
+			fuzz_dump();
+			for (i = 0; i < FUZZ_SLOTS; i++)
+				if (fuzz_shared->slot[i].pid != 0)
+					kill(fuzz_shared->slot[i].pid, SIGKILL);
+			fail(__LINE__, "fuzz processes still running %llu s after the end",
+			    (unsigned long long)((t - start) / 1000000000ull));
+		}
+		if (pid == -1)
+			break;
+		is_direct = 0;
+		for (i = 0; i < ndirect; i++)
+			is_direct |= direct[i] == pid;
+		/* orphans (their parent was killed) may have been killed too */
+		if (WIFEXITED(status) ? WEXITSTATUS(status) != 0 :
+		    is_direct || WTERMSIG(status) != SIGKILL) {
+			fprintf(stderr, "fuzz process %d: status %#x\n", pid, status);
+			bad = 1;
+		}
+	}
+	CHECK_EQ(errno, ECHILD);
+	CHECK_OK(setitimer(ITIMER_REAL, &off, NULL));
+	return bad;
+}
+
 static void
 test_fuzz(int secs, int procs)
 {
@@ -1250,7 +1440,7 @@ test_fuzz(int secs, int procs)
 	pid_t fuzzers[64];
 	struct sigaction sa;
 	uint64_t end;
-	int i, status, bad = 0;
+	int i, bad;
 	pid_t pid;
 
 	memset(&sa, 0, sizeof(sa));
@@ -1263,42 +1453,40 @@ test_fuzz(int secs, int procs)
 
 	/* orphans of killed fuzz children come back to us: wait() sees all */
 	CHECK_OK(prctl(PR_SET_CHILD_SUBREAPER, 1));
+	fuzz_shared = mmap(NULL, sizeof(*fuzz_shared), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CHECK(fuzz_shared != MAP_FAILED);
 
 	/* warm up the caches the test itself uses, then measure */
+	printf("fuzz: warm-up (2000 operations)\n");
 	if ((pid = fork()) == 0) {
 		srandom(1);
 		fuzz_run(2000);
-		_exit(0);
+		fuzz_exit();
 	}
-	while ((pid = wait(&status)) > 0)
-		CHECK(!WIFEXITED(status) || WEXITSTATUS(status) == 0);
+	CHECK(pid != -1);
+	CHECK(!fuzz_wait(&pid, 1, now_ns() + 120000000000ull));
 	CHECK_EQ(relay_stat("clients"), 0);
 	meminfo(&before);
 
 	end = now_ns() + (uint64_t)secs * 1000000000ull;
 	CHECK(procs > 0 && procs <= 64);
+	printf("fuzz: %d processes for %d s\n", procs, secs);
 	for (i = 0; i < procs; i++) {
 		if ((pid = fork()) == 0) {
 			srandom((unsigned int)(time(NULL) ^ getpid()));
 			while (now_ns() < end)
 				fuzz_run(500);
-			_exit(0);
+			fuzz_exit();
 		}
 		CHECK(pid != -1);
 		fuzzers[i] = pid;
 	}
-	while ((pid = wait(&status)) > 0) {
-		int direct = 0;
-
-		for (i = 0; i < procs; i++)
-			direct |= fuzzers[i] == pid;
-		/* orphans (their parent was killed) may have been killed too */
-		if (WIFEXITED(status) ? WEXITSTATUS(status) != 0 :
-		    direct || WTERMSIG(status) != SIGKILL) {
-			fprintf(stderr, "fuzz process %d: status %#x\n", pid, status);
-			bad = 1;
-		}
-	}
+	/*
+	 * The watchdog: a fuzz_run() started just before the end takes a
+	 * few seconds even on a loaded TCG guest; 90 s more is a hang.
+	 */
+	bad = fuzz_wait(fuzzers, procs, end + 90000000000ull);
 	CHECK(!bad);
 	CHECK_EQ(relay_stat("clients"), 0);
 	set_param("relay_deadline_ms", 200);
@@ -1438,7 +1626,8 @@ print_stats(void)
 
 /*
  * For host-driven tests: hold @mib of anonymous memory, register with it
- * as the estimate, print "READY" and then each request as "REQ ...".
+ * as the estimate, print "READY" and then each request as "REQ ...
+ * client=NAME" (two clients share the output).
  * @mode: "answer" frees what is asked (from the end of the block) and
  * answers; "silent" never answers (and does not read the host's lines:
  * it runs beside an answering client); "die" exits (a child holding the
@@ -1519,11 +1708,11 @@ run_client(const char *name, uint64_t mib, const char *mode)
 		if (fd == -1 || !(pfd[1].revents & POLLIN) || read(fd, &ev, sizeof(ev)) != sizeof(ev) ||
 		    ev.type != MEMCOOP_EVENT_SHRINK)
 			continue;
-		printf("REQ seq=%llu reason=%u level=%u pages=%llu latency_us=%llu deadline_ms=%llu\n",
-		    (unsigned long long)ev.seq, ev.shrink.reason, ev.shrink.level,
+		printf("REQ seq=%llu reason=%u level=%u pages=%llu latency_us=%llu deadline_ms=%llu "
+		    "client=%s\n", (unsigned long long)ev.seq, ev.shrink.reason, ev.shrink.level,
 		    (unsigned long long)ev.shrink.pages,
 		    (unsigned long long)((now_ns() - ev.timestamp_ns) / 1000),
-		    (unsigned long long)((ev.shrink.deadline_ns - ev.timestamp_ns) / 1000000));
+		    (unsigned long long)((ev.shrink.deadline_ns - ev.timestamp_ns) / 1000000), name);
 		if (silent)
 			continue;
 		{
