@@ -1413,7 +1413,7 @@ fuzz_wait(const pid_t *direct, int ndirect, uint64_t limit)
 			for (i = 0; i < FUZZ_SLOTS; i++)
 				if (fuzz_shared->slot[i].pid != 0)
 					kill(fuzz_shared->slot[i].pid, SIGKILL);
-			fail(__LINE__, "fuzz processes still running %llu s after the end",
+			fail(__LINE__, "watchdog: fuzz processes still running after %llu s",
 			    (unsigned long long)((t - start) / 1000000000ull));
 		}
 		if (pid == -1)
