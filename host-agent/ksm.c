@@ -442,6 +442,20 @@ watched_saving(const struct ksm_input *in)
 	return sys_saving_pages(&in->sys);
 }
 
+
+/*
+ * @mark * @permille / 1000 without overflow for any figures (absurd sysfs
+ * values reach here): split @mark so no product exceeds 64 bits.
+ */
+static int64_t
+grow_allowance(int64_t mark, unsigned int permille)
+{
+	uint64_t m = mark > 0 ? (uint64_t)mark : 0;
+	uint64_t r = m / 1000 * permille + m % 1000 * permille / 1000;
+
+	return r > INT64_MAX ? INT64_MAX : (int64_t)r;
+}
+
 static void
 enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 {
@@ -558,8 +572,9 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 		}
 		if (c->phase == KSM_PH_CONVERGE && p->stall_time > 0) {
 			/* Growth over time, for scans that take minutes. */
-			if (saving > c->grow_mark + c->grow_mark *
-			    (int64_t)p->stall_permille / 1000) {
+			if (saving > c->grow_mark && (uint64_t)saving -
+			    (uint64_t)c->grow_mark > (uint64_t)grow_allowance(
+			    c->grow_mark, p->stall_permille)) {
 				c->grow_mark = saving;
 				c->grow_time = in->now;
 			} else if (saving > 0 &&
