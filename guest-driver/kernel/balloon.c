@@ -141,6 +141,7 @@ struct mc_balloon_counters {
 struct mc_balloon {
 	struct virtio_device *vdev;
 	struct virtqueue *vqs[MC_VQ_MAX];	/* NULL if not negotiated */
+	u64 config_ns;			/* ktime_get_ns() of the last config interrupt */
 
 	/* inflate/deflate: the work that follows the target */
 	struct workqueue_struct *wq;	/* freezable, unbound */
@@ -638,6 +639,7 @@ static void mc_changed(struct virtio_device *vdev)
 	struct mc_balloon *vb = vdev->priv;
 	bool now;
 
+	WRITE_ONCE(vb->config_ns, ktime_get_ns());
 	/*
 	 * While backing off, a new target that needs more pages waits for
 	 * the pending retry; one that needs fewer is served at once.
@@ -990,6 +992,7 @@ static int mc_counters_show(struct seq_file *m, void *unused)
 #define MC_SHOW(name, val) seq_printf(m, "%s %llu\n", name, (u64)(val))
 	MC_SHOW("size_pages", READ_ONCE(vb->num_pages));
 	MC_SHOW("target_pages", mc_target(vb));
+	MC_SHOW("config_ns", READ_ONCE(vb->config_ns));
 	MC_SHOW("inflated_pages", atomic64_read(&c->inflated));
 	MC_SHOW("deflated_pages", atomic64_read(&c->deflated));
 	MC_SHOW("inflate_requests", atomic64_read(&c->inflate_reqs));

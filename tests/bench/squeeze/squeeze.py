@@ -58,7 +58,11 @@ def run(driver, args):
     res = {"driver": driver}
     target = args.mem - args.take
     with mclab.Guest(mem=args.mem, driver=driver, timeout=900, name="squeeze-" + driver) as g:
-        g.start("mcb-squeeze", str(args.cache), str(args.value))
+        # after the run, the driver's counters: config_ns is when the
+        # config interrupt with the new target arrived (memcoop.ko only)
+        g.start("sh", "-c", "mcb-squeeze %d %d; rc=$?; "
+                "cat /sys/kernel/debug/memcoop/balloon 2>/dev/null; exit $rc" % (
+                    args.cache, args.value))
         m = g.wait_for(r"FILLED mib=\d+ keys=\d+ secs=([\d.]+)", timeout=600)
         res["fill_s"] = float(m.group(1))
         g.wait_for(r"LOAD t=", timeout=60)
@@ -127,6 +131,9 @@ def run(driver, args):
             first_cb = (cb - mark) / 1e6
     res["lat_us"] = lat
     res["first_cb_ms"] = first_cb
+    cfg = re.search(r"^config_ns (\d+)$", out, re.M)
+    res["irq_to_cb_ms"] = (first_cb * 1e6 + mark - int(cfg.group(1))) / 1e6 \
+        if cfg and first_cb is not None and int(cfg.group(1)) >= mark else None
     res["reasons"] = reasons
     psi = [int(x) for x in re.findall(r"PSI mono_ns=(\d+)", out)]
     psi_after = [t for t in psi if t >= mark]
@@ -185,6 +192,9 @@ def main():
         for reason, (n, asked, freed) in sorted(r["reasons"].items()):
             print("%s: shrink requests reason %d: %d, %d pages asked, %d freed" % (
                 d, reason, n, asked, freed), flush=True)
+        if r.get("irq_to_cb_ms") is not None:
+            print("%s: config interrupt -> first shrink callback %.3f ms" % (
+                d, r["irq_to_cb_ms"]), flush=True)
         print("%s: callback latency p50 %s us p99 %s us over %d requests; first callback "
               "%s ms, first PSI event %s ms after the mark (%d PSI events; %s)" % (
                   d, fmt(percentile(r["lat_us"], 50)), fmt(percentile(r["lat_us"], 99)),
@@ -200,6 +210,8 @@ def main():
             bench("squeeze_rps_" + ph, m["rps"][i], "req/s", s["rps"][i])
         psi = m["first_psi_ms"] if m["first_psi_ms"] is not None else s["first_psi_ms"]
         bench("squeeze_notify_first", m["first_cb_ms"], "ms", psi)
+        # from the config interrupt carrying the new target to the callback
+        bench("squeeze_irq_to_callback", m["irq_to_cb_ms"], "ms", psi)
         bench("squeeze_callback_latency_p50", percentile(m["lat_us"], 50) / 1000.0, "ms", psi)
         bench("squeeze_callback_latency_p99", percentile(m["lat_us"], 99) / 1000.0, "ms", psi)
     return 0
