@@ -107,7 +107,7 @@ def demo(srcdir, builddir):
                 name, g.boot_seconds, "virtio_balloon" if driver == "stock" else "memcoop.ko",
                 g.qemu_pid))
         for name, g in guests.items():
-            m = g.wait_for(r"FILLED mib=(\d+).*? secs=(\S+)", timeout=240)
+            m = g.wait_for(r"FILLED mib=(\d+).*? secs=(\S+)\n", timeout=240)
             say("   %-8s cache filled: %s MiB in %ss" % (name, m.group(1), m.group(2)))
 
         with open(conf, "w") as f:

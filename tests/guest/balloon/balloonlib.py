@@ -31,7 +31,8 @@ class AgentGuest(mclab.Guest):
         self.seq += 1
         tag = "c%d" % self.seq
         self.send("%s %s" % (tag, line))
-        m = self.wait_for(r"(?m)^%s (OK|ERR)(.*)$" % tag, timeout=timeout)
+        # whole lines only: "$" would also match a line still being written
+        m = self.wait_for(r"(?m)^%s (OK|ERR)([^\n]*)\n" % tag, timeout=timeout)
         extra = re.findall(r"(?m)^%s C (.*)$" % tag, self.output)
         if m.group(1) != "OK":
             raise Failed("guest command %r: %s" % (line, m.group(2).strip()))
