@@ -77,32 +77,15 @@ usage(void)
 /* ------------------------------------------------------------------ */
 /* Talking to memcoopd */
 
+/* All of @len bytes, or -1 (EOF or error); @wr: write, else read. */
 static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-read_all(int fd, void *buf, size_t len)
+io_all(int fd, void *buf, size_t len, int wr)
 {
 	char *p = buf;
 	ssize_t n;
 
 	while (len > 0) {
-		n = read(fd, p, len);
+		n = wr ? write(fd, p, len) : read(fd, p, len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -124,8 +107,8 @@ send_req(uint32_t type, json_t *obj)
 	if (s == NULL)
 		return -1;
 	if (mcctl_hdr_init(&h, type, ++seq, strlen(s)) == 0 &&
-	    write_all(sock_fd, &h, sizeof(h)) == 0 &&
-	    write_all(sock_fd, s, h.len) == 0)
+	    io_all(sock_fd, &h, sizeof(h), 1) == 0 &&
+	    io_all(sock_fd, s, h.len, 1) == 0)
 		rv = 0;
 	free(s);
 	return rv;
@@ -141,7 +124,7 @@ recv_msg(uint32_t *type)
 	json_t *o;
 	ssize_t n;
 
-	if (read_all(sock_fd, &h, sizeof(h)) == -1)
+	if (io_all(sock_fd, &h, sizeof(h), 0) == -1)
 		return NULL;
 	if (h.magic != MCCTL_MAGIC || h.version != MCCTL_VERSION ||
 	    h.len > MCCTL_MAX_PAYLOAD) {
@@ -151,7 +134,7 @@ recv_msg(uint32_t *type)
 	if ((buf = malloc(sizeof(h) + h.len)) == NULL)
 		return NULL;
 	memcpy(buf, &h, sizeof(h));
-	if (read_all(sock_fd, buf + sizeof(h), h.len) == -1) {
+	if (io_all(sock_fd, buf + sizeof(h), h.len, 0) == -1) {
 		free(buf);
 		return NULL;
 	}
