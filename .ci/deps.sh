@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config meson ninja-build sparse
-linux-headers-amd64 linux-libc-dev kmod cpio gzip xz-utils busybox-static
+linux-headers-amd64 linux-libc-dev kmod dkms cpio gzip xz-utils busybox-static
 qemu-system-x86 qemu-utils socat
 libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 libevent-dev libcunit1-dev libjansson-dev

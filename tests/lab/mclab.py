@@ -176,9 +176,10 @@ def _default_builddir():
 
 
 class Lab:
-    """Paths and cached artefacts of one build directory."""
+    """Paths and cached artefacts of one build directory; @module: a
+    memcoop.ko to pack instead of the build's (one built by DKMS, say)."""
 
-    def __init__(self, builddir=None):
+    def __init__(self, builddir=None, module=None):
         self.builddir = os.path.abspath(builddir or _default_builddir())
         if not os.path.isdir(self.builddir):
             raise LabError("build directory %s does not exist "
@@ -186,6 +187,11 @@ class Lab:
         self.workdir = os.path.join(self.builddir, "mclab")
         os.makedirs(self.workdir, exist_ok=True)
         self.ko = os.path.join(self.builddir, "guest-driver", "kernel", "memcoop.ko")
+        self.module_given = module is not None
+        if self.module_given:
+            self.ko = os.path.abspath(module)
+            if not os.path.isfile(self.ko):
+                raise LabError("module %s does not exist" % self.ko)
         self.cache = os.environ.get("MCLAB_CACHE") or os.path.join(
             os.path.expanduser("~"), ".cache", "memcoop")
 
@@ -280,7 +286,9 @@ class Lab:
                 raise LabError("%s is missing (is the build complete?)" % p)
             sig.update(("%s %d %d\n" % (p, st.st_mtime_ns, st.st_size)).encode())
         digest = sig.hexdigest()[:16]
-        path = os.path.join(self.workdir, "base-%s.cpio" % digest)
+        # a given module gets its own cache, so that it never replaces the build's base
+        kind = "module" if with_module and self.module_given else "base"
+        path = os.path.join(self.workdir, "%s-%s.cpio" % (kind, digest))
         with _flock(os.path.join(self.workdir, ".lock")):
             if os.path.exists(path):
                 return path
@@ -314,8 +322,8 @@ class Lab:
             with open(tmp, "wb") as f:
                 f.write(c.data(trailer=False))
             os.rename(tmp, path)
-            # drop older bases of this build
-            for old in glob.glob(os.path.join(self.workdir, "base-*.cpio")):
+            # drop older bases of this build (of this kind)
+            for old in glob.glob(os.path.join(self.workdir, kind + "-*.cpio")):
                 if old != path:
                     with contextlib.suppress(OSError):
                         os.unlink(old)
@@ -457,10 +465,12 @@ class Guest:
 
     def __init__(self, mem=512, smp=1, driver="memcoop", modparams=None,
                  balloon_opts=None, timeout=300, kvm=False, append="",
-                 builddir=None, qmp_extra=False, name="guest", balloon=True):
+                 builddir=None, qmp_extra=False, name="guest", balloon=True, module=None):
         if driver not in ("memcoop", "stock", "none"):
             raise LabError("driver must be memcoop, stock or none")
-        self.lab = Lab(builddir)
+        if module is not None and driver != "memcoop":
+            raise LabError("a module to load (%s) needs driver memcoop" % module)
+        self.lab = Lab(builddir, module=module)
         self.mem, self.smp, self.driver = int(mem), int(smp), driver
         self.modparams = dict(modparams or {})
         self.balloon_opts = dict(balloon_opts or {})
