@@ -46,8 +46,9 @@
  * pages go back to the buddy allocator.  Only the balloon path may sleep:
  * it posts PURGE_SOON, waits grace_ms (if anyone subscribed), and then
  * purges only the ranges still volatile (marking non-volatile wins).  The
- * shrinker refuses without __GFP_FS and uses trylock only; the OOM path
- * uses trylock only.
+ * shrinker (which refuses without __GFP_FS) and the OOM notifier only
+ * trylock; a refused purge goes to a worker that waits for the lock (see
+ * "Deferred purges").
  *
  * Locking, outermost first:
  *   mmap_lock            (ioctls, faults) taken before vobj->sem
@@ -61,12 +62,14 @@
  *   (i_mmap_rwsem, page locks: inside shmem_truncate_range)
  *   mc_lru_lock          spinlock: the LRU, and start/end of VOLATILE
  *                        ranges (the purge collector reads them under it).
- *                        The collector only ever trylocks vobj->sem while
- *                        holding it, so there is no inversion.
+ *                        The collector only takes object references
+ *                        under it, never vobj->sem, so there is no
+ *                        inversion.
  *   mc_file.evlock       (dev.c) posting events; taken under vobj->sem.
  * Nothing waits for memory while holding vobj->sem (nodes are allocated
- * before taking it, or with GFP_NOWAIT), so the OOM path may wait for it
- * briefly; the shrinker only trylocks and skips a busy object.
+ * before taking it, or with GFP_NOWAIT), so the purge worker may wait for
+ * it; reclaim and the OOM notifier only trylock and hand a busy object to
+ * the worker.
  *
  * Events.  PURGE_SOON and PURGED carry the range's user address as seen
  * by the mapping through which it was marked volatile (ranges marked
@@ -98,6 +101,8 @@
 #include <linux/xarray.h>
 #include <linux/seq_file.h>
 #include <linux/pagemap.h>
+#include <linux/workqueue.h>
+#include <linux/wait.h>
 
 #include "mc_internal.h"
 
@@ -110,6 +115,11 @@ static unsigned int oom_purge_pages = 4096;
 module_param(oom_purge_pages, uint, 0644);
 MODULE_PARM_DESC(oom_purge_pages,
 		 "Pages the OOM notifier tries to purge (default 4096)");
+
+static unsigned int oom_purge_wait_ms = 200;
+module_param(oom_purge_wait_ms, uint, 0644);
+MODULE_PARM_DESC(oom_purge_wait_ms,
+		 "How long the OOM notifier waits for a deferred purge (ms, 0..1000, default 200)");
 
 #define MC_GRACE_MAX_MS		1000
 #define MC_VOBJ_BYTES		(1ULL << 40)	/* size of each memory object */
@@ -163,6 +173,9 @@ static atomic_long_t mc_refaults;		/* REFAULT pages */
 static atomic_long_t mc_rescued;		/* ranges saved in the grace period */
 static atomic_long_t mc_objects;		/* live memory objects */
 static atomic_long_t mc_purging;		/* pages of ranges being punched now */
+static atomic_long_t mc_lock_busy;		/* trylocks refused (reclaim, OOM) */
+static atomic_long_t mc_oom_calls;		/* OOM notifier calls */
+static atomic_long_t mc_oom_retries;		/* ... answered "retry": a purge under way */
 
 static struct shrinker *mc_vr_shrinker;
 static struct dentry *mc_vr_debugfs, *mc_vr_debugfs_purge;
@@ -852,28 +865,21 @@ static struct mc_vr *mc_victim_find(struct mc_victim *v)
 
 /* How mc_purge() may wait. */
 enum mc_purge_mode {
-	MC_PURGE_TRY,		/* shrinker: trylock only, no grace */
-	MC_PURGE_OOM,		/* OOM notifier: wait a little for a busy object */
+	MC_PURGE_TRY,		/* reclaim, OOM: trylock only, no grace */
+	MC_PURGE_LOCK,		/* the deferred-purge worker: wait for locks, no grace */
 	MC_PURGE_WAIT,		/* balloon: PURGE_SOON, grace period, wait for locks */
 };
 
-#define MC_OOM_LOCK_TRIES	20	/* x 1 ms */
-
 static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
 {
-	int i;
-
-	if (mode == MC_PURGE_WAIT) {
+	if (mode != MC_PURGE_TRY) {
 		down_write(&obj->sem);
 		return true;
 	}
-	for (i = 0; ; i++) {
-		if (down_write_trylock(&obj->sem))
-			return true;
-		if (mode == MC_PURGE_TRY || i == MC_OOM_LOCK_TRIES)
-			return false;
-		usleep_range(500, 1000);
-	}
+	if (down_write_trylock(&obj->sem))
+		return true;
+	atomic_long_inc(&mc_lock_busy);
+	return false;
 }
 
 /*
@@ -881,9 +887,11 @@ static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
  * pages are freed or nothing more can be purged.  In MC_PURGE_WAIT mode
  * (balloon) subscribers get PURGE_SOON and grace_ms to rescue a range.
  * Sleeps (truncation); takes obj->sem per @mode, never mc_lru_lock across
- * anything that sleeps.
+ * anything that sleeps.  *@busy (if given) is set when a trylock refused a
+ * range that was still to be purged.
  */
-static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mode mode)
+static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mode mode,
+			      bool *busy)
 {
 	bool may_sleep = mode == MC_PURGE_WAIT;
 	struct mc_victim v[MC_PURGE_BATCH];
@@ -919,8 +927,11 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 			struct mc_vobj *obj = v[i].obj;
 			struct mc_vr *r;
 
-			if (!mc_purge_lock(obj, mode))
+			if (!mc_purge_lock(obj, mode)) {
+				if (busy)
+					*busy = true;
 				goto put;
+			}
 			r = mc_victim_find(&v[i]);
 			if (r) {
 				freed += mc_purge_range(obj, r, reason);
@@ -945,8 +956,8 @@ unsigned long mc_vrange_purge(unsigned long pages, u32 reason)
 	if (reason < MEMCOOP_REASON_BALLOON || reason > MEMCOOP_REASON_OOM)
 		return 0;
 	might_sleep();
-	return mc_purge(pages, reason, reason == MEMCOOP_REASON_BALLOON ? MC_PURGE_WAIT :
-			reason == MEMCOOP_REASON_OOM ? MC_PURGE_OOM : MC_PURGE_TRY);
+	return mc_purge(pages, reason,
+			reason == MEMCOOP_REASON_BALLOON ? MC_PURGE_WAIT : MC_PURGE_TRY, NULL);
 }
 
 unsigned long mc_vrange_purgeable(void)
@@ -954,6 +965,50 @@ unsigned long mc_vrange_purgeable(void)
 	long n = atomic_long_read(&mc_volatile_pages);
 
 	return n > 0 ? n : 0;
+}
+
+/*
+ * Deferred purges.  Reclaim and the OOM notifier only trylock an object's
+ * sem: a holder may be waiting for a page lock, and the OOM notifier runs
+ * under oom_lock.  But an rwsem with waiters queued refuses every trylock,
+ * even between two holders, so an object in heavy use (threads marking
+ * ranges and faulting) is never purgeable that way.  When a trylock purge
+ * is refused, the purge is handed to mc_vr_work on a WQ_MEM_RECLAIM
+ * workqueue, which queues for the sem like any other writer.  The OOM
+ * notifier waits up to oom_purge_wait_ms for it, and while it is still working
+ * reports progress (the allocation is retried instead of killing), but
+ * not for longer than MC_OOM_PATIENCE without a page freed.
+ */
+static struct workqueue_struct *mc_vr_wq;
+static atomic_long_t mc_deferred_want[MEMCOOP_REASON_OOM + 1];
+static atomic_long_t mc_deferred_runs;
+static DECLARE_WAIT_QUEUE_HEAD(mc_deferred_wait);
+static unsigned long mc_oom_hopeful_since;	/* jiffies; 0: not waiting (oom_lock) */
+
+#define MC_OOM_PATIENCE		(5 * HZ)
+
+static void mc_vr_workfn(struct work_struct *work)
+{
+	u32 reason;
+
+	for (reason = MEMCOOP_REASON_OOM; reason >= MEMCOOP_REASON_RECLAIM; reason--) {
+		unsigned long want = atomic_long_xchg(&mc_deferred_want[reason], 0);
+
+		if (want)
+			mc_purge(want, reason, MC_PURGE_LOCK, NULL);
+	}
+	atomic_long_inc(&mc_deferred_runs);
+	wake_up_all(&mc_deferred_wait);
+}
+
+static DECLARE_WORK(mc_vr_work, mc_vr_workfn);
+
+static void mc_purge_later(unsigned long pages, u32 reason)
+{
+	/* the largest request wins; they are not added up */
+	if (atomic_long_read(&mc_deferred_want[reason]) < (long)pages)
+		atomic_long_set(&mc_deferred_want[reason], pages);
+	queue_work(mc_vr_wq, &mc_vr_work);
 }
 
 static unsigned long mc_vr_count(struct shrinker *s, struct shrink_control *sc)
@@ -966,26 +1021,53 @@ static unsigned long mc_vr_count(struct shrinker *s, struct shrink_control *sc)
 static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
 {
 	unsigned long freed;
+	bool busy = false;
 
 	/* truncation takes page and i_mmap locks: not from FS reclaim */
 	if (!(sc->gfp_mask & __GFP_FS))
 		return SHRINK_STOP;
-	freed = mc_purge(sc->nr_to_scan, MEMCOOP_REASON_RECLAIM, MC_PURGE_TRY);
+	freed = mc_purge(sc->nr_to_scan, MEMCOOP_REASON_RECLAIM, MC_PURGE_TRY, &busy);
+	if (busy && freed < sc->nr_to_scan)
+		mc_purge_later(sc->nr_to_scan - freed, MEMCOOP_REASON_RECLAIM);
 	return freed ? freed : SHRINK_STOP;
 }
 
+/* Runs under oom_lock (so one at a time); may sleep. */
 static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, void *parm)
 {
-	unsigned long *freed = parm, n;
+	unsigned long *freed = parm, want = READ_ONCE(oom_purge_pages), n, before;
+	unsigned int wait_ms = min(READ_ONCE(oom_purge_wait_ms), (unsigned int)MC_GRACE_MAX_MS);
+	bool busy = false;
 
-	n = mc_purge(READ_ONCE(oom_purge_pages), MEMCOOP_REASON_OOM, MC_PURGE_OOM);
-	/*
-	 * A purge running elsewhere (it holds the object we could not lock)
-	 * is freeing pages right now: report progress so that the allocation
-	 * is retried instead of killing a process for memory about to be free.
-	 */
-	if (!n && atomic_long_read(&mc_purging) > 0)
-		n = 1;
+	atomic_long_inc(&mc_oom_calls);
+	n = mc_purge(want, MEMCOOP_REASON_OOM, MC_PURGE_TRY, &busy);
+	if (!n && busy) {
+		before = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]);
+		mc_purge_later(want, MEMCOOP_REASON_OOM);
+		wait_event_timeout(mc_deferred_wait,
+				   atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) != before ||
+				   !work_busy(&mc_vr_work),
+				   msecs_to_jiffies(wait_ms));
+		n = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) - before;
+	}
+	if (n) {
+		mc_oom_hopeful_since = 0;
+	} else if (work_busy(&mc_vr_work) || atomic_long_read(&mc_purging) > 0) {
+		/*
+		 * A purge is under way (waiting for the object's sem, or
+		 * punching pages out): report progress so that the allocation
+		 * is retried instead of killing a process for memory about to
+		 * be free, but give up hoping after MC_OOM_PATIENCE.
+		 */
+		if (!mc_oom_hopeful_since)
+			mc_oom_hopeful_since = jiffies ? jiffies : 1;
+		if (time_before(jiffies, mc_oom_hopeful_since + MC_OOM_PATIENCE)) {
+			n = 1;
+			atomic_long_inc(&mc_oom_retries);
+		} else {
+			mc_oom_hopeful_since = 0;
+		}
+	}
 	*freed += n;
 	return NOTIFY_OK;
 }
@@ -1138,6 +1220,10 @@ static int mc_vr_stats_show(struct seq_file *m, void *unused)
 			   atomic_long_read(&mc_purge_pages[i]));
 	}
 	seq_printf(m, "rescued_in_grace %ld\n", atomic_long_read(&mc_rescued));
+	seq_printf(m, "purge_lock_busy %ld\n", atomic_long_read(&mc_lock_busy));
+	seq_printf(m, "deferred_purges %ld\n", atomic_long_read(&mc_deferred_runs));
+	seq_printf(m, "oom_calls %ld\n", atomic_long_read(&mc_oom_calls));
+	seq_printf(m, "oom_retries %ld\n", atomic_long_read(&mc_oom_retries));
 	seq_printf(m, "sigbus %ld\n", atomic_long_read(&mc_sigbus));
 	seq_printf(m, "refaults %ld\n", atomic_long_read(&mc_refaults));
 	return 0;
@@ -1171,12 +1257,16 @@ static const struct file_operations mc_vr_purge_fops = {
 
 int mc_vrange_init(void)
 {
-	int err;
+	int err = -ENOMEM;
 
+	/* it frees memory: it must run even when no kworker can be created */
+	mc_vr_wq = alloc_workqueue("memcoop_purge", WQ_MEM_RECLAIM | WQ_UNBOUND, 1);
+	if (!mc_vr_wq)
+		return -ENOMEM;
 	mc_vr_shrinker = mc_shrinker_create("memcoop-vrange", mc_vr_count, mc_vr_scan,
 					    DEFAULT_SEEKS);
 	if (!mc_vr_shrinker)
-		return -ENOMEM;
+		goto out_wq;
 	err = register_oom_notifier(&mc_vr_oom_nb);
 	if (err)
 		goto out_shrinker;
@@ -1190,6 +1280,8 @@ int mc_vrange_init(void)
 
 out_shrinker:
 	mc_shrinker_destroy(mc_vr_shrinker);
+out_wq:
+	destroy_workqueue(mc_vr_wq);
 	return err;
 }
 
@@ -1200,4 +1292,5 @@ void mc_vrange_exit(void)
 	debugfs_remove(mc_vr_debugfs);
 	unregister_oom_notifier(&mc_vr_oom_nb);
 	mc_shrinker_destroy(mc_vr_shrinker);
+	destroy_workqueue(mc_vr_wq);	/* after the last queue_work() caller */
 }

@@ -913,9 +913,11 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 		faults += w[i].faults;
 	}
 	printf("race: %lu cycles, %lu purged, %lu SIGBUS, bulk sweeps %lu purged %lu, "
-	    "balloon purges %ld, reclaim purges %ld, oom purges %ld\n",
+	    "balloon purges %ld, reclaim purges %ld, oom purges %ld, lock busy %ld, "
+	    "deferred %ld, oom calls %ld retries %ld\n",
 	    cycles, purged, faults, bulk_sweeps, bulk_purged, counter("purges_balloon"),
-	    counter("purges_reclaim"), counter("purges_oom"));
+	    counter("purges_reclaim"), counter("purges_oom"), counter("purge_lock_busy"),
+	    counter("deferred_purges"), counter("oom_calls"), counter("oom_retries"));
 	CHECK(cycles > 0, "no cycles");
 	CHECK(purged + bulk_purged > 0, "no range was ever purged: the race was not exercised");
 	munmap(race_mem, slots + (size_t)bulk_chunks * BULK_CHUNK);
