@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,8 +28,8 @@
 
 static struct memcoopd md;
 static struct config conf;
-static char dir[] = "/tmp/agent-qmpconn-XXXXXX";
-static char path[100];
+static char dir[PATH_MAX];	/* $TMPDIR/memcoop-test-qmpconn.XXXXXX */
+static char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static int lfd = -1;		/* the fake QEMU's listening socket */
 static int cfd = -1;		/* its connection to memcoopd */
 static char inbuf[1 << 16];
@@ -206,14 +207,33 @@ serve(int rounds, uint64_t stats_avail, uint64_t *balloon_value)
 	return n;
 }
 
+/* Remove the fake QEMU's socket and its directory (at most once). */
+static void
+remove_dir(void)
+{
+	if (dir[0] == '\0')
+		return;
+	unlink(path);
+	rmdir(dir);
+	dir[0] = '\0';
+}
+
 static int
 setup(void)
 {
+	const char *tmp = getenv("TMPDIR");
 	struct guest_conf *gc;
+	int n;
 
-	if (mkdtemp(dir) == NULL)
+	snprintf(dir, sizeof(dir), "%s/memcoop-test-qmpconn.XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		dir[0] = '\0';
 		return -1;
-	snprintf(path, sizeof(path), "%s/fake.qmp", dir);
+	}
+	n = snprintf(path, sizeof(path), "%s/fake.qmp", dir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -1;		/* $TMPDIR too long for a socket */
 	config_init(&conf);
 	gc = calloc(1, sizeof(*gc));
 	strcpy(gc->name, "fake");
@@ -241,8 +261,7 @@ teardown(void)
 	if (cfd != -1)
 		close(cfd);
 	close(lfd);
-	unlink(path);
-	rmdir(dir);
+	remove_dir();
 	return 0;
 }
 
@@ -398,6 +417,7 @@ main(void)
 	CU_pSuite s;
 
 	signal(SIGPIPE, SIG_IGN);
+	atexit(remove_dir);	/* also when setup() failed: no teardown() */
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	s = CU_add_suite("qmp connection", setup, teardown);

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -847,6 +848,57 @@ test_decide_absurd(void)
 /* ------------------------------------------------------------------ */
 /* ksm_init / set_mode / free on a scratch copy of the recorded sysfs */
 
+/*
+ * The scratch directory, $TMPDIR/memcoop-test-ksm.XXXXXX: one at a time,
+ * removed at the end of the test that made it or, should a fatal
+ * assertion cut that test short, at exit.
+ */
+static char scratch[PATH_MAX];
+
+static int
+scratch_rm_one(const char *path, const struct stat *sb, int flag,
+    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Remove the scratch directory, if there is one; 0 or -1. */
+static int
+scratch_remove(void)
+{
+	int rc;
+
+	if (scratch[0] == '\0')
+		return 0;
+	rc = nftw(scratch, scratch_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	scratch[0] = '\0';
+	return rc;
+}
+
+static const char *
+scratch_make(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	(void)scratch_remove();		/* a test cut short left it */
+	snprintf(scratch, sizeof(scratch), "%s/memcoop-test-ksm.XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(scratch) == NULL) {
+		scratch[0] = '\0';
+		return NULL;
+	}
+	return scratch;
+}
+
+static void
+scratch_at_exit(void)
+{
+	(void)scratch_remove();
+}
+
 static void
 copy_dir(const char *from, const char *to)
 {
@@ -896,12 +948,13 @@ scratch_num(const char *dir, const char *name)
 static void
 test_state_restore(void)
 {
-	char src[PATH_MAX], dir[] = "/tmp/ksm_test.XXXXXX", sub[PATH_MAX];
+	char src[PATH_MAX], sub[PATH_MAX];
+	const char *dir;
 	struct ksm_state *k;
 	struct ksm_status st;
-	char cmd[PATH_MAX + 16];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	dir = scratch_make();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
 	snprintf(src, sizeof(src), "%s/sysfs-idle", datadir);
 	snprintf(sub, sizeof(sub), "%s/ksm", dir);
 	copy_dir(src, sub);
@@ -930,8 +983,7 @@ test_state_restore(void)
 	CU_ASSERT_EQUAL(scratch_num(sub, "advisor_target_scan_time"), 200);
 	CU_ASSERT_EQUAL(scratch_num(sub, "advisor_max_cpu"), 70);
 	ksm_free(NULL);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(scratch_remove(), 0);
 }
 
 /*
@@ -948,8 +1000,8 @@ test_state_restore(void)
 static void
 test_auto_estimate_self(void)
 {
-	char src[PATH_MAX], dir[] = "/tmp/ksm_test.XXXXXX", sub[PATH_MAX];
-	char cmd[PATH_MAX + 16];
+	char src[PATH_MAX], sub[PATH_MAX];
+	const char *dir;
 	struct ksm_params kp;
 	struct ksm_status st;
 	struct ksm_state *k;
@@ -965,7 +1017,8 @@ test_auto_estimate_self(void)
 		fill_page(mem + i * 4096, 7000000 + i % (pages / 2));
 	(void)madvise(mem, pages * 4096, MADV_MERGEABLE);
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	dir = scratch_make();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
 	snprintf(src, sizeof(src), "%s/sysfs-idle", datadir);
 	snprintf(sub, sizeof(sub), "%s/ksm", dir);
 	copy_dir(src, sub);
@@ -988,8 +1041,7 @@ test_auto_estimate_self(void)
 	ksm_free(k);
 	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 0);
 	munmap(mem, pages * 4096);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(scratch_remove(), 0);
 }
 
 static void
@@ -1010,6 +1062,7 @@ main(int argc, char **argv)
 
 	datadir = argc > 1 ? argv[1] : KSM_TEST_DATADIR;
 	ksm_log_hook = quiet;
+	atexit(scratch_at_exit);
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	s = CU_add_suite("ksm", NULL, NULL);
