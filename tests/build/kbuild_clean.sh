@@ -4,9 +4,13 @@
 set -u
 kdir=$1
 src=$2
-out=$(mktemp -d)
+out=$(mktemp -d "${TMPDIR:-/tmp}/memcoop-test-kbuild.XXXXXX") || exit 1
 log=$out.log
+# sh runs the EXIT trap on a signal only if the signal is trapped too
 trap 'rm -rf "$out" "$log"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 make -s -C "$kdir" M="$out" src="$src" W=1 C=2 modules >"$log" 2>&1
 rc=$?
 # BTF is skipped for every out-of-tree module of a headers-only tree: not ours.
