@@ -1138,10 +1138,10 @@ static int mc_probe(struct virtio_device *vdev)
 			goto out_del_vqs;
 		}
 		/* hint blocks may be taken back before the host is done */
-		vb->hint_shrinker = mc_shrinker_create_priv("memcoop-balloon-hint",
+		vb->hint_shrinker = mc_shrinker_create("memcoop-balloon-hint",
 							    mc_hint_count,
 							    mc_hint_scan,
-							    DEFAULT_SEEKS, vb);
+							    DEFAULT_SEEKS, 0, vb);
 		if (!vb->hint_shrinker) {
 			err = -ENOMEM;
 			goto out_del_vqs;

@@ -12,54 +12,51 @@
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <linux/virtio_config.h>
+#include <linux/list_lru.h>
+#include <linux/memcontrol.h>
 
 /*
- * Shrinkers: 6.7 replaced register_shrinker() with shrinker_alloc() +
- * shrinker_register().  mc_shrinker_create() returns NULL on failure.
- * memcoop's shrinkers are singletons, so no private data is passed.
+ * list_lru: 6.8 made list_lru_add()/del() take the node and memcg and
+ * kept the old behaviour (both from the item's slab) as *_obj(); 6.13
+ * dropped the lock argument of the walk callback.  Only the 6.1 side is
+ * built and tested here.
  */
-static inline struct shrinker *
-mc_shrinker_create(const char *name,
-		   unsigned long (*count)(struct shrinker *, struct shrink_control *),
-		   unsigned long (*scan)(struct shrinker *, struct shrink_control *),
-		   int seeks)
+static inline void mc_list_lru_add(struct list_lru *lru, struct list_head *item)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
-	struct shrinker *s = shrinker_alloc(0, "%s", name);
-
-	if (!s)
-		return NULL;
-	s->count_objects = count;
-	s->scan_objects = scan;
-	s->seeks = seeks;
-	shrinker_register(s);
-	return s;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	list_lru_add_obj(lru, item);
 #else
-	struct shrinker *s = kzalloc(sizeof(*s), GFP_KERNEL);
-
-	if (!s)
-		return NULL;
-	s->count_objects = count;
-	s->scan_objects = scan;
-	s->seeks = seeks;
-	if (register_shrinker(s, "%s", name)) {
-		kfree(s);
-		return NULL;
-	}
-	return s;
+	list_lru_add(lru, item);
 #endif
 }
 
-static inline void mc_shrinker_destroy(struct shrinker *s)
+static inline void mc_list_lru_del(struct list_lru *lru, struct list_head *item)
 {
-	if (!s)
-		return;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
-	shrinker_free(s);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	list_lru_del_obj(lru, item);
 #else
-	unregister_shrinker(s);
-	kfree(s);
+	list_lru_del(lru, item);
 #endif
+}
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+#define MC_LRU_CB_ARGS(item, list, arg) \
+	struct list_head *item, struct list_lru_one *list, void *arg
+#else
+#define MC_LRU_CB_ARGS(item, list, arg) \
+	struct list_head *item, struct list_lru_one *list, spinlock_t *lock, void *arg
+#endif
+
+/* A reference on a non-root memcg, or NULL (root, none, or no CONFIG_MEMCG). */
+static inline struct mem_cgroup *mc_memcg_get(struct mem_cgroup *memcg)
+{
+#ifdef CONFIG_MEMCG
+	if (memcg && memcg->css.parent) {	/* root_mem_cgroup is not exported */
+		css_get(&memcg->css);
+		return memcg;
+	}
+#endif
+	return NULL;
 }
 
 /* vm_flags became read-only with accessors in 6.3 */
@@ -82,9 +79,12 @@ static inline void mc_vm_flags_clear(struct vm_area_struct *vma, unsigned long f
 }
 
 /*
- * A shrinker with a private pointer (balloon.c: free page hints of one
- * device).  Before 6.7 struct shrinker has no private_data, so it is
- * boxed; mc_shrinker_destroy() frees either form.
+ * Shrinkers: 6.7 replaced register_shrinker() with shrinker_alloc() +
+ * shrinker_register(), and gave struct shrinker private_data; before
+ * that the shrinker is boxed with its private pointer (balloon.c: the
+ * free page hints of one device; NULL for memcoop's singletons).
+ * @flags: SHRINKER_* (SHRINKER_MEMCG_AWARE for vrange.c's list_lru).
+ * Returns NULL on failure; mc_shrinker_destroy() frees either form.
  */
 struct mc_shrinker_box {
 	struct shrinker s;	/* first: kfree(&box->s) frees the box */
@@ -92,13 +92,13 @@ struct mc_shrinker_box {
 };
 
 static inline struct shrinker *
-mc_shrinker_create_priv(const char *name,
-			unsigned long (*count)(struct shrinker *, struct shrink_control *),
-			unsigned long (*scan)(struct shrinker *, struct shrink_control *),
-			int seeks, void *priv)
+mc_shrinker_create(const char *name,
+		   unsigned long (*count)(struct shrinker *, struct shrink_control *),
+		   unsigned long (*scan)(struct shrinker *, struct shrink_control *),
+		   int seeks, unsigned int flags, void *priv)
 {
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
-	struct shrinker *s = shrinker_alloc(0, "%s", name);
+	struct shrinker *s = shrinker_alloc(flags, "%s", name);
 
 	if (!s)
 		return NULL;
@@ -116,6 +116,7 @@ mc_shrinker_create_priv(const char *name,
 	box->s.count_objects = count;
 	box->s.scan_objects = scan;
 	box->s.seeks = seeks;
+	box->s.flags = flags;
 	box->priv = priv;
 	if (register_shrinker(&box->s, "%s", name)) {
 		kfree(box);
@@ -131,6 +132,18 @@ static inline void *mc_shrinker_priv(struct shrinker *s)
 	return s->private_data;
 #else
 	return container_of(s, struct mc_shrinker_box, s)->priv;
+#endif
+}
+
+static inline void mc_shrinker_destroy(struct shrinker *s)
+{
+	if (!s)
+		return;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	shrinker_free(s);
+#else
+	unregister_shrinker(s);
+	kfree(s);
 #endif
 }
 

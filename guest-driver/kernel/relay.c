@@ -885,7 +885,7 @@ int mc_relay_init(void)
 	mc_reclaim_next = jiffies;
 	mc_oom_window = jiffies;
 	mc_shrinker = mc_shrinker_create("memcoop-relay", mc_shrink_count, mc_shrink_scan,
-					 DEFAULT_SEEKS);
+					 DEFAULT_SEEKS, 0, NULL);
 	if (!mc_shrinker)
 		return -ENOMEM;
 	err = register_oom_notifier(&mc_oom_nb);

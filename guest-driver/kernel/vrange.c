@@ -77,9 +77,14 @@
  * faulting address, once per page of a purged range first touched after
  * it was marked non-volatile.
  *
- * Limits.  The shrinker is not memcg-aware: reclaim inside a memory cgroup
- * at its limit does not purge volatile ranges (the group's OOM killer
- * acts instead).  If mmap_region() fails after our ->mmap succeeded (an
+ * Memory cgroups.  Pages are charged to the task that faults them in; a
+ * range's node is charged to the task that marked it volatile, and a
+ * memcg-aware list_lru (mc_vr_lru) files the range under that node's
+ * memcg, so reclaim inside a group at its limit purges the ranges the
+ * group's tasks marked (oldest first) before the group's OOM killer acts.
+ * The balloon and the OOM notifier use the global LRU.
+ *
+ * Limits.  If mmap_region() fails after our ->mmap succeeded (an
  * allocation failure inside the core) the vma's object reference is not
  * dropped on kernels without close_and_free_vma.  A forked child's mmap of
  * the same fd shares the parent's object.
@@ -137,6 +142,7 @@ enum mc_vr_state {
 struct mc_vr {
 	struct rb_node rb;		/* in vobj->ranges, by start */
 	struct list_head lru;		/* on mc_lru while VOLATILE */
+	struct list_head mlru;		/* on mc_vr_lru (its memcg's list) while VOLATILE */
 	struct mc_vobj *obj;
 	pgoff_t start, end;		/* VOLATILE: changed under mc_lru_lock too */
 	unsigned long vbase;		/* user address of page offset 0 when marked */
@@ -159,6 +165,14 @@ struct mc_vobj {
 
 static DEFINE_SPINLOCK(mc_lru_lock);
 static LIST_HEAD(mc_lru);
+/*
+ * The same VOLATILE ranges, per memory cgroup: the list_lru files each
+ * range under the memcg its node is charged to (the task that marked it
+ * volatile), which is what lets reclaim inside a memcg find them.
+ */
+static struct list_lru mc_vr_lru;
+static bool mc_vr_lru_ready;		/* set once mc_vr_lru is initialized */
+static struct kmem_cache *mc_vr_cache;
 static atomic64_t mc_next_id = ATOMIC64_INIT(1);
 static atomic64_t mc_ev_seq = ATOMIC64_INIT(1);
 
@@ -191,15 +205,23 @@ static unsigned long vr_len(const struct mc_vr *r)
 	return r->end - r->start;
 }
 
+/* @gfp must include __GFP_ACCOUNT: the node's memcg picks its mc_vr_lru list. */
 static struct mc_vr *vr_alloc_gfp(gfp_t gfp)
 {
-	struct mc_vr *r = kzalloc(sizeof(*r), gfp);
+	struct mc_vr *r = kmem_cache_alloc_lru(mc_vr_cache, &mc_vr_lru, gfp | __GFP_ZERO);
 
 	if (r) {
 		RB_CLEAR_NODE(&r->rb);
 		INIT_LIST_HEAD(&r->lru);
+		INIT_LIST_HEAD(&r->mlru);
 	}
 	return r;
+}
+
+static void vr_free(struct mc_vr *r)
+{
+	if (r)
+		kmem_cache_free(mc_vr_cache, r);
 }
 
 /* Outside obj->sem: may reclaim (and so enter our shrinker). */
@@ -277,6 +299,7 @@ static void vr_insert(struct mc_vobj *obj, struct mc_vr *r)
 		spin_lock(&mc_lru_lock);
 		list_add_tail(&r->lru, &mc_lru);
 		spin_unlock(&mc_lru_lock);
+		mc_list_lru_add(&mc_vr_lru, &r->mlru);
 	}
 }
 
@@ -289,8 +312,9 @@ static void vr_erase(struct mc_vobj *obj, struct mc_vr *r)
 		list_del_init(&r->lru);
 		spin_unlock(&mc_lru_lock);
 	}
+	mc_list_lru_del(&mc_vr_lru, &r->mlru);	/* no-op if not on it */
 	rb_erase(&r->rb, &obj->ranges);
-	kfree(r);
+	vr_free(r);
 }
 
 /* Change @r's extent in place (its order in the tree does not change). */
@@ -308,6 +332,9 @@ static void vr_set_state(struct mc_vobj *obj, struct mc_vr *r, enum mc_vr_state 
 {
 	vr_account(obj, r->state, -(long)vr_len(r));
 	vr_account(obj, st, vr_len(r));
+	/* mc_vr_lru's lock nests outside mc_lru_lock (mc_vr_collect_cb()) */
+	if (r->state == MC_VR_VOLATILE && st != MC_VR_VOLATILE)
+		mc_list_lru_del(&mc_vr_lru, &r->mlru);
 	spin_lock(&mc_lru_lock);
 	if (r->state == MC_VR_VOLATILE)
 		list_del_init(&r->lru);
@@ -315,6 +342,8 @@ static void vr_set_state(struct mc_vobj *obj, struct mc_vr *r, enum mc_vr_state 
 	if (st == MC_VR_VOLATILE)
 		list_add_tail(&r->lru, &mc_lru);
 	spin_unlock(&mc_lru_lock);
+	if (st == MC_VR_VOLATILE)
+		mc_list_lru_add(&mc_vr_lru, &r->mlru);
 }
 
 /*
@@ -459,7 +488,7 @@ static void mc_vm_refault(struct mc_vobj *obj, pgoff_t pgoff, unsigned long addr
 		vr_post(obj, MEMCOOP_EVENT_REFAULT, addr & PAGE_MASK, PAGE_SIZE);
 	}
 	downgrade_write(&obj->sem);
-	kfree(spare);
+	vr_free(spare);
 }
 
 /*
@@ -719,8 +748,8 @@ static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned 
 	}
 	up_write(&obj->sem);
 out:
-	kfree(spare);
-	kfree(node);
+	vr_free(spare);
+	vr_free(node);
 	return err;
 }
 
@@ -737,8 +766,8 @@ static int mc_mark_nonvolatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b)
 	s1 = vr_alloc();
 	s2 = vr_alloc();
 	if (!s1 || !s2) {
-		kfree(s1);
-		kfree(s2);
+		vr_free(s1);
+		vr_free(s2);
 		return -ENOMEM;
 	}
 	down_write(&obj->sem);
@@ -771,8 +800,8 @@ static int mc_mark_nonvolatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b)
 		}
 	}
 	up_write(&obj->sem);
-	kfree(s1);
-	kfree(s2);
+	vr_free(s1);
+	vr_free(s2);
 	return purged;
 }
 
@@ -852,6 +881,69 @@ static int mc_collect(struct mc_victim *v, int max, unsigned long pages)
 	return n;
 }
 
+/* Collecting from one memcg's lists of mc_vr_lru (or counting them). */
+struct mc_collect_ctl {
+	struct mc_victim *v;		/* NULL: only count */
+	int n, max;
+	unsigned long want, got;
+};
+
+#define MC_LRU_WALK		64	/* list items looked at per node and pass */
+
+/* Called under the list's lock, which nests outside mc_lru_lock. */
+static enum lru_status mc_vr_collect_cb(MC_LRU_CB_ARGS(item, list, arg))
+{
+	struct mc_vr *r = container_of(item, struct mc_vr, mlru);
+	struct mc_collect_ctl *c = arg;
+
+	if (c->n == c->max || c->got >= c->want)
+		return LRU_SKIP;
+	spin_lock(&mc_lru_lock);
+	if (r->state == MC_VR_VOLATILE && (!c->v || kref_get_unless_zero(&r->obj->ref))) {
+		if (c->v) {
+			c->v[c->n].obj = r->obj;
+			c->v[c->n].start = r->start;
+			c->v[c->n].end = r->end;
+			c->v[c->n].id = r->id;
+		}
+		c->got += vr_len(r);
+		c->n++;
+	}
+	spin_unlock(&mc_lru_lock);
+	return LRU_SKIP;
+}
+
+/*
+ * mc_collect_memcg() - like mc_collect(), from the ranges @memcg marked
+ * (its mc_vr_lru lists on every node; oldest first).  With @v NULL, only
+ * counts: returns the ranges seen and sets *@pages to their pages, a
+ * sample of at most MC_LRU_WALK per node scaled up to the list's length.
+ */
+static int mc_collect_memcg(struct mem_cgroup *memcg, struct mc_victim *v, int max,
+			    unsigned long want, unsigned long *pages)
+{
+	int nid, n = 0;
+
+	*pages = 0;
+	for_each_online_node(nid) {
+		struct mc_collect_ctl c = { .v = v, .max = max - n, .want = want - *pages };
+		unsigned long walk = MC_LRU_WALK, items;
+
+		if (n == max || *pages >= want)
+			break;
+		items = list_lru_count_one(&mc_vr_lru, nid, memcg);
+		if (!items)
+			continue;
+		c.v = v ? v + n : NULL;
+		list_lru_walk_one(&mc_vr_lru, nid, memcg, mc_vr_collect_cb, &c, &walk);
+		if (!v && c.n && items > (unsigned long)c.n)
+			c.got = c.got / c.n * items;
+		n += c.n;
+		*pages += c.got;
+	}
+	return n;
+}
+
 /* The VOLATILE range @v names, if still there.  Caller holds obj->sem. */
 static struct mc_vr *mc_victim_find(struct mc_victim *v)
 {
@@ -888,10 +980,11 @@ static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
  * (balloon) subscribers get PURGE_SOON and grace_ms to rescue a range.
  * Sleeps (truncation); takes obj->sem per @mode, never mc_lru_lock across
  * anything that sleeps.  *@busy (if given) is set when a trylock refused a
- * range that was still to be purged.
+ * range that was still to be purged.  @memcg: only ranges that memcg
+ * marked (reclaim inside it); NULL: all, from the global LRU.
  */
 static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mode mode,
-			      bool *busy)
+			      bool *busy, struct mem_cgroup *memcg)
 {
 	bool may_sleep = mode == MC_PURGE_WAIT;
 	struct mc_victim v[MC_PURGE_BATCH];
@@ -902,7 +995,13 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 		unsigned int grace = min(READ_ONCE(grace_ms), (unsigned int)MC_GRACE_MAX_MS);
 		bool progress = false, warned = false;
 
-		n = mc_collect(v, MC_PURGE_BATCH, pages - freed);
+		if (memcg) {
+			unsigned long got;
+
+			n = mc_collect_memcg(memcg, v, MC_PURGE_BATCH, pages - freed, &got);
+		} else {
+			n = mc_collect(v, MC_PURGE_BATCH, pages - freed);
+		}
 		if (!n)
 			break;
 		if (may_sleep && grace) {
@@ -957,7 +1056,7 @@ unsigned long mc_vrange_purge(unsigned long pages, u32 reason)
 		return 0;
 	might_sleep();
 	return mc_purge(pages, reason,
-			reason == MEMCOOP_REASON_BALLOON ? MC_PURGE_WAIT : MC_PURGE_TRY, NULL);
+			reason == MEMCOOP_REASON_BALLOON ? MC_PURGE_WAIT : MC_PURGE_TRY, NULL, NULL);
 }
 
 unsigned long mc_vrange_purgeable(void)
@@ -981,6 +1080,8 @@ unsigned long mc_vrange_purgeable(void)
  */
 static struct workqueue_struct *mc_vr_wq;
 static atomic_long_t mc_deferred_want[MEMCOOP_REASON_OOM + 1];
+static DEFINE_SPINLOCK(mc_deferred_lock);
+static struct mem_cgroup *mc_deferred_memcg;	/* reclaim inside it (referenced) */
 static atomic_long_t mc_deferred_runs;
 static DECLARE_WAIT_QUEUE_HEAD(mc_deferred_wait);
 static unsigned long mc_oom_hopeful_since;	/* jiffies; 0: not waiting (oom_lock) */
@@ -993,9 +1094,16 @@ static void mc_vr_workfn(struct work_struct *work)
 
 	for (reason = MEMCOOP_REASON_OOM; reason >= MEMCOOP_REASON_RECLAIM; reason--) {
 		unsigned long want = atomic_long_xchg(&mc_deferred_want[reason], 0);
+		struct mem_cgroup *memcg = NULL;
 
+		if (reason == MEMCOOP_REASON_RECLAIM) {
+			spin_lock(&mc_deferred_lock);
+			swap(memcg, mc_deferred_memcg);
+			spin_unlock(&mc_deferred_lock);
+		}
 		if (want)
-			mc_purge(want, reason, MC_PURGE_LOCK, NULL);
+			mc_purge(want, reason, MC_PURGE_LOCK, NULL, memcg);
+		mem_cgroup_put(memcg);
 	}
 	atomic_long_inc(&mc_deferred_runs);
 	wake_up_all(&mc_deferred_wait);
@@ -1003,19 +1111,39 @@ static void mc_vr_workfn(struct work_struct *work)
 
 static DECLARE_WORK(mc_vr_work, mc_vr_workfn);
 
-static void mc_purge_later(unsigned long pages, u32 reason)
+/*
+ * mc_purge_later() - have the worker purge @pages for @reason, from the
+ * ranges @memcg marked (NULL or root: from all).  The largest request
+ * wins, they are not added up; of two memcgs, the later one.
+ */
+static void mc_purge_later(unsigned long pages, u32 reason, struct mem_cgroup *memcg)
 {
-	/* the largest request wins; they are not added up */
+	struct mem_cgroup *old;
+
+	memcg = mc_memcg_get(memcg);
+	spin_lock(&mc_deferred_lock);
+	old = mc_deferred_memcg;
+	mc_deferred_memcg = memcg;
+	spin_unlock(&mc_deferred_lock);
+	mem_cgroup_put(old);
 	if (atomic_long_read(&mc_deferred_want[reason]) < (long)pages)
 		atomic_long_set(&mc_deferred_want[reason], pages);
 	queue_work(mc_vr_wq, &mc_vr_work);
 }
 
+/*
+ * The shrinker is memcg-aware: reclaim inside a memory cgroup (at its
+ * limit) purges the ranges tasks of that group marked, global reclaim
+ * visits every group.  Counts are pages.
+ */
 static unsigned long mc_vr_count(struct shrinker *s, struct shrink_control *sc)
 {
-	unsigned long n = mc_vrange_purgeable();
+	unsigned long pages;
 
-	return n ? n : SHRINK_EMPTY;
+	if (!smp_load_acquire(&mc_vr_lru_ready))
+		return 0;
+	mc_collect_memcg(sc->memcg, NULL, INT_MAX, ULONG_MAX, &pages);
+	return pages ? pages : SHRINK_EMPTY;
 }
 
 static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
@@ -1024,11 +1152,11 @@ static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
 	bool busy = false;
 
 	/* truncation takes page and i_mmap locks: not from FS reclaim */
-	if (!(sc->gfp_mask & __GFP_FS))
+	if (!(sc->gfp_mask & __GFP_FS) || !smp_load_acquire(&mc_vr_lru_ready))
 		return SHRINK_STOP;
-	freed = mc_purge(sc->nr_to_scan, MEMCOOP_REASON_RECLAIM, MC_PURGE_TRY, &busy);
+	freed = mc_purge(sc->nr_to_scan, MEMCOOP_REASON_RECLAIM, MC_PURGE_TRY, &busy, sc->memcg);
 	if (busy && freed < sc->nr_to_scan)
-		mc_purge_later(sc->nr_to_scan - freed, MEMCOOP_REASON_RECLAIM);
+		mc_purge_later(sc->nr_to_scan - freed, MEMCOOP_REASON_RECLAIM, sc->memcg);
 	return freed ? freed : SHRINK_STOP;
 }
 
@@ -1040,10 +1168,10 @@ static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, voi
 	bool busy = false;
 
 	atomic_long_inc(&mc_oom_calls);
-	n = mc_purge(want, MEMCOOP_REASON_OOM, MC_PURGE_TRY, &busy);
+	n = mc_purge(want, MEMCOOP_REASON_OOM, MC_PURGE_TRY, &busy, NULL);
 	if (!n && busy) {
 		before = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]);
-		mc_purge_later(want, MEMCOOP_REASON_OOM);
+		mc_purge_later(want, MEMCOOP_REASON_OOM, NULL);
 		wait_event_timeout(mc_deferred_wait,
 				   atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) != before ||
 				   !work_busy(&mc_vr_work),
@@ -1259,17 +1387,26 @@ int mc_vrange_init(void)
 {
 	int err = -ENOMEM;
 
+	/* range nodes are charged to the marking task's memcg */
+	mc_vr_cache = KMEM_CACHE(mc_vr, SLAB_ACCOUNT);
+	if (!mc_vr_cache)
+		return -ENOMEM;
 	/* it frees memory: it must run even when no kworker can be created */
 	mc_vr_wq = alloc_workqueue("memcoop_purge", WQ_MEM_RECLAIM | WQ_UNBOUND, 1);
 	if (!mc_vr_wq)
-		return -ENOMEM;
+		goto out_cache;
+	/* the list_lru needs the shrinker's id, which registering assigns */
 	mc_vr_shrinker = mc_shrinker_create("memcoop-vrange", mc_vr_count, mc_vr_scan,
-					    DEFAULT_SEEKS);
+					    DEFAULT_SEEKS, SHRINKER_MEMCG_AWARE, NULL);
 	if (!mc_vr_shrinker)
 		goto out_wq;
-	err = register_oom_notifier(&mc_vr_oom_nb);
+	err = list_lru_init_memcg(&mc_vr_lru, mc_vr_shrinker);
 	if (err)
 		goto out_shrinker;
+	smp_store_release(&mc_vr_lru_ready, true);
+	err = register_oom_notifier(&mc_vr_oom_nb);
+	if (err)
+		goto out_lru;
 	if (mc_debugfs_root)
 		mc_vr_debugfs = debugfs_create_file("vrange", 0444, mc_debugfs_root, NULL,
 						    &mc_vr_stats_fops);
@@ -1278,10 +1415,16 @@ int mc_vrange_init(void)
 							  NULL, &mc_vr_purge_fops);
 	return 0;
 
+out_lru:
+	mc_shrinker_destroy(mc_vr_shrinker);
+	mc_vr_shrinker = NULL;
+	list_lru_destroy(&mc_vr_lru);
 out_shrinker:
 	mc_shrinker_destroy(mc_vr_shrinker);
 out_wq:
 	destroy_workqueue(mc_vr_wq);
+out_cache:
+	kmem_cache_destroy(mc_vr_cache);
 	return err;
 }
 
@@ -1293,4 +1436,7 @@ void mc_vrange_exit(void)
 	unregister_oom_notifier(&mc_vr_oom_nb);
 	mc_shrinker_destroy(mc_vr_shrinker);
 	destroy_workqueue(mc_vr_wq);	/* after the last queue_work() caller */
+	mem_cgroup_put(mc_deferred_memcg);	/* a request the worker did not take */
+	list_lru_destroy(&mc_vr_lru);
+	kmem_cache_destroy(mc_vr_cache);
 }

@@ -996,66 +996,153 @@ t_alloc(void)
 
 /* ---- memory cgroup ----------------------------------------------------- */
 
-static void
-t_memcg(void)
-{
-	const char *cg = "/sys/fs/cgroup/mct-vrange";
-	char path[256], buf[256];
-	long cur, oomk = -1;
-	pid_t pid;
-	int st, fd;
-	FILE *f;
+#define MEMCG_DIR	"/sys/fs/cgroup/mct-vrange"
 
-	cur_test = "memcg";
+/* A fresh group limited to @max bytes. */
+static void
+memcg_make(const char *max)
+{
+	char path[256];
+
 	mkdir("/sys/fs/cgroup", 0755);
 	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0 &&
 	    system("mount -t cgroup2 none /sys/fs/cgroup") != 0)
 		FAIL("cannot mount cgroup2");
 	write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
-	if (mkdir(cg, 0755) == -1 && errno != EEXIST)
-		FAIL("mkdir %s: %s", cg, strerror(errno));
-	snprintf(path, sizeof(path), "%s/memory.max", cg);
-	write_file(path, "33554432");		/* 32 MiB */
+	if (mkdir(MEMCG_DIR, 0755) == -1 && errno != EEXIST)
+		FAIL("mkdir %s: %s", MEMCG_DIR, strerror(errno));
+	snprintf(path, sizeof(path), "%s/memory.max", MEMCG_DIR);
+	write_file(path, max);
+}
 
-	/* a child in the group: 16 MiB touched are charged to the group */
+/* Fork a child that joins the group as nobody and runs @fn; its status. */
+static int
+memcg_run(int (*fn)(void))
+{
+	pid_t pid;
+	int st;
+
+	fflush(stdout);
 	pid = fork();
 	if (pid == 0) {
-		size_t len = 64UL << 20, i;
-		char *p;
-
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
-		write_file(path, "0");
+		write_file(MEMCG_DIR "/cgroup.procs", "0");
 		/* an unprivileged user, as the issue asks */
 		if (setgid(65534) == -1 || setuid(65534) == -1)
 			_exit(5);
-		fd = open_fd(MEMCOOP_FEATURE_VRANGE);
-		p = map(fd, len, 0);
-		for (i = 0; i < (16UL << 20); i += PG)
-			p[i] = 1;
-		snprintf(path, sizeof(path), "%s/memory.current", cg);
-		f = fopen(path, "r");
-		cur = f && fgets(buf, sizeof(buf), f) ? atol(buf) : -1;
-		printf("memcg: memory.current %ld after 16 MiB\n", cur);
-		fflush(stdout);
-		if (cur < (16L << 20))
-			_exit(3);
-		/* now beyond the limit: the group's OOM killer must stop us */
-		for (i = 0; i < len; i += PG)
-			p[i] = 1;
-		_exit(4);
+		_exit(fn());
 	}
-	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork/waitpid");
+	return st;
+}
+
+static long
+memcg_value(const char *file, const char *key)
+{
+	char path[256], buf[256], fmt[64];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", MEMCG_DIR, file);
+	snprintf(fmt, sizeof(fmt), "%s %%ld", key);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(buf, sizeof(buf), f))
+		if (key[0] == '\0' ? sscanf(buf, "%ld", &v) == 1 : sscanf(buf, fmt, &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* 16 MiB touched are charged to the group; then far beyond its limit. */
+static int
+memcg_overrun(void)
+{
+	size_t len = 64UL << 20, i;
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+	char *p = map(fd, len, 0);
+	long cur;
+
+	for (i = 0; i < (16UL << 20); i += PG)
+		p[i] = 1;
+	cur = memcg_value("memory.current", "");
+	printf("memcg: memory.current %ld after 16 MiB\n", cur);
+	fflush(stdout);
+	if (cur < (16L << 20))
+		return 3;
+	/* now beyond the limit: the group's OOM killer must stop us */
+	for (i = 0; i < len; i += PG)
+		p[i] = 1;
+	return 4;
+}
+
+/*
+ * 20 MiB filled and marked volatile in 4 MiB ranges, then 20 MiB more
+ * touched: 40 MiB against a 32 MiB limit fit only if reclaim inside the
+ * group purges volatile ranges.  The ranges taken back must be intact or
+ * (purged) zero, and at least one must have been purged.  (Adjacent
+ * ranges marked through one mapping merge, so this is one range of 20 MiB.)
+ */
+static int
+memcg_purge(void)
+{
+	size_t len = 40UL << 20, vlen = 20UL << 20, chunk = 4UL << 20, i, j;
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE), purged = 0;
+	char *p = map(fd, len, 0);
+
+	for (i = 0; i < vlen; i += PG)
+		p[i] = (char)(1 + i / chunk);
+	for (i = 0; i < vlen; i += chunk)
+		vol(fd, p + i, chunk);
+	for (i = vlen; i < len; i += PG)
+		p[i] = 2;
+	for (i = 0; i < vlen; i += chunk) {
+		if (nonvol(fd, p + i, chunk)) {
+			/* reading a purged page allocates it again: two per range */
+			purged++;
+			if (!all_zero(p + i, PG) || !all_zero(p + i + chunk - PG, PG))
+				return 6;
+		} else {
+			for (j = 0; j < chunk; j += PG)
+				if (p[i + j] != (char)(1 + i / chunk))
+					return 7;
+		}
+	}
+	printf("memcg: %d of %zu volatile ranges purged inside the group\n", purged,
+	    vlen / chunk);
+	return purged > 0 ? 0 : 8;
+}
+
+static void
+t_memcg(void)
+{
+	long oomk, before;
+	int st;
+
+	cur_test = "memcg";
+	memcg_make("33554432");		/* 32 MiB */
+
+	/* volatile ranges give way inside the group: no OOM kill */
+	before = counter("purges_reclaim");
+	st = memcg_run(memcg_purge);
+	printf("memcg: reclaim purges %ld -> %ld, lock busy %ld, deferred %ld, volatile %ld\n",
+	    before, counter("purges_reclaim"), counter("purge_lock_busy"),
+	    counter("deferred_purges"), counter("volatile_pages"));
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "volatile ranges not purged at the group's limit (status %#x: %s)", st,
+	    WIFSIGNALED(st) ? "killed" : WEXITSTATUS(st) == 8 ? "none purged" :
+	    "data wrong");
+	oomk = memcg_value("memory.events", "oom_kill");
+	CHECK(oomk == 0, "%ld OOM kills in the group with volatile memory to purge", oomk);
+	CHECK(counter("purges_reclaim") > before, "reclaim purges did not count");
+
+	/* non-volatile memory is charged to the group and cannot escape it */
+	st = memcg_run(memcg_overrun);
 	CHECK(!(WIFEXITED(st) && WEXITSTATUS(st) == 3), "pages not charged to the cgroup");
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
 	    "child escaped the 32 MiB limit (status %#x)", st);
-	snprintf(path, sizeof(path), "%s/memory.events", cg);
-	if ((f = fopen(path, "r")) != NULL) {
-		while (fgets(buf, sizeof(buf), f))
-			sscanf(buf, "oom_kill %ld", &oomk);
-		fclose(f);
-	}
+	oomk = memcg_value("memory.events", "oom_kill");
 	CHECK(oomk >= 1, "no OOM kill in the group's memory.events");
-	rmdir(cg);
+	rmdir(MEMCG_DIR);
 	leak_check();
 	printf("memcg: ok\n");
 }
