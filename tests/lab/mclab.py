@@ -14,8 +14,14 @@ Channels:
 A run never leaves QEMU or its temporary directory behind: QEMU gets
 PR_SET_PDEATHSIG, and Guest.close() (the context manager) kills it and
 removes the directory.
+
+Every temporary file or directory of the tests is named TMP_PREFIX... in
+$TMPDIR (default /tmp): tests/run gives its meson test runs a TMPDIR of
+their own and fails when anything is left in it.  Test scripts make theirs
+with mkdtemp() and remove them with cleanup_tmp().
 """
 
+import atexit
 import contextlib
 import ctypes
 import fcntl
@@ -34,8 +40,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 
-__all__ = ["Guest", "LabError", "QMPError", "Lab", "boot_files", "console_problems"]
+__all__ = ["Guest", "LabError", "QMPError", "Lab", "boot_files", "console_problems",
+           "TMP_PREFIX", "mkdtemp", "cleanup_tmp"]
+
+# The name of every temporary file or directory the tests make.
+TMP_PREFIX = "memcoop-test-"
 
 
 class LabError(Exception):
@@ -114,6 +125,40 @@ poweroff -f
 def _log(msg):
     if os.environ.get("MCLAB_VERBOSE"):
         sys.stderr.write("mclab: %s\n" % msg)
+
+
+# ---------------------------------------------------------------------------
+# temporary directories of the tests
+
+_tmpdirs = []
+
+
+def mkdtemp(name):
+    """A private directory $TMPDIR/memcoop-test-NAME-XXXXXXXX for a test.
+    cleanup_tmp() removes it; a script that ends without calling it (an
+    uncaught exception) removes it at exit; SIGTERM or SIGHUP, once
+    install_signal_handlers() ran, count as a failure and keep it."""
+    path = tempfile.mkdtemp(prefix="%s%s-" % (TMP_PREFIX, name))
+    _tmpdirs.append(path)
+    return path
+
+
+def cleanup_tmp(failed=False, _in_handler=False):
+    """Remove the directories mkdtemp() made.  When the test @failed (or
+    $MCLAB_KEEP is set) they are kept for debugging, and their paths
+    printed."""
+    keep = failed or os.environ.get("MCLAB_KEEP")
+    while _tmpdirs:
+        path = _tmpdirs.pop()
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+        elif _in_handler:       # print() is not reentrant
+            os.write(sys.stdout.fileno(), b"kept for debugging: %s\n" % path.encode())
+        else:
+            print("kept for debugging: %s" % path, flush=True)
+
+
+atexit.register(cleanup_tmp)
 
 
 # ---------------------------------------------------------------------------
@@ -453,6 +498,7 @@ class QMP:
 # a guest
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_guests = weakref.WeakSet()     # for _sigterm()
 
 
 def _child_setup():
@@ -478,7 +524,8 @@ class Guest:
         self.qmp_extra, self.name, self.balloon = qmp_extra, name, balloon
         self.proc = None
         self.qmpc = None
-        self.tmp = tempfile.mkdtemp(prefix="mclab-")
+        self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX + "mclab-")
+        _guests.add(self)
         self.console_path = os.path.join(self.tmp, "console.log")
         self.out_path = os.path.join(self.tmp, "out.log")
         self.qmp_path = os.path.join(self.tmp, "qmp.sock")
@@ -562,8 +609,16 @@ class Guest:
                 self.proc.wait()
         if self.proc:
             self.qemu_log.close()
-        if self.tmp and not os.environ.get("MCLAB_KEEP"):
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self._remove_tmp()
+
+    def _remove_tmp(self, in_handler=False):
+        if self.tmp:
+            if not os.environ.get("MCLAB_KEEP"):
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            elif in_handler:    # sys.stderr.write() is not reentrant
+                os.write(2, b"mclab: kept %s (MCLAB_KEEP)\n" % self.tmp.encode())
+            else:
+                sys.stderr.write("mclab: kept %s (MCLAB_KEEP)\n" % self.tmp)
             self.tmp = None
 
     # -- output ----------------------------------------------------------
@@ -716,10 +771,17 @@ class Guest:
 
 
 def _sigterm(signum, frame):
+    # meson test sends SIGTERM (timeout, Ctrl-C) and SIGKILL half a second
+    # later: too soon for QEMU and memcoopd to shut down in order.  The
+    # files go first; the test counts as failed, so it keeps its own.
+    for g in list(_guests):
+        g._remove_tmp(in_handler=True)
+    cleanup_tmp(failed=True, _in_handler=True)
     raise SystemExit(128 + signum)
 
 
 def install_signal_handlers():
-    """Turn SIGTERM/SIGINT/SIGHUP into SystemExit so that Guest.close() runs."""
+    """Turn SIGTERM/SIGHUP into SystemExit so that Guest.close() runs, and
+    remove the lab's temporary files at once (see _sigterm)."""
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _sigterm)
