@@ -18,6 +18,8 @@ killed    QEMU killed with SIGKILL while the balloon moves: memcoopd marks
           socket path is picked up with the operator's settings intact.
 
 One guest at a time (CPU is scarce).  Exit 0 pass, 1 fail, 77 skip.
+memcoopd's files (config, log, the fake /proc) are removed at the end,
+or kept, and their path printed, when the test fails.
 """
 import json
 import os
@@ -27,7 +29,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -51,7 +52,7 @@ class Agent:
 
     def __init__(self, memcoopd, memcoopctl, conf_extra, guests):
         self.memcoopd, self.memcoopctl = memcoopd, memcoopctl
-        self.dir = tempfile.mkdtemp(prefix="agent-qmp-")
+        self.dir = mclab.mkdtemp("agent-qmp")
         os.chmod(self.dir, 0o755)
         self.sock = os.path.join(self.dir, "ctl.sock")
         self.log_path = os.path.join(self.dir, "memcoopd.log")
@@ -83,6 +84,7 @@ class Agent:
         deadline = time.time() + 20
         while not os.path.exists(self.sock):
             if self.p.poll() is not None or time.time() > deadline:
+                self.stop()
                 raise Fail("memcoopd did not start:\n" + self.log())
             time.sleep(0.1)
 
@@ -450,7 +452,7 @@ def scenario_pressure(memcoopd, memcoopctl):
 
 
 def scenario_killed(memcoopd, memcoopctl):
-    link_dir = tempfile.mkdtemp(prefix="agent-qmp-link-")
+    link_dir = mclab.mkdtemp("agent-qmp-link")
     link = os.path.join(link_dir, "vm1.qmp")
     a = None
     try:
@@ -526,16 +528,19 @@ def main():
         print(__doc__)
         return 2
     mclab.install_signal_handlers()
+    rc = 1
     try:
         fn(memcoopd, memcoopctl)
+        rc = 0
     except Fail as e:
         print("FAIL: %s" % e, flush=True)
-        return 1
     except mclab.LabError as e:
         print("FAIL (lab): %s" % e, flush=True)
-        return 1
-    print("PASS", flush=True)
-    return 0
+    finally:
+        mclab.cleanup_tmp(failed=rc != 0)
+    if rc == 0:
+        print("PASS", flush=True)
+    return rc
 
 
 if __name__ == "__main__":
