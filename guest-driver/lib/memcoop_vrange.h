@@ -16,7 +16,11 @@
  * a range (whole ranges at a time, least recently marked first) under
  * pressure; until it is marked non-volatile again, touching a discarded
  * page raises SIGBUS.  memcoop_nonvolatile() answers whether anything was
- * discarded; discarded pages then read as zeros.
+ * discarded; discarded pages then read as zeros.  Ranges are discarded
+ * when the host inflates the balloon, when the guest reclaims memory, and
+ * before the OOM killer runs; inside a memory cgroup at its limit, the
+ * ranges that the group's tasks marked go before the group's OOM killer
+ * acts.
  *
  * These calls are thread-safe (they are plain ioctls on the fd).
  */
