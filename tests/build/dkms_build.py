@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import mclab
 
@@ -230,7 +229,7 @@ def main():
         print("SKIP: dkms is not installed (sh .ci/deps.sh installs it)")
         return 77
     mclab.install_signal_handlers()
-    tmp = tempfile.mkdtemp(prefix="mcdkms-")
+    tmp = mclab.mkdtemp("dkms-build")
     try:
         ko = dkms_build(os.path.abspath(src), os.path.abspath(kdir), version, tmp)
         boot(ko)
@@ -239,7 +238,7 @@ def main():
         print("FAIL: %s" % e, flush=True)
         return 1
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        mclab.cleanup_tmp()
     print("PASS: DKMS builds and installs memcoop.ko, and it drives the balloon")
     return 0
 

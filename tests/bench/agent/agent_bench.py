@@ -28,7 +28,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import mclab
@@ -56,7 +55,7 @@ def oom_kills(g):
 
 def squeeze(memcoopd, memcoopctl):
     fails = []
-    tmp = tempfile.mkdtemp(prefix="mcbench-")
+    tmp = mclab.mkdtemp("agent-bench")
     agent = hog = None
     guests = []
     try:
@@ -243,6 +242,7 @@ def ksm_bench(ksmdrive):
         print("SKIP ksm part: KSM already running (run=%s)" % saved["run"])
         return fails
     guests = []
+    tmp = mclab.mkdtemp("agent-bench-ksm")
     try:
         for i in range(3):
             g = mclab.Guest(mem=384, driver="stock", name="bench-ksm%d" % i)
@@ -268,7 +268,7 @@ def ksm_bench(ksmdrive):
                                     + [str(p) for p in pids],
                                     stdout=open(auto_log, "w"),
                                     env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
-        auto_log = os.path.join(tempfile.gettempdir(), "mcbench-ksmdrive-%d.log" % os.getpid())
+        auto_log = os.path.join(tmp, "ksmdrive.log")
         a = ksm_run("auto", pids, start_auto)
         # auto mode's decisions, as it logged them
         with open(auto_log) as f:
@@ -278,7 +278,6 @@ def ksm_bench(ksmdrive):
                 if (st["phase"], st["reason"]) != seen:
                     seen = (st["phase"], st["reason"])
                     print("auto t=%.1fs %s: %s" % (st["t"], st["phase"], st["reason"]))
-        os.unlink(auto_log)
 
         def ratio(x, y):
             return "%.2f" % (x / y) if x is not None and y else "n/a"
@@ -317,6 +316,7 @@ def main():
     if os.geteuid() != 0:
         print("SKIP: needs root")
         return 77
+    mclab.install_signal_handlers()
     fails = []
     try:
         if part in ("squeeze", "all"):
@@ -327,6 +327,7 @@ def main():
         fails.append("lab: %s" % e)
     for f in fails:
         print("FAIL: %s" % f)
+    mclab.cleanup_tmp(failed=bool(fails))
     return 1 if fails else 0
 
 

@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import mclab
@@ -92,7 +91,7 @@ def unmerge():
 
 def daemon_phase(memcoopd, memcoopctl, guests, fill_pages, saved):
     fails = []
-    tmp = tempfile.mkdtemp(prefix="mcksm-")
+    tmp = mclab.mkdtemp("ksm-merge")
     sock = os.path.join(tmp, "memcoopd.sock")
     conf = os.path.join(tmp, "memcoopd.conf")
     with open(conf, "w") as f:
@@ -287,6 +286,7 @@ def main():
                     f.write(v)
     for f in fails:
         print("FAIL: %s" % f)
+    mclab.cleanup_tmp(failed=bool(fails))
     return 1 if fails else 0
 
 

@@ -30,7 +30,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import mclab
@@ -162,10 +161,11 @@ def main():
               "restarts its own")
         return 77
 
+    mclab.install_signal_handlers()
     fails = []
     started_virtlogd = False
     agent = None
-    tmp = tempfile.mkdtemp(prefix="mctlv-")
+    tmp = mclab.mkdtemp("libvirt-agent")
     names = [PREFIX + x for x in ("a", "b", "nob", "c")]
     try:
         if not pids_of("virtlogd"):
@@ -295,7 +295,7 @@ def main():
         r = sh("pgrep", "-f", "guest=" + PREFIX, check=False)
         for p in r.stdout.split():
             os.kill(int(p), signal.SIGKILL)
-        shutil.rmtree(tmp, ignore_errors=True)
+        mclab.cleanup_tmp()
     for f in fails:
         print("FAIL: %s" % f)
     return 1 if fails else 0
