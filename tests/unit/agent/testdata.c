@@ -37,7 +37,7 @@ td_run(void)
 
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
-	fails = CU_get_number_of_failures();
+	fails = CU_get_number_of_failure_records();	/* suite set-up failures too */
 	CU_cleanup_registry();
 	return fails > 100 ? 100 : (int)fails;
 }

@@ -1088,7 +1088,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "auto_estimate_self", test_auto_estimate_self);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
-	fails = CU_get_number_of_failures();
+	fails = CU_get_number_of_failure_records();	/* suite set-up failures too */
 	CU_cleanup_registry();
 	return fails > 255 ? 255 : (int)fails;
 }
