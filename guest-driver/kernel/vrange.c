@@ -855,6 +855,7 @@ struct mc_victim {
 	struct mc_vobj *obj;		/* referenced */
 	pgoff_t start, end;
 	u64 id;
+	bool warned;			/* PURGE_SOON posted for it */
 };
 
 /* Collect up to @max victims from the LRU head covering about @pages. */
@@ -874,6 +875,7 @@ static int mc_collect(struct mc_victim *v, int max, unsigned long pages)
 		v[n].start = r->start;
 		v[n].end = r->end;
 		v[n].id = r->id;
+		v[n].warned = false;
 		got += vr_len(r);
 		n++;
 	}
@@ -905,6 +907,7 @@ static enum lru_status mc_vr_collect_cb(MC_LRU_CB_ARGS(item, list, arg))
 			c->v[c->n].start = r->start;
 			c->v[c->n].end = r->end;
 			c->v[c->n].id = r->id;
+			c->v[c->n].warned = false;
 		}
 		c->got += vr_len(r);
 		c->n++;
@@ -944,13 +947,22 @@ static int mc_collect_memcg(struct mem_cgroup *memcg, struct mc_victim *v, int m
 	return n;
 }
 
-/* The VOLATILE range @v names, if still there.  Caller holds obj->sem. */
-static struct mc_vr *mc_victim_find(struct mc_victim *v)
+/*
+ * The VOLATILE range @v names, if still there; with @any_id, any VOLATILE
+ * range now overlapping its extent.  Marking a range volatile merges it
+ * with its neighbours into a range with a new id, so under a busy
+ * application the id collected a moment ago is often gone while the
+ * memory is still volatile: unless PURGE_SOON was posted for it, a
+ * purge takes what is there.  After PURGE_SOON it keeps to the id: a
+ * range marked non-volatile (and perhaps volatile again) in the grace
+ * period was rescued.  Caller holds obj->sem.
+ */
+static struct mc_vr *mc_victim_find(struct mc_victim *v, bool any_id)
 {
 	struct mc_vr *r;
 
 	for (r = vr_first_after(v->obj, v->start); r && r->start < v->end; r = vr_next(r))
-		if (r->id == v->id && r->state == MC_VR_VOLATILE)
+		if (r->state == MC_VR_VOLATILE && (any_id || r->id == v->id))
 			return r;
 	return NULL;
 }
@@ -1009,12 +1021,13 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 				struct mc_vr *r;
 
 				down_read(&v[i].obj->sem);
-				r = mc_victim_find(&v[i]);
+				r = mc_victim_find(&v[i], false);
 				if (r && v[i].obj->mf &&
 				    (READ_ONCE(v[i].obj->mf->subscribed) &
 				     BIT_ULL(MEMCOOP_EVENT_PURGE_SOON))) {
 					vr_post(v[i].obj, MEMCOOP_EVENT_PURGE_SOON, vr_addr(r),
 						vr_len(r) << PAGE_SHIFT);
+					v[i].warned = true;
 					warned = true;
 				}
 				up_read(&v[i].obj->sem);
@@ -1031,11 +1044,11 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 					*busy = true;
 				goto put;
 			}
-			r = mc_victim_find(&v[i]);
+			r = mc_victim_find(&v[i], !v[i].warned);
 			if (r) {
 				freed += mc_purge_range(obj, r, reason);
 				progress = true;
-			} else if (warned) {
+			} else if (v[i].warned) {
 				atomic_long_inc(&mc_rescued);
 				progress = true;
 			}
