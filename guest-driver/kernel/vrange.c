@@ -1125,20 +1125,22 @@ static void mc_vr_workfn(struct work_struct *work)
 static DECLARE_WORK(mc_vr_work, mc_vr_workfn);
 
 /*
- * mc_purge_later() - have the worker purge @pages for @reason, from the
- * ranges @memcg marked (NULL or root: from all).  The largest request
- * wins, they are not added up; of two memcgs, the later one.
+ * mc_purge_later() - have the worker purge @pages for @reason, for
+ * RECLAIM from the ranges @memcg marked (NULL or root: from all).  The
+ * largest request wins, they are not added up; of two memcgs, the later.
  */
 static void mc_purge_later(unsigned long pages, u32 reason, struct mem_cgroup *memcg)
 {
 	struct mem_cgroup *old;
 
-	memcg = mc_memcg_get(memcg);
-	spin_lock(&mc_deferred_lock);
-	old = mc_deferred_memcg;
-	mc_deferred_memcg = memcg;
-	spin_unlock(&mc_deferred_lock);
-	mem_cgroup_put(old);
+	if (reason == MEMCOOP_REASON_RECLAIM) {
+		memcg = mc_memcg_get(memcg);
+		spin_lock(&mc_deferred_lock);
+		old = mc_deferred_memcg;
+		mc_deferred_memcg = memcg;
+		spin_unlock(&mc_deferred_lock);
+		mem_cgroup_put(old);
+	}
 	if (atomic_long_read(&mc_deferred_want[reason]) < (long)pages)
 		atomic_long_set(&mc_deferred_want[reason], pages);
 	queue_work(mc_vr_wq, &mc_vr_work);
