@@ -13,7 +13,9 @@
  * much it could drop, and on a shrink request evicts LRU entries until it
  * has freed what was asked, lowers its limit by as much and answers.  The
  * limit grows back slowly (1% of -m per second) once no request came for
- * 5 seconds.  Requests are served by libmemcoop's helper thread, so the
+ * 5 seconds, and only while the guest has memory to spare (MemAvailable
+ * above the step plus 1/8 of MemTotal): after a squeeze the host holds
+ * what the cache gave, and growing into it would end in an OOM kill.  Requests are served by libmemcoop's helper thread, so the
  * cache answers even while the serving loop is busy.
  *
  * Without /dev/memcoop (stock balloon driver) it runs as a plain cache.
@@ -47,6 +49,7 @@
 #define HASH_BUCKETS	(1u << 16)
 #define MAX_CONNS	64
 #define GROW_QUIET_NS	(5ull * 1000000000ull)
+#define GROW_HEADROOM	8		/* keep 1/8 of MemTotal available */
 
 struct item {
 	struct item	*hnext;		/* hash chain */
@@ -419,14 +422,38 @@ serve(int fd)
 	return -1;
 }
 
+/* MemTotal and MemAvailable from /proc/meminfo, in bytes (0 if unknown). */
+static void
+meminfo(uint64_t *total, uint64_t *avail)
+{
+	char line[128];
+	unsigned long long kb;
+	FILE *f;
+
+	*total = *avail = 0;
+	if ((f = fopen("/proc/meminfo", "r")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			*total = kb << 10;
+		else if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			*avail = kb << 10;
+	}
+	fclose(f);
+}
+
 static void
 tick(uint64_t start)
 {
-	uint64_t t = now_ns();
+	uint64_t t = now_ns(), total, avail;
+	int room;
 
+	/* outside the lock: the shrink callback must never wait for this */
+	meminfo(&total, &avail);
+	room = total > 0 && avail > cache.max / 100 + total / GROW_HEADROOM;
 	pthread_mutex_lock(&cache.lock);
-	/* grow back once the pressure is gone */
-	if (cache.limit < cache.max && t - cache.last_shrink_ns > GROW_QUIET_NS) {
+	/* grow back once the pressure is gone and there is memory to grow into */
+	if (cache.limit < cache.max && t - cache.last_shrink_ns > GROW_QUIET_NS && room) {
 		cache.limit += cache.max / 100;
 		if (cache.limit > cache.max)
 			cache.limit = cache.max;

@@ -21,8 +21,9 @@ during and after the squeeze, and notification latencies:
 
 Prints BENCH lines: value = memcoop, baseline = stock (or, for latency,
 the first PSI event after the mark, in the memcoop guest if it had one,
-else in the stock guest), ratio = baseline / value (so for req/s a ratio
-below 1 favours memcoop, for times and latencies one above 1 does).  Exit 0 if both runs
+else in the stock guest), ratio = how many times better memcoop is: above 1
+favours memcoop (baseline / value for times, latencies and counts; value /
+baseline for req/s).  Exit 0 if both runs
 completed (the numbers are the result), 1 if a run failed.
 
 Options: --mem MiB (1024), --take MiB (512), --cache MiB (600),
@@ -151,12 +152,14 @@ def fmt(x, unit=""):
     return ("%.3f" % x if isinstance(x, float) else str(x)) + unit
 
 
-def bench(name, value, unit, baseline):
+def bench(name, value, unit, baseline, higher_better=False):
+    """ratio: how many times better memcoop is (above 1 favours memcoop)."""
     def num(v):
         return float("inf") if v is None else float(v)
     v, b = num(value), num(baseline)
-    ratio = b / v if v not in (0.0, float("inf")) and not math.isnan(v) and not math.isnan(b) \
-        else float("nan")
+    top, bottom = (v, b) if higher_better else (b, v)
+    ok = bottom not in (0.0, float("inf")) and not math.isnan(bottom) and not math.isnan(top)
+    ratio = top / bottom if ok else float("nan")
     print("BENCH name=%s value=%s unit=%s baseline=%s ratio=%s" % (
         name, "%.3f" % v, unit, "%.3f" % b, "%.3f" % ratio), flush=True)
 
@@ -207,7 +210,7 @@ def main():
         bench("squeeze_time_to_target", m["reached_s"], "s", s["reached_s"])
         bench("squeeze_oom_kills", m["oom_kills"], "count", s["oom_kills"])
         for i, ph in enumerate(("before", "during", "after")):
-            bench("squeeze_rps_" + ph, m["rps"][i], "req/s", s["rps"][i])
+            bench("squeeze_rps_" + ph, m["rps"][i], "req/s", s["rps"][i], higher_better=True)
         psi = m["first_psi_ms"] if m["first_psi_ms"] is not None else s["first_psi_ms"]
         bench("squeeze_notify_first", m["first_cb_ms"], "ms", psi)
         # from the config interrupt carrying the new target to the callback
