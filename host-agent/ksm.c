@@ -1073,7 +1073,7 @@ ksm_set_mode(struct ksm_state *k, enum ksm_mode mode)
 		k->mode = mode;
 		ksm_ctl_init(&k->c);
 		/* Act now rather than at the next tick. */
-		ksm_tick(k, NULL, 0);
+		ksm_tick(k, NULL, 0, NULL);
 	}
 	return 0;
 }
@@ -1129,16 +1129,21 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
 /*
  * ksm_tick - read KSM's figures, decide, apply.  @pids: the guests' QEMU
  * processes (NULL/0: keep the guest figures of the last tick, as
- * ksm_set_mode() does).  When auto mode wants an estimate, this starts it
- * in the worker thread and returns; a later tick collects it and decides
- * with it.  Called from one thread only (the daemon's loop).
+ * ksm_set_mode() does).  @saving (NULL: not wanted) gets each guest's
+ * own saving in bytes (ksm_stat; 0 if unknown), the figures auto mode
+ * decides on, so that the caller need not read them again.  When auto mode
+ * wants an estimate, this starts it in the worker thread and returns; a
+ * later tick collects it and decides with it.  Called from one thread only
+ * (the daemon's loop).
  */
 void
-ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n)
+ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 {
 	struct ksm_decision d;
 	struct ksm_input in;
 
+	if (saving != NULL && pids != NULL)
+		memset(saving, 0, n * sizeof(*saving));
 	memset(&in, 0, sizeof(in));
 	if (ksm_read_sysfs(k->dir, &in.sys) == -1) {
 		ksm_log(LOG_WARNING, "%s: cannot read %s", __func__, k->dir);
@@ -1163,10 +1168,14 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n)
 		int known = 0;
 
 		for (i = 0; i < n; i++) {
+			uint64_t bytes;
+
 			if (ksm_read_proc_stat(pids[i], &ps) == -1)
 				continue;
-			sum += (int64_t)(ksm_attribute_saving(&ps, &in.sys,
-			    k->page_size) / (uint64_t)k->page_size);
+			bytes = ksm_attribute_saving(&ps, &in.sys, k->page_size);
+			if (saving != NULL)
+				saving[i] = bytes;
+			sum += (int64_t)(bytes / (uint64_t)k->page_size);
 			known++;
 		}
 		if (known > 0)

@@ -229,7 +229,8 @@ int	 ksm_read_proc_stat(pid_t, struct ksm_proc_stat *);
 int	 ksm_init(struct ksm_state **, const char *sysfs_dir, enum ksm_mode);
 int	 ksm_set_mode(struct ksm_state *, enum ksm_mode);
 void	 ksm_set_params(struct ksm_state *, const struct ksm_params *);
-void	 ksm_tick(struct ksm_state *, const pid_t *qemu_pids, size_t n);
+void	 ksm_tick(struct ksm_state *, const pid_t *qemu_pids, size_t n,
+	    uint64_t *saving_bytes);
 int	 ksm_get_status(struct ksm_state *, struct ksm_status *);
 uint64_t ksm_guest_saving_bytes(pid_t qemu_pid);
 /* Put back what was changed in sysfs, then free. */

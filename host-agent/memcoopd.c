@@ -72,19 +72,26 @@ static void
 run_ksm(struct memcoopd *md)
 {
 	pid_t pids[md->nguests > 0 ? md->nguests : 1];
+	uint64_t saving[md->nguests > 0 ? md->nguests : 1];
 	struct guest *g;
 	size_t n = 0;
 
 	TAILQ_FOREACH(g, &md->guests, entry) {
-		if (g->state == GUEST_ONLINE && g->qemu_pid > 0) {
+		g->ksm_saving = 0;
+		if (g->state == GUEST_ONLINE && g->qemu_pid > 0)
 			pids[n++] = g->qemu_pid;
-			g->ksm_saving = ksm_guest_saving_bytes(g->qemu_pid);
-		} else {
-			g->ksm_saving = 0;
-		}
 	}
+	/* ksm_tick() reads each guest's saving anyway: one read per tick */
 	if (md->ksm != NULL)
-		ksm_tick(md->ksm, pids, n);
+		ksm_tick(md->ksm, pids, n, saving);
+	n = 0;
+	TAILQ_FOREACH(g, &md->guests, entry) {
+		if (g->state != GUEST_ONLINE || g->qemu_pid <= 0)
+			continue;
+		g->ksm_saving = md->ksm != NULL ? saving[n] :
+		    ksm_guest_saving_bytes(g->qemu_pid);
+		n++;
+	}
 }
 #endif
 

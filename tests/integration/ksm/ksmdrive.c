@@ -141,7 +141,7 @@ cmd_run(int argc, char **argv)
 
 	t0 = mono();
 	while (!stop && mono() - t0 < secs) {
-		ksm_tick(k, pids, (size_t)n);
+		ksm_tick(k, pids, (size_t)n, NULL);
 		ksm_get_status(k, &st);
 		printf("{\"t\": %.2f, \"mode\": \"%s\", \"phase\": \"%s\", \"run\": %d, "
 		    "\"pages_shared\": %llu, \"pages_sharing\": %llu, "

@@ -962,7 +962,7 @@ test_state_restore(void)
 	CU_ASSERT_EQUAL(ksm_init(&k, "/nonexistent", KSM_AUTO), -1);
 	CU_ASSERT_EQUAL(ksm_init(&k, sub, (enum ksm_mode)7), -1);
 	CU_ASSERT_EQUAL_FATAL(ksm_init(&k, sub, KSM_OFF), 0);
-	ksm_tick(k, NULL, 0);
+	ksm_tick(k, NULL, 0, NULL);
 	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 0);
 	CU_ASSERT_EQUAL(ksm_set_mode(k, KSM_ON), 0);
 	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 1);
@@ -1027,7 +1027,7 @@ test_auto_estimate_self(void)
 	kp.on_bytes = 16ULL << 20;
 	ksm_set_params(k, &kp);
 	for (tries = 0; tries < 1200; tries++) {	/* 60 s */
-		ksm_tick(k, &self, 1);
+		ksm_tick(k, &self, 1, NULL);
 		ksm_get_status(k, &st);
 		if (st.estimate_bytes > 0)
 			break;
