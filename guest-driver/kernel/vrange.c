@@ -858,6 +858,22 @@ struct mc_victim {
 	bool warned;			/* PURGE_SOON posted for it */
 };
 
+/*
+ * Make @v name the VOLATILE range @r, taking a reference on its object;
+ * false if the object is going away.  Caller holds mc_lru_lock.
+ */
+static bool mc_victim_take(struct mc_victim *v, struct mc_vr *r)
+{
+	if (!kref_get_unless_zero(&r->obj->ref))
+		return false;
+	v->obj = r->obj;
+	v->start = r->start;
+	v->end = r->end;
+	v->id = r->id;
+	v->warned = false;
+	return true;
+}
+
 /* Collect up to @max victims from the LRU head covering about @pages. */
 static int mc_collect(struct mc_victim *v, int max, unsigned long pages)
 {
@@ -869,13 +885,8 @@ static int mc_collect(struct mc_victim *v, int max, unsigned long pages)
 	list_for_each_entry(r, &mc_lru, lru) {
 		if (n == max || got >= pages)
 			break;
-		if (!kref_get_unless_zero(&r->obj->ref))
+		if (!mc_victim_take(&v[n], r))
 			continue;
-		v[n].obj = r->obj;
-		v[n].start = r->start;
-		v[n].end = r->end;
-		v[n].id = r->id;
-		v[n].warned = false;
 		got += vr_len(r);
 		n++;
 	}
@@ -901,14 +912,7 @@ static enum lru_status mc_vr_collect_cb(MC_LRU_CB_ARGS(item, list, arg))
 	if (c->n == c->max || c->got >= c->want)
 		return LRU_SKIP;
 	spin_lock(&mc_lru_lock);
-	if (r->state == MC_VR_VOLATILE && (!c->v || kref_get_unless_zero(&r->obj->ref))) {
-		if (c->v) {
-			c->v[c->n].obj = r->obj;
-			c->v[c->n].start = r->start;
-			c->v[c->n].end = r->end;
-			c->v[c->n].id = r->id;
-			c->v[c->n].warned = false;
-		}
+	if (r->state == MC_VR_VOLATILE && (!c->v || mc_victim_take(&c->v[c->n], r))) {
 		c->got += vr_len(r);
 		c->n++;
 	}
@@ -919,20 +923,21 @@ static enum lru_status mc_vr_collect_cb(MC_LRU_CB_ARGS(item, list, arg))
 /*
  * mc_collect_memcg() - like mc_collect(), from the ranges @memcg marked
  * (its mc_vr_lru lists on every node; oldest first).  With @v NULL, only
- * counts: returns the ranges seen and sets *@pages to their pages, a
- * sample of at most MC_LRU_WALK per node scaled up to the list's length.
+ * counts: returns the ranges seen and sets *@pages (if given) to their
+ * pages, a sample of at most MC_LRU_WALK per node scaled up to the list's
+ * length.
  */
 static int mc_collect_memcg(struct mem_cgroup *memcg, struct mc_victim *v, int max,
 			    unsigned long want, unsigned long *pages)
 {
+	unsigned long got = 0;
 	int nid, n = 0;
 
-	*pages = 0;
 	for_each_online_node(nid) {
-		struct mc_collect_ctl c = { .v = v, .max = max - n, .want = want - *pages };
+		struct mc_collect_ctl c = { .max = max - n, .want = want - got };
 		unsigned long walk = MC_LRU_WALK, items;
 
-		if (n == max || *pages >= want)
+		if (n == max || got >= want)
 			break;
 		items = list_lru_count_one(&mc_vr_lru, nid, memcg);
 		if (!items)
@@ -942,8 +947,10 @@ static int mc_collect_memcg(struct mem_cgroup *memcg, struct mc_victim *v, int m
 		if (!v && c.n && items > (unsigned long)c.n)
 			c.got = c.got / c.n * items;
 		n += c.n;
-		*pages += c.got;
+		got += c.got;
 	}
+	if (pages)
+		*pages = got;
 	return n;
 }
 
@@ -1007,13 +1014,8 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 		unsigned int grace = min(READ_ONCE(grace_ms), (unsigned int)MC_GRACE_MAX_MS);
 		bool progress = false, warned = false;
 
-		if (memcg) {
-			unsigned long got;
-
-			n = mc_collect_memcg(memcg, v, MC_PURGE_BATCH, pages - freed, &got);
-		} else {
-			n = mc_collect(v, MC_PURGE_BATCH, pages - freed);
-		}
+		n = memcg ? mc_collect_memcg(memcg, v, MC_PURGE_BATCH, pages - freed, NULL) :
+			    mc_collect(v, MC_PURGE_BATCH, pages - freed);
 		if (!n)
 			break;
 		if (may_sleep && grace) {
@@ -1195,12 +1197,14 @@ static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, voi
 	}
 	if (n) {
 		mc_oom_hopeful_since = 0;
-	} else if (work_busy(&mc_vr_work) || atomic_long_read(&mc_purging) > 0) {
+	} else if (atomic_long_read(&mc_purging) > 0 ||
+		   (work_busy(&mc_vr_work) && mc_vrange_purgeable())) {
 		/*
-		 * A purge is under way (waiting for the object's sem, or
-		 * punching pages out): report progress so that the allocation
-		 * is retried instead of killing a process for memory about to
-		 * be free, but give up hoping after MC_OOM_PATIENCE.
+		 * A purge is under way (punching pages out, or the worker
+		 * waiting for an object's sem with volatile memory left):
+		 * report progress so that the allocation is retried instead
+		 * of killing a process for memory about to be free, but give
+		 * up hoping after MC_OOM_PATIENCE.
 		 */
 		if (!mc_oom_hopeful_since)
 			mc_oom_hopeful_since = jiffies ? jiffies : 1;
@@ -1431,9 +1435,9 @@ int mc_vrange_init(void)
 	return 0;
 
 out_lru:
-	mc_shrinker_destroy(mc_vr_shrinker);
-	mc_vr_shrinker = NULL;
+	mc_shrinker_destroy(mc_vr_shrinker);	/* before the list_lru it counts */
 	list_lru_destroy(&mc_vr_lru);
+	goto out_wq;
 out_shrinker:
 	mc_shrinker_destroy(mc_vr_shrinker);
 out_wq:
