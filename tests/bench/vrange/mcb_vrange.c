@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -48,6 +49,8 @@
 #include <unistd.h>
 
 #include <libmemcoop.h>
+
+#include "../bench_median.h"
 
 #define PG	4096UL
 
@@ -183,21 +186,6 @@ cmp_key(const void *k, const void *r)
 
 #define EBIZZY_ROUNDS	5
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static void *
 ebizzy_thread(void *arg)
 {
@@ -277,7 +265,8 @@ bench_ebizzy(int seconds, int nthreads, int n, long chunk_kb, int pressure)
 		{ MEMCOOP_RELEASE_VOLATILE, "volatile" },
 	};
 	const char *sfx = pressure ? ".pressure" : "";
-	double rate[3], runs[3][EBIZZY_ROUNDS];
+	double rate[3];
+	uint64_t runs[3][EBIZZY_ROUNDS];	/* records/s */
 	long purged[3] = { 0 };
 	int round, k, secs = seconds / EBIZZY_ROUNDS > 0 ? seconds / EBIZZY_ROUNDS : 1;
 	struct memcoop *mc = memcoop_open(MEMCOOP_FEATURE_VRANGE);
@@ -308,14 +297,14 @@ bench_ebizzy(int seconds, int nthreads, int n, long chunk_kb, int pressure)
 			long p0 = vstat("purged_pages_total");
 
 			i = (round + k) % 3;
-			runs[i][round] = ebizzy_run(mc, v[i].rel, secs, nthreads);
+			runs[i][round] = (uint64_t)(ebizzy_run(mc, v[i].rel, secs, nthreads) + 0.5);
 			purged[i] += vstat("purged_pages_total") - p0;
-			printf("ebizzy%s round %d %s: %.0f records/s\n", sfx, round, v[i].name,
-			    runs[i][round]);
+			printf("ebizzy%s round %d %s: %" PRIu64 " records/s\n", sfx, round,
+			    v[i].name, runs[i][round]);
 		}
 	}
 	for (i = 0; i < 3; i++) {
-		rate[i] = median(runs[i], EBIZZY_ROUNDS);
+		rate[i] = bench_median(runs[i], EBIZZY_ROUNDS);
 		printf("ebizzy%s %s: %.0f records/s median of %d rounds of %d s (%d threads, "
 		    "%d chunks of %ld KiB, purged pages %ld)\n", sfx, v[i].name, rate[i],
 		    EBIZZY_ROUNDS, secs, nthreads, nchunks, chunk_kb, purged[i]);

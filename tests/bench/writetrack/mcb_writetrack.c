@@ -42,6 +42,8 @@
 
 #include <libmemcoop.h>
 
+#include "../bench_median.h"
+
 #define PM_SOFT_DIRTY	(1ULL << 55)
 
 static size_t ps, npages, nwrites, ncycles;
@@ -61,21 +63,6 @@ now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(uint64_t *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return n % 2 ? (double)v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
 
 /* A new random set of nwrites distinct pages, in random order. */
@@ -347,8 +334,8 @@ main(int argc, char *argv[])
 			run_softdirty(wr, hv);
 		else
 			run_mprotect(wr, hv, m == 3);
-		w[m] = median(wr, ncycles) / (double)nwrites;
-		h[m] = median(hv, ncycles) / (double)nwrites;
+		w[m] = bench_median(wr, ncycles) / (double)nwrites;
+		h[m] = bench_median(hv, ncycles) / (double)nwrites;
 		printf("%-14s %9.1f ns per tracked write, %9.1f ns per harvested page\n",
 		    names[m], w[m], h[m]);
 	}
