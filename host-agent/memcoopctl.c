@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "io.h"
 #include "memcoopd.h"
 #include "memcoopd_ctl.h"
 
@@ -77,25 +78,6 @@ usage(void)
 /* ------------------------------------------------------------------ */
 /* Talking to memcoopd */
 
-/* All of @len bytes, or -1 (EOF or error); @wr: write, else read. */
-static int
-io_all(int fd, void *buf, size_t len, int wr)
-{
-	char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = wr ? write(fd, p, len) : read(fd, p, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int
 send_req(uint32_t type, json_t *obj)
 {
@@ -107,8 +89,8 @@ send_req(uint32_t type, json_t *obj)
 	if (s == NULL)
 		return -1;
 	if (mcctl_hdr_init(&h, type, ++seq, strlen(s)) == 0 &&
-	    io_all(sock_fd, &h, sizeof(h), 1) == 0 &&
-	    io_all(sock_fd, s, h.len, 1) == 0)
+	    io_full(sock_fd, &h, sizeof(h), 1) == 0 &&
+	    io_full(sock_fd, s, h.len, 1) == 0)
 		rv = 0;
 	free(s);
 	return rv;
@@ -124,7 +106,7 @@ recv_msg(uint32_t *type)
 	json_t *o;
 	ssize_t n;
 
-	if (io_all(sock_fd, &h, sizeof(h), 0) == -1)
+	if (io_full(sock_fd, &h, sizeof(h), 0) == -1)
 		return NULL;
 	if (h.magic != MCCTL_MAGIC || h.version != MCCTL_VERSION ||
 	    h.len > MCCTL_MAX_PAYLOAD) {
@@ -134,7 +116,7 @@ recv_msg(uint32_t *type)
 	if ((buf = malloc(sizeof(h) + h.len)) == NULL)
 		return NULL;
 	memcpy(buf, &h, sizeof(h));
-	if (io_all(sock_fd, buf + sizeof(h), h.len, 0) == -1) {
+	if (io_full(sock_fd, buf + sizeof(h), h.len, 0) == -1) {
 		free(buf);
 		return NULL;
 	}

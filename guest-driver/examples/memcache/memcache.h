@@ -24,9 +24,10 @@
 
 #include <stddef.h>
 
-/* memcache_io.c: all of @len or -1 (EOF or error); wr: write, else read */
-int	mc_io_full(int fd, void *buf, size_t len, int wr);
-/* one '\n'-terminated line, NUL-terminated without the '\n', or -1 */
+/* whole reads and writes: io_full() (shared/io.h) */
+#include "io.h"
+
+/* memcache_io.c: one '\n'-terminated line, NUL-terminated without the '\n', or -1 */
 int	mc_read_line(int fd, char *line, size_t max);
 
 #endif /* MEMCACHE_H */

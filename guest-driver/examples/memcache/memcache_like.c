@@ -372,27 +372,27 @@ serve(int fd)
 			dprintf(fd, "ERROR out of memory\n");
 			return -1;
 		}
-		if (mc_io_full(fd, val, len, 0) == -1) {
+		if (io_full(fd, val, len, 0) == -1) {
 			slot_free(val, mlen);
 			return -1;
 		}
 		cache_set(key, val, len, mlen);
-		return mc_io_full(fd, "STORED\n", 7, 1);
+		return io_full(fd, "STORED\n", 7, 1);
 	}
 	if (sscanf(line, "GET %127s", key) == 1) {
 		pthread_mutex_lock(&cache.lock);
 		if ((it = lookup(key, NULL)) == NULL) {
 			cache.misses++;
 			pthread_mutex_unlock(&cache.lock);
-			return mc_io_full(fd, "MISS\n", 5, 1);
+			return io_full(fd, "MISS\n", 5, 1);
 		}
 		cache.hits++;
 		lru_unlink(it);
 		lru_push(it);
 		/* written under the lock: eviction may unmap it otherwise */
 		n = snprintf(out, sizeof(out), "VALUE %zu\n", it->vlen);
-		if (mc_io_full(fd, out, (size_t)n, 1) == -1 ||
-		    mc_io_full(fd, it->val, it->vlen, 1) == -1) {
+		if (io_full(fd, out, (size_t)n, 1) == -1 ||
+		    io_full(fd, it->val, it->vlen, 1) == -1) {
 			pthread_mutex_unlock(&cache.lock);
 			return -1;
 		}
@@ -404,8 +404,8 @@ serve(int fd)
 		if ((it = lookup(key, NULL)) != NULL)
 			item_drop(it);
 		pthread_mutex_unlock(&cache.lock);
-		return it ? mc_io_full(fd, "DELETED\n", 8, 1) :
-		    mc_io_full(fd, "MISS\n", 5, 1);
+		return it ? io_full(fd, "DELETED\n", 8, 1) :
+		    io_full(fd, "MISS\n", 5, 1);
 	}
 	if (strcmp(line, "STATS") == 0) {
 		pthread_mutex_lock(&cache.lock);
@@ -416,7 +416,7 @@ serve(int fd)
 		    cache.nitems, cache.used >> 10, cache.limit >> 10, cache.hits, cache.misses,
 		    cache.sets, cache.evictions, cache.shrink_requests, cache.shrink_freed_pages);
 		pthread_mutex_unlock(&cache.lock);
-		return mc_io_full(fd, out, (size_t)n, 1);
+		return io_full(fd, out, (size_t)n, 1);
 	}
 	dprintf(fd, "ERROR unknown request\n");
 	return -1;

@@ -98,7 +98,7 @@ do_set(int fd, uint64_t key)
 
 	fill_value(buf, key);
 	n = snprintf(line, sizeof(line), "SET k%" PRIu64 " %zu\n", key, vlen);
-	if (mc_io_full(fd, line, (size_t)n, 1) == -1 || mc_io_full(fd, buf, vlen, 1) == -1 ||
+	if (io_full(fd, line, (size_t)n, 1) == -1 || io_full(fd, buf, vlen, 1) == -1 ||
 	    mc_read_line(fd, line, sizeof(line)) == -1)
 		return -1;
 	return strcmp(line, "STORED") == 0 ? 0 : -1;
@@ -113,13 +113,13 @@ do_get(int fd, uint64_t key)
 	int n;
 
 	n = snprintf(line, sizeof(line), "GET k%" PRIu64 "\n", key);
-	if (mc_io_full(fd, line, (size_t)n, 1) == -1 || mc_read_line(fd, line, sizeof(line)) == -1)
+	if (io_full(fd, line, (size_t)n, 1) == -1 || mc_read_line(fd, line, sizeof(line)) == -1)
 		return -1;
 	if (strcmp(line, "MISS") == 0)
 		return 0;
 	if (sscanf(line, "VALUE %zu", &len) != 1 || len > MC_VALUE_MAX)
 		return -1;
-	if (mc_io_full(fd, buf, len, 0) == -1)
+	if (io_full(fd, buf, len, 0) == -1)
 		return -1;
 	return check_value(buf, len, key) ? 1 : -2;
 }
