@@ -67,24 +67,20 @@
 #define MC_BACKOFF_MIN_MS	10
 
 static unsigned int batch_pages = 16384;
-module_param(batch_pages, uint, 0444);
-MODULE_PARM_DESC(batch_pages,
-		 "balloon pages (4 KiB PFNs) per inflate/deflate request, 256..65536 (default 16384)");
+MC_PARAM_UINT(batch_pages, 256, 65536, 0444,
+	      "balloon pages (4 KiB PFNs) per inflate/deflate request, 256..65536 (default 16384)");
 
 static unsigned int alloc_order = 9;
-module_param(alloc_order, uint, 0644);
-MODULE_PARM_DESC(alloc_order,
-		 "order of the blocks inflation tries first (split into 4 KiB pages); 0 disables (default 9)");
+MC_PARAM_UINT(alloc_order, 0, MC_MAX_PAGE_ORDER, 0644,
+	      "order of the blocks inflation tries first (split into 4 KiB pages), 0..MAX_PAGE_ORDER; 0 disables (default 9)");
 
 static unsigned int oom_pages = 1024;
-module_param(oom_pages, uint, 0644);
-MODULE_PARM_DESC(oom_pages,
-		 "pages given back per OOM notification with DEFLATE_ON_OOM (default 1024)");
+MC_PARAM_UINT(oom_pages, 1, 1U << 20, 0644,
+	      "pages given back per OOM notification with DEFLATE_ON_OOM, 1..1048576 (default 1024)");
 
 static unsigned int backoff_max_ms = 2000;
-module_param(backoff_max_ms, uint, 0644);
-MODULE_PARM_DESC(backoff_max_ms,
-		 "longest wait between inflation attempts when the guest cannot give memory (default 2000)");
+MC_PARAM_UINT(backoff_max_ms, 10, 60000, 0644,
+	      "longest wait between inflation attempts when the guest cannot give memory (ms, 10..60000, default 2000)");
 
 static bool free_blocks = true;
 module_param(free_blocks, bool, 0644);

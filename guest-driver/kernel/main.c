@@ -15,6 +15,35 @@
 
 struct dentry *mc_debugfs_root;
 
+static int mc_uint_param_set(const char *val, const struct kernel_param *kp)
+{
+	const struct mc_uint_param *p = kp->arg;
+	unsigned int v;
+	int err;
+
+	err = kstrtouint(val, 0, &v);
+	if (err)
+		return err;
+	if (v < p->min || v > p->max) {
+		pr_warn("%s=%u refused: outside %u..%u\n", kp->name, v, p->min, p->max);
+		return -EINVAL;
+	}
+	WRITE_ONCE(*p->val, v);
+	return 0;
+}
+
+static int mc_uint_param_get(char *buf, const struct kernel_param *kp)
+{
+	const struct mc_uint_param *p = kp->arg;
+
+	return scnprintf(buf, PAGE_SIZE, "%u\n", READ_ONCE(*p->val));
+}
+
+const struct kernel_param_ops mc_uint_param_ops = {
+	.set = mc_uint_param_set,
+	.get = mc_uint_param_get,
+};
+
 static int __init memcoop_init(void)
 {
 	int err;

@@ -22,6 +22,7 @@
 #include <linux/wait.h>
 #include <linux/debugfs.h>
 #include <linux/mm_types.h>
+#include <linux/moduleparam.h>
 
 #include <memcoop.h>		/* proto/: the user ABI (uapi), via -I */
 #include "compat.h"
@@ -61,6 +62,35 @@ struct mc_file {
 
 /* main.c */
 extern struct dentry *mc_debugfs_root;	/* /sys/kernel/debug/memcoop, may be NULL */
+
+/**
+ * struct mc_uint_param - an unsigned module parameter checked when set.
+ * @val: the variable (read it with READ_ONCE(); set with WRITE_ONCE())
+ * @min: smallest accepted value
+ * @max: largest accepted value
+ *
+ * A value outside [@min, @max], or not a number, is refused with -EINVAL
+ * (at load time the module does not load; a sysfs write fails) and the
+ * old value stays.  Declare with MC_PARAM_UINT().
+ */
+struct mc_uint_param {
+	unsigned int *val;
+	unsigned int min, max;
+};
+extern const struct kernel_param_ops mc_uint_param_ops;
+
+/*
+ * MC_PARAM_UINT(name, min, max, perm, desc): module parameter @name,
+ * backed by the static unsigned int of the same name, accepting only
+ * min..max.  @desc should state the unit, the range and the default.
+ */
+#define MC_PARAM_UINT(name, lo, hi, perm, desc)				\
+	static struct mc_uint_param mc_param_##name = {			\
+		.val = &(name), .min = (lo), .max = (hi),		\
+	};								\
+	module_param_cb(name, &mc_uint_param_ops, &mc_param_##name, perm); \
+	__MODULE_PARM_TYPE(name, "uint");				\
+	MODULE_PARM_DESC(name, desc)
 
 /* dev.c */
 int mc_dev_init(void);

@@ -48,23 +48,21 @@
 
 #include "mc_internal.h"
 
-static unsigned int relay_deadline_ms = 200;
-module_param(relay_deadline_ms, uint, 0644);
-MODULE_PARM_DESC(relay_deadline_ms,
-		 "How long the balloon waits for answers to shrink requests (ms, 1..10000, default 200)");
-
-static unsigned int reclaim_interval_ms = 100;
-module_param(reclaim_interval_ms, uint, 0644);
-MODULE_PARM_DESC(reclaim_interval_ms,
-		 "Minimum time between two batches of guest-reclaim requests (ms, default 100)");
-
-static unsigned int oom_wait_ms = 50;
-module_param(oom_wait_ms, uint, 0644);
-MODULE_PARM_DESC(oom_wait_ms,
-		 "How long the OOM notifier waits for answers (ms, 0..1000, default 50)");
-
 #define MC_DEADLINE_MAX_MS	10000
 #define MC_OOM_WAIT_MAX_MS	1000
+
+static unsigned int relay_deadline_ms = 200;
+MC_PARAM_UINT(relay_deadline_ms, 1, MC_DEADLINE_MAX_MS, 0644,
+	      "How long the balloon waits for answers to shrink requests (ms, 1..10000, default 200)");
+
+static unsigned int reclaim_interval_ms = 100;
+MC_PARAM_UINT(reclaim_interval_ms, 0, 60000, 0644,
+	      "Minimum time between two batches of guest-reclaim requests (ms, 0..60000, default 100)");
+
+static unsigned int oom_wait_ms = 50;
+MC_PARAM_UINT(oom_wait_ms, 0, MC_OOM_WAIT_MAX_MS, 0644,
+	      "How long the OOM notifier waits for answers (ms, 0..1000, default 50)");
+
 #define MC_OOM_ROUNDS_PER_SEC	8	/* OOM rounds allowed per second */
 #define MC_CLIENT_REQS		32	/* remembered requests per client */
 

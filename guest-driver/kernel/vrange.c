@@ -111,22 +111,20 @@
 
 #include "mc_internal.h"
 
+#define MC_GRACE_MAX_MS		1000
+
 static unsigned int grace_ms = 5;
-module_param(grace_ms, uint, 0644);
-MODULE_PARM_DESC(grace_ms,
-		 "Grace period between PURGE_SOON and a balloon purge (ms, 0..1000, default 5)");
+MC_PARAM_UINT(grace_ms, 0, MC_GRACE_MAX_MS, 0644,
+	      "Grace period between PURGE_SOON and a balloon purge (ms, 0..1000, default 5)");
 
 static unsigned int oom_purge_pages = 4096;
-module_param(oom_purge_pages, uint, 0644);
-MODULE_PARM_DESC(oom_purge_pages,
-		 "Pages the OOM notifier tries to purge (default 4096)");
+MC_PARAM_UINT(oom_purge_pages, 1, 1U << 20, 0644,
+	      "Pages the OOM notifier tries to purge, 1..1048576 (default 4096)");
 
 static unsigned int oom_purge_wait_ms = 200;
-module_param(oom_purge_wait_ms, uint, 0644);
-MODULE_PARM_DESC(oom_purge_wait_ms,
-		 "How long the OOM notifier waits for a deferred purge (ms, 0..1000, default 200)");
+MC_PARAM_UINT(oom_purge_wait_ms, 0, MC_GRACE_MAX_MS, 0644,
+	      "How long the OOM notifier waits for a deferred purge (ms, 0..1000, default 200)");
 
-#define MC_GRACE_MAX_MS		1000
 #define MC_VOBJ_BYTES		(1ULL << 40)	/* size of each memory object */
 #define MC_PURGE_BATCH		8		/* ranges collected per pass (on stack) */
 #define MC_PUNCH_BYTES		(8ULL << 20)	/* truncation step of a purge */

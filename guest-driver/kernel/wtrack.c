@@ -64,9 +64,8 @@
  * production.
  */
 static unsigned int wt_fault_delay_us;
-module_param(wt_fault_delay_us, uint, 0644);
-MODULE_PARM_DESC(wt_fault_delay_us,
-		 "Test hook: microseconds to sleep after logging a tracked write (0..10000, default 0)");
+MC_PARAM_UINT(wt_fault_delay_us, 0, 10000, 0644,
+	      "Test hook: microseconds to sleep after logging a tracked write (0..10000, default 0)");
 
 /* Addresses gathered per mmap_lock hold, then copied out (one page). */
 #define MC_WT_CHUNK	(PAGE_SIZE / sizeof(u64))
