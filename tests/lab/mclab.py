@@ -73,6 +73,7 @@ BAD_CONSOLE = [
     r"INFO: task \S+ blocked for more than",
     r"rcu: INFO: rcu_\S+ (self-)?detected stall",
     r"Poison overwritten",
+    r"Watchdog detected hard LOCKUP",
 ]
 # Taint flags a run may carry: O (out-of-tree module), E (unsigned module).
 ALLOWED_TAINT = (1 << 12) | (1 << 13)
@@ -116,6 +117,17 @@ echo "MCLAB-READY $(cut -d' ' -f1 /proc/uptime)" > $out
 cd /tmp
 /bin/sh /mclab/cmd > $out 2>&1 < /dev/null
 rc=$?
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	# the debug kernel: a leak into our modules fails the run (kmemleak_problems())
+	grep -E '^(memcoop|mctest_[a-z_]*) ' /proc/modules | while read n s u d st a rest; do
+		echo "MCLAB-MODULE $n $a $s" > /dev/console
+	done
+	[ "$MCLAB_DRIVER" = memcoop ] && rmmod memcoop 2> /dev/null
+	sleep 5		# kmemleak reports objects older than 5 s
+	echo scan > /sys/kernel/debug/kmemleak
+	echo scan > /sys/kernel/debug/kmemleak
+	sed 's/^/MCLAB-KMEMLEAK /' /sys/kernel/debug/kmemleak > /dev/console
+fi
 printf '\nMCLAB-EXIT %d\n' $rc > $out
 echo "MCLAB-TAINT $(cat /proc/sys/kernel/tainted)" > /dev/console
 poweroff -f
@@ -415,9 +427,53 @@ def console_problems(console):
             if re.search(pat, line):
                 bad.append(line.strip())
                 break
+    bad += kmemleak_problems(console)
     m = re.search(r"MCLAB-TAINT (\d+)", console)
     if m and int(m.group(1)) & ~ALLOWED_TAINT:
         bad.append("kernel tainted: %s (allowed: out-of-tree/unsigned module only)" % m.group(1))
+    return bad
+
+
+def kmemleak_problems(console):
+    """The debug kernel's kmemleak objects (MCLAB-KMEMLEAK lines, printed by
+    the guest after the program and an rmmod) that were allocated by one
+    of our modules: a frame named [memcoop] or [mctest_*], or, for a
+    module unloaded meanwhile, an address inside its MCLAB-MODULE range."""
+    ranges = []
+    for m in re.finditer(r"MCLAB-MODULE (\S+) 0x([0-9a-f]+) (\d+)", console):
+        base = int(m.group(2), 16)
+        ranges.append((m.group(1), base, base + int(m.group(3))))
+    objects = []
+    for line in console.splitlines():
+        m = re.search(r"MCLAB-KMEMLEAK (.*)", line)
+        if not m:
+            continue
+        text = m.group(1)
+        if text.startswith("unreferenced object"):
+            objects.append([text])
+        elif objects:
+            objects[-1].append(text.strip())
+    bad = []
+    for obj in objects:
+        owner = frame = None
+        for text in obj[1:]:
+            n = re.search(r"\[(memcoop|mctest_\w+)\]", text)
+            if n:
+                owner, frame = n.group(1), text
+                break
+            a = re.search(r"\[<([0-9a-f]+)>\]", text)
+            if a:
+                addr = int(a.group(1), 16)
+                for name, lo, hi in ranges:
+                    if lo <= addr < hi:
+                        owner, frame = name, "%s (+0x%x in the unloaded module)" % (
+                            text, addr - lo)
+                        break
+            if owner:
+                break
+        if owner:
+            bad.append("kmemleak: memory leak in %s: %s, allocated at %s" % (
+                owner, obj[0].rstrip(":"), frame))
     return bad
 
 
