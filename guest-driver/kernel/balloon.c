@@ -159,7 +159,7 @@ struct mc_balloon {
 	bool adjust_managed;		/* !DEFLATE_ON_OOM: MemTotal shrinks */
 
 	/* STATS_VQ: one buffer, refilled on each host request */
-	struct virtio_balloon_stat stats[VIRTIO_BALLOON_S_NR];
+	struct virtio_balloon_stat stats[MC_BALLOON_S_NR];
 	unsigned long vm_events[NR_VM_EVENT_ITEMS];
 
 	/* FREE_PAGE_HINT: blocks lent to the host until it says DONE */
@@ -658,7 +658,7 @@ static void mc_changed(struct virtio_device *vdev)
 
 static void mc_stat(struct mc_balloon *vb, unsigned int *idx, u16 tag, u64 val)
 {
-	if (WARN_ON_ONCE(*idx >= VIRTIO_BALLOON_S_NR))
+	if (WARN_ON_ONCE(*idx >= MC_BALLOON_S_NR))
 		return;
 	vb->stats[*idx].tag = cpu_to_virtio16(vb->vdev, tag);
 	vb->stats[*idx].val = cpu_to_virtio64(vb->vdev, val);
@@ -667,7 +667,27 @@ static void mc_stat(struct mc_balloon *vb, unsigned int *idx, u16 tag, u64 val)
 
 #define MC_BYTES(pages) ((u64)(pages) << PAGE_SHIFT)
 
-/* Fill vb->stats; returns the number of entries.  Stats work context. */
+#ifdef CONFIG_VM_EVENT_COUNTERS
+/*
+ * Direct reclaim entries of allocations, all zones together.  The
+ * ALLOCSTALL_* events are one per zone, in enum zone_type's order.
+ */
+static unsigned long mc_alloc_stalls(const unsigned long *ev)
+{
+	unsigned long sum = 0;
+	int z;
+
+	for (z = 0; z < MAX_NR_ZONES; z++)
+		sum += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + z];
+	return sum;
+}
+#endif
+
+/*
+ * Fill vb->stats; returns the number of entries.  Stats work context.
+ * Every tag goes to every device: tags 10..15 (from OOM_KILL) are the
+ * figures upstream sends since 6.10, bytes where they count pages.
+ */
 static unsigned int mc_fill_stats(struct mc_balloon *vb)
 {
 	unsigned long *ev = vb->vm_events;
@@ -684,6 +704,14 @@ static unsigned int mc_fill_stats(struct mc_balloon *vb)
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_SWAP_OUT, MC_BYTES(ev[PSWPOUT]));
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_MAJFLT, ev[PGMAJFAULT]);
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_MINFLT, ev[PGFAULT]);
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_OOM_KILL, ev[OOM_KILL]);
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_ALLOC_STALL, mc_alloc_stalls(ev));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_ASYNC_SCAN, MC_BYTES(ev[PGSCAN_KSWAPD]));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_DIRECT_SCAN, MC_BYTES(ev[PGSCAN_DIRECT]));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_ASYNC_RECLAIM,
+		MC_BYTES(ev[PGSTEAL_KSWAPD]));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_DIRECT_RECLAIM,
+		MC_BYTES(ev[PGSTEAL_DIRECT]));
 #ifdef CONFIG_HUGETLB_PAGE
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_HTLB_PGALLOC, ev[HTLB_BUDDY_PGALLOC]);
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_HTLB_PGFAIL,

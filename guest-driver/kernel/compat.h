@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Kernel API differences between the guest kernels memcoop supports
- * (Debian 12's 6.1 and bookworm-backports' 6.12).  Every #if on
- * LINUX_VERSION_CODE lives here, nowhere else.
+ * Kernel API differences between the guest kernels memcoop supports:
+ * Debian 12's 6.1, bookworm-security's 6.12 and the newest
+ * trixie-backports kernel (7.3 when written).  Every #if on
+ * LINUX_VERSION_CODE lives here, nowhere else; each says the version
+ * whose change it tracks.
  */
 #ifndef MEMCOOP_COMPAT_H
 #define MEMCOOP_COMPAT_H
@@ -14,6 +16,7 @@
 #include <linux/virtio_config.h>
 #include <linux/list_lru.h>
 #include <linux/memcontrol.h>
+#include <linux/virtio_balloon.h>
 
 /*
  * list_lru: 6.8 made list_lru_add()/del() take the node and memcg and
@@ -181,5 +184,22 @@ static inline int mc_virtio_find_vqs(struct virtio_device *vdev, unsigned int nv
 	return virtio_find_vqs(vdev, nvqs, vqs, callbacks, names, NULL);
 #endif
 }
+
+/*
+ * Balloon stats tags 10..15 (OOM kills, allocation stalls, scanned and
+ * reclaimed memory, kswapd and direct) entered the uapi header in 6.10;
+ * the numbers are the virtio spec's, so older kernels send them too.  A
+ * device that does not know a tag ignores it (QEMU 7.2 does).
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 10, 0)
+#define VIRTIO_BALLOON_S_OOM_KILL	10
+#define VIRTIO_BALLOON_S_ALLOC_STALL	11
+#define VIRTIO_BALLOON_S_ASYNC_SCAN	12
+#define VIRTIO_BALLOON_S_DIRECT_SCAN	13
+#define VIRTIO_BALLOON_S_ASYNC_RECLAIM	14
+#define VIRTIO_BALLOON_S_DIRECT_RECLAIM	15
+#endif
+/* Every tag the driver may send, whatever the header's VIRTIO_BALLOON_S_NR. */
+#define MC_BALLOON_S_NR			16
 
 #endif /* MEMCOOP_COMPAT_H */
