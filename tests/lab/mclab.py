@@ -510,7 +510,8 @@ def _chroot_dir():
 def chroot_prefix():
     """The command prefix that runs a command in the trixie chroot, with
     the source tree, the build directories and $TMPDIR at their own paths."""
-    return [sys.executable, os.path.abspath(__file__), "in-chroot", "--"]
+    return [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "mclab"),
+            "in-chroot", "--"]
 
 
 def run_in_chroot(argv, stdout=None):
@@ -535,7 +536,8 @@ def run_in_chroot(argv, stdout=None):
             continue
         script += ["mkdir -p %s" % shlex.quote(root + b),
                    "mount --bind %s %s" % (shlex.quote(b), shlex.quote(root + b))]
-    script += ['cd "$PWD"', 'exec chroot %s "$@"' % shlex.quote(root)]
+    script += ["exec chroot %s /bin/sh -c 'cd \"$0\" && exec \"$@\"' \"$PWD\" \"$@\"" %
+               shlex.quote(root)]
     env = dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin")
     return subprocess.run(["unshare", "--mount", "sh", "-c", "\n".join(script), "sh"] + argv,
                           env=env, stdout=stdout).returncode
@@ -578,7 +580,35 @@ def chroot_with_headers(ver):
                           "linux-headers-" + ver]):
                 if run_in_chroot(argv, stdout=sys.stderr) != 0:
                     raise LabError("in the chroot: %s failed" % " ".join(argv))
+        _checker_valid(root, ver)
     return root
+
+
+# Debian's linux-kbuild (7.x) lacks scripts/checker-valid.sh, which the
+# kernel's Makefile runs before C=1/2 (prints 1 when the checker can parse
+# these headers; without the script sparse is always switched off).  Ours
+# asks the same question: does the checker know __typeof_unqual__, which
+# 7.x's headers use?  (Debian's sparse 0.6.4 does not.)
+CHECKER_VALID = """#!/bin/sh
+# written by the memcoop lab (tests/lab/mclab.py): missing from linux-kbuild
+command -v "$1" >/dev/null || { echo 0; exit 0; }
+t=$(mktemp) || exit 1
+printf 'int f(const int *p) { __typeof_unqual__(*p) x = *p; return x; }\\n' > "$t"
+if "$@" "$t" 2>&1 | grep -q error; then echo 0; else echo 1; fi
+rm -f "$t"
+"""
+
+
+def _checker_valid(root, ver):
+    common = os.path.join(root, "usr", "src", "linux-headers-" + ver)
+    scripts = os.path.realpath(os.path.join(common, "scripts"))
+    if not scripts.startswith(root):        # an absolute link: inside the chroot
+        scripts = root + scripts
+    path = os.path.join(scripts, "checker-valid.sh")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(CHECKER_VALID)
+        os.chmod(path, 0o755)
 
 
 def build_module(ver, out):
