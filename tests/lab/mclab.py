@@ -507,6 +507,11 @@ def _chroot_dir():
     return os.path.join(cache_dir(), "chroot", "trixie")
 
 
+def chroot_root():
+    """The host path of the trixie chroot's "/"."""
+    return _chroot_dir()
+
+
 def chroot_prefix():
     """The command prefix that runs a command in the trixie chroot, with
     the source tree, the build directories and $TMPDIR at their own paths."""
@@ -609,6 +614,50 @@ def _checker_valid(root, ver):
         with open(path, "w") as f:
             f.write(CHECKER_VALID)
         os.chmod(path, 0o755)
+
+
+# QEMU from bookworm-backports, unpacked beside the host's: the packages
+# with the binary and its firmware (the libraries it needs are bookworm's,
+# checked with ldd when it is unpacked).
+QEMU_PACKAGES = ["qemu-system-x86", "qemu-system-common", "qemu-system-data", "seabios"]
+
+
+def fetch_qemu(series):
+    """QEMU @series ("10") from bookworm-backports, unpacked once into
+    ~/.cache/memcoop/qemu/VERSION; returns (binary, [firmware dirs for -L])."""
+    if series in ("", "host", "7.2"):
+        return shutil.which("qemu-system-x86_64") or "qemu-system-x86_64", []
+    apt = Apt("bookworm-backports")
+    r = subprocess.run(["apt-cache"] + apt.opts + ["show", "--no-all-versions",
+                                                    "qemu-system-x86"],
+                       capture_output=True, text=True)
+    m = re.search(r"(?m)^Version: (?:\d+:)?(\S+)", r.stdout)
+    if not m or not m.group(1).startswith(series + "."):
+        raise LabError("bookworm-backports has no QEMU %s (it has %s)" % (
+            series, m.group(1) if m else "none"))
+    ver = m.group(1)
+    qdir = os.path.join(cache_dir(), "qemu", ver)
+    x = os.path.join(qdir, "root")
+    binary = os.path.join(x, "usr", "bin", "qemu-system-x86_64")
+    fw = [os.path.join(x, "usr", "share", "qemu"), os.path.join(x, "usr", "share", "seabios")]
+    os.makedirs(qdir, exist_ok=True)
+    with _flock(os.path.join(qdir, ".lock")):
+        if os.path.exists(os.path.join(qdir, ".complete")):
+            return binary, fw
+        sys.stderr.write("mclab: fetching QEMU %s from bookworm-backports\n" % ver)
+        tmp = tempfile.mkdtemp(prefix="mclab-qemu-", dir=qdir)
+        try:
+            for deb in apt.download(QEMU_PACKAGES, tmp):
+                subprocess.run(["dpkg-deb", "-x", deb, x], check=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        r = subprocess.run(["ldd", binary], capture_output=True, text=True)
+        missing = [line.split()[0] for line in r.stdout.splitlines() if "not found" in line]
+        if r.returncode != 0 or missing:
+            raise LabError("QEMU %s cannot run here: libraries missing: %s" % (
+                ver, " ".join(missing) or r.stderr.strip()))
+        open(os.path.join(qdir, ".complete"), "w").close()
+    return binary, fw
 
 
 def build_module(ver, out):
@@ -917,12 +966,14 @@ class Guest:
     def __init__(self, mem=512, smp=1, driver="memcoop", modparams=None,
                  balloon_opts=None, timeout=300, kvm=False, append="",
                  builddir=None, qmp_extra=False, name="guest", balloon=True, module=None,
-                 kernel=None):
+                 kernel=None, qemu=None):
         if driver not in ("memcoop", "stock", "none"):
             raise LabError("driver must be memcoop, stock or none")
         if module is not None and driver != "memcoop":
             raise LabError("a module to load (%s) needs driver memcoop" % module)
         self.lab = Lab(builddir, module=module, kernel=kernel)
+        # QEMU: the host's, or --qemu 10 (bookworm-backports, in the cache)
+        self.qemu_bin, self.qemu_fw = fetch_qemu(qemu or os.environ.get("MCLAB_QEMU", ""))
         self.mem, self.smp, self.driver = int(mem), int(smp), driver
         self.modparams = dict(modparams or {})
         self.balloon_opts = dict(balloon_opts or {})
@@ -960,7 +1011,7 @@ class Guest:
                                  self.driver, self.modparams)
         for p in (self.console_path, self.out_path):
             open(p, "wb").close()
-        argv = [shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+        argv = [self.qemu_bin] + [a for d in self.qemu_fw for a in ("-L", d)] + [
                 "-name", self.name,
                 "-machine", "pc", "-accel", "kvm" if self.kvm else "tcg",
                 "-m", str(self.mem), "-smp", str(self.smp),
