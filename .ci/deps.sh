@@ -1,10 +1,16 @@
 #!/bin/sh
 # Install every Debian package memcoop needs to build, test and run its lab.
 # Idempotent: safe to run twice; only installs what is missing.
+# The other guest kernels (6.12, the newest trixie-backports one), their
+# headers, the Debian 13 chroot that builds for trixie kernels and QEMU 10
+# are not installed: the lab fetches them into ~/.cache/memcoop when a test
+# first needs them (tests/lab/mclab kernel-tree, mclab run --kernel/--qemu).
+# pahole: 6.12+ headers ship vmlinux, so Kbuild makes BTF for the module.
 set -eu
 
-PKGS="build-essential pkg-config meson ninja-build sparse
+PKGS="build-essential pkg-config meson ninja-build sparse pahole
 linux-headers-amd64 linux-libc-dev kmod dkms cpio gzip xz-utils busybox-static
+mmdebstrap util-linux
 qemu-system-x86 qemu-utils socat
 libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 libevent-dev libcunit1-dev libjansson-dev

@@ -141,6 +141,8 @@ qmp_parse_guest_stats(const json_t *ret, struct guest_stats *s,
 		{ "stat-total-memory", GST_TOTAL, offsetof(struct guest_stats, total) },
 		{ "stat-available-memory", GST_AVAIL, offsetof(struct guest_stats, avail) },
 		{ "stat-disk-caches", GST_CACHES, offsetof(struct guest_stats, caches) },
+		/* QEMU 9.1+ (tag 10), from guests that send it: 6.10+, memcoop */
+		{ "stat-oom-kills", GST_OOM_KILLS, offsetof(struct guest_stats, oom_kills) },
 	};
 	const json_t *stats;
 	uint64_t last, age;

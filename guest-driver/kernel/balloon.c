@@ -34,7 +34,6 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_balloon.h>
 #include <uapi/linux/virtio_ring.h>
-#include <linux/balloon_compaction.h>
 #include <linux/page_reporting.h>
 #include <linux/workqueue.h>
 #include <linux/oom.h>
@@ -159,7 +158,7 @@ struct mc_balloon {
 	bool adjust_managed;		/* !DEFLATE_ON_OOM: MemTotal shrinks */
 
 	/* STATS_VQ: one buffer, refilled on each host request */
-	struct virtio_balloon_stat stats[VIRTIO_BALLOON_S_NR];
+	struct virtio_balloon_stat stats[MC_BALLOON_S_NR];
 	unsigned long vm_events[NR_VM_EVENT_ITEMS];
 
 	/* FREE_PAGE_HINT: blocks lent to the host until it says DONE */
@@ -183,6 +182,21 @@ struct mc_balloon {
 };
 
 static atomic_t mc_balloon_instances = ATOMIC_INIT(0);
+
+/* A list of pages through page->lru (the hint blocks). */
+static void mc_page_push(struct list_head *list, struct page *page)
+{
+	list_add(&page->lru, list);
+}
+
+static struct page *mc_page_pop(struct list_head *list)
+{
+	struct page *page = list_first_entry_or_null(list, struct page, lru);
+
+	if (page)
+		list_del(&page->lru);
+	return page;
+}
 
 static u32 mc_page_to_pfn(struct page *page)
 {
@@ -345,8 +359,8 @@ static unsigned long mc_alloc_pages(struct mc_balloon *vb, unsigned long want,
 		LIST_HEAD(bulk);
 		unsigned long n;
 
-		n = alloc_pages_bulk_list(MC_GFP_BALLOON,
-					  min(want - got, 512UL), &bulk);
+		n = mc_alloc_pages_bulk_list(MC_GFP_BALLOON,
+					     min(want - got, 512UL), &bulk);
 		if (!n)
 			break;
 		list_splice_tail(&bulk, list);
@@ -432,7 +446,7 @@ static bool mc_free_block(struct mc_balloon *vb, struct list_head *list,
 	unsigned long pfn = page_to_pfn(head), i;
 	struct page *p = head;
 
-	if (!IS_ALIGNED(pfn, nr))
+	if (!MC_BALLOON_BLOCK_FREE || !IS_ALIGNED(pfn, nr))
 		return false;
 	for (i = 1; i < nr; i++) {
 		if (list_is_last(&p->lru, list))
@@ -658,7 +672,7 @@ static void mc_changed(struct virtio_device *vdev)
 
 static void mc_stat(struct mc_balloon *vb, unsigned int *idx, u16 tag, u64 val)
 {
-	if (WARN_ON_ONCE(*idx >= VIRTIO_BALLOON_S_NR))
+	if (WARN_ON_ONCE(*idx >= MC_BALLOON_S_NR))
 		return;
 	vb->stats[*idx].tag = cpu_to_virtio16(vb->vdev, tag);
 	vb->stats[*idx].val = cpu_to_virtio64(vb->vdev, val);
@@ -667,7 +681,27 @@ static void mc_stat(struct mc_balloon *vb, unsigned int *idx, u16 tag, u64 val)
 
 #define MC_BYTES(pages) ((u64)(pages) << PAGE_SHIFT)
 
-/* Fill vb->stats; returns the number of entries.  Stats work context. */
+#ifdef CONFIG_VM_EVENT_COUNTERS
+/*
+ * Direct reclaim entries of allocations, all zones together.  The
+ * ALLOCSTALL_* events are one per zone, in enum zone_type's order.
+ */
+static unsigned long mc_alloc_stalls(const unsigned long *ev)
+{
+	unsigned long sum = 0;
+	int z;
+
+	for (z = 0; z < MAX_NR_ZONES; z++)
+		sum += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + z];
+	return sum;
+}
+#endif
+
+/*
+ * Fill vb->stats; returns the number of entries.  Stats work context.
+ * Every tag goes to every device: tags 10..15 (from OOM_KILL) are the
+ * figures upstream sends since 6.10, bytes where they count pages.
+ */
 static unsigned int mc_fill_stats(struct mc_balloon *vb)
 {
 	unsigned long *ev = vb->vm_events;
@@ -684,6 +718,14 @@ static unsigned int mc_fill_stats(struct mc_balloon *vb)
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_SWAP_OUT, MC_BYTES(ev[PSWPOUT]));
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_MAJFLT, ev[PGMAJFAULT]);
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_MINFLT, ev[PGFAULT]);
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_OOM_KILL, ev[OOM_KILL]);
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_ALLOC_STALL, mc_alloc_stalls(ev));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_ASYNC_SCAN, MC_BYTES(ev[PGSCAN_KSWAPD]));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_DIRECT_SCAN, MC_BYTES(ev[PGSCAN_DIRECT]));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_ASYNC_RECLAIM,
+		MC_BYTES(ev[PGSTEAL_KSWAPD]));
+	mc_stat(vb, &idx, VIRTIO_BALLOON_S_DIRECT_RECLAIM,
+		MC_BYTES(ev[PGSTEAL_DIRECT]));
 #ifdef CONFIG_HUGETLB_PAGE
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_HTLB_PGALLOC, ev[HTLB_BUDDY_PGALLOC]);
 	mc_stat(vb, &idx, VIRTIO_BALLOON_S_HTLB_PGFAIL,
@@ -760,7 +802,7 @@ static unsigned long mc_hint_return(struct mc_balloon *vb,
 	struct page *page;
 
 	spin_lock_irq(&vb->hint_lock);
-	while (n < blocks && (page = balloon_page_pop(&vb->hint_list))) {
+	while (n < blocks && (page = mc_page_pop(&vb->hint_list))) {
 		__free_pages(page, MC_HINT_ORDER);
 		n++;
 	}
@@ -834,7 +876,7 @@ static void mc_hint_serve(struct mc_balloon *vb, u32 id)
 		}
 		virtqueue_kick(vq);
 		spin_lock_irq(&vb->hint_lock);
-		balloon_page_push(&vb->hint_list, page);
+		mc_page_push(&vb->hint_list, page);
 		vb->hint_blocks++;
 		spin_unlock_irq(&vb->hint_lock);
 		atomic64_inc(&vb->cnt.hint_blocks);
@@ -926,7 +968,7 @@ static int mc_report(struct page_reporting_dev_info *pr, struct scatterlist *sg,
 
 /* ---- balloon compaction ---- */
 
-#ifdef CONFIG_BALLOON_COMPACTION
+#if MC_BALLOON_MIGRATION
 /**
  * mc_migratepage() - replace balloon page @page by @newpage.
  * @bdi: the device's balloon_dev_info
@@ -937,13 +979,13 @@ static int mc_report(struct page_reporting_dev_info *pr, struct scatterlist *sg,
  * Called by compaction with both pages locked.  Gives up (-EAGAIN) rather
  * than wait for vb->balloon_lock: inflation may itself be compacting.
  *
- * Return: MIGRATEPAGE_SUCCESS, or -EAGAIN to be retried later.
+ * Return: 0 (MIGRATEPAGE_SUCCESS, gone in later kernels), or -EAGAIN to
+ * be retried later.
  */
 static int mc_migratepage(struct balloon_dev_info *bdi, struct page *newpage,
 			  struct page *page, enum migrate_mode mode)
 {
 	struct mc_balloon *vb = container_of(bdi, struct mc_balloon, bdi);
-	unsigned long flags;
 
 	if (!mutex_trylock(&vb->balloon_lock))
 		return -EAGAIN;
@@ -953,17 +995,11 @@ static int mc_migratepage(struct balloon_dev_info *bdi, struct page *newpage,
 		return -EAGAIN;
 	}
 
-	get_page(newpage);		/* the balloon's reference */
 	if (vb->adjust_managed && page_zone(page) != page_zone(newpage)) {
 		adjust_managed_page_count(page, 1);
 		adjust_managed_page_count(newpage, -1);
 	}
-
-	spin_lock_irqsave(&bdi->pages_lock, flags);
-	balloon_page_insert(bdi, newpage);
-	bdi->isolated_pages--;
-	__count_vm_event(BALLOON_MIGRATE);
-	spin_unlock_irqrestore(&bdi->pages_lock, flags);
+	mc_balloon_migrate_insert(bdi, newpage);
 
 	mc_set_pfns(vb, vb->pfns, newpage);
 	mc_tell_host(vb, vb->vqs[MC_VQ_INFLATE], MC_PFNS_PER_PAGE);
@@ -971,10 +1007,9 @@ static int mc_migratepage(struct balloon_dev_info *bdi, struct page *newpage,
 	mc_tell_host(vb, vb->vqs[MC_VQ_DEFLATE], MC_PFNS_PER_PAGE);
 	mutex_unlock(&vb->balloon_lock);
 
-	balloon_page_finalize(page);
-	put_page(page);			/* the balloon's reference */
+	mc_balloon_migrate_release(page);
 	atomic64_inc(&vb->cnt.migrated);
-	return MIGRATEPAGE_SUCCESS;
+	return 0;
 }
 #endif
 
@@ -1105,7 +1140,7 @@ static int mc_probe(struct virtio_device *vdev)
 	mutex_init(&vb->balloon_lock);
 	init_waitqueue_head(&vb->acked);
 	balloon_devinfo_init(&vb->bdi);
-#ifdef CONFIG_BALLOON_COMPACTION
+#if MC_BALLOON_MIGRATION
 	vb->bdi.migratepage = mc_migratepage;
 #endif
 	vb->adjust_managed = !virtio_has_feature(vdev,

@@ -14,8 +14,11 @@
      runs (build id), it drives the balloon device (driver memcoop-balloon),
      and the balloon follows a QMP `balloon` down, debugfs agreeing.
 
+With PREFIX (a trixie kernel: the lab's Debian 13 chroot), dkms runs
+under it and the host paths checked are the chroot's.
+
 Exit 0 pass, 1 fail, 77 skip (no dkms).
-Usage: dkms_build.py SOURCE_ROOT KERNEL_DIR PROJECT_VERSION
+Usage: dkms_build.py SOURCE_ROOT KERNEL_DIR PROJECT_VERSION [PREFIX...]
 """
 import os
 import re
@@ -51,8 +54,15 @@ class Failed(Exception):
     """A check failed."""
 
 
+# The command prefix dkms runs under, and where its "/" is on the host.
+PREFIX = []
+ROOT = ""
+
+
 def run(argv, what, env=None):
     """Run @argv; its output; Failed (with the output) on a non-zero exit."""
+    if argv[0] == "dkms":
+        argv = PREFIX + argv
     print("+ " + " ".join(argv), flush=True)
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        env=env, timeout=600)
@@ -89,13 +99,13 @@ def host_state(kver, version):
     """The host paths a careless dkms run would create."""
     paths = ["/var/lib/dkms/memcoop", "/usr/src/memcoop-" + version,
              "/lib/modules/%s/updates/dkms/memcoop.ko" % kver]
-    return {p: os.path.lexists(p) for p in paths}
+    return {p: os.path.lexists(ROOT + p) for p in paths}
 
 
 def kernel_release(kdir):
     """What `uname -r` says under that kernel (Debian's headers have the
     upstream version in include/config/kernel.release, not this)."""
-    path = os.path.join(kdir, "include", "generated", "utsrelease.h")
+    path = ROOT + os.path.join(kdir, "include", "generated", "utsrelease.h")
     m = re.search(r'UTS_RELEASE "([^"]+)"', read(path))
     if not m:
         raise Failed("no UTS_RELEASE in %s" % path)
@@ -221,17 +231,22 @@ def boot(ko):
 
 
 def main():
-    if len(sys.argv) != 4:
+    global PREFIX, ROOT
+    if len(sys.argv) < 4:
         print(__doc__)
         return 2
-    src, kdir, version = sys.argv[1:]
+    src, kdir, version = sys.argv[1:4]
+    PREFIX = sys.argv[4:]
+    if PREFIX:
+        ROOT = mclab.chroot_root()
     if shutil.which("dkms") is None:
         print("SKIP: dkms is not installed (sh .ci/deps.sh installs it)")
         return 77
     mclab.install_signal_handlers()
     tmp = mclab.mkdtemp("dkms-build")
     try:
-        ko = dkms_build(os.path.abspath(src), os.path.abspath(kdir), version, tmp)
+        ko = dkms_build(os.path.abspath(src), kdir if PREFIX else os.path.abspath(kdir),
+                        version, tmp)
         boot(ko)
     except (Failed, mclab.LabError, mclab.QMPError, OSError,
             subprocess.TimeoutExpired) as e:

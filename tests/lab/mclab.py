@@ -232,11 +232,473 @@ def _default_builddir():
     return os.path.join(os.path.dirname(os.path.dirname(here)), "build")
 
 
+# ---------------------------------------------------------------------------
+# guest kernels, their headers and other Debian releases: fetched with apt,
+# cached in ~/.cache/memcoop ($MCLAB_CACHE), never installed on the host
+#
+#   kernel/VERSION/    vmlinuz, modules/*.ko (the virtio ones), builtin.txt
+#   headers/VERSION/   linux-headers-VERSION unpacked (kernels of the host's
+#                      release whose headers are not installed in /usr/src)
+#   apt/SUITES/        private apt lists for another release (trixie for the
+#                      newest kernels, bookworm-backports for QEMU 10)
+#   chroot/trixie/     a Debian 13 tree (mmdebstrap) that builds modules for
+#                      trixie kernels: their kbuild needs glibc 2.38
+#   qemu/VERSION/      a QEMU unpacked from bookworm-backports
+
+# A kernel's Debian release, from the suffix of its version.
+_TRIXIE_SUFFIX = "+deb13"
+# Private apt roots: name -> suites on the host's own mirror.
+APT_ROOTS = {
+    "trixie": ["trixie", "trixie-backports"],
+    "bookworm-backports": ["bookworm-backports"],
+}
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# Packages of the chroot that builds modules for trixie kernels.
+CHROOT_PACKAGES = ["make", "gcc", "libc6-dev", "sparse", "dkms", "kmod", "pahole",
+                   "xz-utils", "python3", "binutils"]
+APT_LISTS_MAX_AGE = 24 * 3600
+
+
+def cache_dir():
+    return os.environ.get("MCLAB_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "memcoop")
+
+
+def _mirror():
+    """The host's Debian mirror (its apt sources), never a name of ours."""
+    for path in ["/etc/apt/sources.list.d/debian.sources"] + \
+            glob.glob("/etc/apt/sources.list.d/*.sources"):
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        for stanza in re.split(r"\n\s*\n", text):
+            uris = re.search(r"(?m)^URIs:\s*(\S+)", stanza)
+            suites = re.search(r"(?m)^Suites:\s*(.*)$", stanza)
+            if uris and suites and re.search(r"\bbookworm\b(?!-)", suites.group(1)):
+                return uris.group(1)
+    try:
+        for line in open("/etc/apt/sources.list"):
+            m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
+            if m:
+                return m.group(1)
+    except OSError:
+        pass
+    raise LabError("no Debian bookworm mirror in the host's apt sources")
+
+
+class Apt:
+    """apt-get/apt-cache on the host's lists (@root None) or on a private
+    list of APT_ROOTS[@root] in the cache, leaving the host's apt as it is."""
+
+    def __init__(self, root=None):
+        self.root = root
+        self.opts = []
+        if root is None:
+            return
+        d = os.path.join(cache_dir(), "apt", root)
+        for sub in ("lists/partial", "cache/archives/partial"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        src = os.path.join(d, "sources.list")
+        self.opts = ["-o", "Dir::Etc::sourcelist=" + src, "-o", "Dir::Etc::sourceparts=-",
+                     "-o", "Dir::State::Lists=" + os.path.join(d, "lists"),
+                     "-o", "Dir::Cache=" + os.path.join(d, "cache")]
+        with _flock(os.path.join(d, ".lock")):
+            stamp = os.path.join(d, ".updated")
+            fresh = os.path.exists(stamp) and \
+                time.time() - os.stat(stamp).st_mtime < APT_LISTS_MAX_AGE
+            if fresh:
+                return
+            mirror = _mirror()
+            with open(src, "w") as f:
+                for suite in APT_ROOTS[root]:
+                    f.write("deb [signed-by=%s] %s %s main\n" % (KEYRING, mirror, suite))
+            sys.stderr.write("mclab: apt-get update (%s)\n" % " ".join(APT_ROOTS[root]))
+            r = subprocess.run(["apt-get"] + self.opts + ["-q", "update"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise LabError("apt-get update for %s failed: %s" % (root, r.stderr.strip()))
+            open(stamp, "w").close()
+
+    def pkgnames(self, prefix):
+        r = subprocess.run(["apt-cache"] + self.opts + ["pkgnames", prefix],
+                           capture_output=True, text=True)
+        return r.stdout.split()
+
+    def depends(self, pkg):
+        r = subprocess.run(["apt-cache"] + self.opts + ["show", "--no-all-versions", pkg],
+                           capture_output=True, text=True)
+        m = re.search(r"(?m)^Depends: (.*)$", r.stdout)
+        return [re.split(r"[\s(]", d.strip())[0] for d in m.group(1).split(",")] if m else []
+
+    def download(self, pkgs, dest):
+        """The .deb files of @pkgs, downloaded into @dest."""
+        r = subprocess.run(["apt-get"] + self.opts + ["-q", "download"] + pkgs, cwd=dest,
+                           capture_output=True, text=True)
+        debs = glob.glob(os.path.join(dest, "*.deb"))
+        if r.returncode != 0 or len(debs) < len(pkgs):
+            raise LabError("apt-get download %s failed: %s" % (" ".join(pkgs),
+                                                               r.stderr.strip()))
+        return debs
+
+
+def _apt_for(ver):
+    return Apt("trixie" if _TRIXIE_SUFFIX in ver else None)
+
+
+def _vkey(v):
+    return [int(x) if x.isdigit() else x for x in re.split(r"[.+-]", v)]
+
+
+def kernel_series(ver):
+    """"6.1" for 6.1.0-57-amd64, "6.12" for 6.12.117+deb12-amd64."""
+    m = re.match(r"^(\d+\.\d+)", ver)
+    if not m:
+        raise LabError("not a kernel version: %r" % ver)
+    return m.group(1)
+
+
+def resolve_kernel(spec):
+    """The `uname -r` of the guest kernel @spec names: a full version
+    (6.12.117+deb12-amd64) as it is; a series (6.1, 6.12, 7.3): the one
+    whose headers are installed in /usr/src, else the newest Debian has
+    (6.1 and 6.12 from the host's release, newer ones from trixie and
+    trixie-backports); "newest": the newest trixie-backports kernel."""
+    if re.match(r"^\d+\.\d+[.-]\S*-amd64$", spec):
+        return spec
+    if spec == "newest":
+        rx = re.compile(r"^linux-image-(\d+\.\d+\.\d+%s-amd64)$" % re.escape(_TRIXIE_SUFFIX))
+        apt = Apt("trixie")
+        found = [m.group(1) for m in map(rx.match, apt.pkgnames("linux-image-")) if m]
+    else:
+        if not re.match(r"^\d+\.\d+$", spec):
+            raise LabError("--kernel %r: want a series (6.12), newest or a version" % spec)
+        installed = [os.path.basename(p)[len("linux-headers-"):] for p in
+                     glob.glob("/usr/src/linux-headers-%s[.-]*-amd64" % spec)]
+        installed = [v for v in installed if kernel_series(v) == spec]
+        if installed:
+            return max(installed, key=_vkey)
+        rx = re.compile(r"^linux-image-(%s[.-]\d+(?:\+deb12)?-amd64)$" % re.escape(spec))
+        found = [m.group(1) for m in map(rx.match, Apt().pkgnames("linux-image-" + spec)) if m]
+        if not found:
+            rx = re.compile(r"^linux-image-(%s\.\d+%s-amd64)$" % (re.escape(spec),
+                                                                  re.escape(_TRIXIE_SUFFIX)))
+            found = [m.group(1) for m in map(rx.match, Apt("trixie").pkgnames(
+                "linux-image-" + spec)) if m]
+    if not found:
+        raise LabError("no Debian kernel for %r" % spec)
+    return max(found, key=_vkey)
+
+
+def tree_release(kdir):
+    """The `uname -r` of the kernel a build tree is for."""
+    path = os.path.join(kdir, "include", "generated", "utsrelease.h")
+    try:
+        m = re.search(r'UTS_RELEASE "([^"]+)"', open(path).read())
+    except OSError as e:
+        raise LabError("%s: not a kernel build tree (%s)" % (kdir, e))
+    if not m:
+        raise LabError("no UTS_RELEASE in %s" % path)
+    return m.group(1)
+
+
+def _builtin_modules(kdir):
+    try:
+        return set(open(os.path.join(kdir, "modules", "builtin.txt")).read().split())
+    except FileNotFoundError:
+        return set()            # a 6.1 cache: every virtio part is a module
+
+
+def fetch_kernel(ver):
+    """The cache directory of kernel @ver (vmlinuz, modules/), fetched once."""
+    kdir = os.path.join(cache_dir(), "kernel", ver)
+    os.makedirs(kdir, exist_ok=True)
+    done = os.path.join(kdir, ".complete")
+    with _flock(os.path.join(kdir, ".lock")):
+        if not os.path.exists(done):
+            _fetch_kernel(ver, kdir)
+            open(done, "w").close()
+    return kdir
+
+
+def _fetch_kernel(ver, kdir):
+    pkg = "linux-image-" + ver
+    apt = _apt_for(ver)
+    names = apt.pkgnames(pkg)
+    if pkg not in names and pkg + "-unsigned" in names:
+        pkg += "-unsigned"
+    sys.stderr.write("mclab: fetching %s (apt-get download)\n" % pkg)
+    tmp = tempfile.mkdtemp(prefix="mclab-kernel-", dir=kdir)
+    try:
+        # trixie-backports' linux-image-* since 7.x is a meta package: the
+        # kernel is in linux-binary-*, its modules in linux-modules-*
+        pkgs = [pkg] + [d for d in apt.depends(pkg)
+                        if d.startswith(("linux-binary-", "linux-modules-", "linux-base-"))]
+        x = os.path.join(tmp, "x")
+        for deb in apt.download(pkgs, tmp):
+            subprocess.run(["dpkg-deb", "-x", deb, x], check=True)
+        # /boot/vmlinuz-VER, or /usr/lib/modules/VER/vmlinuz (trixie-backports 7.x)
+        vmlinuz = glob.glob(os.path.join(x, "boot", "vmlinuz-*")) + \
+            glob.glob(os.path.join(x, "usr", "lib", "modules", "*", "vmlinuz"))
+        mods_roots = [os.path.join(x, "lib", "modules"), os.path.join(x, "usr", "lib", "modules")]
+        if not vmlinuz:
+            raise LabError("%s has no vmlinuz" % pkg)
+        shutil.copy(vmlinuz[0], os.path.join(kdir, "vmlinuz"))
+        mdir = os.path.join(kdir, "modules")
+        os.makedirs(mdir, exist_ok=True)
+        builtin = set()
+        for path in [p for r in mods_roots for p in glob.glob(os.path.join(r, "*", "modules.builtin"))]:
+            builtin |= {os.path.basename(line.strip()).split(".ko")[0]
+                        for line in open(path)}
+        mine = []
+        for m in VIRTIO_MODULES + EXTRA_MODULES:
+            found = [p for r in mods_roots for p in glob.glob(
+                os.path.join(r, "*", "kernel", "**", m + ".ko*"), recursive=True)]
+            if not found:
+                if m in builtin:
+                    mine.append(m)
+                    continue
+                raise LabError("%s has no module %s" % (pkg, m))
+            data = open(found[0], "rb").read()
+            if found[0].endswith(".xz"):
+                data = lzma.decompress(data)
+            with open(os.path.join(mdir, m + ".ko"), "wb") as f:
+                f.write(data)
+        with open(os.path.join(mdir, "builtin.txt"), "w") as f:
+            f.write("".join(m + "\n" for m in mine))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def kernel_tree(ver):
+    """Where to build modules for kernel @ver: (headers directory, command
+    prefix to run make in).  Installed headers (/usr/src) as they are;
+    other kernels of the host's release unpacked into the cache; trixie
+    kernels in the Debian 13 chroot (the prefix enters it)."""
+    installed = "/usr/src/linux-headers-" + ver
+    if os.path.exists(os.path.join(installed, "Makefile")):
+        return installed, []
+    if _TRIXIE_SUFFIX in ver:
+        chroot_with_headers(ver)
+        return installed, chroot_prefix()
+    return _unpacked_headers(ver), []
+
+
+def _unpacked_headers(ver):
+    hdir = os.path.join(cache_dir(), "headers", ver)
+    tree = os.path.join(hdir, "usr", "src", "linux-headers-" + ver)
+    os.makedirs(hdir, exist_ok=True)
+    done = os.path.join(hdir, ".complete")
+    with _flock(os.path.join(cache_dir(), "headers", ".lock-" + ver)):
+        if os.path.exists(done):
+            return tree
+        apt = Apt()
+        pkg = "linux-headers-" + ver
+        pkgs = [pkg] + [d for d in apt.depends(pkg)
+                        if d.startswith(("linux-headers-", "linux-kbuild-"))]
+        sys.stderr.write("mclab: fetching %s (apt-get download)\n" % " ".join(pkgs))
+        tmp = tempfile.mkdtemp(prefix="mclab-headers-", dir=hdir)
+        try:
+            for deb in apt.download(pkgs, tmp):
+                subprocess.run(["dpkg-deb", "-x", deb, hdir], check=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        # Debian's Makefile includes the common tree by its /usr/src path
+        mk = os.path.join(tree, "Makefile")
+        text = open(mk).read()
+        new = re.sub(r"(?m)^include /usr/src/", "include %s/usr/src/" % hdir, text)
+        if new == text:
+            raise LabError("%s: no 'include /usr/src/...' line to point at the cache" % mk)
+        with open(mk, "w") as f:
+            f.write(new)
+        open(done, "w").close()
+    return tree
+
+
+def _chroot_dir():
+    return os.path.join(cache_dir(), "chroot", "trixie")
+
+
+def chroot_root():
+    """The host path of the trixie chroot's "/"."""
+    return _chroot_dir()
+
+
+def chroot_prefix():
+    """The command prefix that runs a command in the trixie chroot, with
+    the source tree, the build directories and $TMPDIR at their own paths."""
+    return [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "mclab"),
+            "in-chroot", "--"]
+
+
+def run_in_chroot(argv, stdout=None):
+    """Run @argv in the trixie chroot (as root, in a mount namespace of its
+    own: /proc, /dev, the project tree, $TMPDIR and the cwd bound at their
+    own paths); its exit status."""
+    root = _chroot_dir()
+    here = os.path.dirname(os.path.abspath(__file__))
+    binds = {os.path.dirname(os.path.dirname(here)), os.getcwd(),
+             os.path.realpath(os.environ.get("TMPDIR", "/tmp"))}
+    for v in ("MCLAB_BUILDDIR", "MESON_BUILD_ROOT", "MESON_SOURCE_ROOT"):
+        if os.environ.get(v):
+            binds.add(os.path.realpath(os.environ[v]))
+    for b in os.environ.get("MCLAB_CHROOT_BIND", "").split(":"):
+        if b:
+            binds.add(os.path.realpath(b))
+    script = ["set -e", "mount --make-rprivate /",
+              "mount -t proc proc %s/proc" % shlex.quote(root),
+              "mount --rbind /dev %s/dev" % shlex.quote(root)]
+    for b in sorted(binds):
+        if not os.path.isdir(b):
+            continue
+        script += ["mkdir -p %s" % shlex.quote(root + b),
+                   "mount --bind %s %s" % (shlex.quote(b), shlex.quote(root + b))]
+    script += ["exec chroot %s /bin/sh -c 'cd \"$0\" && exec \"$@\"' \"$PWD\" \"$@\"" %
+               shlex.quote(root)]
+    env = dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin")
+    return subprocess.run(["unshare", "--mount", "sh", "-c", "\n".join(script), "sh"] + argv,
+                          env=env, stdout=stdout).returncode
+
+
+def _chroot():
+    """The trixie chroot, made with mmdebstrap when missing."""
+    root = _chroot_dir()
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    with _flock(root + ".lock"):
+        if os.path.exists(os.path.join(root, ".complete")):
+            return root
+        if os.path.exists(root):
+            shutil.rmtree(root)
+        mirror = _mirror()
+        t0 = time.monotonic()
+        sys.stderr.write("mclab: building the Debian 13 chroot %s (mmdebstrap)\n" % root)
+        srcs = ["deb [signed-by=%s] %s %s main" % (KEYRING, mirror, s)
+                for s in APT_ROOTS["trixie"]]
+        r = subprocess.run(["mmdebstrap", "--variant=apt", "--quiet",
+                            "--include=" + ",".join(CHROOT_PACKAGES),
+                            "trixie", root] + srcs, capture_output=True, text=True)
+        if r.returncode != 0:
+            shutil.rmtree(root, ignore_errors=True)
+            raise LabError("mmdebstrap failed: %s" % r.stderr.strip()[-2000:])
+        open(os.path.join(root, ".complete"), "w").close()
+        sys.stderr.write("mclab: chroot ready in %.0f s\n" % (time.monotonic() - t0))
+    return root
+
+
+def chroot_with_headers(ver):
+    """The chroot, with linux-headers-@ver installed in it."""
+    root = _chroot()
+    with _flock(root + ".lock"):
+        if not os.path.exists(os.path.join(root, "usr", "src", "linux-headers-" + ver,
+                                           "Makefile")):
+            sys.stderr.write("mclab: installing linux-headers-%s in the chroot\n" % ver)
+            for argv in (["apt-get", "-q", "update"],
+                         ["apt-get", "-q", "-y", "--no-install-recommends", "install",
+                          "linux-headers-" + ver]):
+                if run_in_chroot(argv, stdout=sys.stderr) != 0:
+                    raise LabError("in the chroot: %s failed" % " ".join(argv))
+        _checker_valid(root, ver)
+    return root
+
+
+# Debian's linux-kbuild (7.x) lacks scripts/checker-valid.sh, which the
+# kernel's Makefile runs before C=1/2 (prints 1 when the checker can parse
+# these headers; without the script sparse is always switched off).  Ours
+# asks the same question: does the checker know __typeof_unqual__, which
+# 7.x's headers use?  (Debian's sparse 0.6.4 does not.)
+CHECKER_VALID = """#!/bin/sh
+# written by the memcoop lab (tests/lab/mclab.py): missing from linux-kbuild
+command -v "$1" >/dev/null || { echo 0; exit 0; }
+t=$(mktemp) || exit 1
+printf 'int f(const int *p) { __typeof_unqual__(*p) x = *p; return x; }\\n' > "$t"
+if "$@" "$t" 2>&1 | grep -q error; then echo 0; else echo 1; fi
+rm -f "$t"
+"""
+
+
+def _checker_valid(root, ver):
+    common = os.path.join(root, "usr", "src", "linux-headers-" + ver)
+    scripts = os.path.realpath(os.path.join(common, "scripts"))
+    if not scripts.startswith(root):        # an absolute link: inside the chroot
+        scripts = root + scripts
+    path = os.path.join(scripts, "checker-valid.sh")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(CHECKER_VALID)
+        os.chmod(path, 0o755)
+
+
+# QEMU from bookworm-backports, unpacked beside the host's: the packages
+# with the binary and its firmware (the libraries it needs are bookworm's,
+# checked with ldd when it is unpacked).
+QEMU_PACKAGES = ["qemu-system-x86", "qemu-system-common", "qemu-system-data", "seabios"]
+
+
+def fetch_qemu(series):
+    """QEMU @series ("10") from bookworm-backports, unpacked once into
+    ~/.cache/memcoop/qemu/VERSION; returns (binary, [firmware dirs for -L])."""
+    if series in ("", "host", "7.2"):
+        return shutil.which("qemu-system-x86_64") or "qemu-system-x86_64", []
+    apt = Apt("bookworm-backports")
+    r = subprocess.run(["apt-cache"] + apt.opts + ["show", "--no-all-versions",
+                                                    "qemu-system-x86"],
+                       capture_output=True, text=True)
+    m = re.search(r"(?m)^Version: (?:\d+:)?(\S+)", r.stdout)
+    if not m or not m.group(1).startswith(series + "."):
+        raise LabError("bookworm-backports has no QEMU %s (it has %s)" % (
+            series, m.group(1) if m else "none"))
+    ver = m.group(1)
+    qdir = os.path.join(cache_dir(), "qemu", ver)
+    x = os.path.join(qdir, "root")
+    binary = os.path.join(x, "usr", "bin", "qemu-system-x86_64")
+    fw = [os.path.join(x, "usr", "share", "qemu"), os.path.join(x, "usr", "share", "seabios")]
+    os.makedirs(qdir, exist_ok=True)
+    with _flock(os.path.join(qdir, ".lock")):
+        if os.path.exists(os.path.join(qdir, ".complete")):
+            return binary, fw
+        sys.stderr.write("mclab: fetching QEMU %s from bookworm-backports\n" % ver)
+        tmp = tempfile.mkdtemp(prefix="mclab-qemu-", dir=qdir)
+        try:
+            for deb in apt.download(QEMU_PACKAGES, tmp):
+                subprocess.run(["dpkg-deb", "-x", deb, x], check=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        r = subprocess.run(["ldd", binary], capture_output=True, text=True)
+        missing = [line.split()[0] for line in r.stdout.splitlines() if "not found" in line]
+        if r.returncode != 0 or missing:
+            raise LabError("QEMU %s cannot run here: libraries missing: %s" % (
+                ver, " ".join(missing) or r.stderr.strip()))
+        open(os.path.join(qdir, ".complete"), "w").close()
+    return binary, fw
+
+
+def build_module(ver, out):
+    """memcoop.ko from this source tree for kernel @ver, built in @out
+    (W=1); its path.  Rebuilt by make when a source changed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.join(os.path.dirname(os.path.dirname(here)), "guest-driver", "kernel")
+    kdir, prefix = kernel_tree(ver)
+    os.makedirs(out, exist_ok=True)
+    argv = ["sh", os.path.join(src, "kbuild-out.sh"), src, out, "--"] + prefix + \
+        ["make", "-s", "-C", kdir, "M=" + out,
+         "MEMCOOP_PROTO=" + os.path.join(os.path.dirname(os.path.dirname(src)), "proto"),
+         "W=1", "modules"]
+    env = dict(os.environ, MCLAB_CHROOT_BIND=out)
+    with _flock(os.path.join(out, ".lock")):
+        r = subprocess.run(argv, capture_output=True, text=True, env=env)
+    ko = os.path.join(out, "memcoop.ko")
+    if r.returncode != 0 or not os.path.exists(ko):
+        raise LabError("building memcoop.ko for %s failed:\n%s%s" % (ver, r.stdout, r.stderr))
+    return ko
+
+
 class Lab:
     """Paths and cached artefacts of one build directory; @module: a
-    memcoop.ko to pack instead of the build's (one built by DKMS, say)."""
+    memcoop.ko to pack instead of the build's (one built by DKMS, say);
+    @kernel: the guest kernel (a series such as "6.12", "newest", or a
+    full version; see resolve_kernel()) instead of the module's."""
 
-    def __init__(self, builddir=None, module=None):
+    def __init__(self, builddir=None, module=None, kernel=None):
         self.builddir = os.path.abspath(builddir or _default_builddir())
         if not os.path.isdir(self.builddir):
             raise LabError("build directory %s does not exist "
@@ -249,71 +711,60 @@ class Lab:
             self.ko = os.path.abspath(module)
             if not os.path.isfile(self.ko):
                 raise LabError("module %s does not exist" % self.ko)
-        self.cache = os.environ.get("MCLAB_CACHE") or os.path.join(
-            os.path.expanduser("~"), ".cache", "memcoop")
+        self.cache = cache_dir()
+        self.kernel_spec = kernel
+        if kernel:
+            self._kernel_ver = resolve_kernel(kernel)
+            if not self.module_given:
+                self._module_for_kernel()
 
     # -- the guest kernel -------------------------------------------------
     def kernel_version(self):
+        """The guest kernel's `uname -r`: --kernel (resolved), else
+        $MCLAB_KERNEL_VERSION, else the vermagic of memcoop.ko."""
+        if self.kernel_spec:
+            return self._kernel_ver
         v = os.environ.get("MCLAB_KERNEL_VERSION")
         if v:
             return v
-        if not os.path.exists(self.ko):
-            raise LabError("%s not built (ninja -C %s)" % (self.ko, self.builddir))
-        r = subprocess.run(["modinfo", "-F", "vermagic", self.ko],
+        return self._vermagic(self.ko)
+
+    def _vermagic(self, ko):
+        if not os.path.exists(ko):
+            raise LabError("%s not built (ninja -C %s)" % (ko, self.builddir))
+        r = subprocess.run(["modinfo", "-F", "vermagic", ko],
                            capture_output=True, text=True)
         if r.returncode != 0 or not r.stdout.strip():
-            raise LabError("modinfo %s failed: %s" % (self.ko, r.stderr.strip()))
+            raise LabError("modinfo %s failed: %s" % (ko, r.stderr.strip()))
         return r.stdout.split()[0]
+
+    def _module_for_kernel(self):
+        """With --kernel: the build's memcoop.ko if it was built for that
+        kernel, else one built from this source tree against its headers
+        (in <builddir>/mclab/kmod-VERSION, rebuilt when a source changed)."""
+        ver = self._kernel_ver
+        if os.path.exists(self.ko) and self._vermagic(self.ko) == ver:
+            return
+        self.ko = build_module(ver, os.path.join(self.workdir, "kmod-" + ver))
 
     def kernel(self):
         """Fetch (once) the Debian kernel matching memcoop.ko; return
-        (vmlinuz path, {module name: path})."""
+        (vmlinuz path, {module name: path}) for the virtio modules that
+        are modules in that kernel (6.12+ has most of them built in)."""
         ver = self.kernel_version()
-        kdir = os.path.join(self.cache, "kernel", ver)
-        os.makedirs(kdir, exist_ok=True)
-        done = os.path.join(kdir, ".complete")
-        with _flock(os.path.join(kdir, ".lock")):
-            if not os.path.exists(done):
-                self._fetch_kernel(ver, kdir)
-                open(done, "w").close()
+        kdir = fetch_kernel(ver)
         mods = {}
+        builtin = _builtin_modules(kdir)
         for m in VIRTIO_MODULES + EXTRA_MODULES:
             p = os.path.join(kdir, "modules", m + ".ko")
-            if not os.path.exists(p):
+            if os.path.exists(p):
+                mods[m] = p
+            elif m not in builtin:
                 raise LabError("module %s missing from the %s kernel cache" % (m, ver))
-            mods[m] = p
+        if "virtio_balloon" not in mods:
+            raise LabError("the %s kernel has virtio_balloon built in: the lab needs it "
+                           "as a module" % ver)
         return os.path.join(kdir, "vmlinuz"), mods
-
-    def _fetch_kernel(self, ver, kdir):
-        pkg = "linux-image-" + ver
-        sys.stderr.write("mclab: fetching %s (apt-get download)\n" % pkg)
-        tmp = tempfile.mkdtemp(prefix="mclab-kernel-", dir=kdir)
-        try:
-            r = subprocess.run(["apt-get", "download", pkg], cwd=tmp,
-                               capture_output=True, text=True)
-            debs = glob.glob(os.path.join(tmp, "*.deb"))
-            if r.returncode != 0 or not debs:
-                raise LabError("apt-get download %s failed: %s" % (pkg, r.stderr.strip()))
-            x = os.path.join(tmp, "x")
-            subprocess.run(["dpkg-deb", "-x", debs[0], x], check=True)
-            vmlinuz = glob.glob(os.path.join(x, "boot", "vmlinuz-*"))
-            if not vmlinuz:
-                raise LabError("%s has no vmlinuz" % pkg)
-            shutil.copy(vmlinuz[0], os.path.join(kdir, "vmlinuz"))
-            mdir = os.path.join(kdir, "modules")
-            os.makedirs(mdir, exist_ok=True)
-            for m in VIRTIO_MODULES + EXTRA_MODULES:
-                found = [p for p in glob.glob(os.path.join(x, "lib", "modules", "*", "kernel",
-                                                           "**", m + ".ko*"), recursive=True)]
-                if not found:
-                    raise LabError("%s has no module %s" % (pkg, m))
-                data = open(found[0], "rb").read()
-                if found[0].endswith(".xz"):
-                    data = lzma.decompress(data)
-                with open(os.path.join(mdir, m + ".ko"), "wb") as f:
-                    f.write(data)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     # -- programs ----------------------------------------------------------
     def programs(self):
@@ -345,6 +796,8 @@ class Lab:
         digest = sig.hexdigest()[:16]
         # a given module gets its own cache, so that it never replaces the build's base
         kind = "module" if with_module and self.module_given else "base"
+        if self.kernel_spec:            # never replaces the default kernel's
+            kind += "-" + self.kernel_version()
         path = os.path.join(self.workdir, "%s-%s.cpio" % (kind, digest))
         with _flock(os.path.join(self.workdir, ".lock")):
             if os.path.exists(path):
@@ -395,7 +848,8 @@ class Lab:
                 raise LabError("bad module parameter name %r" % k)
         conf = "MCLAB_DRIVER=%s\nMCLAB_PARAMS=%s\nMCLAB_BASE_MODULES=%s\n" % (
             shlex.quote(driver), shlex.quote(params),
-            shlex.quote(" ".join(base_modules if base_modules is not None else VIRTIO_MODULES)))
+            shlex.quote(" ".join(base_modules if base_modules is not None else
+                                 [m for m in VIRTIO_MODULES if m in self.kernel()[1]])))
         c = Cpio()
         c.file("mclab/run.conf", conf.encode(), 0o644)
         c.file("mclab/cmd", (shlex.join(cmd) + "\n").encode(), 0o644)
@@ -567,12 +1021,15 @@ class Guest:
 
     def __init__(self, mem=512, smp=1, driver="memcoop", modparams=None,
                  balloon_opts=None, timeout=300, kvm=False, append="",
-                 builddir=None, qmp_extra=False, name="guest", balloon=True, module=None):
+                 builddir=None, qmp_extra=False, name="guest", balloon=True, module=None,
+                 kernel=None, qemu=None):
         if driver not in ("memcoop", "stock", "none"):
             raise LabError("driver must be memcoop, stock or none")
         if module is not None and driver != "memcoop":
             raise LabError("a module to load (%s) needs driver memcoop" % module)
-        self.lab = Lab(builddir, module=module)
+        self.lab = Lab(builddir, module=module, kernel=kernel)
+        # QEMU: the host's, or --qemu 10 (bookworm-backports, in the cache)
+        self.qemu_bin, self.qemu_fw = fetch_qemu(qemu or os.environ.get("MCLAB_QEMU", ""))
         self.mem, self.smp, self.driver = int(mem), int(smp), driver
         self.modparams = dict(modparams or {})
         self.balloon_opts = dict(balloon_opts or {})
@@ -610,7 +1067,7 @@ class Guest:
                                  self.driver, self.modparams)
         for p in (self.console_path, self.out_path):
             open(p, "wb").close()
-        argv = [shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+        argv = [self.qemu_bin] + [a for d in self.qemu_fw for a in ("-L", d)] + [
                 "-name", self.name,
                 "-machine", "pc", "-accel", "kvm" if self.kvm else "tcg",
                 "-m", str(self.mem), "-smp", str(self.smp),

@@ -101,6 +101,8 @@ test_series(void)
 		ok++;
 		CU_ASSERT(st.valid & GST_AVAIL);
 		CU_ASSERT(st.valid & GST_TOTAL);
+		/* QEMU 7.2 drops tag 10 (the guest sends it): not reported */
+		CU_ASSERT(!(st.valid & GST_OOM_KILLS));
 		CU_ASSERT(st.avail <= st.total);
 		CU_ASSERT(st.free <= st.total);
 		CU_ASSERT(st.total <= 512 * MIB);
@@ -123,6 +125,23 @@ test_series(void)
 	 * 112 MiB of the balloon plus most of the 160 MiB hog */
 	CU_ASSERT(idle_min != UINT64_MAX && squeezed_min != UINT64_MAX);
 	CU_ASSERT(squeezed_min + 200 * MIB < idle_min);
+	free(s);
+}
+
+/* QEMU 10's guest-stats after one OOM kill in the guest (recorded). */
+static void
+test_qemu10_oom_kills(void)
+{
+	char *s = td_read("qmp-guest-stats-qemu10.json");
+	struct guest_stats st;
+	json_t *j = load(s);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_EQUAL(qmp_parse_guest_stats(j, &st, 1000000, 1796121187), 0);
+	CU_ASSERT(st.valid & GST_OOM_KILLS);
+	CU_ASSERT_EQUAL(st.oom_kills, 1);
+	CU_ASSERT_EQUAL(st.total, 347275264);
+	json_decref(j);
 	free(s);
 }
 
@@ -228,6 +247,7 @@ main(void)
 	s = CU_add_suite("qmp", NULL, NULL);
 	CU_add_test(s, "recorded session, no guest driver", test_noguest_session);
 	CU_add_test(s, "recorded guest-stats series", test_series);
+	CU_add_test(s, "QEMU 10 guest-stats: OOM kills", test_qemu10_oom_kills);
 	CU_add_test(s, "malformed guest-stats", test_malformed);
 	CU_add_test(s, "balloon discovery", test_find_balloon);
 	CU_add_test(s, "guest names from socket files", test_names);
