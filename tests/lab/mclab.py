@@ -42,6 +42,9 @@ import tempfile
 import time
 import weakref
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import debugkernel  # noqa: E402
+
 __all__ = ["Guest", "LabError", "QMPError", "Lab", "boot_files", "console_problems",
            "TMP_PREFIX", "mkdtemp", "cleanup_tmp"]
 
@@ -351,7 +354,10 @@ def _vkey(v):
 
 
 def kernel_series(ver):
-    """"6.1" for 6.1.0-57-amd64, "6.12" for 6.12.117+deb12-amd64."""
+    """"6.1" for 6.1.0-57-amd64, "6.12" for 6.12.117+deb12-amd64, "debug"
+    for the lab's debug kernel (6.12.117-memcoop-debug)."""
+    if debugkernel.is_debug_release(ver):
+        return "debug"
     m = re.match(r"^(\d+\.\d+)", ver)
     if not m:
         raise LabError("not a kernel version: %r" % ver)
@@ -363,7 +369,13 @@ def resolve_kernel(spec):
     (6.12.117+deb12-amd64) as it is; a series (6.1, 6.12, 7.3): the one
     whose headers are installed in /usr/src, else the newest Debian has
     (6.1 and 6.12 from the host's release, newer ones from trixie and
-    trixie-backports); "newest": the newest trixie-backports kernel."""
+    trixie-backports); "newest": the newest trixie-backports kernel;
+    "debug": the lab's debug kernel (tests/lab/debugkernel.py), built
+    when missing."""
+    if spec == "debug":
+        return tree_release(debugkernel.ensure())
+    if debugkernel.is_debug_release(spec):
+        return spec
     if re.match(r"^\d+\.\d+[.-]\S*-amd64$", spec):
         return spec
     if spec == "newest":
@@ -410,7 +422,10 @@ def _builtin_modules(kdir):
 
 
 def fetch_kernel(ver):
-    """The cache directory of kernel @ver (vmlinuz, modules/), fetched once."""
+    """The cache directory of kernel @ver (vmlinuz, modules/), fetched once
+    (the debug kernel: built once)."""
+    if debugkernel.is_debug_release(ver):
+        return debugkernel.boot_dir(ver)
     kdir = os.path.join(cache_dir(), "kernel", ver)
     os.makedirs(kdir, exist_ok=True)
     done = os.path.join(kdir, ".complete")
@@ -475,6 +490,9 @@ def kernel_tree(ver):
     prefix to run make in).  Installed headers (/usr/src) as they are;
     other kernels of the host's release unpacked into the cache; trixie
     kernels in the Debian 13 chroot (the prefix enters it)."""
+    if debugkernel.is_debug_release(ver):
+        debugkernel.boot_dir(ver)
+        return debugkernel.find_tree(ver), []
     installed = "/usr/src/linux-headers-" + ver
     if os.path.exists(os.path.join(installed, "Makefile")):
         return installed, []
@@ -1073,7 +1091,8 @@ class Guest:
                 "-m", str(self.mem), "-smp", str(self.smp),
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-kernel", vmlinuz, "-initrd", initrd,
-                "-append", (KERNEL_ARGS + " " + self.append).strip(),
+                "-append", " ".join(x for x in (KERNEL_ARGS, debugkernel.kernel_args(
+                    self.lab.kernel_version()), self.append) if x),
                 "-chardev", "file,id=con,path=" + self.console_path,
                 "-serial", "chardev:con",
                 "-chardev", "file,id=out,path=" + self.out_path,

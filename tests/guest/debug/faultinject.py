@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Fault injection on the debug guest kernel (suite debug).
+
+failslab and fail_page_alloc, aimed at one task through
+/proc/self/make-it-fail (task-filter), fail the allocations of:
+
+ 1. the ABI, relay, vrange and write-tracking test programs, at several
+    probabilities, with the `times` knob bounding each run and `space`
+    moving the first failure further in;
+ 2. module load and the balloon probe (insmod under failslab and
+    fail_page_alloc, one failure at a time, `space` swept so that each
+    attempt fails a later allocation).
+
+A failed allocation may make a program fail; what must hold is what the
+kernel does about it: no oops, no KASAN/lockdep report, no kmemleak leak
+into memcoop.ko (the lab checks all three on the console), and nothing
+broken for the next call: after every injected run the same program run
+again without injection passes, rmmod succeeds, and a module loaded
+cleanly at the end drives the balloon (the host sets a target and waits
+for it).  The injection must really happen: every round reports how many
+failures it injected (`times` left), and the test fails if a kind of
+round injected none.
+"""
+import re
+import sys
+
+import mclab
+
+# (name, command) run under injection; each must pass when run plainly
+PROGRAMS = [
+    ("abi", "mct-abi"),
+    ("relay-badargs", "mct-relay badargs"),
+    ("vrange-semantics", "mct-vrange semantics"),
+    ("vrange-badargs", "mct-vrange badargs"),
+    ("wtrack-basic", "mct-wtrack basic"),
+    ("wtrack-badlists", "mct-wtrack badlists"),
+]
+PROBABILITIES = [10, 50, 100]
+TIMES = 40                      # failures allowed per injected run
+SPACES_SLAB = [0, 1024, 16384, 65536, 262144, 1 << 20]
+SPACES_PAGE = [0, 1 << 16, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
+
+GUEST_SCRIPT = r"""
+set -u
+D=/sys/kernel/debug
+KO=/lib/modules/mc/memcoop.ko
+bad=0
+for k in failslab fail_page_alloc; do
+	[ -d $D/$k ] || { echo "fi: FAIL no $D/$k (CONFIG_FAULT_INJECTION_DEBUG_FS)"; exit 1; }
+	echo Y > $D/$k/task-filter
+	echo 0 > $D/$k/verbose
+	echo N > $D/$k/ignore-gfp-wait
+	echo 0 > $D/$k/probability
+done
+# user pages (__GFP_HIGHMEM) are left alone: a failed user page fault only
+# retries, and it would hide what the module does
+echo Y > $D/fail_page_alloc/ignore-gfp-highmem
+echo 0 > $D/fail_page_alloc/min-order
+arm() {		# kind probability times space
+	echo 1 > $D/$1/interval
+	echo $3 > $D/$1/times
+	echo $4 > $D/$1/space
+	echo $2 > $D/$1/probability
+}
+disarm() {	# kind; prints the failures injected since arm
+	echo 0 > $D/$1/probability
+	left=$(cat $D/$1/times)
+	echo $(( $2 - left ))
+	echo 0 > $D/$1/times
+}
+inject() {	# command...: run it with make-it-fail set, at most 120 s
+	timeout 120 sh -c 'echo 1 > /proc/self/make-it-fail && exec "$@"' sh "$@" > /tmp/fi.out 2>&1
+}
+for kind in failslab fail_page_alloc; do
+	for prog in @PROGS@; do
+		cmd=$(echo $prog | tr : ' ')
+		for p in @PROBS@; do
+			arm $kind $p @TIMES@ 0
+			inject $cmd
+			rc=$?
+			n=$(disarm $kind @TIMES@)
+			echo "fi: run kind=$kind prog=$prog p=$p rc=$rc injected=$n"
+			if ! timeout 120 $cmd > /tmp/fi.clean 2>&1; then
+				echo "fi: FAIL $prog fails without injection after kind=$kind p=$p:"
+				tail -5 /tmp/fi.clean
+				bad=1
+			fi
+		done
+	done
+done
+rmmod memcoop || { echo "fi: FAIL rmmod after the program rounds"; bad=1; }
+for kind in failslab fail_page_alloc; do
+	if [ $kind = failslab ]; then spaces="@SLAB@"; else spaces="@PAGE@"; fi
+	for s in $spaces; do
+		arm $kind 100 1 $s
+		inject insmod $KO
+		rc=$?
+		n=$(disarm $kind 1)
+		bound=0
+		ls -d /sys/bus/virtio/drivers/memcoop/virtio* > /dev/null 2>&1 && bound=1
+		loaded=0
+		grep -q '^memcoop ' /proc/modules && loaded=1
+		echo "fi: load kind=$kind space=$s rc=$rc injected=$n loaded=$loaded bound=$bound"
+		if [ $loaded = 1 ] && ! rmmod memcoop; then
+			echo "fi: FAIL rmmod after an injected load (kind=$kind space=$s)"
+			bad=1
+		fi
+	done
+done
+insmod $KO || { echo "fi: FAIL clean insmod after the load rounds"; exit 1; }
+ls -d /sys/bus/virtio/drivers/memcoop/virtio* > /dev/null 2>&1 || {
+	echo "fi: FAIL the clean load did not bind the balloon"; exit 1; }
+echo "fi: balloon-ready"
+read line < /dev/ttyS2
+echo "fi: host says $line"
+[ $bad = 0 ]
+"""
+
+
+def main():
+    mclab.install_signal_handlers()
+    progs = " ".join(c.replace(" ", ":") for _, c in PROGRAMS)
+    script = (GUEST_SCRIPT.replace("@PROGS@", progs)
+              .replace("@PROBS@", " ".join(map(str, PROBABILITIES)))
+              .replace("@TIMES@", str(TIMES))
+              .replace("@SLAB@", " ".join(map(str, SPACES_SLAB)))
+              .replace("@PAGE@", " ".join(map(str, SPACES_PAGE))))
+    failures = []
+    mem = 768
+    with mclab.Guest(name="faultinject", mem=mem, smp=2, timeout=1500) as g:
+        g.start("sh", "-c", script)
+        g.wait_for(r"fi: balloon-ready\n", timeout=1500)
+        g.set_target(mem - 256)
+        took = g.wait_actual(mem - 256, timeout=120)
+        print("balloon: %d -> %d MiB in %.2f s after the injected loads" % (mem, mem - 256, took))
+        g.set_target(mem)
+        g.wait_actual(mem, timeout=120)
+        g.send("done")
+        rc = g.wait_exit(timeout=120)
+        out = g.output
+    sys.stdout.write(out)
+    if rc != 0:
+        failures.append("the guest script exited %d" % rc)
+    failures += [l for l in out.splitlines() if l.startswith("fi: FAIL")]
+
+    runs = re.findall(r"fi: run kind=(\S+) prog=(\S+) p=(\d+) rc=(\d+) injected=(-?\d+)", out)
+    loads = re.findall(r"fi: load kind=(\S+) space=(\d+) rc=(\d+) injected=(-?\d+) "
+                       r"loaded=(\d) bound=(\d)", out)
+    want_runs = 2 * len(PROGRAMS) * len(PROBABILITIES)
+    if len(runs) != want_runs:
+        failures.append("%d injected program runs reported, expected %d" % (len(runs), want_runs))
+    for kind in ("failslab", "fail_page_alloc"):
+        for name, cmd in PROGRAMS:
+            prog = cmd.replace(" ", ":")
+            inj = sum(int(r[4]) for r in runs if r[0] == kind and r[1] == prog)
+            if kind == "failslab" and inj == 0:
+                # every program allocates slab objects in the module (the
+                # file, its ring, its ranges); a round that failed none did
+                # not test anything
+                failures.append("%s: no allocation of %s failed" % (kind, name))
+        kl = [l for l in loads if l[0] == kind]
+        if not any(int(l[3]) > 0 and l[2] != "0" for l in kl):
+            failures.append("%s: no load attempt failed" % kind)
+        if not any(l[4] == "1" for l in kl):
+            failures.append("%s: no load attempt got the module loaded "
+                            "(the sweep never reached the module's own code)" % kind)
+        print("%s: %d program runs, %d failures injected; %d load attempts, %d refused, "
+              "%d loaded without the device bound" % (
+                  kind, sum(1 for r in runs if r[0] == kind),
+                  sum(int(r[4]) for r in runs if r[0] == kind), len(kl),
+                  sum(1 for l in kl if l[2] != "0"),
+                  sum(1 for l in kl if l[4] == "1" and l[5] == "0")))
+    for f in failures:
+        print("FAIL:", f)
+    print("faultinject: %s" % ("FAIL" if failures else "ok"))
+    mclab.cleanup_tmp(failed=bool(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
