@@ -14,10 +14,15 @@ class Failed(Exception):
     """A check failed."""
 
 
+# guest CPUs of every AgentGuest that does not say (balloon_qmp.py --smp N)
+SMP = 1
+
+
 class AgentGuest(mclab.Guest):
     """A guest whose program is `mct-balloon agent`."""
 
     def __init__(self, **kw):
+        kw.setdefault("smp", SMP)
         super().__init__(**kw)
         self.seq = 0
 
@@ -43,8 +48,14 @@ class AgentGuest(mclab.Guest):
         ans, _ = self.cmd("meminfo")
         return tuple(int(x) for x in ans.split())
 
-    def counters(self):
-        _, lines = self.cmd("counters")
+    def free_kib(self):
+        """MemFree plus the per-cpu free lists (which MemFree leaves out), KiB."""
+        ans, _ = self.cmd("pcp")
+        return self.meminfo()[1] + int(ans) * 4
+
+    def counters(self, what="counters"):
+        """The driver's debugfs counters (or @what="vmstat": /proc/vmstat)."""
+        _, lines = self.cmd(what)
         out = {}
         for line in lines:
             k, v = line.split()
