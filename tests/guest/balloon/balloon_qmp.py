@@ -2,7 +2,8 @@
 """Balloon tests driven over QMP against stock QEMU, one per argument:
 
   follow     the balloon follows `balloon` down and up; query-balloon,
-             the driver's size and MemTotal agree at every step
+             the driver's size and MemTotal agree at every step; requests
+             carry whole batches of the documented 16384 PFNs
   stats      guest-stats: every standard tag sent by the guest (QEMU shows
              2^64-1 for a tag it never got), the event counters equal to
              the guest's /proc/vmstat, values plausible, free memory falls
