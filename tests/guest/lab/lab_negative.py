@@ -82,7 +82,7 @@ check(rc == 125, "a guest kernel crash fails the run with 125 (got %d)" % rc)
 
 # 6. a guest that does not power off after its program (the test module
 #    holds the power-off in a reboot notifier): 125, the lab says why
-rc, out, err = lab_run("--timeout", "120", "--", "insmod",
+rc, out, err = lab_run("--timeout", "300", "--", "insmod",
                        "/lib/modules/mc/mctest_warn.ko", "hang_poweroff=1")
 check(rc == 125 and "did not power off" in err,
       "a guest that never powers off fails the run with 125 (got %d: %s)" % (
