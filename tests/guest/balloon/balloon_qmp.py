@@ -59,10 +59,7 @@ def follow(c):
                         target, secs, cnt["size_pages"], balloon * PAGES_PER_MIB))
             c.check(total == total0 - balloon * 1024,
                     "MemTotal %d KiB = %d - %d MiB ballooned" % (total, total0, balloon))
-        # the totals count a request once its pages are freed, after
-        # `actual` moved: on 2 CPUs the last one may still be under way
-        cnt = bl.wait_until(lambda: (lambda x: x if x["inflated_pages"] == x["deflated_pages"]
-                                     else None)(g.counters()), 10) or g.counters()
+        cnt = g.settled_counters()
         c.check(cnt["inflated_pages"] == cnt["deflated_pages"] and cnt["inflated_pages"] > 0,
                 "inflated %d == deflated %d pages" % (cnt["inflated_pages"],
                                                       cnt["deflated_pages"]))
@@ -220,16 +217,21 @@ def reporting(c):
 def unload(c):
     with bl.AgentGuest(mem=MEM, timeout=600) as g:
         g.boot()
-        total0, free0, _ = g.meminfo()
+        total0, _, _ = g.meminfo()
+        free0 = g.free_kib()
         g.set_target(512)
         bl.wait_actual(g, 512, timeout=180)
         total, free, _ = g.meminfo()
         c.check(total == total0 - 512 * 1024, "inflated: MemTotal %d KiB" % total)
         ans, _ = g.cmd("rmmod")
         c.require(ans == "0", "rmmod memcoop with 512 MiB in the balloon")
-        total, free, _ = g.meminfo()
+        total, _, _ = g.meminfo()
+        free = g.free_kib()
         c.check(total == total0, "MemTotal back to %d KiB (%d)" % (total0, total))
-        c.check(free >= free0 - 16 * 1024, "MemFree back: %d KiB (at boot %d)" % (free, free0))
+        # the deflated pages land on the per-cpu lists, which MemFree leaves
+        # out (24 MiB of them on 2 vCPUs)
+        c.check(free >= free0 - 16 * 1024, "free memory back (MemFree + per-cpu lists): "
+                "%d KiB (at boot %d)" % (free, free0))
         back = bl.wait_until(lambda: g.balloon_actual() == MEM << 20, 10)
         c.check(back, "query-balloon actual back to %d MiB (%d)" % (
             MEM, g.balloon_actual() >> 20))
@@ -313,7 +315,7 @@ def hostile(c):
         print("info: back to full RAM %.1f s after the storm" % secs, flush=True)
         ans, _ = g.cmd("pressure-stop")
         c.check(int(ans) > 0, "the pressure program lived through it (%s rounds)" % ans)
-        cnt = g.counters()
+        cnt = g.settled_counters()
         c.check(cnt["size_pages"] == 0 and cnt["inflated_pages"] == cnt["deflated_pages"],
                 "balloon empty, inflated %d == deflated %d" % (
                     cnt["inflated_pages"], cnt["deflated_pages"]))
@@ -419,9 +421,10 @@ def migrate(c):
         c.check(total == total0 - 512 * 1024, "MemTotal still %d KiB - 512 MiB" % total0)
         g.set_target(MEM)
         bl.wait_actual(g, MEM, timeout=180)
-        cnt = g.counters()
+        cnt = g.settled_counters()
         c.check(cnt["size_pages"] == 0 and cnt["inflated_pages"] == cnt["deflated_pages"],
-                "every page given back after the migrations")
+                "every page given back after the migrations (inflated %d, deflated %d)" % (
+                    cnt["inflated_pages"], cnt["deflated_pages"]))
         total, _, _ = g.meminfo()
         c.check(total == total0, "MemTotal back to %d KiB (%d)" % (total0, total))
         c.check(g.finish() == 0, "guest program exits cleanly, console clean")

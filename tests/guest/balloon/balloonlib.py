@@ -62,6 +62,15 @@ class AgentGuest(mclab.Guest):
             out[k] = int(v)
         return out
 
+    def settled_counters(self, timeout=10):
+        """The counters once inflated_pages == deflated_pages (or after
+        @timeout s): a request is counted when its pages are freed, after
+        `actual` and size_pages moved, so on 2 CPUs a reader can see the
+        last one still under way."""
+        cnt = wait_until(lambda: (lambda x: x if x["inflated_pages"] == x["deflated_pages"]
+                                  else None)(self.counters()), timeout)
+        return cnt or self.counters()
+
     def cpu(self):
         """Guest (busy, idle) seconds from /proc/stat."""
         ans, _ = self.cmd("cpu")
