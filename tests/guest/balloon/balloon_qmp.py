@@ -214,24 +214,35 @@ def reporting(c):
         c.check(g.finish() == 0, "guest program exits cleanly, console clean")
 
 
+def inflate_512(c, g):
+    """Boot, inflate by 512 MiB; (MemTotal, free KiB) from before."""
+    g.boot()
+    total0, _, _ = g.meminfo()
+    free0 = g.free_kib()
+    g.set_target(512)
+    bl.wait_actual(g, 512, timeout=180)
+    total, _, _ = g.meminfo()
+    c.require(total == total0 - 512 * 1024, "inflated: MemTotal %d KiB" % total)
+    return total0, free0
+
+
+def check_given_back(c, g, total0, free0):
+    """MemTotal and free memory as before the inflation.  The deflated
+    pages land on the per-cpu lists, which MemFree leaves out (24 MiB of
+    them on 2 vCPUs): free_kib() counts them."""
+    total, _, _ = g.meminfo()
+    free = g.free_kib()
+    c.check(total == total0, "MemTotal back to %d KiB (%d)" % (total0, total))
+    c.check(free >= free0 - 16 * 1024, "free memory back (MemFree + per-cpu lists): "
+            "%d KiB (at boot %d)" % (free, free0))
+
+
 def unload(c):
     with bl.AgentGuest(mem=MEM, timeout=600) as g:
-        g.boot()
-        total0, _, _ = g.meminfo()
-        free0 = g.free_kib()
-        g.set_target(512)
-        bl.wait_actual(g, 512, timeout=180)
-        total, free, _ = g.meminfo()
-        c.check(total == total0 - 512 * 1024, "inflated: MemTotal %d KiB" % total)
+        total0, free0 = inflate_512(c, g)
         ans, _ = g.cmd("rmmod")
         c.require(ans == "0", "rmmod memcoop with 512 MiB in the balloon")
-        total, _, _ = g.meminfo()
-        free = g.free_kib()
-        c.check(total == total0, "MemTotal back to %d KiB (%d)" % (total0, total))
-        # the deflated pages land on the per-cpu lists, which MemFree leaves
-        # out (24 MiB of them on 2 vCPUs)
-        c.check(free >= free0 - 16 * 1024, "free memory back (MemFree + per-cpu lists): "
-                "%d KiB (at boot %d)" % (free, free0))
+        check_given_back(c, g, total0, free0)
         back = bl.wait_until(lambda: g.balloon_actual() == MEM << 20, 10)
         c.check(back, "query-balloon actual back to %d MiB (%d)" % (
             MEM, g.balloon_actual() >> 20))
@@ -434,23 +445,13 @@ def unplug(c):
     """Hot-unplug (QMP device_del, an ACPI eject on the pc machine's PCI
     bus) of the balloon device while it holds 512 MiB."""
     with bl.AgentGuest(mem=MEM, timeout=600) as g:
-        g.boot()
-        total0, _, _ = g.meminfo()
-        free0 = g.free_kib()
-        g.set_target(512)
-        bl.wait_actual(g, 512, timeout=180)
-        total, _, _ = g.meminfo()
-        c.require(total == total0 - 512 * 1024, "inflated: MemTotal %d KiB" % total)
+        total0, free0 = inflate_512(c, g)
         g.qmp("device_del", id="balloon0")
         gone = bl.wait_until(lambda: [e for e in g.events if e.get("event") ==
                                       "DEVICE_DELETED" and e["data"].get("device") ==
                                       "balloon0"], 120, step=0.5)
         c.require(gone, "DEVICE_DELETED: the guest let the balloon device go")
-        total, _, _ = g.meminfo()
-        free = g.free_kib()
-        c.check(total == total0, "MemTotal back to %d KiB (%d)" % (total0, total))
-        c.check(free >= free0 - 16 * 1024, "free memory back (MemFree + per-cpu lists): "
-                "%d KiB (at boot %d)" % (free, free0))
+        check_given_back(c, g, total0, free0)
         ans, _ = g.cmd("sh test -e /sys/kernel/debug/memcoop/balloon")
         c.check(ans != "0", "the driver's debugfs file of the device is gone")
         ans, _ = g.cmd("sh test -d /sys/module/memcoop")
