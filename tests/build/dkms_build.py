@@ -17,7 +17,8 @@
 With PREFIX (a trixie kernel: the lab's Debian 13 chroot), dkms runs
 under it and the host paths checked are the chroot's.
 
-Exit 0 pass, 1 fail, 77 skip (no dkms).
+Exit 0 pass, 1 fail.  No dkms is a failure, not a skip: .ci/deps.sh
+installs it, so a machine without it is not set up (tests/run, "Skips").
 Usage: dkms_build.py SOURCE_ROOT KERNEL_DIR PROJECT_VERSION [PREFIX...]
 """
 import os
@@ -240,8 +241,8 @@ def main():
     if PREFIX:
         ROOT = mclab.chroot_root()
     if shutil.which("dkms") is None:
-        print("SKIP: dkms is not installed (sh .ci/deps.sh installs it)")
-        return 77
+        print("FAIL: dkms is not installed (sh .ci/deps.sh installs it)")
+        return 1
     mclab.install_signal_handlers()
     tmp = mclab.mkdtemp("dkms-build")
     try:

@@ -7,7 +7,10 @@ the operator (this script, through memcoopctl) lowers both targets by
 512 MiB.  Then it reports, per guest: whether and when the balloon reached
 the target, OOM kills, whether the cache survived, its requests per second
 before/during/after, and the shrink requests it answered; plus what
-memcoopd logged and its KSM figures.
+memcoopd logged and its KSM figures.  memcache-load checks every value it
+gets back: its exit status and its errors= and corrupt= totals are part
+of the verdict (a corrupt value fails the demo for either guest; for
+memcoop, so does any error or a load that did not end cleanly).
 """
 
 import json
@@ -33,7 +36,7 @@ sleep 1
 memcache-load -f %(fill)d -t 0 &
 l=$!
 read x < /dev/ttyS2
-kill $l 2>/dev/null; wait $l 2>/dev/null
+kill $l 2>/dev/null; wait $l; echo "LOAD-EXIT $?"
 if kill -0 $c 2>/dev/null; then echo "CACHE-ALIVE"; else echo "CACHE-DEAD"; fi
 kill $c 2>/dev/null; wait $c 2>/dev/null
 echo "OOM-KILLS $(dmesg | grep -c 'Killed process')"
@@ -167,7 +170,12 @@ def demo(srcdir, builddir):
             rc = g.wait_exit(timeout=120)
             out = g.output
             m = re.search(r"OOM-KILLS (\d+)", out)
+            le = re.search(r"^LOAD-EXIT (\d+)$", out, re.M)
+            done = re.search(r"^DONE ops=\d+ .*errors=(\d+) corrupt=(\d+)$", out, re.M)
             results[name] = {
+                "load_exit": int(le.group(1)) if le else -1,
+                "load_errors": int(done.group(1)) if done else -1,
+                "load_corrupt": int(done.group(2)) if done else -1,
                 "reached_s": reached.get(name),
                 "actual_mib": actual,
                 "oom_kills": int(m.group(1)) if m else -1,
@@ -190,23 +198,32 @@ def demo(srcdir, builddir):
                 say("   " + line.rstrip())
         say("")
         say("== report (target %d MiB, %d MiB taken from each guest)" % (target, SQUEEZE_MIB))
-        say("%-10s %-12s %-10s %-9s %-7s %-8s %-22s" % (
+        say("%-10s %-12s %-10s %-9s %-7s %-8s %-22s %s" % (
             "guest", "reached in", "actual", "OOM kills", "cache", "shrinks",
-            "cache req/s before/during/after"))
+            "cache req/s before/during/after", "load exit/errors/corrupt"))
         for name, r in results.items():
-            say("%-10s %-12s %-10s %-9d %-7s %-8d %.0f / %.0f / %.0f" % (
+            say("%-10s %-12s %-10s %-9d %-7s %-8d %-31s %d / %d / %d" % (
                 name,
                 "%.1fs" % r["reached_s"] if r["reached_s"] is not None
                 else "never (%ds)" % SQUEEZE_WAIT_S,
                 "%d MiB" % r["actual_mib"], r["oom_kills"],
                 "alive" if r["cache_alive"] else "DEAD", r["shrinks"],
-                r["rps_before"], r["rps_during"], r["rps_after"]))
+                "%.0f / %.0f / %.0f" % (r["rps_before"], r["rps_during"], r["rps_after"]),
+                r["load_exit"], r["load_errors"], r["load_corrupt"]))
         say("")
         mc = results["memcoop"]
         ok = mc["reached_s"] is not None and mc["oom_kills"] == 0 and mc["cache_alive"]
         say("demo: memcoop %s" % ("reached the target with the cache alive and no OOM kill"
                                   if ok else "did NOT reach the target cleanly"))
-        return 0 if ok else 1
+        load_ok = mc["load_exit"] == 0 and mc["load_errors"] == 0 and mc["load_corrupt"] == 0
+        if not load_ok:
+            say("demo: FAIL: memcoop guest's memcache-load exit %d, %d errors, %d corrupt "
+                "values (-1: not reported)" % (mc["load_exit"], mc["load_errors"],
+                                                mc["load_corrupt"]))
+        corrupt = [n for n, r in results.items() if r["load_corrupt"] > 0]
+        if corrupt:
+            say("demo: FAIL: memcache-load got corrupt values in %s" % ", ".join(corrupt))
+        return 0 if ok and load_ok and not corrupt else 1
     finally:
         if agent is not None:
             agent.kill()

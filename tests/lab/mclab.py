@@ -81,6 +81,9 @@ BAD_CONSOLE = [
 # Taint flags a run may carry: O (out-of-tree module), E (unsigned module).
 ALLOWED_TAINT = (1 << 12) | (1 << 13)
 
+# Seconds a guest has to power off once its program exited.
+POWEROFF_S = 30
+
 VIRTIO_MODULES = ["virtio_ring", "virtio", "virtio_pci_modern_dev",
                   "virtio_pci_legacy_dev", "virtio_pci"]
 EXTRA_MODULES = ["virtio_balloon"]
@@ -1232,15 +1235,20 @@ class Guest:
                     timeout, self.console_tail()))
             time.sleep(0.05)
         self.exit_code = int(m.group(1))
-        # the guest prints its taint and powers off
+        # the guest prints its taint and powers off; a missing taint line
+        # is reported by check_console() below
         try:
-            self._wait_re(r"MCLAB-TAINT \d+", 30, what="taint report", source=lambda: self.console)
+            self._wait_re(r"MCLAB-TAINT \d+", POWEROFF_S, what="taint report",
+                          source=lambda: self.console)
         except LabError:
             pass
         try:
-            self.proc.wait(30)
+            self.proc.wait(POWEROFF_S)
         except subprocess.TimeoutExpired:
-            pass
+            self.check_console()
+            raise LabError("the guest did not power off within %d s after the program "
+                           "exited %d (shutdown hung?)\n%s" % (
+                               POWEROFF_S, self.exit_code, self.console_tail()))
         self.check_console(final=True)
         return self.exit_code
 

@@ -14,7 +14,8 @@
  *
  * Output (stdout): "FILLED mib=M secs=S", then once a second
  *	LOAD t=S rps=R hits=H misses=M sets=N errors=E down=0|1 mono_ns=T
- * and "DONE ..." with the totals.  Exit 1 if a value came back corrupt.
+ * and "DONE ..." with the totals, also when stopped by SIGTERM or SIGINT.
+ * Exit 1 if a value came back corrupt.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -32,6 +33,7 @@
 #include "memcache.h"
 
 static const char *sock_path = MC_SOCKET_DEFAULT;
+static volatile sig_atomic_t stop;
 static size_t vlen;
 static unsigned char *buf;
 
@@ -124,6 +126,13 @@ do_get(int fd, uint64_t key)
 	return check_value(buf, len, key) ? 1 : -2;
 }
 
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
 static uint64_t
 pick(uint64_t nkeys)
 {
@@ -166,6 +175,14 @@ main(int argc, char *argv[])
 		errx(2, "value size must be 1..%d KiB", MC_VALUE_MAX / 1024);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* SA_RESTART: a request under way completes, then the loop ends */
+		struct sigaction sa = { .sa_handler = on_stop, .sa_flags = SA_RESTART };
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
 	if ((buf = malloc(MC_VALUE_MAX)) == NULL)
 		err(1, "malloc");
 	nkeys = (fill_mib << 20) / vlen;
@@ -185,7 +202,7 @@ main(int argc, char *argv[])
 	start = last = now_ns();
 	if (secs)
 		end = start + (uint64_t)secs * 1000000000ull;
-	while (!end || (t = now_ns()) < end) {
+	while (!stop && (!end || (t = now_ns()) < end)) {
 		if (fd == -1 && (fd = sock_connect()) == -1) {
 			down = 1;
 			usleep(100000);

@@ -13,9 +13,12 @@
  *	PSI mono_ns=N		the PSI trigger fired
  *	PSI unavailable: ...	no PSI in this kernel
  *	OOM_KILLS n		/proc/vmstat oom_kill at exit
+ *	LOAD-EXIT n		memcache-load's exit status (1: a value came
+ *				back corrupt), or LOAD-KILLED sig
  *
- * The host ends the run with the mark "quit".  The children are killed,
- * the exit status is 0 unless something could not be started.
+ * The host ends the run with the mark "quit".  The children are stopped
+ * with SIGTERM (memcache-load prints its DONE line with the totals); the
+ * exit status is 0 unless something could not be started.
  */
 #include <sys/wait.h>
 
@@ -153,6 +156,12 @@ main(int argc, char *argv[])
 			break;
 	}
 	kill(load, SIGTERM);
+	if (waitpid(load, &c, 0) == load) {
+		if (WIFEXITED(c))
+			printf("LOAD-EXIT %d\n", WEXITSTATUS(c));
+		else
+			printf("LOAD-KILLED %d\n", WTERMSIG(c));
+	}
 	kill(server, SIGTERM);
 	while (wait(NULL) > 0)
 		;

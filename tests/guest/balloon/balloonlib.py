@@ -14,10 +14,15 @@ class Failed(Exception):
     """A check failed."""
 
 
+# guest CPUs of every AgentGuest that does not say (balloon_qmp.py --smp N)
+SMP = 1
+
+
 class AgentGuest(mclab.Guest):
     """A guest whose program is `mct-balloon agent`."""
 
     def __init__(self, **kw):
+        kw.setdefault("smp", SMP)
         super().__init__(**kw)
         self.seq = 0
 
@@ -43,13 +48,28 @@ class AgentGuest(mclab.Guest):
         ans, _ = self.cmd("meminfo")
         return tuple(int(x) for x in ans.split())
 
-    def counters(self):
-        _, lines = self.cmd("counters")
+    def free_kib(self):
+        """MemFree plus the per-cpu free lists (which MemFree leaves out), KiB."""
+        ans, _ = self.cmd("pcp")
+        return self.meminfo()[1] + int(ans) * 4
+
+    def counters(self, what="counters"):
+        """The driver's debugfs counters (or @what="vmstat": /proc/vmstat)."""
+        _, lines = self.cmd(what)
         out = {}
         for line in lines:
             k, v = line.split()
             out[k] = int(v)
         return out
+
+    def settled_counters(self, timeout=10):
+        """The counters once inflated_pages == deflated_pages (or after
+        @timeout s): a request is counted when its pages are freed, after
+        `actual` and size_pages moved, so on 2 CPUs a reader can see the
+        last one still under way."""
+        cnt = wait_until(lambda: (lambda x: x if x["inflated_pages"] == x["deflated_pages"]
+                                  else None)(self.counters()), timeout)
+        return cnt or self.counters()
 
     def cpu(self):
         """Guest (busy, idle) seconds from /proc/stat."""

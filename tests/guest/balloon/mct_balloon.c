@@ -16,6 +16,9 @@
  *   alloc MIB                map and touch MIB MiB (kept until "free")
  *   free                     unmap everything "alloc" mapped
  *   counters                 the balloon debugfs counters, "name value"
+ *   vmstat                   /proc/vmstat, "name value"
+ *   pcp                      pages on the per-cpu free lists (/proc/zoneinfo
+ *                            "count:"), free but not in MemFree
  *   cpu                      busy and idle jiffies from /proc/stat, and HZ
  *   pressure MIB             start a child that maps, touches and unmaps
  *                            MIB MiB in a loop (until "pressure-stop")
@@ -353,12 +356,13 @@ static int agent(void)
 		} else if (!strcmp(cmd, "free")) {
 			do_free();
 			answer(id, "OK");
-		} else if (!strcmp(cmd, "counters")) {
+		} else if (!strcmp(cmd, "counters") || !strcmp(cmd, "vmstat")) {
+			const char *path = cmd[0] == 'c' ? COUNTERS : "/proc/vmstat";
 			char l[256];
-			FILE *f = fopen(COUNTERS, "r");
+			FILE *f = fopen(path, "r");
 
 			if (!f) {
-				answer(id, "ERR " COUNTERS ": %s", strerror(errno));
+				answer(id, "ERR %s: %s", path, strerror(errno));
 				continue;
 			}
 			while (fgets(l, sizeof(l), f)) {
@@ -367,6 +371,20 @@ static int agent(void)
 			}
 			fclose(f);
 			answer(id, "OK");
+		} else if (!strcmp(cmd, "pcp")) {
+			long long n = 0, v;
+			char l[256];
+			FILE *f = fopen("/proc/zoneinfo", "r");
+
+			if (!f) {
+				answer(id, "ERR /proc/zoneinfo: %s", strerror(errno));
+				continue;
+			}
+			while (fgets(l, sizeof(l), f))
+				if (sscanf(l, " count: %lld", &v) == 1)
+					n += v;
+			fclose(f);
+			answer(id, "OK %lld", n);
 		} else if (!strcmp(cmd, "cpu")) {
 			unsigned long long v[8] = {0};
 			FILE *f = fopen("/proc/stat", "r");

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The lab must not pass silently: a failing program, a kernel WARNING in
-the guest and a hung guest each fail the run, and no run leaves a QEMU
-process or a temporary directory behind."""
+the guest, a hung guest, a crashed guest kernel and a guest that never
+powers off each fail the run, and no run leaves a QEMU process or a
+temporary directory behind."""
 import os
 import subprocess
 import sys
@@ -78,6 +79,14 @@ check(tmpdir is not None and not os.path.exists(tmpdir), "its temporary director
 # 5. a guest whose kernel panics: QEMU exits, the lab says so
 rc, out, err = lab_run("--timeout", "120", "--", "sh", "-c", "echo c > /proc/sysrq-trigger")
 check(rc == 125, "a guest kernel crash fails the run with 125 (got %d)" % rc)
+
+# 6. a guest that does not power off after its program (the test module
+#    holds the power-off in a reboot notifier): 125, the lab says why
+rc, out, err = lab_run("--timeout", "300", "--", "insmod",
+                       "/lib/modules/mc/mctest_warn.ko", "hang_poweroff=1")
+check(rc == 125 and "did not power off" in err,
+      "a guest that never powers off fails the run with 125 (got %d: %s)" % (
+          rc, err.strip()[-300:]))
 
 print("lab-negative: %d passed, %d failed" % (passes, failures))
 sys.exit(1 if failures else 0)
