@@ -99,8 +99,8 @@ MC_PARAM_UINT(wt_max_kib, 64, 4U << 20, 0644,
 /* Addresses gathered per mmap_lock hold, then copied out. */
 #define MC_WT_BATCH	192
 /* Pages re-armed by one write-protect walk, and their largest gap. */
-#define MC_WT_GROUP	64
-#define MC_WT_GAP	8
+#define MC_WT_GROUP	128
+#define MC_WT_GAP	64
 
 /* Two bitmaps for MC_WT_PAGES page offsets (128 bytes). */
 struct mc_wt_chunk {
@@ -394,6 +394,7 @@ static struct memcoop_wt_range *mc_wt_resolve_list(struct mc_file *mf, u64 uptr,
 			break;
 		r[i].start = pgoff;
 		r[i].len = len >> PAGE_SHIFT;
+		cond_resched();
 	}
 	mmap_read_unlock(mm);
 	if (err) {
@@ -656,10 +657,12 @@ static unsigned int mc_wt_take(struct mc_wtrack *wt, struct address_space *mappi
 	}
 
 	xa_lock(&wt->chunks);
-	for (i = 0; i < n; i++) {
-		idx = pg[i] >> MC_WT_SHIFT;
+	for (i = 0, idx = ULONG_MAX, c = NULL; i < n; i++) {
+		if (pg[i] >> MC_WT_SHIFT != idx) {
+			idx = pg[i] >> MC_WT_SHIFT;
+			c = xa_load(&wt->chunks, idx);
+		}
 		bit = pg[i] & (MC_WT_PAGES - 1);
-		c = xa_load(&wt->chunks, idx);
 		if (!c || !__test_and_clear_bit(bit, c->dirty))
 			continue;
 		wt->ndirty--;
