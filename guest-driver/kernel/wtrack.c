@@ -98,9 +98,16 @@ MC_PARAM_UINT(wt_max_kib, 64, 4U << 20, 0644,
 #define MC_WT_DIRTY	XA_MARK_0		/* the chunk has logged pages */
 /* Addresses gathered per mmap_lock hold, then copied out. */
 #define MC_WT_BATCH	192
-/* Pages re-armed by one write-protect walk, and their largest gap. */
+/*
+ * Re-arming: a run of logged pages at most MC_WT_GAP apart (up to
+ * MC_WT_GROUP) is write-protected by one walk of the page tables, which
+ * costs about as much as write-protecting 3 pages one by one, plus a
+ * little per page table entry (measured in the lab, TCG): worth it from
+ * MC_WT_WALK_MIN pages on.
+ */
 #define MC_WT_GROUP	128
-#define MC_WT_GAP	64
+#define MC_WT_GAP	16
+#define MC_WT_WALK_MIN	4
 
 /* Two bitmaps for MC_WT_PAGES page offsets (128 bytes). */
 struct mc_wt_chunk {
@@ -192,6 +199,28 @@ static unsigned long mc_wt_max_chunks(void)
 	return ((unsigned long)READ_ONCE(wt_max_kib) << 10) / MC_WT_CHUNK_COST;
 }
 
+/* Unlink chunk @idx (it tracks nothing now).  Caller holds the xarray lock. */
+static void __mc_wt_unlink(struct mc_wtrack *wt, unsigned long idx)
+{
+	__xa_erase(&wt->chunks, idx);
+	wt->nchunks--;
+}
+
+/* Free chunk @idx if it exists and tracks nothing.  Takes the xarray lock. */
+static void mc_wt_free_if_empty(struct mc_wtrack *wt, unsigned long idx)
+{
+	struct mc_wt_chunk *c;
+
+	xa_lock(&wt->chunks);
+	c = xa_load(&wt->chunks, idx);
+	if (c && bitmap_empty(c->tracked, MC_WT_PAGES))
+		__mc_wt_unlink(wt, idx);
+	else
+		c = NULL;
+	xa_unlock(&wt->chunks);
+	kfree(c);
+}
+
 /*
  * mc_wt_clear() - untrack [@start, @end) and take it out of the log.
  * Chunks this empties are freed; chunks that were empty already (just
@@ -225,8 +254,7 @@ static unsigned long mc_wt_clear(struct mc_wtrack *wt, pgoff_t start, pgoff_t en
 			if (!d1)
 				__xa_clear_mark(&wt->chunks, idx, MC_WT_DIRTY);
 			if (t0 && !t1) {
-				__xa_erase(&wt->chunks, idx);
-				wt->nchunks--;
+				__mc_wt_unlink(wt, idx);
 				dead = c;
 			}
 		}
@@ -243,25 +271,14 @@ static unsigned long mc_wt_clear(struct mc_wtrack *wt, pgoff_t start, pgoff_t en
  */
 static void mc_wt_sweep(struct mc_wtrack *wt, const pgoff_t *pgs, unsigned int n)
 {
-	struct mc_wt_chunk *c, *dead;
 	unsigned long idx, last = ULONG_MAX;
 	unsigned int i;
 
 	for (i = 0; i < n; i++) {
 		idx = pgs[i] >> MC_WT_SHIFT;
-		if (idx == last)
-			continue;
+		if (idx != last)
+			mc_wt_free_if_empty(wt, idx);
 		last = idx;
-		dead = NULL;
-		xa_lock(&wt->chunks);
-		c = xa_load(&wt->chunks, idx);
-		if (c && bitmap_empty(c->tracked, MC_WT_PAGES)) {
-			__xa_erase(&wt->chunks, idx);
-			wt->nchunks--;
-			dead = c;
-		}
-		xa_unlock(&wt->chunks);
-		kfree(dead);
 	}
 }
 
@@ -284,13 +301,13 @@ static struct folio *mc_wt_lock_folio(struct address_space *mapping, pgoff_t pgo
  * @folios:  locked folios of @mapping, in ascending offset order.
  * @n:       at least 1.
  *
- * One walk of the reverse map and the page tables over the span of the
- * folios (pages in between that are not tracked become read-only too,
- * which costs them one more fault, never a log entry), with one TLB flush
- * per mapping, where folio_mkclean() would walk and flush per page.
- * The PTEs keep their dirty bits, so nothing of the page's dirtiness is
- * lost.  Large folios take folio_mkclean(): the walk does not split huge
- * mappings.
+ * From MC_WT_WALK_MIN folios on, one walk of the reverse map and the page
+ * tables over the span of the folios (pages in between that are not
+ * tracked become read-only too, which costs them one more fault, never a
+ * log entry), with one TLB flush per mapping, where folio_mkclean() walks
+ * and flushes per page.  The PTEs keep their dirty bits, so nothing of the
+ * page's dirtiness is lost.  Fewer folios, or large ones (the walk does
+ * not split huge mappings), take folio_mkclean().
  */
 static void mc_wt_wrprotect(struct address_space *mapping, struct folio **folios,
 			    unsigned int n)
@@ -303,7 +320,7 @@ static void mc_wt_wrprotect(struct address_space *mapping, struct folio **folios
 
 	for (i = 0; i < n; i++)
 		large |= folio_test_large(folios[i]);
-	if (!large) {
+	if (!large && n >= MC_WT_WALK_MIN) {
 		wp_shared_mapping_range(mapping, first, folio_next_index(folios[n - 1]) - first);
 		return;
 	}
@@ -467,24 +484,12 @@ static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range 
 			cond_resched();
 		}
 	}
-	if (err) {
-		struct mc_wt_chunk *dead;
-
-		for (i = 0; i < n; i++) {
-			first = r[i].start >> MC_WT_SHIFT;
-			last = (r[i].start + r[i].len - 1) >> MC_WT_SHIFT;
-			xa_for_each_range(&wt->chunks, idx, c, first, last) {
-				dead = NULL;
-				xa_lock(&wt->chunks);
-				if (bitmap_empty(c->tracked, MC_WT_PAGES)) {
-					__xa_erase(&wt->chunks, idx);
-					wt->nchunks--;
-					dead = c;
-				}
-				xa_unlock(&wt->chunks);
-				kfree(dead);
-				cond_resched();
-			}
+	for (i = 0; err && i < n; i++) {
+		first = r[i].start >> MC_WT_SHIFT;
+		last = (r[i].start + r[i].len - 1) >> MC_WT_SHIFT;
+		xa_for_each_range(&wt->chunks, idx, c, first, last) {
+			mc_wt_free_if_empty(wt, idx);
+			cond_resched();
 		}
 	}
 	return err;

@@ -10,10 +10,17 @@
  *              harvest = the handler's log + mprotect(PROT_READ) again
  *   softdirty  echo 4 > /proc/self/clear_refs, write, scan
  *              /proc/self/pagemap for bit 55 (soft-dirty), clear again
+ *   pagemap-scan  userfaultfd asynchronous write-protect
+ *              (UFFD_FEATURE_WP_ASYNC) on a memfd mapping, harvest and
+ *              re-protect in one PAGEMAP_SCAN ioctl (Linux 6.7+; where the
+ *              kernel lacks it, the method says why and prints no BENCH
+ *              line)
  *
  * The baselines run on /dev/memcoop memory too (a second fd without
- * write tracking), so every method writes the same kind of pages; the
- * mprotect barrier is also run on anonymous memory (mprotect-anon).
+ * write tracking), so every method writes the same kind of pages (shmem);
+ * the mprotect barrier is also run on anonymous memory (mprotect-anon),
+ * pagemap-scan on a memfd (userfaultfd registers only shmem's own
+ * mappings).
  *
  *	mcb-writetrack [pages [writes-per-cycle [cycles [random|seq [label]]]]]
  *
@@ -38,14 +45,42 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/userfaultfd.h>
 
 #include <libmemcoop.h>
 
 #include "../bench_median.h"
 
 #define PM_SOFT_DIRTY	(1ULL << 55)
+
+/* PAGEMAP_SCAN and asynchronous uffd-wp (Linux 6.7); Debian 12's headers predate them */
+#ifndef PAGEMAP_SCAN
+struct page_region {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN		_IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_WRITTEN		(1 << 1)
+#define PM_SCAN_WP_MATCHING	(1 << 0)
+#define PM_SCAN_CHECK_WPASYNC	(1 << 1)
+#endif
+#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM	(1 << 12)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC		(1 << 15)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY	1
+#endif
 
 static size_t ps, npages, nwrites, ncycles;
 static int sequential;			/* write the chosen pages in address order */
@@ -295,11 +330,138 @@ softdirty_cycle(struct method *m, uint64_t *wr, uint64_t *hv)
 	*hv = t2 - t1;
 }
 
+/*
+ * userfaultfd with asynchronous write-protect: the kernel resolves a
+ * write to a protected page itself (no message, no signal) and the page
+ * reads as PAGE_IS_WRITTEN in PAGEMAP_SCAN until protected again.
+ */
+static int
+uffd_open(void)
+{
+	struct uffdio_api api;
+	int fd;
+
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd == -1)
+		return -1;
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	if (ioctl(fd, UFFDIO_API, &api) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Why pagemap-scan cannot run on this kernel, or NULL. */
+static const char *
+pmscan_probe(void)
+{
+	static char why[128];
+	struct pm_scan_arg a;
+	int fd;
+
+	if ((fd = uffd_open()) == -1) {
+		snprintf(why, sizeof(why), "userfaultfd with UFFD_FEATURE_WP_ASYNC: %s (Linux 6.7+)",
+		    strerror(errno));
+		return why;
+	}
+	close(fd);
+	if ((fd = open("/proc/self/pagemap", O_RDONLY)) == -1)
+		err(1, "/proc/self/pagemap");
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.start = a.end = 0;
+	if (ioctl(fd, PAGEMAP_SCAN, &a) == -1 && errno == ENOTTY) {
+		snprintf(why, sizeof(why), "no PAGEMAP_SCAN ioctl on /proc/self/pagemap (Linux 6.7+)");
+		close(fd);
+		return why;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void
+pmscan_setup(struct method *m)
+{
+	struct uffdio_register reg;
+	struct uffdio_writeprotect wp;
+	size_t i;
+	int mfd;
+
+	if ((mfd = memfd_create("mcb-writetrack", MFD_CLOEXEC)) == -1)
+		err(1, "memfd_create");
+	if (ftruncate(mfd, (off_t)(npages * ps)) == -1)
+		err(1, "ftruncate");
+	m->heap = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (m->heap == MAP_FAILED)
+		err(1, "mmap memfd");
+	close(mfd);
+	for (i = 0; i < npages; i++)
+		m->heap[i * ps] = 1;
+	if ((m->fd1 = uffd_open()) == -1)
+		err(1, "userfaultfd");
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uintptr_t)m->heap;
+	reg.range.len = npages * ps;
+	reg.mode = UFFDIO_REGISTER_MODE_WP;
+	if (ioctl(m->fd1, UFFDIO_REGISTER, &reg) == -1)
+		err(1, "UFFDIO_REGISTER");
+	memset(&wp, 0, sizeof(wp));
+	wp.range = reg.range;
+	wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+	if (ioctl(m->fd1, UFFDIO_WRITEPROTECT, &wp) == -1)
+		err(1, "UFFDIO_WRITEPROTECT");
+	if ((m->fd2 = open("/proc/self/pagemap", O_RDONLY)) == -1)
+		err(1, "/proc/self/pagemap");
+	/* the region vector: at worst one region per page */
+	m->pm = calloc(npages, sizeof(struct page_region));
+	if (m->pm == NULL)
+		err(1, "calloc");
+}
+
+static void
+pmscan_cycle(struct method *m, uint64_t *wr, uint64_t *hv)
+{
+	struct page_region *r = (struct page_region *)m->pm;
+	struct pm_scan_arg a;
+	uint64_t t0, t1, t2, p;
+	size_t n = 0;
+	long k, i;
+
+	t0 = now_ns();
+	mutate(m->heap, *wr);
+	t1 = now_ns();
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+	a.start = (uintptr_t)m->heap;
+	a.end = a.start + npages * ps;
+	a.vec = (uintptr_t)r;
+	a.vec_len = npages;
+	a.category_mask = PAGE_IS_WRITTEN;
+	a.return_mask = PAGE_IS_WRITTEN;
+	do {
+		if ((k = ioctl(m->fd2, PAGEMAP_SCAN, &a)) == -1)
+			err(1, "PAGEMAP_SCAN");
+		for (i = 0; i < k; i++)
+			for (p = r[i].start; p < r[i].end && n < npages; p += ps)
+				m->addrs[n++] = (void *)(uintptr_t)p;
+		a.start = a.walk_end;
+	} while (a.walk_end < a.end);
+	t2 = now_ns();
+	check(m->name, m->heap, m->addrs, n);
+	*wr = t1 - t0;
+	*hv = t2 - t1;
+}
+
 static struct method methods[] = {
 	{ .name = "memcoop", .setup = memcoop_setup, .cycle = memcoop_cycle },
 	{ .name = "softdirty", .setup = softdirty_setup, .cycle = softdirty_cycle },
 	{ .name = "mprotect", .setup = mprotect_setup, .cycle = mprotect_cycle },
 	{ .name = "mprotect-anon", .setup = mprotect_setup, .cycle = mprotect_cycle, .anon = 1 },
+	{ .name = "pagemap-scan", .setup = pmscan_setup, .cycle = pmscan_cycle },
 };
 #define NMETHODS	(sizeof(methods) / sizeof(methods[0]))
 #define BASELINE	2	/* mprotect */
@@ -422,6 +584,7 @@ main(int argc, char *argv[])
 	    "methods in rotated order\n", npages, nwrites, sequential ? "address" : "random",
 	    ncycles);
 
+	methods[NMETHODS - 1].unavailable = pmscan_probe();
 	run_all();
 	for (m = 0; m < NMETHODS; m++) {
 		if (methods[m].unavailable != NULL) {
