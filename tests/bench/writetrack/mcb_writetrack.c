@@ -30,6 +30,10 @@
  * VMA instead of splitting the heap into one VMA per page).  @label is
  * appended to the BENCH names (default "-seq" for seq, nothing else).
  *
+ * Each method runs in a process of its own, set up once; the cycles
+ * alternate between the methods in rotated order (cycle c starts with
+ * method c mod 5), so that none is always first or last.
+ *
  * Prints one "BENCH name=... value=... unit=... baseline=... ratio=..."
  * line per method and measure (median over the cycles; ratio is baseline
  * over value, so > 1 is cheaper than mprotect+SIGSEGV).  Every cycle
