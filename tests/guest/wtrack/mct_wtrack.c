@@ -1045,13 +1045,15 @@ test_leak(void)
 	 * One 2 KiB object leaked per cycle is 1000 KiB: the group's slab
 	 * counter (this process's accounted allocations only) must stay
 	 * within a quarter of that, the machine's within half (other tasks
-	 * allocate too), vmalloc (which write tracking no longer uses) and
-	 * the group's memory (pages) within a quarter.
+	 * allocate too), vmalloc (which write tracking no longer uses) within
+	 * a quarter.  The group's memory counter moves in per-CPU batches of
+	 * up to 256 KiB (two CPUs here): 1.5 MiB still catches one page
+	 * leaked per cycle (2 MiB), and any leaked memory object (101 pages).
 	 */
 	CHECK(cgs1 - cgs0 < 256 * 1024, "group slab grew by %ld KiB", (cgs1 - cgs0) / 1024);
 	CHECK(slab1 - slab0 < 512, "SUnreclaim grew by %ld KiB", slab1 - slab0);
 	CHECK(vm1 - vm0 < 256, "VmallocUsed grew by %ld KiB", vm1 - vm0);
-	CHECK(cgc1 - cgc0 < 256 * 1024, "group memory grew by %ld KiB", (cgc1 - cgc0) / 1024);
+	CHECK(cgc1 - cgc0 < 1536 * 1024, "group memory grew by %ld KiB", (cgc1 - cgc0) / 1024);
 	free(got);
 }
 
