@@ -255,7 +255,14 @@ struct memcoop_wt_range {
  * @count:     1..MEMCOOP_WT_MAX_RANGES.
  * @flags:     MEMCOOP_WT_DISARM to stop tracking the pages instead.
  * @reserved:  must be zero.
- * @armed:     out: pages now tracked (a page listed twice counts once).
+ * @armed:     out: pages now tracked (a page listed twice counts once);
+ *             with MEMCOOP_WT_DISARM, pages that were tracked.
+ *
+ * The whole list is checked before anything changes.  Tracking state is
+ * kernel memory charged to the caller's memory cgroup, proportional to
+ * the pages tracked (not their offsets) and limited per open file by the
+ * module parameter wt_max_kib: an arm beyond it fails with -ENOSPC and
+ * changes nothing.
  */
 struct memcoop_wt_arm {
 	__u64 ranges;
@@ -274,7 +281,14 @@ struct memcoop_wt_arm {
  * @flags:     MEMCOOP_WT_REARM: re-arm the harvested pages in the same call.
  * @reserved:  must be zero.
  * @count:     out: addresses stored.
- * @remaining: out: pages still in the log (harvest again).
+ * @remaining: out: pages still in the log: those that did not fit in
+ *             @max (harvest again) and those no mapping of the calling
+ *             process covers (a harvest through a mapping of them, in
+ *             this or another process, returns them later).
+ *
+ * Addresses are those of the calling process's mappings of this fd,
+ * however many there are (mprotect() splits included); a page mapped
+ * twice is returned once.  A harvest never drops a logged page.
  */
 struct memcoop_wt_harvest {
 	__u64 addrs;

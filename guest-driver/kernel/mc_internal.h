@@ -166,7 +166,7 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff);
  */
 vm_fault_t mc_wtrack_page_mkwrite(struct mc_file *mf, struct vm_fault *vmf);
 /* Called by vrange.c when pages [@pgoff, @pgoff + @nr) are purged or
- * unmapped for good: they leave the log and the tracked set. */
+ * unmapped for good: they leave the log and the tracked set.  May sleep. */
 void mc_wtrack_forget(struct mc_file *mf, pgoff_t pgoff, unsigned long nr);
 
 /* balloon.c */

@@ -5,8 +5,8 @@
  *
  * A client arms a set of pages of its mapping (MEMCOOP_IOC_WT_ARM).  Arming
  * write-protects every page of the set that is in the memory object, in
- * every shared mapping of it (folio_mkclean() walks the reverse map), and
- * the mapping keeps write-notify (vrange.c gives it a ->page_mkwrite), so a
+ * every shared mapping of it (a walk of the object's reverse map), and the
+ * mapping keeps write-notify (vrange.c gives it a ->page_mkwrite), so a
  * page faulted in later starts read-only as well.  The first write to a
  * tracked page faults into ->page_mkwrite, which calls
  * mc_wtrack_write_fault(): the page goes into the log (once) and the kernel
@@ -14,36 +14,50 @@
  * the next writes to the page run at full speed.
  *
  * MEMCOOP_IOC_WT_HARVEST returns the user addresses (in the caller's
- * mapping) of the pages logged since the last harvest, each once, and with
- * MEMCOOP_WT_REARM write-protects them again in the same call.  The log
- * going from empty to non-empty posts MEMCOOP_EVENT_DIRTY, so the fd polls
- * readable for a subscribed client.
+ * mappings, walked in address order) of the pages logged since the last
+ * harvest, each once, and with MEMCOOP_WT_REARM write-protects them again
+ * in the same call.  A harvest never drops a logged page: what does not fit
+ * in the caller's buffer, and pages the caller maps nowhere, stay in the
+ * log and are counted in @remaining.  The log going from empty to
+ * non-empty posts MEMCOOP_EVENT_DIRTY, so the fd polls readable for a
+ * subscribed client.
  *
- * State is per open file (struct mc_wtrack): two bitmaps indexed by page
- * offset in the file's memory object, @tracked and @dirty (dirty is a
- * subset of tracked), grown on demand by arm.  A fork()ed child shares the
- * file and the object, so writes by parent and child land in the same log;
- * a harvest translates offsets through the harvesting process's mapping.
- * Pages purged as volatile leave both sets (mc_wtrack_forget()).
+ * State is per open file (struct mc_wtrack): an xarray of chunks, each two
+ * small bitmaps (@tracked and @dirty, dirty a subset of tracked) for
+ * MC_WT_PAGES consecutive page offsets of the file's memory object.  A
+ * chunk exists only while one of its pages is tracked, and an xarray mark
+ * flags the chunks holding logged pages, so memory and harvest time follow
+ * the pages tracked and written, never the offsets: a single page tracked
+ * at 1 TiB costs one chunk and a few xarray nodes.  Everything is
+ * allocated with GFP_KERNEL_ACCOUNT (charged to the caller's memory
+ * cgroup) and bounded per file by the wt_max_kib parameter.
+ * A fork()ed child shares the file and the object, so writes by parent and
+ * child land in the same log; a harvest translates offsets through the
+ * harvesting process's mappings.  Pages purged as volatile leave both sets
+ * (mc_wtrack_forget()).
  *
  * Locking: @mutex serialises arm, disarm and harvest (they sleep: page
- * cache lookups, page locks, rmap walks, user copies).  @lock, a spinlock,
- * protects the bitmaps and counters; the write-fault path takes only it.
- * Order: @mutex, then mmap_read_lock, then page locks, then @lock (the
- * fault path: mmap_lock or the vma lock, page lock, @lock).  The
- * write-fault hook must be called with the faulting page locked (see
- * mc_internal.h; mc_wtrack_page_mkwrite() is a ->page_mkwrite body that
- * does so), and harvest clears a page's dirty bit and write-protects it
- * under the same page lock, so a write can never slip between "taken
- * from the log" and "read-only again".
+ * cache lookups, page locks, rmap walks, user copies).  The xarray's lock
+ * protects the chunks' bitmaps, the marks and the counters; the
+ * write-fault path takes only it.  Order: @mutex, then mmap_read_lock,
+ * then page locks (several at once, in ascending offset order), then
+ * i_mmap_rwsem and page table locks (the write-protect walk), then the
+ * xarray lock (the fault path: mmap_lock or the vma lock, page lock,
+ * xarray lock).  The write-fault hook must be called with the faulting
+ * page locked (see mc_internal.h; mc_wtrack_page_mkwrite() is a
+ * ->page_mkwrite body that does so), and arm and harvest write-protect a
+ * page only while holding its page lock, so a write can never slip
+ * between "taken from the log" (or "armed") and "read-only again".
  * The write-fault and purge hooks reach the state through @mf->wt under
  * rcu_read_lock(), because the mappings outlive the file: release
- * unpublishes it and waits for them before freeing it.
+ * unpublishes it and waits for them; a purge holds a reference (@ref)
+ * across its work, and the last reference frees the state.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/pagevec.h>
 #include <linux/rmap.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -52,7 +66,10 @@
 #include <linux/sched/signal.h>
 #include <linux/delay.h>
 #include <linux/rcupdate.h>
+#include <linux/refcount.h>
 #include <linux/moduleparam.h>
+#include <linux/sort.h>
+#include <linux/xarray.h>
 
 #include "mc_internal.h"
 
@@ -67,50 +84,68 @@ static unsigned int wt_fault_delay_us;
 MC_PARAM_UINT(wt_fault_delay_us, 0, 10000, 0644,
 	      "Test hook: microseconds to sleep after logging a tracked write (0..10000, default 0)");
 
-/* Addresses gathered per mmap_lock hold, then copied out (one page). */
-#define MC_WT_CHUNK	(PAGE_SIZE / sizeof(u64))
-/* Mappings of one file a harvest can translate through, per process. */
-#define MC_WT_MAX_VMAS	64
+/*
+ * Kernel memory one open file may use for write tracking.  Each chunk is
+ * counted with one xarray node, an upper bound for all but the first few
+ * chunks of a file (the few nodes above the leaves are shared).
+ */
+static unsigned int wt_max_kib = 16384;
+MC_PARAM_UINT(wt_max_kib, 64, 4U << 20, 0644,
+	      "Write-tracking memory per open file, KiB (64..4194304, default 16384); arming more fails with ENOSPC");
+
+#define MC_WT_SHIFT	9
+#define MC_WT_PAGES	(1UL << MC_WT_SHIFT)	/* page offsets per chunk */
+#define MC_WT_DIRTY	XA_MARK_0		/* the chunk has logged pages */
+/* Addresses gathered per mmap_lock hold, then copied out. */
+#define MC_WT_BATCH	192
+/*
+ * Re-arming: a run of logged pages at most MC_WT_GAP apart (up to
+ * MC_WT_GROUP) is write-protected by one walk of the page tables, which
+ * costs about as much as write-protecting 3 pages one by one, plus a
+ * little per page table entry (measured in the lab, TCG): worth it from
+ * MC_WT_WALK_MIN pages on.
+ */
+#define MC_WT_GROUP	128
+#define MC_WT_GAP	16
+#define MC_WT_WALK_MIN	4
+
+/* Two bitmaps for MC_WT_PAGES page offsets (128 bytes). */
+struct mc_wt_chunk {
+	DECLARE_BITMAP(tracked, MC_WT_PAGES);	/* writes to the page are logged */
+	DECLARE_BITMAP(dirty, MC_WT_PAGES);	/* written since the last harvest */
+};
+
+#define MC_WT_CHUNK_COST	(sizeof(struct mc_wt_chunk) + sizeof(struct xa_node))
 
 /**
  * struct mc_wtrack - write-tracking state of one open file.
- * @mutex:    serialises arm, disarm, harvest and bitmap growth.
- * @lock:     protects everything below; taken in the write-fault path.
- * @tracked:  bit per page offset: writes to the page are logged.
- * @dirty:    bit per page offset: written since the last harvest.
- * @nbits:    capacity of both bitmaps, in pages.
- * @ntracked: bits set in @tracked.
- * @ndirty:   bits set in @dirty (the log's length).
+ * @ref:      the file, plus a purge working on it (mc_wtrack_forget()).
+ * @mutex:    serialises arm, disarm and harvest.
+ * @chunks:   chunk index (page offset >> MC_WT_SHIFT) -> struct mc_wt_chunk;
+ *            its lock protects the chunks and everything below.
+ * @nchunks:  chunks allocated (at most wt_max_kib worth).
+ * @ntracked: pages tracked.
+ * @ndirty:   pages logged (the log's length).
  * @seq:      sequence number of the last MEMCOOP_EVENT_DIRTY.
  * @logged:   pages ever logged (statistics).
- * @dropped:  logged pages dropped by a harvest because the harvesting
- *            process maps no part of the object holding them.
  */
 struct mc_wtrack {
+	refcount_t ref;
 	struct mutex mutex;
-	spinlock_t lock;
-	unsigned long *tracked;
-	unsigned long *dirty;
-	unsigned long nbits;
+	struct xarray chunks;
+	unsigned long nchunks;
 	unsigned long ntracked;
 	unsigned long ndirty;
 	u64 seq;
 	u64 logged;
-	u64 dropped;
 };
 
-/* One mapping of the object in the harvesting process. */
-struct mc_wt_vma {
-	unsigned long start;	/* user address of page offset @pgoff */
-	pgoff_t pgoff;
-	unsigned long pages;
+/* What a harvest gathers per mmap_lock hold (one allocation, < 4 KiB). */
+struct mc_wt_buf {
+	u64 addrs[MC_WT_BATCH];
+	pgoff_t pgs[MC_WT_BATCH];
+	struct folio *folios[MC_WT_GROUP];
 };
-
-/* Bitmaps can be large (a bit per page of the mapping): kvmalloc'ed. */
-static unsigned long *mc_wt_bitmap_alloc(unsigned long nbits)
-{
-	return kvcalloc(BITS_TO_LONGS(nbits), sizeof(unsigned long), GFP_KERNEL_ACCOUNT);
-}
 
 static struct mc_wtrack *mc_wt_get(struct mc_file *mf)
 {
@@ -130,8 +165,9 @@ static struct mc_wtrack *mc_wt_get_or_alloc(struct mc_file *mf)
 	if (!wt) {
 		wt = kzalloc(sizeof(*wt), GFP_KERNEL_ACCOUNT);
 		if (wt) {
+			refcount_set(&wt->ref, 1);
 			mutex_init(&wt->mutex);
-			spin_lock_init(&wt->lock);
+			xa_init(&wt->chunks);
 			smp_store_release(&mf->wt, wt);
 		}
 	}
@@ -139,45 +175,111 @@ static struct mc_wtrack *mc_wt_get_or_alloc(struct mc_file *mf)
 	return wt;
 }
 
-/**
- * mc_wt_grow() - make both bitmaps hold at least @need pages.
- * @wt:   the state.
- * @need: pages (one past the highest page offset to track).
- *
- * Caller holds @wt->mutex (the only writer of @nbits).  The write-fault
- * path keeps running on the old bitmaps until the swap under @wt->lock.
- * Returns 0 or -ENOMEM (nothing changed).
- */
-static int mc_wt_grow(struct mc_wtrack *wt, unsigned long need)
+/* Drop a reference; the last one frees the state.  May sleep. */
+static void mc_wt_put(struct mc_wtrack *wt)
 {
-	unsigned long *tracked, *dirty, n;
+	struct mc_wt_chunk *c;
+	unsigned long idx;
 
-	lockdep_assert_held(&wt->mutex);
-	if (need <= wt->nbits)
+	if (!refcount_dec_and_test(&wt->ref))
+		return;
+	pr_debug("wtrack: release: %llu pages logged, %lu tracked, %lu chunks\n",
+		 wt->logged, wt->ntracked, wt->nchunks);
+	xa_for_each(&wt->chunks, idx, c) {
+		kfree(c);
+		cond_resched();
+	}
+	xa_destroy(&wt->chunks);
+	mutex_destroy(&wt->mutex);
+	kfree(wt);
+}
+
+static unsigned long mc_wt_max_chunks(void)
+{
+	return ((unsigned long)READ_ONCE(wt_max_kib) << 10) / MC_WT_CHUNK_COST;
+}
+
+/* Unlink chunk @idx (it tracks nothing now).  Caller holds the xarray lock. */
+static void __mc_wt_unlink(struct mc_wtrack *wt, unsigned long idx)
+{
+	__xa_erase(&wt->chunks, idx);
+	wt->nchunks--;
+}
+
+/* Free chunk @idx if it exists and tracks nothing.  Takes the xarray lock. */
+static void mc_wt_free_if_empty(struct mc_wtrack *wt, unsigned long idx)
+{
+	struct mc_wt_chunk *c;
+
+	xa_lock(&wt->chunks);
+	c = xa_load(&wt->chunks, idx);
+	if (c && bitmap_empty(c->tracked, MC_WT_PAGES))
+		__mc_wt_unlink(wt, idx);
+	else
+		c = NULL;
+	xa_unlock(&wt->chunks);
+	kfree(c);
+}
+
+/*
+ * mc_wt_clear() - untrack [@start, @end) and take it out of the log.
+ * Chunks this empties are freed; chunks that were empty already (just
+ * allocated by an arm in progress) are left alone.  Takes the xarray lock
+ * per chunk; may sleep.  Returns the pages that were tracked.
+ */
+static unsigned long mc_wt_clear(struct mc_wtrack *wt, pgoff_t start, pgoff_t end)
+{
+	struct mc_wt_chunk *c, *dead;
+	unsigned long idx, lo, hi, t0, d0, t1, d1, n = 0;
+
+	if (start >= end)
 		return 0;
-	n = max(need, 2 * wt->nbits);
-	n = round_up(n, BITS_PER_LONG);
-	tracked = mc_wt_bitmap_alloc(n);
-	dirty = mc_wt_bitmap_alloc(n);
-	if (!tracked || !dirty) {
-		kvfree(tracked);
-		kvfree(dirty);
-		return -ENOMEM;
+	xa_for_each_range(&wt->chunks, idx, c, start >> MC_WT_SHIFT,
+			  (end - 1) >> MC_WT_SHIFT) {
+		dead = NULL;
+		lo = max(start, idx << MC_WT_SHIFT) - (idx << MC_WT_SHIFT);
+		hi = min_t(unsigned long, end - (idx << MC_WT_SHIFT), MC_WT_PAGES);
+		xa_lock(&wt->chunks);
+		c = xa_load(&wt->chunks, idx);
+		if (c) {
+			t0 = bitmap_weight(c->tracked, MC_WT_PAGES);
+			d0 = bitmap_weight(c->dirty, MC_WT_PAGES);
+			bitmap_clear(c->tracked, lo, hi - lo);
+			bitmap_clear(c->dirty, lo, hi - lo);
+			t1 = bitmap_weight(c->tracked, MC_WT_PAGES);
+			d1 = bitmap_weight(c->dirty, MC_WT_PAGES);
+			wt->ntracked -= t0 - t1;
+			wt->ndirty -= d0 - d1;
+			n += t0 - t1;
+			if (!d1)
+				__xa_clear_mark(&wt->chunks, idx, MC_WT_DIRTY);
+			if (t0 && !t1) {
+				__mc_wt_unlink(wt, idx);
+				dead = c;
+			}
+		}
+		xa_unlock(&wt->chunks);
+		kfree(dead);
+		cond_resched();
 	}
+	return n;
+}
 
-	spin_lock(&wt->lock);
-	if (wt->nbits) {
-		bitmap_copy(tracked, wt->tracked, wt->nbits);
-		bitmap_copy(dirty, wt->dirty, wt->nbits);
+/*
+ * Free the chunks of @pgs[0 .. @n) that track nothing any more (a harvest
+ * without re-arm emptied them).  Caller holds @wt->mutex.
+ */
+static void mc_wt_sweep(struct mc_wtrack *wt, const pgoff_t *pgs, unsigned int n)
+{
+	unsigned long idx, last = ULONG_MAX;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		idx = pgs[i] >> MC_WT_SHIFT;
+		if (idx != last)
+			mc_wt_free_if_empty(wt, idx);
+		last = idx;
 	}
-	swap(wt->tracked, tracked);
-	swap(wt->dirty, dirty);
-	wt->nbits = n;
-	spin_unlock(&wt->lock);
-
-	kvfree(tracked);
-	kvfree(dirty);
-	return 0;
 }
 
 /*
@@ -194,42 +296,107 @@ static struct folio *mc_wt_lock_folio(struct address_space *mapping, pgoff_t pgo
 }
 
 /**
- * mc_wt_protect() - write-protect page @pgoff of @mapping in every mapping.
+ * mc_wt_wrprotect() - write-protect @n locked folios in every mapping.
  * @mapping: the object's pages.
- * @pgoff:   page offset.
+ * @folios:  locked folios of @mapping, in ascending offset order.
+ * @n:       at least 1.
  *
- * A page not in the object has no PTE anywhere: its first write will fault
- * through ->page_mkwrite anyway.  Takes the page lock; may sleep.
+ * From MC_WT_WALK_MIN folios on, one walk of the reverse map and the page
+ * tables over the span of the folios (pages in between that are not
+ * tracked become read-only too, which costs them one more fault, never a
+ * log entry), with one TLB flush per mapping, where folio_mkclean() walks
+ * and flushes per page.  The PTEs keep their dirty bits, so nothing of the
+ * page's dirtiness is lost.  Fewer folios, or large ones (the walk does
+ * not split huge mappings), take folio_mkclean().
  */
-static void mc_wt_protect(struct address_space *mapping, pgoff_t pgoff)
+static void mc_wt_wrprotect(struct address_space *mapping, struct folio **folios,
+			    unsigned int n)
 {
-	struct folio *folio = mc_wt_lock_folio(mapping, pgoff);
+	unsigned int i;
+	pgoff_t first = folios[0]->index;
 
-	if (!folio)
+#if IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS)
+	bool large = false;
+
+	for (i = 0; i < n; i++)
+		large |= folio_test_large(folios[i]);
+	if (!large && n >= MC_WT_WALK_MIN) {
+		wp_shared_mapping_range(mapping, first, folio_next_index(folios[n - 1]) - first);
 		return;
-	/* keep the dirtiness the PTEs carried, as folio_clear_dirty_for_io() does */
-	if (folio_mkclean(folio))
-		folio_mark_dirty(folio);
-	folio_unlock(folio);
-	folio_put(folio);
+	}
+#endif
+	for (i = 0; i < n; i++) {
+		/* keep the dirtiness the PTEs carried, as folio_clear_dirty_for_io() does */
+		if (folio_mkclean(folios[i]))
+			folio_mark_dirty(folios[i]);
+	}
 }
 
-/* Copy the user list in and turn it into page offsets (start) and page
- * counts (len), checking every range.  Returns the list or an ERR_PTR. */
-static struct memcoop_wt_range *mc_wt_resolve_list(struct mc_file *mf, u64 uptr,
-						   u32 count, unsigned long *end)
+/*
+ * mc_wt_protect_range() - write-protect the pages of [@start, @end) that
+ * are in the object (a page not in it has no PTE anywhere: its first
+ * write will fault through ->page_mkwrite anyway), a batch of page locks
+ * at a time.  Sleeps; stops early for a fatal signal.
+ */
+static void mc_wt_protect_range(struct address_space *mapping, pgoff_t start, pgoff_t end)
+{
+	struct folio_batch fb;
+	struct folio *f;
+	pgoff_t index = start;
+	unsigned int i, k;
+
+	folio_batch_init(&fb);
+	while (index < end && filemap_get_folios(mapping, &index, end - 1, &fb)) {
+		for (i = k = 0; i < folio_batch_count(&fb); i++) {
+			f = fb.folios[i];
+			folio_lock(f);
+			if (f->mapping != mapping) {	/* purged meanwhile */
+				folio_unlock(f);
+				folio_put(f);
+				continue;
+			}
+			fb.folios[k++] = f;
+		}
+		fb.nr = k;
+		if (k)
+			mc_wt_wrprotect(mapping, fb.folios, k);
+		for (i = 0; i < k; i++)
+			folio_unlock(fb.folios[i]);
+		folio_batch_release(&fb);
+		cond_resched();
+		if (fatal_signal_pending(current))
+			break;
+	}
+}
+
+static int mc_wt_range_cmp(const void *a, const void *b)
+{
+	const struct memcoop_wt_range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * Copy the user list in and turn it into sorted, disjoint ranges of page
+ * offsets (start) and page counts (len), checking every range.  Returns
+ * the list (*@n: its new length) or an ERR_PTR.
+ */
+static struct memcoop_wt_range *mc_wt_resolve_list(struct mc_file *mf, u64 uptr, u32 *n)
 {
 	struct memcoop_wt_range *r;
 	struct mm_struct *mm = current->mm;
 	pgoff_t pgoff;
-	u32 i;
+	u32 i, k, count = *n;
 	int err = 0;
 
-	r = vmemdup_user(u64_to_user_ptr(uptr), array_size(count, sizeof(*r)));
-	if (IS_ERR(r))
-		return r;
+	r = kvmalloc_array(count, sizeof(*r), GFP_KERNEL_ACCOUNT);
+	if (!r)
+		return ERR_PTR(-ENOMEM);
+	if (copy_from_user(r, u64_to_user_ptr(uptr), array_size(count, sizeof(*r)))) {
+		kvfree(r);
+		return ERR_PTR(-EFAULT);
+	}
 
-	*end = 0;
 	mmap_read_lock(mm);
 	for (i = 0; i < count; i++) {
 		u64 start = r[i].start, len = r[i].len;
@@ -244,14 +411,112 @@ static struct memcoop_wt_range *mc_wt_resolve_list(struct mc_file *mf, u64 uptr,
 			break;
 		r[i].start = pgoff;
 		r[i].len = len >> PAGE_SHIFT;
-		*end = max_t(unsigned long, *end, pgoff + r[i].len);
+		cond_resched();
 	}
 	mmap_read_unlock(mm);
 	if (err) {
 		kvfree(r);
 		return ERR_PTR(err);
 	}
+
+	/* overlapping and adjacent ranges merge: a page listed twice counts once */
+	sort(r, count, sizeof(*r), mc_wt_range_cmp, NULL);
+	for (i = 1, k = 0; i < count; i++) {
+		if (r[i].start <= r[k].start + r[k].len)
+			r[k].len = max(r[k].len, r[i].start + r[i].len - r[k].start);
+		else
+			r[++k] = r[i];
+	}
+	*n = k + 1;
 	return r;
+}
+
+/*
+ * mc_wt_add_chunks() - make sure every chunk the @n sorted, disjoint
+ * ranges of @r touch exists, within the per-file limit.  Caller holds
+ * @wt->mutex.  On error, the chunks added here are gone again (they track
+ * nothing yet) and -ENOSPC (over wt_max_kib) or -ENOMEM is returned.
+ */
+static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range *r, u32 n)
+{
+	unsigned long first, last, prev = ULONG_MAX, idx, spanned = 0, present = 0;
+	struct mc_wt_chunk *c;
+	int err = 0;
+	u32 i;
+
+	/* count first, so that a list over the limit changes nothing */
+	for (i = 0; i < n; i++) {
+		first = r[i].start >> MC_WT_SHIFT;
+		last = (r[i].start + r[i].len - 1) >> MC_WT_SHIFT;
+		if (prev != ULONG_MAX && first <= prev)
+			first = prev + 1;
+		prev = last;
+		if (first > last)
+			continue;
+		spanned += last - first + 1;
+		xa_for_each_range(&wt->chunks, idx, c, first, last) {
+			present++;
+			cond_resched();
+		}
+	}
+	if (READ_ONCE(wt->nchunks) + spanned - present > mc_wt_max_chunks())
+		return -ENOSPC;
+
+	for (i = 0; i < n && !err; i++) {
+		first = r[i].start >> MC_WT_SHIFT;
+		last = (r[i].start + r[i].len - 1) >> MC_WT_SHIFT;
+		for (idx = first; idx <= last; idx++) {
+			if (xa_load(&wt->chunks, idx))
+				continue;
+			c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
+			if (!c) {
+				err = -ENOMEM;
+				break;
+			}
+			err = xa_insert(&wt->chunks, idx, c, GFP_KERNEL_ACCOUNT);
+			if (err) {
+				kfree(c);
+				break;
+			}
+			xa_lock(&wt->chunks);
+			wt->nchunks++;
+			xa_unlock(&wt->chunks);
+			cond_resched();
+		}
+	}
+	for (i = 0; err && i < n; i++) {
+		first = r[i].start >> MC_WT_SHIFT;
+		last = (r[i].start + r[i].len - 1) >> MC_WT_SHIFT;
+		xa_for_each_range(&wt->chunks, idx, c, first, last) {
+			mc_wt_free_if_empty(wt, idx);
+			cond_resched();
+		}
+	}
+	return err;
+}
+
+/* Track [@start, @end); every chunk exists.  Returns the pages newly tracked. */
+static unsigned long mc_wt_track(struct mc_wtrack *wt, pgoff_t start, pgoff_t end)
+{
+	struct mc_wt_chunk *c;
+	unsigned long idx, lo, hi, t0, n = 0;
+
+	for (idx = start >> MC_WT_SHIFT; idx <= (end - 1) >> MC_WT_SHIFT; idx++) {
+		lo = max(start, idx << MC_WT_SHIFT) - (idx << MC_WT_SHIFT);
+		hi = min_t(unsigned long, end - (idx << MC_WT_SHIFT), MC_WT_PAGES);
+		xa_lock(&wt->chunks);
+		c = xa_load(&wt->chunks, idx);
+		if (!WARN_ON_ONCE(!c)) {
+			t0 = bitmap_weight(c->tracked, MC_WT_PAGES);
+			bitmap_set(c->tracked, lo, hi - lo);
+			t0 = bitmap_weight(c->tracked, MC_WT_PAGES) - t0;
+			wt->ntracked += t0;
+			n += t0;
+		}
+		xa_unlock(&wt->chunks);
+		cond_resched();
+	}
+	return n;
 }
 
 /**
@@ -261,9 +526,9 @@ static struct memcoop_wt_range *mc_wt_resolve_list(struct mc_file *mf, u64 uptr,
  *
  * The whole list is checked before anything changes: a bad range (outside
  * a mapping of @mf, unaligned, empty, wrapping), a count of 0 or above
- * MEMCOOP_WT_MAX_RANGES leaves the state as it was.  Overlapping ranges
- * count their common pages once.  Takes @wt->mutex, then mmap_read_lock;
- * sleeps.
+ * MEMCOOP_WT_MAX_RANGES, or more tracking state than wt_max_kib allows
+ * (-ENOSPC) leaves the state as it was.  Overlapping ranges count their
+ * common pages once.  Takes @wt->mutex, then mmap_read_lock; sleeps.
  */
 static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 {
@@ -271,8 +536,8 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 	struct memcoop_wt_range *r;
 	struct address_space *mapping;
 	struct mc_wtrack *wt;
-	unsigned long *want = NULL, *tmp = NULL, end, bit, n;
-	u32 i;
+	u64 pages = 0;
+	u32 i, n;
 	long err;
 
 	if (copy_from_user(&arm, uarg, sizeof(arm)))
@@ -290,72 +555,43 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 
 	if (mutex_lock_interruptible(&wt->mutex))
 		return -ERESTARTSYS;
-	r = mc_wt_resolve_list(mf, arm.ranges, arm.count, &end);
+	n = arm.count;
+	r = mc_wt_resolve_list(mf, arm.ranges, &n);
 	if (IS_ERR(r)) {
 		err = PTR_ERR(r);
 		goto out_unlock;
 	}
 
-	err = -ENOMEM;
-	want = mc_wt_bitmap_alloc(end);
-	tmp = mc_wt_bitmap_alloc(end);
-	if (!want || !tmp)
-		goto out_free;
-	for (i = 0; i < arm.count; i++)
-		bitmap_set(want, r[i].start, r[i].len);
-	/*
-	 * Whole words from here on: the bitmap helpers mask the last word of
-	 * their destination, which would clear tracked bits beyond @end.
-	 * @want and @tmp are allocated in whole words and zero past @end.
-	 */
-	end = round_up(end, BITS_PER_LONG);
-
 	if (arm.flags & MEMCOOP_WT_DISARM) {
-		/* Pages beyond @nbits were never tracked. */
-		end = min(end, wt->nbits);
-		spin_lock(&wt->lock);
-		bitmap_and(tmp, want, wt->tracked, end);
-		n = bitmap_weight(tmp, end);
-		wt->ntracked -= n;
-		bitmap_andnot(wt->tracked, wt->tracked, want, end);
-		bitmap_and(tmp, want, wt->dirty, end);
-		wt->ndirty -= bitmap_weight(tmp, end);
-		bitmap_andnot(wt->dirty, wt->dirty, want, end);
-		spin_unlock(&wt->lock);
-		arm.armed = n;
+		for (i = 0; i < n; i++)
+			pages += mc_wt_clear(wt, r[i].start, r[i].start + r[i].len);
 	} else {
-		err = mc_wt_grow(wt, end);
+		err = mc_wt_add_chunks(wt, r, n);
 		if (err)
 			goto out_free;
-		spin_lock(&wt->lock);
-		bitmap_andnot(tmp, want, wt->tracked, end);
-		wt->ntracked += bitmap_weight(tmp, end);
-		bitmap_or(wt->tracked, wt->tracked, want, end);
-		spin_unlock(&wt->lock);
-		/*
-		 * Tracked first, then read-only: a write racing with this loop
-		 * either faults after its page is protected (and is logged) or
-		 * completed before, when the page was not armed yet.
-		 */
-		arm.armed = bitmap_weight(want, end);
-		for_each_set_bit(bit, want, end) {
-			mc_wt_protect(mapping, bit);
-			cond_resched();
-			/* dying: the pages stay tracked, the rest unprotected */
-			if (fatal_signal_pending(current))
-				break;
+		for (i = 0; i < n; i++) {
+			mc_wt_track(wt, r[i].start, r[i].start + r[i].len);
+			pages += r[i].len;
 		}
+		/*
+		 * Tracked first, then read-only (under the page locks): a
+		 * write racing with this either faults after its page is
+		 * protected (and is logged) or completed before, when the
+		 * page was not armed yet.  Dying: the pages stay tracked,
+		 * the rest unprotected.
+		 */
+		for (i = 0; i < n && !fatal_signal_pending(current); i++)
+			mc_wt_protect_range(mapping, r[i].start, r[i].start + r[i].len);
 	}
-	pr_debug("wtrack: %s %llu pages (%u ranges), %lu tracked\n",
+	arm.armed = pages;
+	pr_debug("wtrack: %s %llu pages (%u ranges), %lu tracked in %lu chunks\n",
 		 arm.flags & MEMCOOP_WT_DISARM ? "disarmed" : "armed",
-		 arm.armed, arm.count, READ_ONCE(wt->ntracked));
+		 arm.armed, arm.count, READ_ONCE(wt->ntracked), READ_ONCE(wt->nchunks));
 
 	err = 0;
 	if (put_user(arm.armed, &uarg->armed))
 		err = -EFAULT;
 out_free:
-	kvfree(tmp);
-	kvfree(want);
 	kvfree(r);
 out_unlock:
 	mutex_unlock(&wt->mutex);
@@ -363,109 +599,159 @@ out_unlock:
 }
 
 /*
- * Collect the caller's mappings of @mf's object into @v (at most @max).
- * Caller holds mmap_read_lock(mm).  Returns how many were found.
+ * mc_wt_scan() - the logged pages of chunk @idx in [@from, @to), in
+ * order, at most @max, into @pg; with @grouped, only a run whose gaps are
+ * at most MC_WT_GAP pages (one write-protect walk).  @from lies in the
+ * chunk.  Returns how many.
  */
-static unsigned int mc_wt_vmas(struct mc_file *mf, struct address_space *mapping,
-			       struct mm_struct *mm, struct mc_wt_vma *v, unsigned int max)
+static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t from,
+			       pgoff_t to, pgoff_t *pg, unsigned int max, bool grouped)
 {
-	struct vm_area_struct *vma;
+	unsigned long base = idx << MC_WT_SHIFT, bit, lim;
+	struct mc_wt_chunk *c;
 	unsigned int n = 0;
-	pgoff_t pgoff;
-	VMA_ITERATOR(vmi, mm, 0);
 
-	for_each_vma(vmi, vma) {
-		if (!vma->vm_file ||
-		    (vma->vm_file != mf->file && vma->vm_file->f_mapping != mapping))
-			continue;
-		/* vrange.c is the authority on what maps which offset */
-		if (mc_vrange_resolve(mf, vma->vm_start, PAGE_SIZE, &pgoff))
-			continue;
-		if (n == max) {
-			pr_warn_ratelimited("wtrack: more than %u mappings of one file, harvest ignores the rest\n",
-					    max);
-			break;
+	lim = min_t(unsigned long, to - base, MC_WT_PAGES);
+	xa_lock(&wt->chunks);
+	c = xa_load(&wt->chunks, idx);
+	if (c) {
+		for (bit = find_next_bit(c->dirty, lim, from - base); bit < lim && n < max;
+		     bit = find_next_bit(c->dirty, lim, bit + 1)) {
+			if (grouped && n && base + bit - pg[n - 1] > MC_WT_GAP)
+				break;
+			pg[n++] = base + bit;
 		}
-		v[n].start = vma->vm_start;
-		v[n].pgoff = pgoff;
-		v[n].pages = vma_pages(vma);
-		n++;
 	}
+	xa_unlock(&wt->chunks);
 	return n;
 }
 
-static bool mc_wt_addr(const struct mc_wt_vma *v, unsigned int n, pgoff_t pgoff,
-		       u64 *addr)
+/**
+ * mc_wt_take() - take pages out of the log.
+ * @wt:      the state.
+ * @mapping: the object's pages.
+ * @pg:      page offsets seen logged, ascending; on return, those taken.
+ * @n:       how many.
+ * @rearm:   keep them tracked and write-protect them again.
+ * @folios:  room for MC_WT_GROUP folio pointers (@n at most that with @rearm).
+ *
+ * With @rearm the log entries are cleared and the pages write-protected
+ * under their page locks, which the write-fault path holds while logging
+ * and making the PTE writable: a concurrent write either is in this
+ * harvest (it completed before) or faults again and is logged for the
+ * next one.  Without @rearm the pages stop being tracked (their chunks
+ * are freed later, by mc_wt_sweep()).
+ * Caller holds @wt->mutex and mmap_read_lock.  Returns how many were
+ * still logged (a purge may have removed some meanwhile).
+ */
+static unsigned int mc_wt_take(struct mc_wtrack *wt, struct address_space *mapping,
+			       pgoff_t *pg, unsigned int n, bool rearm, struct folio **folios)
 {
-	unsigned int i;
+	struct mc_wt_chunk *c;
+	unsigned int i, k = 0, nf = 0;
+	unsigned long idx, bit;
+	struct folio *f;
 
-	for (i = 0; i < n; i++) {
-		if (pgoff >= v[i].pgoff && pgoff - v[i].pgoff < v[i].pages) {
-			*addr = v[i].start + ((u64)(pgoff - v[i].pgoff) << PAGE_SHIFT);
-			return true;
+	for (i = 0; rearm && i < n; i++) {
+		f = nf ? folios[nf - 1] : NULL;
+		if (f && pg[i] < folio_next_index(f))
+			continue;		/* same (large) folio */
+		f = mc_wt_lock_folio(mapping, pg[i]);
+		if (f)
+			folios[nf++] = f;
+	}
+
+	xa_lock(&wt->chunks);
+	for (i = 0, idx = ULONG_MAX, c = NULL; i < n; i++) {
+		if (pg[i] >> MC_WT_SHIFT != idx) {
+			idx = pg[i] >> MC_WT_SHIFT;
+			c = xa_load(&wt->chunks, idx);
+		}
+		bit = pg[i] & (MC_WT_PAGES - 1);
+		if (!c || !__test_and_clear_bit(bit, c->dirty))
+			continue;
+		wt->ndirty--;
+		if (!rearm) {
+			__clear_bit(bit, c->tracked);
+			wt->ntracked--;
+		}
+		if (bitmap_empty(c->dirty, MC_WT_PAGES))
+			__xa_clear_mark(&wt->chunks, idx, MC_WT_DIRTY);
+		pg[k++] = pg[i];
+	}
+	xa_unlock(&wt->chunks);
+
+	if (nf) {
+		if (k)
+			mc_wt_wrprotect(mapping, folios, nf);
+		for (i = 0; i < nf; i++) {
+			folio_unlock(folios[i]);
+			folio_put(folios[i]);
 		}
 	}
-	return false;
+	return k;
 }
 
 /* Put pages taken from the log back after a failed copy to user space. */
 static void mc_wt_undo(struct mc_wtrack *wt, const pgoff_t *pg, unsigned int n)
 {
+	struct mc_wt_chunk *c;
+	unsigned long idx, bit;
 	unsigned int i;
 
-	spin_lock(&wt->lock);
+	xa_lock(&wt->chunks);
 	for (i = 0; i < n; i++) {
-		if (pg[i] >= wt->nbits)
-			continue;
-		if (!__test_and_set_bit(pg[i], wt->tracked))
+		idx = pg[i] >> MC_WT_SHIFT;
+		bit = pg[i] & (MC_WT_PAGES - 1);
+		c = xa_load(&wt->chunks, idx);
+		if (!c)
+			continue;	/* purged meanwhile */
+		if (!__test_and_set_bit(bit, c->tracked))
 			wt->ntracked++;
-		if (!__test_and_set_bit(pg[i], wt->dirty))
+		if (!__test_and_set_bit(bit, c->dirty))
 			wt->ndirty++;
+		__xa_set_mark(&wt->chunks, idx, MC_WT_DIRTY);
 	}
-	spin_unlock(&wt->lock);
+	xa_unlock(&wt->chunks);
 }
 
-/**
- * mc_wt_take() - take page @pgoff out of the log.
- * @wt:      the state.
- * @mapping: the object's pages.
- * @pgoff:   page offset whose dirty bit was seen set.
- * @rearm:   keep it tracked and write-protect it again.
- *
- * With @rearm the dirty bit is cleared and the page write-protected under
- * the page lock, which the write-fault path holds while logging and
- * making the PTE writable: a concurrent write either is in this harvest
- * (it completed before) or faults again and is logged for the next one.
- * Without @rearm the page stops being tracked.
- * Caller holds @wt->mutex and mmap_read_lock.  Returns true if the page
- * was still in the log (a purge may have removed it meanwhile).
+/*
+ * mc_wt_collect() - take logged pages of [@pg, @end) (one mapping, page
+ * offsets; @vstart is the user address of offset @pg0) into @b from slot
+ * *@n on, until @room slots are used.  Returns the page offset where it
+ * stopped (@end if it got through).
  */
-static bool mc_wt_take(struct mc_wtrack *wt, struct address_space *mapping,
-		       pgoff_t pgoff, bool rearm)
+static pgoff_t mc_wt_collect(struct mc_wtrack *wt, struct address_space *mapping,
+			     unsigned long vstart, pgoff_t pg0, pgoff_t pg, pgoff_t end,
+			     bool rearm, struct mc_wt_buf *b, unsigned int *n,
+			     unsigned int room)
 {
-	struct folio *folio = NULL;
-	bool was;
+	unsigned long idx;
+	unsigned int got, k, i, max;
 
-	if (rearm)
-		folio = mc_wt_lock_folio(mapping, pgoff);
-
-	spin_lock(&wt->lock);
-	was = __test_and_clear_bit(pgoff, wt->dirty);
-	if (was)
-		wt->ndirty--;
-	if (was && !rearm) {
-		__clear_bit(pgoff, wt->tracked);
-		wt->ntracked--;
+	while (pg < end && *n < room) {
+		idx = pg >> MC_WT_SHIFT;
+		if (!xa_find(&wt->chunks, &idx, (end - 1) >> MC_WT_SHIFT, MC_WT_DIRTY))
+			return end;
+		if (idx > pg >> MC_WT_SHIFT)
+			pg = idx << MC_WT_SHIFT;
+		max = room - *n;
+		if (rearm)
+			max = min_t(unsigned int, max, MC_WT_GROUP);
+		got = mc_wt_scan(wt, idx, pg, end, b->pgs + *n, max, rearm);
+		if (!got) {		/* nothing left in this chunk (within the range) */
+			pg = (idx + 1) << MC_WT_SHIFT;
+			continue;
+		}
+		pg = b->pgs[*n + got - 1] + 1;
+		k = mc_wt_take(wt, mapping, b->pgs + *n, got, rearm, b->folios);
+		for (i = 0; i < k; i++)
+			b->addrs[*n + i] = vstart + ((u64)(b->pgs[*n + i] - pg0) << PAGE_SHIFT);
+		*n += k;
+		if (need_resched())
+			break;
 	}
-	spin_unlock(&wt->lock);
-
-	if (folio) {
-		if (was && folio_mkclean(folio))
-			folio_mark_dirty(folio);
-		folio_unlock(folio);
-		folio_put(folio);
-	}
-	return was;
+	return min(pg, end);
 }
 
 /**
@@ -474,26 +760,28 @@ static bool mc_wt_take(struct mc_wtrack *wt, struct address_space *mapping,
  * @mf:   the file.
  * @uarg: struct memcoop_wt_harvest.
  *
- * Pages are returned in page-offset order, each once.  Logged pages that
- * no mapping of the calling process covers are dropped from the log (the
- * caller could not name them).  If copying the addresses out fails, the
- * pages of the failed chunk go back into the log; earlier chunks stay
- * delivered and are counted.  Takes @wt->mutex, then mmap_read_lock (not
- * held across copies to user space); sleeps.
+ * Walks the caller's mappings of @mf's object in address order, each
+ * mapping's logged pages in offset order, and returns each page once
+ * (through the first mapping that shows it), however many mappings there
+ * are.  Pages that did not fit in @max, and pages no mapping of the
+ * caller covers, stay in the log: @remaining counts them.  If copying the
+ * addresses out fails, the pages of the failed batch go back into the
+ * log; earlier batches stay delivered and are counted.  Takes @wt->mutex,
+ * then mmap_read_lock (not held across copies to user space); sleeps.
  */
 static long mc_wt_harvest(struct mc_file *mf, struct memcoop_wt_harvest __user *uarg)
 {
 	struct memcoop_wt_harvest h;
 	struct address_space *mapping;
 	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
 	struct mc_wtrack *wt;
-	struct mc_wt_vma *vmas = NULL;
-	unsigned int nvmas, n;
-	unsigned long pos = 0, next;
+	struct mc_wt_buf *b = NULL;
+	unsigned long cursor = 0, from;
+	unsigned int n, room;
+	pgoff_t pg0, stop, end;
 	u64 __user *uaddrs;
 	bool rearm, done = false;
-	u64 *addrs = NULL;
-	pgoff_t *pgs = NULL;
 	long err = 0;
 
 	if (copy_from_user(&h, uarg, sizeof(h)))
@@ -510,69 +798,58 @@ static long mc_wt_harvest(struct mc_file *mf, struct memcoop_wt_harvest __user *
 	if (!wt || !mapping)
 		goto out_copy;		/* nothing was ever armed */
 
-	addrs = kmalloc_array(MC_WT_CHUNK, sizeof(*addrs), GFP_KERNEL);
-	pgs = kmalloc_array(MC_WT_CHUNK, sizeof(*pgs), GFP_KERNEL);
-	vmas = kmalloc_array(MC_WT_MAX_VMAS, sizeof(*vmas), GFP_KERNEL);
-	if (!addrs || !pgs || !vmas) {
-		err = -ENOMEM;
-		goto out_free;
-	}
-
+	b = kmalloc(sizeof(*b), GFP_KERNEL);
+	if (!b)
+		return -ENOMEM;
 	if (mutex_lock_interruptible(&wt->mutex)) {
 		err = -ERESTARTSYS;
 		goto out_free;
 	}
 	while (!done && h.count < h.max) {
+		room = min_t(u64, MC_WT_BATCH, h.max - h.count);
 		n = 0;
+		done = true;
 		mmap_read_lock(mm);
-		nvmas = mc_wt_vmas(mf, mapping, mm, vmas, MC_WT_MAX_VMAS);
-		while (n < MC_WT_CHUNK && h.count + n < h.max) {
-			u64 addr;
-
-			spin_lock(&wt->lock);
-			next = find_next_bit(wt->dirty, wt->nbits, pos);
-			if (next >= wt->nbits)
-				done = true;
-			spin_unlock(&wt->lock);
-			if (done)
+		for (vma = find_vma(mm, cursor); vma; vma = find_vma(mm, cursor)) {
+			if (n == room || need_resched()) {
+				done = false;
 				break;
-			pos = next + 1;
-
-			if (!mc_wt_addr(vmas, nvmas, next, &addr)) {
-				/* unreachable from this process: drop it */
-				if (mc_wt_take(wt, mapping, next, false)) {
-					spin_lock(&wt->lock);
-					wt->dropped++;
-					spin_unlock(&wt->lock);
-				}
-				continue;
 			}
-			if (!mc_wt_take(wt, mapping, next, rearm))
+			if (!READ_ONCE(wt->ndirty))
+				break;		/* nothing (left) to find */
+			from = max(cursor, vma->vm_start);
+			cursor = vma->vm_end;
+			/* vrange.c is the authority on what maps which offset */
+			if (mc_vrange_resolve(mf, vma->vm_start, PAGE_SIZE, &pg0))
 				continue;
-			addrs[n] = addr;
-			pgs[n] = next;
-			n++;
-			if (need_resched()) {
-				/* let writers and the fault path in */
+			end = pg0 + vma_pages(vma);
+			stop = mc_wt_collect(wt, mapping, vma->vm_start, pg0,
+					     pg0 + ((from - vma->vm_start) >> PAGE_SHIFT),
+					     end, rearm, b, &n, room);
+			if (stop < end) {
+				cursor = vma->vm_start + ((stop - pg0) << PAGE_SHIFT);
+				done = false;
 				break;
 			}
 		}
 		mmap_read_unlock(mm);
 
-		if (n && copy_to_user(uaddrs + h.count, addrs, n * sizeof(*addrs))) {
-			mc_wt_undo(wt, pgs, n);
+		if (n && copy_to_user(uaddrs + h.count, b->addrs, n * sizeof(*b->addrs))) {
+			mc_wt_undo(wt, b->pgs, n);
 			if (!h.count)
 				err = -EFAULT;
 			break;
 		}
+		if (!rearm)
+			mc_wt_sweep(wt, b->pgs, n);
 		h.count += n;
 		cond_resched();
 		if (fatal_signal_pending(current))
 			break;
 	}
-	spin_lock(&wt->lock);
+	xa_lock(&wt->chunks);
 	h.remaining = wt->ndirty;
-	spin_unlock(&wt->lock);
+	xa_unlock(&wt->chunks);
 	mutex_unlock(&wt->mutex);
 	pr_debug("wtrack: harvested %llu pages%s, %llu remaining\n",
 		 h.count, rearm ? " (re-armed)" : "", h.remaining);
@@ -583,9 +860,7 @@ out_copy:
 	if (copy_to_user(uarg, &h, sizeof(h)))
 		err = -EFAULT;
 out_free:
-	kfree(vmas);
-	kfree(pgs);
-	kfree(addrs);
+	kfree(b);
 	return err;
 }
 
@@ -607,11 +882,14 @@ long mc_wtrack_ioctl(struct mc_file *mf, unsigned int cmd, void __user *arg)
  * @pgoff: page offset in the object.
  *
  * Called from the mapping's ->page_mkwrite with the page locked.  Takes
- * @wt->lock only; posts MEMCOOP_EVENT_DIRTY when the log stops being
- * empty.  The write then proceeds: no signal reaches user space.
+ * the xarray lock only; posts MEMCOOP_EVENT_DIRTY when the log stops
+ * being empty.  The write then proceeds: no signal reaches user space.
  */
 void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 {
+	XA_STATE(xas, NULL, pgoff >> MC_WT_SHIFT);
+	unsigned long bit = pgoff & (MC_WT_PAGES - 1);
+	struct mc_wt_chunk *c;
 	struct mc_wtrack *wt;
 	struct memcoop_event ev;
 	bool first = false, logged_now = false;
@@ -624,9 +902,11 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 		rcu_read_unlock();
 		return;
 	}
-	spin_lock(&wt->lock);
-	if (pgoff < wt->nbits && test_bit(pgoff, wt->tracked) &&
-	    !__test_and_set_bit(pgoff, wt->dirty)) {
+	xas.xa = &wt->chunks;
+	xas_lock(&xas);
+	c = xas_load(&xas);
+	if (c && test_bit(bit, c->tracked) && !__test_and_set_bit(bit, c->dirty)) {
+		xas_set_mark(&xas, MC_WT_DIRTY);
 		logged_now = true;
 		wt->logged++;
 		if (wt->ndirty++ == 0) {
@@ -634,7 +914,7 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 			seq = ++wt->seq;
 		}
 	}
-	spin_unlock(&wt->lock);
+	xas_unlock(&xas);
 	rcu_read_unlock();
 
 	if (logged_now) {
@@ -676,40 +956,29 @@ vm_fault_t mc_wtrack_page_mkwrite(struct mc_file *mf, struct vm_fault *vmf)
 	return VM_FAULT_LOCKED;
 }
 
-/* Purged or gone for good: out of the log and the tracked set. */
+/* Purged or gone for good: out of the log and the tracked set.  May sleep. */
 void mc_wtrack_forget(struct mc_file *mf, pgoff_t pgoff, unsigned long nr)
 {
 	struct mc_wtrack *wt;
-	unsigned long bit, end;
 
 	rcu_read_lock();
 	wt = mc_wt_get(mf);
-	if (!wt) {
-		rcu_read_unlock();
-		return;
-	}
-	spin_lock(&wt->lock);
-	if (pgoff >= wt->nbits)
-		goto out;
-	end = pgoff + min(nr, wt->nbits - pgoff);
-	bit = pgoff;
-	for_each_set_bit_from(bit, wt->tracked, end) {
-		__clear_bit(bit, wt->tracked);
-		wt->ntracked--;
-		if (__test_and_clear_bit(bit, wt->dirty))
-			wt->ndirty--;
-	}
-out:
-	spin_unlock(&wt->lock);
+	if (wt && !refcount_inc_not_zero(&wt->ref))
+		wt = NULL;
 	rcu_read_unlock();
+	if (!wt)
+		return;
+	mc_wt_clear(wt, pgoff, pgoff + min_t(unsigned long, nr, ULONG_MAX - pgoff));
+	mc_wt_put(wt);
 }
 
 /*
  * Last reference to the file gone.  The mappings are not: their vmas
  * hold the memory object, not the file, so a write fault or a purge may
  * still be looking at @mf->wt (vrange.c stops calling us only later, in
- * mc_vrange_release()).  They do so inside rcu_read_lock(): unpublish,
- * wait for them, then free.  May sleep.
+ * mc_vrange_release()).  Write faults do so inside rcu_read_lock():
+ * unpublish and wait for them; a purge holds a reference, and whoever
+ * drops the last one frees the state.  May sleep.
  */
 void mc_wtrack_release(struct mc_file *mf)
 {
@@ -719,10 +988,5 @@ void mc_wtrack_release(struct mc_file *mf)
 		return;
 	WRITE_ONCE(mf->wt, NULL);
 	synchronize_rcu();
-	pr_debug("wtrack: release: %llu pages logged, %llu dropped\n",
-		 wt->logged, wt->dropped);
-	kvfree(wt->tracked);
-	kvfree(wt->dirty);
-	mutex_destroy(&wt->mutex);
-	kfree(wt);
+	mc_wt_put(wt);
 }

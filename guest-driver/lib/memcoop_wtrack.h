@@ -22,9 +22,18 @@
  *  - Volatile ranges: a purged page leaves the log and the tracked set (it
  *    is neither dirty nor tracked); a page faulted in after a purge is a
  *    fresh zero page: arm it again if it should be tracked.
- *  - munmap(): logged pages that the harvesting process no longer maps are
- *    dropped by the next harvest.  close(): everything is freed with the
- *    last reference to the fd.
+ *  - A harvest never drops a logged page.  Pages that do not fit in the
+ *    buffer, and pages the harvesting process maps nowhere (after munmap(),
+ *    or mapped only by a forked child), stay in the log and are counted in
+ *    *remaining: a process that maps them again (same offset), or another
+ *    process sharing the fd, harvests them later; disarming or purging them
+ *    takes them out.  So a harvest loop stops when a call returns 0, not
+ *    only when *remaining is 0.  close(): everything is freed with the last
+ *    reference to the fd.
+ *  - Memory: the driver keeps two bits per tracked page, in 512-page
+ *    chunks charged to the caller's memory cgroup; an arm that would take
+ *    a file past the module's wt_max_kib fails with ENOSPC and changes
+ *    nothing.
  *  - Threads: the calls may be made from any thread; the driver
  *    serialises arms and harvests of one fd.
  */
@@ -44,7 +53,7 @@ struct memcoop;
 /*
  * memcoop_wt_arm() - track the @n ranges (bytes, page aligned) of @r.
  * Stores the number of distinct pages armed in *@armed if not NULL.
- * Returns 0, or -1 with errno (EINVAL, E2BIG, ENOMEM, EFAULT).
+ * Returns 0, or -1 with errno (EINVAL, E2BIG, ENOSPC, ENOMEM, EFAULT).
  */
 int memcoop_wt_arm(struct memcoop *mc, const struct memcoop_wt_range *r,
     unsigned int n, uint64_t *armed);
@@ -59,15 +68,17 @@ int memcoop_wt_arm_range(struct memcoop *mc, void *addr, size_t len);
 /*
  * memcoop_wt_harvest() - store up to @max addresses of written pages in
  * @addrs; @flags 0 or MEMCOOP_WT_HARVEST_REARM.  *@remaining (if not NULL)
- * gets the pages still logged.  Returns the count stored or -1.
+ * gets the pages still logged (those that did not fit, and those this
+ * process maps nowhere).  Returns the count stored or -1.
  */
 ssize_t memcoop_wt_harvest(struct memcoop *mc, void **addrs, size_t max,
     unsigned int flags, size_t *remaining);
 
 /*
  * memcoop_wt_harvest_all() - harvest until the log is empty (as seen at
- * each call), calling @fn(@arg, addrs, count) for every batch of at most
- * @batch addresses.  Returns the total number of pages or -1.
+ * each call) or holds only pages this process maps nowhere, calling
+ * @fn(@arg, addrs, count) for every batch of at most @batch addresses.
+ * Returns the total number of pages or -1.
  */
 ssize_t memcoop_wt_harvest_all(struct memcoop *mc, unsigned int flags,
     size_t batch, void (*fn)(void *arg, void **addrs, size_t count), void *arg);
