@@ -874,10 +874,10 @@ static int mc_client_add(struct mc_client *c, struct mc_user **spare, bool uncap
 	kuid_t uid = c->cred->uid;
 	struct mc_user *u = mc_user_find(uid);
 
-	if (mc_nr_clients >= READ_ONCE(relay_max_clients))
-		return -ENOSPC;
 	if (u && !uncapped && u->clients >= READ_ONCE(relay_user_clients))
 		return -EMFILE;
+	if (mc_nr_clients >= READ_ONCE(relay_max_clients))
+		return -ENOSPC;
 	if (!u) {
 		u = *spare;
 		*spare = NULL;
