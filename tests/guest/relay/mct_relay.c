@@ -16,9 +16,10 @@
  *	mct-relay fuzz SECS [PROCS]
  *				random ioctl/close/fork from several processes,
  *				then check that memory and slab came back
- *	mct-relay client NAME MIB answer|silent|die
+ *	mct-relay client NAME MIB answer|silent|die [PRIO [nobody]]
  *				for host-driven tests (relay_balloon.py): hold
- *				MIB of memory, register, print READY and each
+ *				MIB of memory, register (at PRIO, as nobody with
+ *				an estimate of all RAM), print READY and each
  *				request as "REQ ..."; free and answer, stay
  *				silent, or die on the first request
  *
@@ -53,6 +54,8 @@
 #define DEBUGFS_RELAY	"/sys/kernel/debug/memcoop/relay"
 
 static const char *test_name = "mct-relay";
+
+static void become(uid_t uid, gid_t group);
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
 fail(int line, const char *fmt, ...)
@@ -1128,10 +1131,26 @@ expect(int line, long r, const int *ok, int nok)
 	expect(__LINE__, (long)(r), _ok, (int)(sizeof(_ok) / sizeof(_ok[0]))); \
 } while (0)
 
+/*
+ * Per-thread xorshift64*: random()'s lock may be held by another thread
+ * at a fork, and the child would wait for it forever.
+ */
+static __thread uint64_t rnd_state = 88172645463325252ull;
+static __thread int fuzz_tid;		/* 0: the thread that takes SIGALRM */
+
+static void
+rnd_seed(uint64_t seed)
+{
+	rnd_state = seed * 2685821657736338717ull + 1;
+}
+
 static uint64_t
 rnd(void)
 {
-	return ((uint64_t)random() << 32) ^ (uint64_t)random();
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return rnd_state * 2685821657736338717ull;
 }
 
 /* @nops random operations on @fds (FUZZ_FDS entries, -1 = closed). */
@@ -1142,6 +1161,8 @@ fuzz_ops(int *fds, int nops, int depth)
 	uint64_t seqs[16] = { 0 };
 	int i, op, k, status;
 	unsigned int nseq = 0;
+	sigset_t alrm;
+	int killed;
 	pid_t parent;
 	long r;
 	pid_t pid;
@@ -1201,7 +1222,18 @@ fuzz_ops(int *fds, int nops, int depth)
 				rg.reserved[rnd() % 2] = rnd();
 			r = ioctl(fds[k], MEMCOOP_IOC_REGISTER,
 			    rnd() % 30 ? (void *)&rg : (void *)(uintptr_t)rnd());
-			EXPECT(r, EINVAL, EBUSY, EFAULT);
+			EXPECT(r, EINVAL, EBUSY, EFAULT, EPERM, EMFILE);
+			/* each errno only where it belongs */
+			if (r == -1 && errno == EPERM)
+				CHECK(geteuid() != 0 && rg.priority < MEMCOOP_PRIO_UNPRIV);
+			if (r == -1 && errno == EMFILE)
+				CHECK(geteuid() != 0);
+			if (r == 0) {
+				CHECK(geteuid() == 0 || rg.priority >= MEMCOOP_PRIO_UNPRIV);
+				CHECK(rg.priority <= MEMCOOP_PRIO_MAX);
+				CHECK(rg.signal == 0 || (rg.signal >= MEMCOOP_SIGNAL_MIN &&
+				    rg.signal <= 64));
+			}
 			break;
 		}
 		case 4:
@@ -1254,8 +1286,8 @@ fuzz_ops(int *fds, int nops, int depth)
 			    rnd() % 2 ? 0x30 + rnd() % 16 : rnd() % 5, rnd() % 128), &ev);
 			EXPECT(r, ENOTTY, EINVAL, EFAULT, EBUSY, ENOENT, EALREADY, ERANGE);
 			break;
-		case 11:
-			if (rnd() % 8 == 0)
+		case 11:	/* only root may: the kicker asks the others */
+			if (rnd() % 8 == 0 && geteuid() == 0)
 				trigger();
 			break;
 		case 12:
@@ -1276,19 +1308,32 @@ fuzz_ops(int *fds, int nops, int depth)
 				(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 				if (getppid() != parent)
 					_exit(0);
-				srandom((unsigned int)getpid());
+				rnd_seed((uint64_t)getpid());
+				/*
+				 * the only thread here: it takes the alarms (a
+				 * fork of thread 1.. inherits SIGALRM blocked)
+				 */
+				fuzz_tid = 0;
+				sigemptyset(&alrm);
+				sigaddset(&alrm, SIGALRM);
+				CHECK_OK(sigprocmask(SIG_UNBLOCK, &alrm, NULL));
 				fuzz_ops(fds, 50 + (int)(rnd() % 200), depth + 1);
 				fuzz_exit();
 			}
 			if (pid == -1)
 				break;
-			if (rnd() % 2) {
+			killed = rnd() % 2;
+			if (killed) {
 				msleep((unsigned int)(rnd() % 30));
 				kill(pid, SIGKILL);
 			}
 			CHECK_EQ(waitpid(pid, &status, 0), pid);
 			if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
 				exit(WEXITSTATUS(status));
+			/* the only signal a child may die of is the SIGKILL sent here */
+			if (WIFSIGNALED(status) && (!killed || WTERMSIG(status) != SIGKILL))
+				fail(__LINE__, "fuzz child %d died of signal %d%s", (int)pid,
+				    WTERMSIG(status), killed ? "" : " (none was sent)");
 			break;
 		case 14: {	/* poll */
 			struct pollfd pfd = { .fd = fds[k], .events = POLLIN };
@@ -1297,7 +1342,7 @@ fuzz_ops(int *fds, int nops, int depth)
 			break;
 		}
 		default:	/* blocking read interrupted by an alarm */
-			if (rnd() % 16)
+			if (rnd() % 16 || fuzz_tid != 0)
 				break;
 			CHECK_OK(fcntl(fds[k], F_SETFL, 0));
 			/*
@@ -1336,6 +1381,21 @@ fuzz_run(int nops)
 	for (i = 0; i < FUZZ_FDS; i++)
 		if (fds[i] != -1)
 			close(fds[i]);
+}
+
+#define FUZZ_THREADS	3
+
+static uint64_t fuzz_end;
+
+/* One fuzzing thread of a fuzz process: its own files, until the end. */
+static void *
+fuzz_thread(void *arg)
+{
+	fuzz_tid = (int)(intptr_t)arg;
+	rnd_seed((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16) ^ (uint64_t)fuzz_tid);
+	while (now_ns() < fuzz_end)
+		fuzz_run(500);
+	return NULL;
 }
 
 static void
@@ -1452,7 +1512,7 @@ static void
 test_fuzz(int secs, int procs)
 {
 	static struct meminfo before, after;
-	pid_t fuzzers[64];
+	pid_t fuzzers[65];
 	struct sigaction sa;
 	uint64_t end;
 	int i, bad;
@@ -1475,7 +1535,7 @@ test_fuzz(int secs, int procs)
 	/* warm up the caches the test itself uses, then measure */
 	printf("fuzz: warm-up (2000 operations)\n");
 	if ((pid = fork()) == 0) {
-		srandom(1);
+		rnd_seed(1);
 		fuzz_run(2000);
 		fuzz_exit();
 	}
@@ -1486,17 +1546,43 @@ test_fuzz(int secs, int procs)
 
 	end = now_ns() + (uint64_t)secs * 1000000000ull;
 	CHECK(procs > 0 && procs <= 64);
-	printf("fuzz: %d processes for %d s\n", procs, secs);
+	printf("fuzz: %d processes (all but the first unprivileged, each its own user) of %d "
+	    "threads for %d s\n", procs, FUZZ_THREADS, secs);
+	fuzz_end = end;
 	for (i = 0; i < procs; i++) {
 		if ((pid = fork()) == 0) {
-			srandom((unsigned int)(time(NULL) ^ getpid()));
-			while (now_ns() < end)
-				fuzz_run(500);
+			pthread_t th[FUZZ_THREADS];
+			sigset_t alrm;
+			int t;
+
+			if (i > 0)
+				become(61000 + (uid_t)i, 0);
+			sigemptyset(&alrm);
+			sigaddset(&alrm, SIGALRM);
+			/* threads 1.. block SIGALRM: ualarm() interrupts thread 0 */
+			CHECK_EQ(pthread_sigmask(SIG_BLOCK, &alrm, NULL), 0);
+			for (t = 1; t < FUZZ_THREADS; t++)
+				CHECK_EQ(pthread_create(&th[t], NULL, fuzz_thread,
+				    (void *)(intptr_t)t), 0);
+			CHECK_EQ(pthread_sigmask(SIG_UNBLOCK, &alrm, NULL), 0);
+			fuzz_thread(NULL);
+			for (t = 1; t < FUZZ_THREADS; t++)
+				CHECK_EQ(pthread_join(th[t], NULL), 0);
 			fuzz_exit();
 		}
 		CHECK(pid != -1);
 		fuzzers[i] = pid;
 	}
+	/* the unprivileged cannot trigger requests: a root kicker does */
+	if ((pid = fork()) == 0) {
+		while (now_ns() < end) {
+			trigger();
+			msleep(20);
+		}
+		_exit(0);
+	}
+	CHECK(pid != -1);
+	fuzzers[procs++] = pid;
 	/*
 	 * The watchdog: a fuzz_run() started just before the end takes a
 	 * few seconds even on a loaded TCG guest; 90 s more is a hang.
@@ -1883,7 +1969,7 @@ static void
 test_trust(void)
 {
 	long long lies0, sent0, denied0;
-	unsigned int maxc = get_param("relay_max_clients");
+	unsigned int maxc;
 	int fds[8], i;
 	pid_t holder;
 	int status;
@@ -1941,6 +2027,7 @@ test_trust(void)
 	CHECK_EQ(relay_stat("clients"), 0);
 
 	/* the global cap */
+	maxc = get_param("relay_max_clients");
 	set_param("relay_max_clients", 3);
 	for (i = 0; i < 4; i++) {
 		fds[i] = dev_open(MEMCOOP_FEATURE_RELAY);
@@ -2211,8 +2298,11 @@ test_oomlie(unsigned int hold, unsigned int hog)
 static void
 test_many(int n)
 {
-	unsigned int cap = get_param("relay_user_clients"), maxc = get_param("relay_max_clients");
 	int nroot = n / MANY_PER_PROC, i, j, status, p[2], got = 0;
+	/* a module without the caps (to measure it) lets everything in */
+	int capped = access(PARAM_DIR "relay_user_clients", F_OK) == 0;
+	unsigned int cap = capped ? get_param("relay_user_clients") : MANY_PER_PROC;
+	unsigned int maxc = capped ? get_param("relay_max_clients") : 0;
 	pid_t kids[256];
 	uint64_t t, worst = 0;
 	long long clients;
@@ -2220,7 +2310,10 @@ test_many(int n)
 
 	CHECK(nroot + 10 <= 256);
 	set_param("reclaim_interval_ms", 0);
-	set_param("relay_max_clients", (unsigned int)n + 10 * cap);
+	if (capped)
+		set_param("relay_max_clients", (unsigned int)n + 10 * cap);
+	else
+		printf("many: this module has no registration caps\n");
 	CHECK_OK(pipe(p));
 	fflush(stdout);
 	for (i = 0; i < nroot + 10; i++) {
@@ -2297,6 +2390,8 @@ test_many(int n)
 	close(p[0]);
 	CHECK_EQ(relay_stat("clients"), 0);
 	(void)c;
+	if (!capped)
+		fail(__LINE__, "no per-user cap: %d registrations by 10 users", 10 * MANY_PER_PROC);
 	set_param("relay_max_clients", maxc);
 	set_param("reclaim_interval_ms", 100);
 	printf("many: ok\n");
@@ -2371,7 +2466,7 @@ print_stats(void)
  * relay's counters ("STATS ..."), "quit" ends.
  */
 static void
-run_client(const char *name, uint64_t mib, const char *mode)
+run_client(const char *name, uint64_t mib, const char *mode, uint32_t prio, int nobody)
 {
 	size_t len = (size_t)mib << 20, held, psz = (size_t)sysconf(_SC_PAGESIZE);
 	int fd, tty, die = strcmp(mode, "die") == 0, silent = strcmp(mode, "silent") == 0;
@@ -2412,9 +2507,21 @@ run_client(const char *name, uint64_t mib, const char *mode)
 		(void)madvise(mem, len, MADV_NOHUGEPAGE);
 		memset(mem, 0x5a, len);
 		held = len;
+		if (nobody)
+			become(NOBODY, 0);
 		fd = dev_open(MEMCOOP_FEATURE_RELAY);
-		CHECK_OK(reg(fd, name, 0, len / psz, 0));
-		printf("READY %s %llu\n", name, (unsigned long long)mib);
+		/*
+		 * An unprivileged client takes the best priority it is given
+		 * (0 where nothing checks) and claims all RAM as its estimate.
+		 */
+		if (reg(fd, name, prio, nobody ? 1ull << 40 : len / psz, 0) == -1) {
+			if (!nobody || errno != EPERM)
+				fail(__LINE__, "register: %s", strerror(errno));
+			prio = MEMCOOP_PRIO_UNPRIV;
+			CHECK_OK(reg(fd, name, prio, 1ull << 40, 0));
+		}
+		printf("READY %s %llu prio=%u memfree_kb=%lld\n", name, (unsigned long long)mib,
+		    prio, file_value("/proc/meminfo", "MemFree:"));
 	}
 	pfd[0].fd = tty;
 	pfd[0].events = POLLIN;
@@ -2508,14 +2615,16 @@ main(int argc, char *argv[])
 		test_many(atoi(argv[2]));
 	else if (strcmp(argv[1], "rmmod") == 0)
 		test_rmmod();
-	else if (strcmp(argv[1], "client") == 0 && argc == 5)
-		run_client(argv[2], strtoull(argv[3], NULL, 0), argv[4]);
+	else if (strcmp(argv[1], "client") == 0 && argc >= 5 && argc <= 7)
+		run_client(argv[2], strtoull(argv[3], NULL, 0), argv[4],
+		    argc >= 6 ? (uint32_t)atoi(argv[5]) : 0,
+		    argc == 7 && strcmp(argv[6], "nobody") == 0);
 	else
 		goto usage;
 	return 0;
 usage:
 	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|trust|suid|rmmod|"
 	    "oom HOLD_MIB HOG_MIB|oomlie HOLD_MIB HOG_MIB|many N|fuzz SECS [PROCS]|"
-	    "client NAME MIB answer|silent|die\n");
+	    "client NAME MIB answer|silent|die [PRIO [nobody]]\n");
 	return 2;
 }
