@@ -78,15 +78,22 @@ struct memcoop_api {
 
 #define MEMCOOP_NAME_MAX		32
 #define MEMCOOP_PRIO_MAX		15	/* priorities 0 (asked first) .. 15 */
+#define MEMCOOP_PRIO_UNPRIV		8	/* first priority open to every user */
+#define MEMCOOP_SIGNAL_MIN		34	/* 32, 33 belong to the C library */
 
 /**
  * struct memcoop_register - MEMCOOP_IOC_REGISTER (feature RELAY).
  * @name:        NUL-terminated, printable; shown in the driver's counters.
  * @priority:    0..MEMCOOP_PRIO_MAX: lower classes are asked first.
- * @signal:      0 for none, or a real-time signal (SIGRTMIN..SIGRTMAX of
- *               the kernel, 32..64) sent to the registering process with
- *               every shrink request; anything else is -EINVAL.  fasync
- *               (F_SETOWN, F_SETSIG, O_ASYNC) works as well.
+ *               Priorities below MEMCOOP_PRIO_UNPRIV (0..7) jump the queue
+ *               and need CAP_SYS_RESOURCE or membership of the group the
+ *               administrator named (module parameter relay_priv_gid);
+ *               otherwise -EPERM.
+ * @signal:      0 for none, or a real-time signal MEMCOOP_SIGNAL_MIN..64
+ *               (SIGRTMIN..SIGRTMAX of glibc; 32 and 33 are reserved by
+ *               the C library) sent to the registering process with every
+ *               shrink request; anything else is -EINVAL.  See "Trust".
+ *               fasync (F_SETOWN, F_SETSIG, O_ASYNC) works as well.
  * @reclaimable: pages the process estimates it could free on request
  *               (larger values are clamped to the guest's RAM; no client
  *               is asked for more than its estimate).
@@ -94,7 +101,31 @@ struct memcoop_api {
  * @reserved:    must be zero.
  *
  * Registration belongs to the open file: close (of the last reference)
- * unregisters.  Registering a file twice is -EBUSY.
+ * unregisters.  Registering a file twice is -EBUSY.  A user holding
+ * relay_user_clients registrations already gets -EMFILE (CAP_SYS_RESOURCE
+ * is exempt); relay_max_clients registrations in all, -ENOSPC.
+ *
+ * Trust (the device is open to every user):
+ *  - Priorities 0..7 need privilege (above).  The clients of a class are
+ *    asked before any later class, so they are the ones a balloon round
+ *    waits for.
+ *  - An unprivileged client is never asked for more than the resident
+ *    memory (RSS) of the process that registered, whatever its estimate.
+ *  - A client that misses a request's deadline, or answers that it freed
+ *    more than can be seen leaving (the registering process's RSS or the
+ *    client's estimate fell by less, give or take 1/8), is demoted: it is
+ *    asked only after every client in good standing, until it has
+ *    answered relay_demote_answers requests in time and honestly.  Only
+ *    what was seen leaving is credited.  Lower the estimate
+ *    (MEMCOOP_IOC_SET_RECLAIMABLE) before answering when the memory freed
+ *    is not the registering process's own.
+ *  - The OOM notifier credits the rise of free memory it measures, never
+ *    the answers, and waits at most oom_patience_ms per OOM episode.
+ *  - @signal is sent only while the registering process may be signalled
+ *    by the credentials it registered with (the rule of fcntl's F_SETOWN:
+ *    root, or the sender's uid or euid equal to the target's uid or suid),
+ *    and never after that process executed a new program (execve ends
+ *    signal delivery, as it clears a parent-death signal).
  */
 struct memcoop_register {
 	__u8 name[MEMCOOP_NAME_MAX];
@@ -116,7 +147,9 @@ struct memcoop_reclaimable {
  * @seq:      the request's sequence number.  Not one of this file's
  *            outstanding requests: -ENOENT; already answered: -EALREADY.
  * @freed:    pages actually freed; more than the request asked for is
- *            -ERANGE (the request stays open).
+ *            -ERANGE (the request stays open).  More than was seen
+ *            leaving is accepted but demotes the client (see "Trust"
+ *            under struct memcoop_register).
  * @reserved: must be zero.
  *
  * An answer after the request's deadline is accepted and counted as late.
@@ -135,7 +168,7 @@ struct memcoop_client_stats {
 	__u64 answers;		/* answered in time */
 	__u64 late;		/* answered after the deadline */
 	__u64 missed;		/* never answered */
-	__u64 pages_freed;	/* sum of answers */
+	__u64 pages_freed;	/* sum of answers, as credited */
 	__u64 events_lost;	/* queue overflow */
 	__u64 pages_purged;	/* volatile pages of this file purged */
 };

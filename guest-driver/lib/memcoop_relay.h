@@ -113,20 +113,27 @@ typedef void (*memcoop_event_cb)(const struct memcoop_event *ev, void *arg);
  * memcoop_register() - register this open device (needs the handshake
  * feature MEMCOOP_FEATURE_RELAY).
  * @name:     1..31 printable characters, shown in the driver's counters.
- * @priority: 0..MEMCOOP_PRIO_MAX; lower classes are asked first.
+ * @priority: 0..MEMCOOP_PRIO_MAX; lower classes are asked first.  0..7
+ *            need CAP_SYS_RESOURCE or the administrator's group (EPERM);
+ *            everyone may use MEMCOOP_PRIO_UNPRIV (8) and up.
  * @reclaimable: pages the process could free on request (an estimate;
  *            the driver shares requests out by it and asks nobody for
  *            more than its estimate; 0 means "ask me nothing for now").
  * @signo:    0, or a real-time signal (SIGRTMIN..SIGRTMAX) the kernel
- *            sends to this process with each request.  The library does
+ *            sends to this process with each request, until it executes
+ *            another program.  The library does
  *            not install a handler for it (memcoop_relay_signal_mode()
  *            does, by fasync).
  *
  * Registration belongs to the open file: closing it (memcoop_close(), or
  * the exit of the last process holding it) unregisters.  Children forked
  * after registering share it.
+ * Answer only what really left (the process's RSS, or lower the estimate
+ * first): a client that claims more, or misses deadlines, is asked last.
  * Errors: EINVAL (bad name, priority or signal, or RELAY not asked for in
- * memcoop_open()), EBUSY (already registered), ENOMEM.
+ * memcoop_open()), EPERM (priority 0..7 without privilege), EBUSY (already
+ * registered), EMFILE (this user's registrations at the cap), ENOSPC (all
+ * registrations at the cap), ENOMEM.
  */
 int memcoop_register(struct memcoop *mc, const char *name, unsigned int priority,
     uint64_t reclaimable, int signo);
