@@ -38,6 +38,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -50,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <limits.h>
 #include <libmemcoop.h>
 
 #define PG		4096UL
@@ -73,8 +75,9 @@ static const char *cur_test = "?";
 
 /* ---- helpers ----------------------------------------------------------- */
 
+/* debugfs memcoop/vrange counter @name, or @missing if there is none (-2: fail). */
 static long
-counter(const char *name)
+counter_or(const char *name, long missing)
 {
 	char line[128], key[64];
 	long v;
@@ -89,7 +92,15 @@ counter(const char *name)
 		}
 	}
 	fclose(f);
-	FAIL("no counter %s", name);
+	if (missing == -2)
+		FAIL("no counter %s", name);
+	return missing;
+}
+
+static long
+counter(const char *name)
+{
+	return counter_or(name, -2);
 }
 
 static void
@@ -914,10 +925,10 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 	}
 	printf("race: %lu cycles, %lu purged, %lu SIGBUS, bulk sweeps %lu purged %lu, "
 	    "balloon purges %ld, reclaim purges %ld, oom purges %ld, lock busy %ld, "
-	    "deferred %ld, oom calls %ld retries %ld\n",
+	    "deferred %ld, oom calls %ld waits %ld\n",
 	    cycles, purged, faults, bulk_sweeps, bulk_purged, counter("purges_balloon"),
 	    counter("purges_reclaim"), counter("purges_oom"), counter("purge_lock_busy"),
-	    counter("deferred_purges"), counter("oom_calls"), counter("oom_retries"));
+	    counter("deferred_purges"), counter("oom_calls"), counter_or("oom_waits", -1));
 	CHECK(cycles > 0, "no cycles");
 	CHECK(purged + bulk_purged > 0, "no range was ever purged: the race was not exercised");
 	munmap(race_mem, slots + (size_t)bulk_chunks * BULK_CHUNK);
@@ -1366,6 +1377,413 @@ t_fuzz(int seconds, unsigned int seed)
 	printf("fuzz: ok\n");
 }
 
+/* ---- hostile unprivileged callers (issue 11) ---------------------------- */
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+set_oom_adj(const char *v)
+{
+	write_file("/proc/self/oom_score_adj", v);
+}
+
+/* Drop to nobody (in a forked child; the parent stays root). */
+static void
+as_nobody(void)
+{
+	if (setgroups(0, NULL) == -1 || setgid(65534) == -1 || setuid(65534) == -1)
+		_exit(5);
+	if (getuid() != 65534 || geteuid() != 65534)
+		_exit(5);
+}
+
+static long
+param(const char *name)
+{
+	char path[128], buf[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/module/memcoop/parameters/%s", name);
+	if ((fd = open(path, O_RDONLY)) == -1) {
+		printf("no parameter %s\n", name);
+		return LONG_MAX;	/* an older module: no such limit */
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		FAIL("read %s", path);
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* A root memory hog, the first choice of the OOM killer: seconds until it is killed. */
+static double
+hog_kill_time(void)
+{
+	double t0 = now_s();
+	pid_t pid;
+	int st;
+
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		set_oom_adj("1000");
+		for (;;) {
+			size_t len = 16UL << 20, i;
+			char *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (a == MAP_FAILED)
+				continue;
+			for (i = 0; i < len; i += PG)
+				a[i] = 1;
+		}
+	}
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "hog not OOM-killed (status %#x)", st);
+	return now_s() - t0;
+}
+
+/*
+ * 64 (or @tib) mappings of 1 TiB, marked volatile and never touched, held
+ * by an unprivileged process: a root hog's OOM kill must come within twice
+ * the time it takes without them (volatile memory is counted and purged by
+ * resident pages, so empty ranges cost nothing).
+ */
+static void
+t_oomempty(int tib)
+{
+	const size_t tb = 1UL << 40;
+	double base, with, after;
+	int pfd[2], i, st;
+	long volp, ocalls;
+	pid_t holder;
+	char c;
+
+	cur_test = "oomempty";
+	set_oom_adj("-1000");
+	base = hog_kill_time();
+	printf("oomempty: hog killed after %.2f s without volatile ranges\n", base);
+
+	CHECK(pipe(pfd) == 0, "pipe");
+	holder = fork();
+	if (holder == 0) {
+		close(pfd[0]);
+		as_nobody();
+		for (i = 0; i < tib; i++) {
+			int fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+			char *p = mmap(NULL, tb, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_NORESERVE, fd, 0);
+
+			if (p == MAP_FAILED)
+				_exit(2);
+			if (vr(fd, p, tb, MEMCOOP_VRANGE_VOLATILE, NULL))
+				_exit(3);
+		}
+		if (write(pfd[1], "r", 1) != 1)
+			_exit(4);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	CHECK(read(pfd[0], &c, 1) == 1, "holder failed to set up its ranges");
+	volp = counter("volatile_pages");
+	ocalls = counter("oom_calls");
+	printf("oomempty: %d TiB of empty volatile ranges held by nobody (volatile_pages %ld)\n",
+	    tib, volp);
+	with = hog_kill_time();
+	printf("oomempty: hog killed after %.2f s beside %d TiB of empty volatile ranges "
+	    "(%.2fx; vrange OOM notifier calls %ld, oom_waits %ld)\n", with, tib, with / base,
+	    counter("oom_calls") - ocalls, counter_or("oom_waits", -1));
+	CHECK(waitpid(holder, &st, WNOHANG) == 0, "the holder died (status %#x)", st);
+	kill(holder, SIGKILL);
+	CHECK(waitpid(holder, &st, 0) == holder, "waitpid holder");
+	close(pfd[0]);
+	/* the reference: the slower of two runs without (TCG timing is noisy) */
+	after = hog_kill_time();
+	printf("oomempty: hog killed after %.2f s without them again\n", after);
+	if (after > base)
+		base = after;
+	CHECK(with < 2 * base, "empty volatile ranges slowed the OOM kill: %.2f s vs %.2f s",
+	    with, base);
+	leak_check();
+	printf("oomempty: ok\n");
+}
+
+/*
+ * @n single-page volatile ranges (every other page) by an unprivileged
+ * process, a quarter of them resident, then purges and exit.  The node
+ * bound must hold: marking fails with ENOSPC once the file holds
+ * max_ranges nodes (nothing else), the live node count never exceeds it,
+ * and purging and tearing down what is there is quick (no lockup).
+ */
+static void
+t_manyranges(long n)
+{
+	long cap = param("max_ranges"), res[4], nodes, nodes0;
+	int rp[2], gp[2], st;
+	double t0, tpurge, tdrop, texit;
+	pid_t pid;
+	char c;
+
+	cur_test = "manyranges";
+	printf("manyranges: %ld ranges, max_ranges %ld\n", n, cap);
+	nodes0 = counter_or("range_nodes", 0);
+	CHECK(pipe(rp) == 0 && pipe(gp) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		long i, ok = 0, nospc = 0, other = 0, first_err = 0;
+		int fd;
+		char *p;
+
+		close(rp[0]);
+		close(gp[1]);
+		as_nobody();
+		fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+		p = map(fd, (size_t)n * 2 * PG, 0);
+		for (i = 0; i < n; i++) {
+			int e;
+
+			if (i % 4 == 0 && i < 65536)
+				p[(size_t)i * 2 * PG] = 1;
+			e = vr(fd, p + (size_t)i * 2 * PG, PG, MEMCOOP_VRANGE_VOLATILE, NULL);
+			if (e == 0)
+				ok++;
+			else if (e == ENOSPC)
+				nospc++;
+			else
+				other++;
+			if (e && !first_err)
+				first_err = e;
+		}
+		/* at the cap, taking a whole range back needs no node: allowed */
+		if (vr(fd, p, PG, MEMCOOP_VRANGE_NONVOLATILE, NULL) != 0)
+			other++;
+		res[0] = ok;
+		res[1] = nospc;
+		res[2] = other;
+		res[3] = first_err;
+		if (write(rp[1], res, sizeof(res)) != sizeof(res))
+			_exit(4);
+		(void)read(gp[0], &c, 1);	/* parent says exit */
+		_exit(0);
+	}
+	close(rp[1]);
+	close(gp[0]);
+	CHECK(read(rp[0], res, sizeof(res)) == sizeof(res), "child failed");
+	nodes = counter_or("range_nodes", -1) - nodes0;
+	printf("manyranges: %ld marked, %ld ENOSPC, %ld other errors (first %s); "
+	    "max_ranges %ld, live nodes %ld\n", res[0], res[1], res[2],
+	    res[3] ? strerror((int)res[3]) : "none", cap, nodes);
+
+	t0 = now_s();
+	purge(1UL << 20);
+	tpurge = now_s() - t0;
+	t0 = now_s();
+	write_file("/proc/sys/vm/drop_caches", "3");
+	tdrop = now_s() - t0;
+	t0 = now_s();
+	CHECK(write(gp[1], "x", 1) == 1, "release child");
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "child status %#x", st);
+	leak_check();
+	texit = now_s() - t0;
+	printf("manyranges: balloon purge %.2f s, drop_caches %.2f s, exit and teardown %.2f s\n",
+	    tpurge, tdrop, texit);
+	CHECK(res[2] == 0, "errors other than ENOSPC (first: %s)", strerror((int)res[3]));
+	CHECK(res[0] + res[1] == n, "calls lost");
+	CHECK(cap < n && res[1] > 0, "%ld ranges in one file and no ENOSPC: nodes unbounded", n);
+	CHECK(res[0] <= cap, "%ld ranges marked beyond max_ranges %ld", res[0], cap);
+	CHECK(nodes <= cap, "%ld live nodes beyond max_ranges %ld", nodes, cap);
+	CHECK(counter_or("range_nodes", 0) == nodes0, "nodes left after exit: %ld",
+	    counter("range_nodes") - nodes0);
+	CHECK(tpurge < 10 && tdrop < 10 && texit < 10, "a purge or the teardown took too long");
+	close(rp[0]);
+	close(gp[1]);
+	printf("manyranges: ok\n");
+}
+
+/*
+ * An unprivileged PURGE_SOON subscriber that rescues every range and marks
+ * it volatile again at once: the balloon's purge path must still finish
+ * within the relay's deadline (relay_deadline_ms) plus a margin for a
+ * loaded TCG host, not loop pass after pass.
+ */
+static void
+t_rescueloop(void)
+{
+	long deadline = param("relay_deadline_ms"), resc0 = counter("rescued_in_grace");
+	int rp[2], st;
+	double t0, took;
+	pid_t pid;
+	char c;
+
+	cur_test = "rescueloop";
+	set_grace(50);
+	CHECK(pipe(rp) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		int fd = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
+		struct memcoop_subscribe sub = { .events = 1ULL << MEMCOOP_EVENT_PURGE_SOON };
+		size_t len = 16 * PG;
+		struct memcoop_event ev;
+		char *p;
+
+		close(rp[0]);
+		as_nobody();
+		p = map(fd, len, 0);
+		fill(p, len, 3);
+		if (ioctl(fd, MEMCOOP_IOC_SUBSCRIBE, &sub) != 0)
+			_exit(3);
+		vol(fd, p, len);
+		if (write(rp[1], "r", 1) != 1)
+			_exit(4);
+		for (;;) {
+			if (!next_event(fd, &ev, 60000))
+				_exit(6);
+			if (ev.type != MEMCOOP_EVENT_PURGE_SOON)
+				continue;
+			if (nonvol(fd, p, len))
+				fill(p, len, 3);	/* lost the race: refill */
+			vol(fd, p, len);
+		}
+	}
+	close(rp[1]);
+	CHECK(read(rp[0], &c, 1) == 1, "subscriber failed to start");
+	t0 = now_s();
+	purge(1UL << 20);
+	took = now_s() - t0;
+	printf("rescueloop: balloon purge took %.3f s against a rescue-and-remark subscriber "
+	    "(%ld rescues; relay_deadline_ms %ld, grace_ms 50)\n", took,
+	    counter("rescued_in_grace") - resc0, deadline);
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st), "subscriber died early (%#x)", st);
+	close(rp[0]);
+	set_grace(5);
+	CHECK(counter("rescued_in_grace") > resc0, "the subscriber never rescued: loop not tested");
+	CHECK(took < (double)deadline / 1000 + 1.0, "the purge looped %.3f s (deadline %ld ms)",
+	    took, deadline);
+	leak_check();
+	printf("rescueloop: ok\n");
+}
+
+#define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+/*
+ * With shmem THP forced on by the administrator ("always") and an
+ * unprivileged caller asking for huge pages (MADV_HUGEPAGE, MADV_COLLAPSE),
+ * a purged range must stay a hole: no page appears in it (residence), and
+ * touching it raises SIGBUS.
+ */
+static void
+t_thp(void)
+{
+	char old[128], *o, *e;
+	int fd, st, pp[2], gp[2];
+	ssize_t n;
+	pid_t pid;
+	char c;
+
+	cur_test = "thp";
+	fd = open(THP_SHMEM, O_RDONLY);
+	CHECK(fd != -1, "open %s: %s", THP_SHMEM, strerror(errno));
+	n = read(fd, old, sizeof(old) - 1);
+	close(fd);
+	CHECK(n > 0, "read %s", THP_SHMEM);
+	old[n] = '\0';
+	o = strchr(old, '[');
+	e = o ? strchr(o, ']') : NULL;
+	CHECK(o && e, "no current value in %s", old);
+	*e = '\0';
+	o++;
+	write_file(THP_SHMEM, "always");
+	{
+		/* the control: plain shared memory does get huge pages here */
+		size_t huge = 2UL << 20;
+		long h0 = meminfo("ShmemHugePages");
+		char *res = mmap(NULL, 2 * huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		char *q = (char *)(((uintptr_t)res + huge - 1) & ~(huge - 1));
+
+		CHECK(res != MAP_FAILED, "mmap");
+		CHECK(mmap(q, huge, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+		    -1, 0) == q, "mmap shared: %s", strerror(errno));
+		q[0] = 1;
+		printf("thp: ShmemHugePages %ld -> %ld kB for plain shared memory\n", h0,
+		    meminfo("ShmemHugePages"));
+		CHECK(meminfo("ShmemHugePages") > h0, "shmem THP does not work here: no control");
+		munmap(res, 2 * huge);
+	}
+	CHECK(pipe(pp) == 0 && pipe(gp) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		size_t huge = 2UL << 20, len = 2 * huge;
+		uint8_t bits[128];
+		char *res, *p, x;
+		long r;
+
+		close(pp[0]);
+		close(gp[1]);
+		as_nobody();
+		catch_sigbus();
+		fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+		res = mmap(NULL, len + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (res == MAP_FAILED)
+			_exit(2);
+		p = (char *)(((uintptr_t)res + huge - 1) & ~(huge - 1));
+		if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != p)
+			_exit(2);
+		fill(p, huge / 2, 9);
+		vol(fd, p, huge / 2);
+		if (write(pp[1], "p", 1) != 1)	/* parent: purge it */
+			_exit(4);
+		if (read(gp[0], &x, 1) != 1)
+			_exit(4);
+		if (resid(fd, p, huge / 2, bits, sizeof(bits)) != 0)
+			_exit(7);	/* the purge did not happen */
+		(void)madvise(p, len, MADV_HUGEPAGE);
+		p[huge / 2 + 44 * PG] = 1;		/* beside the hole, same 2 MiB */
+		p[huge + 3 * PG] = 1;
+		(void)madvise(p, len, MADV_COLLAPSE);
+		printf("thp: ShmemHugePages %ld kB after touching beside the hole\n",
+		    meminfo("ShmemHugePages"));
+		r = resid(fd, p, huge / 2, bits, sizeof(bits));
+		if (r != 0) {
+			fprintf(stderr, "thp: %ld pages appeared in the purged hole\n", r);
+			_exit(8);
+		}
+		if (try_read(p + 5 * PG, &x) != -1)
+			_exit(9);	/* the hole reads instead of SIGBUS */
+		_exit(0);
+	}
+	close(pp[1]);
+	close(gp[0]);
+	CHECK(read(pp[0], &c, 1) == 1, "child failed to set up");
+	purge(1UL << 20);
+	CHECK(write(gp[1], "g", 1) == 1, "resume child");
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	write_file(THP_SHMEM, o);
+	close(pp[0]);
+	close(gp[1]);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %s", st,
+	    WIFEXITED(st) && WEXITSTATUS(st) == 8 ? "pages in a purged hole" :
+	    WIFEXITED(st) && WEXITSTATUS(st) == 9 ? "no SIGBUS in a purged hole" :
+	    WIFEXITED(st) && WEXITSTATUS(st) == 7 ? "the purge did not happen" : "setup failed");
+	leak_check();
+	printf("thp: ok\n");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1396,6 +1814,14 @@ main(int argc, char **argv)
 		t_memcg();
 	else if (strcmp(cmd, "pressure") == 0)
 		t_pressure();
+	else if (strcmp(cmd, "oomempty") == 0)
+		t_oomempty(argc > 2 ? atoi(argv[2]) : 64);
+	else if (strcmp(cmd, "manyranges") == 0)
+		t_manyranges(argc > 2 ? atol(argv[2]) : 100000);
+	else if (strcmp(cmd, "rescueloop") == 0)
+		t_rescueloop();
+	else if (strcmp(cmd, "thp") == 0)
+		t_thp();
 	else if (strcmp(cmd, "fuzz") == 0)
 		t_fuzz(argc > 2 ? atoi(argv[2]) : 30,
 		    argc > 3 ? (unsigned int)atoi(argv[3]) : (unsigned int)time(NULL));
