@@ -1225,8 +1225,9 @@ static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
  * pages are freed or nothing more can be purged.  In MC_PURGE_WAIT mode
  * (balloon) subscribers get PURGE_SOON and grace_ms to rescue a range.
  * Every call has a budget: purge_max_ranges ranges looked at and
- * purge_budget_ms of time, grace periods included (a grace that would
- * overrun it is not started).  A pass that purged and rescued nothing
+ * purge_budget_ms of time, grace periods included (after the first pass,
+ * a grace that would overrun it is not started: a call takes the longer
+ * of the budget and one grace period, plus one pass).  A pass that purged and rescued nothing
  * ends the call.  Returns the pages really freed (a rescue frees none).
  * Sleeps (truncation); takes obj->sem per @mode, never mc_lru_lock across
  * anything that sleeps.  *@busy (if given) is set when a trylock refused a
@@ -1240,7 +1241,7 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 	unsigned int ranges = READ_ONCE(purge_max_ranges);
 	bool may_sleep = mode == MC_PURGE_WAIT;
 	struct mc_victim v[MC_PURGE_BATCH];
-	unsigned long freed = 0;
+	unsigned long freed = 0, changed_total = 0;
 	int n, i;
 
 	while (freed < pages) {
@@ -1259,7 +1260,9 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 			break;
 		ranges -= n;
 		if (may_sleep && grace) {
-			if (time_after(jiffies + msecs_to_jiffies(grace), deadline)) {
+			/* the first grace always: grace_ms may be the longer */
+			if (freed + changed_total &&
+			    time_after(jiffies + msecs_to_jiffies(grace), deadline)) {
 				for (i = 0; i < n; i++)
 					mc_vobj_put(v[i].obj);
 				atomic_long_inc(&mc_budget_stops);
@@ -1306,6 +1309,7 @@ put:
 		}
 		if (!changed)
 			break;
+		changed_total += changed;
 		cond_resched();
 	}
 	return freed;

@@ -714,7 +714,7 @@ t_events(void)
 	CHECK(ioctl(fd, MEMCOOP_IOC_SUBSCRIBE, &sub) == 0, "subscribe: %s", strerror(errno));
 
 	/* PURGE_SOON, then rescue during a long grace: non-volatile wins */
-	set_grace(2000);
+	set_grace(1000);	/* the longest grace_ms allows */
 	vol(fd, p, 8 * PG);
 	rescued = counter("rescued_in_grace");
 	pthread_create(&th, NULL, purger_main, &pu);
@@ -1221,163 +1221,7 @@ t_pressure(void)
 	printf("pressure: ok\n");
 }
 
-/* ---- fuzzer ------------------------------------------------------------ */
-
-static void
-t_fuzz(int seconds, unsigned int seed)
-{
-	long free0 = meminfo("MemFree"), slab0 = meminfo("Slab"), free1, slab1;
-	time_t end = time(NULL) + seconds;
-	unsigned long ops = 0;
-	char *maps[8] = { 0 };
-	size_t lens[8] = { 0 };
-	int fds[2], i, st;
-	char x;
-
-	cur_test = "fuzz";
-	catch_sigbus();
-	catch_sigsegv();
-	set_grace(0);
-	srandom(seed);
-	printf("fuzz: seed %u, %d s\n", seed, seconds);
-	fds[0] = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
-	fds[1] = open_fd(MEMCOOP_FEATURE_VRANGE);
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);	/* case 14 reads whatever is there */
-	while (time(NULL) < end) {
-		int m = (int)(random() % 8), fd = fds[random() % 2], op = (int)(random() % 16);
-		char *base = maps[m];
-		size_t off = base ? (size_t)(random() % (long)(lens[m] / PG + 2)) * PG : 0;
-		size_t len = (size_t)(random() % 24) * PG;
-		struct memcoop_residence r;
-		struct memcoop_event ev[8];
-		uint8_t bits[16];
-
-		if (random() % 16 == 0)
-			off += (size_t)(random() % PG);	/* unaligned */
-		if (random() % 32 == 0)
-			len = (size_t)-1 - (size_t)(random() % 3) * PG;	/* wrapping */
-		ops++;
-		switch (op) {
-		case 0:		/* map */
-			if (base)
-				break;
-			lens[m] = (size_t)(random() % 64 + 1) * PG;
-			maps[m] = mmap(NULL, lens[m], PROT_READ | PROT_WRITE, MAP_SHARED,
-			    fds[random() % 2], (off_t)(random() % 128) * (off_t)PG);
-			if (maps[m] == MAP_FAILED)
-				FAIL("fuzz mmap: %s", strerror(errno));
-			break;
-		case 1:		/* unmap, partly or wholly */
-			if (!base)
-				break;
-			if (random() % 2) {
-				munmap(base, lens[m]);
-				maps[m] = NULL;
-			} else {
-				munmap(base + (lens[m] / PG / 2) * PG, PG);
-			}
-			break;
-		case 2:		/* mremap move or shrink */
-			if (!base || lens[m] < 2 * PG)
-				break;
-			{
-				char *n = mremap(base, lens[m], lens[m] / 2 & ~(PG - 1),
-				    MREMAP_MAYMOVE);
-
-				if (n != MAP_FAILED) {
-					maps[m] = n;
-					lens[m] = lens[m] / 2 & ~(PG - 1);
-				}
-			}
-			break;
-		case 3:
-			if (base)
-				mprotect(base + off % lens[m], len % lens[m],
-				    random() % 2 ? PROT_READ : PROT_READ | PROT_WRITE);
-			break;
-		case 4:
-		case 5:
-		case 6:
-			(void)vr(fd, base ? base + off : (char *)(uintptr_t)off, len,
-			    (uint64_t)(random() % 4), NULL);
-			break;
-		case 7:
-		case 8:
-			(void)vr(fd, base ? base + off : NULL, len, MEMCOOP_VRANGE_VOLATILE, NULL);
-			break;
-		case 9:
-			memset(&r, 0, sizeof(r));
-			r.start = (uintptr_t)(base ? base + off : NULL);
-			r.len = len;
-			r.bitmap = (uintptr_t)bits;
-			r.bitmap_size = (uint64_t)(random() % 17);
-			(void)ioctl(fd, MEMCOOP_IOC_RESIDENCE, &r);
-			break;
-		case 10:	/* touch: data, zero, or SIGBUS */
-			if (base && off < lens[m]) {
-				if (random() % 2)
-					(void)try_read(base + off, &x);
-				else
-					(void)try_write(base + off, 1);
-			}
-			break;
-		case 11:
-			purge((unsigned long)(random() % 64));
-			break;
-		case 12:
-			if (random() % 8 == 0)
-				write_file("/proc/sys/vm/drop_caches", "2");
-			break;
-		case 13:	/* fork: child plays and exits with ranges set */
-			if (random() % 8)
-				break;
-			if (fork() == 0) {
-				if (base && off < lens[m])
-					(void)vr(fds[0], base, lens[m], MEMCOOP_VRANGE_VOLATILE,
-					    NULL);
-				_exit(0);
-			}
-			break;
-		case 14:
-			(void)read(fds[0], ev, sizeof(ev));
-			{
-				struct memcoop_subscribe sub = {
-					.events = ((uint64_t)random() & 0x1f) << 1,
-				};
-
-				(void)ioctl(fds[0], MEMCOOP_IOC_SUBSCRIBE, &sub);
-			}
-			break;
-		case 15:	/* madvise */
-			if (base && off < lens[m])
-				(void)madvise(base + off, PG,
-				    random() % 2 ? MADV_DONTNEED : MADV_REMOVE);
-			break;
-		}
-		while (waitpid(-1, &st, WNOHANG) > 0)
-			CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzz child %#x", st);
-	}
-	while (wait(&st) > 0)
-		;
-	for (i = 0; i < 8; i++)
-		if (maps[i])
-			munmap(maps[i], lens[i]);
-	close(fds[0]);
-	close(fds[1]);
-	printf("fuzz: %lu operations\n", ops);
-	set_grace(5);
-	leak_check();
-	/* memory comes back (page cache of the objects, ranges, rings) */
-	write_file("/proc/sys/vm/drop_caches", "3");
-	free1 = meminfo("MemFree");
-	slab1 = meminfo("Slab");
-	printf("fuzz: MemFree %ld -> %ld kB, Slab %ld -> %ld kB\n", free0, free1, slab0, slab1);
-	CHECK(free1 > free0 - 4096, "MemFree did not come back: %ld -> %ld kB", free0, free1);
-	CHECK(slab1 < slab0 + 2048, "Slab grew: %ld -> %ld kB", slab0, slab1);
-	printf("fuzz: ok\n");
-}
-
-/* ---- hostile unprivileged callers (issue 11) ---------------------------- */
+/* ---- helpers for unprivileged callers ----------------------------------- */
 
 static double
 now_s(void)
@@ -1423,6 +1267,378 @@ param(const char *name)
 	buf[n] = '\0';
 	return strtol(buf, NULL, 10);
 }
+
+/* ---- fuzzer ------------------------------------------------------------ */
+
+/*
+ * Several unprivileged processes, several threads each, make random calls
+ * on shared fds (and on a private fd each thread closes and reopens),
+ * while root purges from every side: the balloon path (debugfs), the
+ * shrinker (drop_caches and a child that allocates most of the memory)
+ * and the OOM notifier (a hog the OOM killer kills; the fuzzers are
+ * exempt).  Every call's errno must be one the call may return; every
+ * child must exit 0.  A thread touches, mprotects and madvises only its
+ * own whole mappings (a stale address could by then be another thread's
+ * stack); ioctls go anywhere.
+ */
+struct fuzz_ctl {
+	int fds[2];			/* shared by the process's threads */
+	unsigned int seed;
+	time_t end;
+};
+
+#define FUZZ_OK(cond, what, e) do {					\
+	if (!(cond))							\
+		FAIL("fuzz: %s: unexpected errno %d (%s)", what, e, strerror(e)); \
+} while (0)
+
+static int
+fuzz_vr(int fd, void *p, size_t len, uint64_t mode)
+{
+	int e = vr(fd, p, len, mode, NULL);
+
+	FUZZ_OK(e == 0 || e == EINVAL || e == ENOSPC || e == ENOMEM, "VRANGE", e);
+	FUZZ_OK(e != 0 || mode == MEMCOOP_VRANGE_VOLATILE || mode == MEMCOOP_VRANGE_NONVOLATILE,
+	    "VRANGE with a bad mode succeeded", 0);
+	return e;
+}
+
+static void
+fuzz_reap(int block)
+{
+	int st;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &st, block ? 0 : WNOHANG)) > 0)
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzz child %d status %#x", pid, st);
+	CHECK(pid == 0 || errno == ECHILD, "waitpid: %s", strerror(errno));
+}
+
+/* Unmap one of a thread's mappings, around its hole if it has one. */
+static void
+fuzz_unmap(char *base, size_t len, int whole)
+{
+	size_t mid = (len / PG / 2) * PG;
+
+	if (whole) {
+		FUZZ_OK(munmap(base, len) == 0, "munmap", errno);
+		return;
+	}
+	FUZZ_OK(mid == 0 || munmap(base, mid) == 0, "munmap", errno);
+	FUZZ_OK(len <= mid + PG || munmap(base + mid + PG, len - mid - PG) == 0, "munmap", errno);
+}
+
+static void *
+fuzz_thread(void *arg)
+{
+	struct fuzz_ctl *c = arg;
+	unsigned int seed = c->seed;
+	char *maps[8] = { 0 };
+	size_t lens[8] = { 0 };
+	int whole[8] = { 0 }, own = open_fd(MEMCOOP_FEATURE_VRANGE), i;
+	unsigned long ops = 0;
+	char x;
+
+	catch_sigbus();
+	catch_sigsegv();
+	while (time(NULL) < c->end) {
+		int m = (int)(rand_r(&seed) % 8), op = (int)(rand_r(&seed) % 18);
+		int fd = rand_r(&seed) % 3 ? c->fds[rand_r(&seed) % 2] : own;
+		char *base = maps[m], *q;
+		size_t off = base ? (size_t)(rand_r(&seed) % (lens[m] / PG + 2)) * PG : 0;
+		size_t len = (size_t)(rand_r(&seed) % 24) * PG;
+		struct memcoop_residence r;
+		struct memcoop_event ev[8];
+		uint8_t bits[16];
+		int e;
+
+		if (rand_r(&seed) % 16 == 0)
+			off += (size_t)(rand_r(&seed) % PG);	/* unaligned */
+		if (rand_r(&seed) % 32 == 0)
+			len = (size_t)-1 - (size_t)(rand_r(&seed) % 3) * PG;	/* wrapping */
+		ops++;
+		switch (op) {
+		case 0:		/* map */
+			if (base)
+				break;
+			lens[m] = (size_t)(rand_r(&seed) % 64 + 1) * PG;
+			q = mmap(NULL, lens[m], PROT_READ | PROT_WRITE, MAP_SHARED,
+			    rand_r(&seed) % 2 ? own : c->fds[rand_r(&seed) % 2],
+			    (off_t)(rand_r(&seed) % 128) * (off_t)PG);
+			e = errno;
+			FUZZ_OK(q != MAP_FAILED || e == ENOMEM, "mmap", e);
+			maps[m] = q == MAP_FAILED ? NULL : q;
+			whole[m] = 1;
+			break;
+		case 1:		/* unmap, wholly or one page (once: the hole may be reused) */
+			if (!base)
+				break;
+			if (rand_r(&seed) % 2 || !whole[m]) {
+				fuzz_unmap(base, lens[m], whole[m]);
+				maps[m] = NULL;
+			} else {
+				FUZZ_OK(munmap(base + (lens[m] / PG / 2) * PG, PG) == 0,
+				    "munmap a page", errno);
+				whole[m] = 0;
+			}
+			break;
+		case 2:		/* mremap: shrink in place, or move to an address we own */
+			if (!base || !whole[m] || lens[m] < 2 * PG)
+				break;
+			{
+				size_t nl = lens[m] / 2 & ~(PG - 1);
+				char *dst = NULL;
+
+				if (rand_r(&seed) % 2) {
+					dst = mmap(NULL, nl, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+					    -1, 0);
+					if (dst == MAP_FAILED)
+						break;
+					q = mremap(base, lens[m], nl, MREMAP_MAYMOVE | MREMAP_FIXED,
+					    dst);
+				} else {
+					q = mremap(base, lens[m], nl, 0);
+				}
+				e = errno;
+				/* EFAULT: mprotect split the mapping into several vmas */
+				FUZZ_OK(q != MAP_FAILED || e == ENOMEM || e == EFAULT, "mremap", e);
+				if (q == MAP_FAILED) {
+					if (dst)
+						munmap(dst, nl);
+					break;
+				}
+				maps[m] = q;
+				lens[m] = nl;
+			}
+			break;
+		case 3:
+			if (base && whole[m]) {
+				e = mprotect(base + off % lens[m], len % lens[m],
+				    rand_r(&seed) % 2 ? PROT_READ : PROT_READ | PROT_WRITE) ? errno : 0;
+				FUZZ_OK(e == 0 || e == EINVAL || e == ENOMEM, "mprotect", e);
+			}
+			break;
+		case 4:
+		case 5:
+		case 6:
+			fuzz_vr(fd, base ? base + off : (char *)(uintptr_t)off, len,
+			    (uint64_t)(rand_r(&seed) % 4));
+			break;
+		case 7:
+		case 8:
+			fuzz_vr(fd, base ? base + off : NULL, len, MEMCOOP_VRANGE_VOLATILE);
+			break;
+		case 9:
+			memset(&r, 0, sizeof(r));
+			r.start = (uintptr_t)(base ? base + off : NULL);
+			r.len = len;
+			r.bitmap = (uintptr_t)bits;
+			r.bitmap_size = (uint64_t)(rand_r(&seed) % 17);
+			e = ioctl(fd, MEMCOOP_IOC_RESIDENCE, &r) ? errno : 0;
+			FUZZ_OK(e == 0 || e == EINVAL || e == ENOMEM, "RESIDENCE", e);
+			break;
+		case 10:	/* touch: data, zero, or SIGBUS */
+		case 11:
+			if (base && whole[m] && off < lens[m]) {
+				if (rand_r(&seed) % 2)
+					(void)try_read(base + off, &x);
+				else
+					(void)try_write(base + off, 1);
+			}
+			break;
+		case 12:	/* close the private fd (its mappings stay) and reopen */
+			if (rand_r(&seed) % 4 == 0) {
+				FUZZ_OK(close(own) == 0, "close", errno);
+				own = open_fd(MEMCOOP_FEATURE_VRANGE);
+			}
+			break;
+		case 13:	/* fork: the child marks, touches and exits with ranges set */
+			if (rand_r(&seed) % 8)
+				break;
+			fflush(stdout);
+			if (fork() == 0) {
+				if (base && whole[m] && off < lens[m]) {
+					fuzz_vr(c->fds[0], base, lens[m], MEMCOOP_VRANGE_VOLATILE);
+					(void)try_write(base + off, 2);
+				}
+				_exit(0);
+			}
+			break;
+		case 14:
+			e = read(c->fds[0], ev, sizeof(ev)) < 0 ? errno : 0;
+			FUZZ_OK(e == 0 || e == EAGAIN, "read events", e);
+			{
+				struct memcoop_subscribe sub = {
+					.events = ((uint64_t)rand_r(&seed) & 0x1f) << 1,
+				};
+
+				e = ioctl(c->fds[0], MEMCOOP_IOC_SUBSCRIBE, &sub) ? errno : 0;
+				FUZZ_OK(e == 0 || e == EINVAL, "SUBSCRIBE", e);
+			}
+			break;
+		case 15:	/* madvise */
+			if (base && whole[m] && off < lens[m]) {
+				e = madvise(base + off, PG,
+				    rand_r(&seed) % 2 ? MADV_DONTNEED : MADV_REMOVE) ? errno : 0;
+				FUZZ_OK(e == 0 || e == EINVAL || e == EACCES, "madvise", e);
+			}
+			break;
+		case 16:	/* reap children */
+			fuzz_reap(0);
+			break;
+		case 17:	/* a whole mapping marked volatile after filling it */
+			if (base && whole[m]) {
+				for (i = 0; i < (int)(lens[m] / PG); i += 4)
+					(void)try_write(base + (size_t)i * PG, 3);
+				fuzz_vr(fd, base, lens[m], MEMCOOP_VRANGE_VOLATILE);
+			}
+			break;
+		}
+	}
+	for (i = 0; i < 8; i++)
+		if (maps[i])
+			fuzz_unmap(maps[i], lens[i], whole[i]);
+	close(own);
+	printf("fuzz: thread %u: %lu operations\n", c->seed, ops);
+	return NULL;
+}
+
+/* One unprivileged fuzzing process: @threads threads on two shared fds. */
+static void
+fuzz_proc(int seconds, unsigned int seed, int threads)
+{
+	struct fuzz_ctl ctl[16];
+	pthread_t th[16];
+	int i, fds[2];
+
+	as_nobody();
+	fds[0] = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
+	fds[1] = open_fd(MEMCOOP_FEATURE_VRANGE);
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);	/* reads take whatever is there */
+	for (i = 0; i < threads; i++) {
+		ctl[i].fds[0] = fds[0];
+		ctl[i].fds[1] = fds[1];
+		ctl[i].seed = seed * 100 + (unsigned int)i;
+		ctl[i].end = time(NULL) + seconds;
+		CHECK(pthread_create(&th[i], NULL, fuzz_thread, &ctl[i]) == 0, "pthread_create");
+	}
+	for (i = 0; i < threads; i++)
+		pthread_join(th[i], NULL);
+	fuzz_reap(1);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static void
+t_fuzz(int seconds, unsigned int seed, int procs, int threads)
+{
+	long free0 = meminfo("MemFree"), slab0 = meminfo("Slab"), free1, slab1;
+	long oom0 = counter("purges_oom"), rec0 = counter("purges_reclaim"),
+	    bal0 = counter("purges_balloon");
+	time_t end = time(NULL) + seconds;
+	pid_t kids[16], hog = 0, squeeze = 0;
+	int i, st, hogs = 0, kills = 0;
+	unsigned int rs = seed;
+
+	cur_test = "fuzz";
+	if (procs < 1 || procs > 16 || threads < 1 || threads > 16)
+		FAIL("fuzz: 1..16 processes and threads");
+	set_grace(0);
+	set_oom_adj("-1000");		/* inherited: the fuzzers are never the OOM victim */
+	printf("fuzz: seed %u, %d s, %d unprivileged processes x %d threads\n", seed, seconds,
+	    procs, threads);
+	fflush(stdout);
+	for (i = 0; i < procs; i++) {
+		kids[i] = fork();
+		CHECK(kids[i] >= 0, "fork");
+		if (kids[i] == 0) {
+			fuzz_proc(seconds, seed + (unsigned int)i, threads);
+			_exit(0);
+		}
+	}
+	/* root: purges from the balloon, the shrinker and the OOM path meanwhile */
+	while (time(NULL) < end) {
+		int op = (int)(rand_r(&rs) % 8);
+
+		if (hog && waitpid(hog, &st, WNOHANG) == hog) {
+			CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "hog status %#x", st);
+			kills++;
+			hog = 0;
+		}
+		if (squeeze && waitpid(squeeze, &st, WNOHANG) == squeeze)
+			squeeze = 0;
+		if (op < 4) {
+			purge((unsigned long)(rand_r(&rs) % 4096));
+		} else if (op == 4) {
+			write_file("/proc/sys/vm/drop_caches", rand_r(&rs) % 2 ? "2" : "3");
+		} else if (op == 5 && !squeeze && !hog) {
+			/* most of what is free, briefly: the shrinker runs */
+			long mb = meminfo("MemAvailable") / 1024 * 8 / 10;
+
+			fflush(stdout);
+			if ((squeeze = fork()) == 0) {
+				size_t len = (size_t)mb << 20, j;
+				char *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+				set_oom_adj("1000");
+				if (a != MAP_FAILED)
+					for (j = 0; j < len; j += PG)
+						a[j] = 1;
+				_exit(0);
+			}
+		} else if (op == 6 && !hog && !squeeze && hogs < 3 &&
+		    time(NULL) > end - seconds + (hogs + 1) * seconds / 4) {
+			/* a hog until the OOM killer takes it: the OOM notifier purges */
+			fflush(stdout);
+			if ((hog = fork()) == 0) {
+				set_oom_adj("1000");
+				for (;;) {
+					size_t len = 16UL << 20, j;
+					char *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+					if (a != MAP_FAILED)
+						for (j = 0; j < len; j += PG)
+							a[j] = 1;
+				}
+			}
+			hogs++;
+		}
+		usleep(20000);
+	}
+	for (i = 0; i < procs; i++) {
+		CHECK(waitpid(kids[i], &st, 0) == kids[i], "waitpid: %s", strerror(errno));
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzzing process %d status %#x",
+		    i, st);
+	}
+	if (hog) {
+		kill(hog, SIGKILL);
+		CHECK(waitpid(hog, &st, 0) == hog, "waitpid hog");
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+			kills++;
+	}
+	if (squeeze)
+		CHECK(waitpid(squeeze, &st, 0) == squeeze, "waitpid squeeze");
+	printf("fuzz: purges balloon %ld, reclaim %ld, oom %ld; %d hogs, %d killed; "
+	    "range_nodes %ld, ranges_refused %ld, budget stops %ld\n",
+	    counter("purges_balloon") - bal0, counter("purges_reclaim") - rec0,
+	    counter("purges_oom") - oom0, hogs, kills, counter_or("range_nodes", -1),
+	    counter_or("ranges_refused", -1), counter_or("purge_budget_stops", -1));
+	CHECK(counter("purges_balloon") > bal0, "the balloon path never purged a range");
+	set_grace(5);
+	leak_check();
+	/* memory comes back (page cache of the objects, ranges, rings) */
+	write_file("/proc/sys/vm/drop_caches", "3");
+	free1 = meminfo("MemFree");
+	slab1 = meminfo("Slab");
+	printf("fuzz: MemFree %ld -> %ld kB, Slab %ld -> %ld kB\n", free0, free1, slab0, slab1);
+	CHECK(free1 > free0 - 4096, "MemFree did not come back: %ld -> %ld kB", free0, free1);
+	CHECK(slab1 < slab0 + 2048, "Slab grew: %ld -> %ld kB", slab0, slab1);
+	printf("fuzz: ok\n");
+}
+
+/* ---- hostile unprivileged callers (issue 11) ---------------------------- */
 
 /* A root memory hog, the first choice of the OOM killer: seconds until it is killed. */
 static double
@@ -1682,10 +1898,11 @@ t_rescueloop(void)
 #endif
 
 /*
- * With shmem THP forced on by the administrator ("always") and an
- * unprivileged caller asking for huge pages (MADV_HUGEPAGE, MADV_COLLAPSE),
- * a purged range must stay a hole: no page appears in it (residence), and
- * touching it raises SIGBUS.
+ * With shmem THP turned on by the administrator ("always") after a range
+ * was purged, and an unprivileged caller asking for huge pages
+ * (MADV_HUGEPAGE, MADV_COLLAPSE) and touching a page beside the hole in
+ * the same 2 MiB, the purged range must stay a hole: no page appears in it
+ * (residence), and touching it raises SIGBUS.
  */
 static void
 t_thp(void)
@@ -1725,6 +1942,8 @@ t_thp(void)
 		CHECK(meminfo("ShmemHugePages") > h0, "shmem THP does not work here: no control");
 		munmap(res, 2 * huge);
 	}
+	/* small pages while the range is filled and purged, huge ones after */
+	write_file(THP_SHMEM, "never");
 	CHECK(pipe(pp) == 0 && pipe(gp) == 0, "pipe");
 	pid = fork();
 	if (pid == 0) {
@@ -1771,6 +1990,7 @@ t_thp(void)
 	close(gp[0]);
 	CHECK(read(pp[0], &c, 1) == 1, "child failed to set up");
 	purge(1UL << 20);
+	write_file(THP_SHMEM, "always");
 	CHECK(write(gp[1], "g", 1) == 1, "resume child");
 	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
 	write_file(THP_SHMEM, o);
@@ -1824,7 +2044,8 @@ main(int argc, char **argv)
 		t_thp();
 	else if (strcmp(cmd, "fuzz") == 0)
 		t_fuzz(argc > 2 ? atoi(argv[2]) : 30,
-		    argc > 3 ? (unsigned int)atoi(argv[3]) : (unsigned int)time(NULL));
+		    argc > 3 ? (unsigned int)atoi(argv[3]) : (unsigned int)time(NULL),
+		    argc > 4 ? atoi(argv[4]) : 3, argc > 5 ? atoi(argv[5]) : 3);
 	else {
 		fprintf(stderr, "usage: mct-vrange semantics|badargs|fork|events|"
 		    "pressure|threads [s [n [bulk_mb]]]|race [s [n [bulk_mb [purger]]]]|alloc|memcg|"
