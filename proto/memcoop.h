@@ -221,7 +221,8 @@ struct memcoop_event {
  * up to two nodes more than it absorbs (plus one per purged range inside),
  * NONVOLATILE one or two only when it splits a range (taking back a whole
  * range never needs one).  -ENOMEM: no memory for a node (nothing changed
- * for NONVOLATILE).
+ * for NONVOLATILE).  At the bound, the first touch inside a taken-back
+ * purged range (not at its ends) ends that range's REFAULT reports.
  */
 struct memcoop_vrange {
 	__u64 start;

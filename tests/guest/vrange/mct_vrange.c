@@ -16,7 +16,16 @@
  *                          cgroup; its limit holds
  *   mct-vrange pressure    guest reclaim / OOM purge volatile memory so that
  *                          another process gets memory without an OOM kill
- *   mct-vrange fuzz S SEED random calls, mappings, forks and purges
+ *   mct-vrange fuzz S SEED [P [T]]  P unprivileged processes x T threads of
+ *                          random calls, mappings, forks and closes against
+ *                          balloon, shrinker and OOM purges; errnos checked
+ *   mct-vrange oomempty [TIB]  a root hog's OOM kill beside TIB empty 1 TiB
+ *                          volatile ranges: within 2x of the time without
+ *   mct-vrange manyranges [N]  N single-page ranges by nobody: ENOSPC at
+ *                          max_ranges, quick purge and teardown
+ *   mct-vrange rescueloop  a rescue-and-remark PURGE_SOON subscriber cannot
+ *                          hold the balloon's purge past its deadline
+ *   mct-vrange thp         no huge page fills a purged hole
  *   mct-vrange race S      like threads, but announces READY for a host
  *                          script that flaps the balloon meanwhile
  *
@@ -1403,8 +1412,12 @@ fuzz_thread(void *arg)
 				/* EFAULT: mprotect split the mapping into several vmas */
 				FUZZ_OK(q != MAP_FAILED || e == ENOMEM || e == EFAULT, "mremap", e);
 				if (q == MAP_FAILED) {
-					if (dst)
-						munmap(dst, nl);
+					/*
+					 * The tail may be unmapped before the vma check
+					 * fails, and @dst too: never touch either again
+					 * (@dst may be someone else's by now).
+					 */
+					lens[m] = nl;
 					break;
 				}
 				maps[m] = q;
