@@ -613,34 +613,34 @@ static void mc_vm_refault(struct mc_vobj *obj, pgoff_t pgoff, unsigned long addr
 }
 
 /*
- * A page was faulted in inside a VOLATILE range (touching volatile memory
- * is allowed): count it in the range's resident estimate, which puts an
- * empty range on the LRUs.  Several faulting threads hold obj->sem shared;
- * mc_lru_lock orders their updates.  A fault of a page already resident
- * but not mapped counts too, up to the range's length.
+ * A fault inside VOLATILE range @r (touching volatile memory is allowed)
+ * is about to bring in page @pgoff: if the page cache does not hold it,
+ * count it in the range's resident estimate, which puts an empty range on
+ * the LRUs.  Done before shmem's fault, which returns with the page
+ * locked: a purge holding obj->sem waits for page locks.  A fault that
+ * then fails leaves one page too many (at most the range's length).
+ * Caller holds obj->sem shared, as other faulting threads may;
+ * mc_lru_lock orders their updates.
  */
-static void mc_vm_volatile_resident(struct mc_vobj *obj, pgoff_t pgoff)
+static void mc_vm_volatile_resident(struct mc_vobj *obj, struct mc_vr *r, pgoff_t pgoff)
 {
-	struct mc_vr *r;
+	void *entry = xa_load(&obj->shm->f_mapping->i_pages, pgoff);
 	bool join = false;
 
-	down_read(&obj->sem);
-	r = vr_lookup(obj, pgoff);
-	if (r && r->state == MC_VR_VOLATILE) {
-		spin_lock(&mc_lru_lock);
-		if (r->resident < vr_len(r)) {
-			r->resident++;
-			atomic_long_inc(&mc_volatile_resident);
-		}
-		if (list_empty(&r->lru)) {
-			list_add_tail(&r->lru, &mc_lru);
-			join = true;
-		}
-		spin_unlock(&mc_lru_lock);
-		if (join)	/* a no-op if another thread added it */
-			mc_list_lru_add(&mc_vr_lru, &r->mlru);
+	if (entry && !xa_is_value(entry))
+		return;
+	spin_lock(&mc_lru_lock);
+	if (r->resident < vr_len(r)) {
+		r->resident++;
+		atomic_long_inc(&mc_volatile_resident);
 	}
-	up_read(&obj->sem);
+	if (list_empty(&r->lru)) {
+		list_add_tail(&r->lru, &mc_lru);
+		join = true;
+	}
+	spin_unlock(&mc_lru_lock);
+	if (join)	/* a no-op if another thread added it */
+		mc_list_lru_add(&mc_vr_lru, &r->mlru);
 }
 
 /*
@@ -675,7 +675,6 @@ static vm_fault_t mc_vm_fault(struct vm_fault *vmf)
 {
 	struct mc_vobj *obj = vmf->vma->vm_private_data;
 	unsigned long seq;
-	bool in_volatile;
 	struct mc_vr *r;
 	vm_fault_t ret;
 
@@ -691,18 +690,16 @@ static vm_fault_t mc_vm_fault(struct vm_fault *vmf)
 		atomic_long_inc(&mc_sigbus);
 		return VM_FAULT_SIGBUS;
 	}
-	in_volatile = r && r->state == MC_VR_VOLATILE;
+	if (r && r->state == MC_VR_VOLATILE)
+		mc_vm_volatile_resident(obj, r, vmf->pgoff);
 	seq = obj->purge_seq;
 	up_read(&obj->sem);
 
 	ret = mc_shmem_vm_ops->fault(vmf);
 	if ((ret & (VM_FAULT_ERROR | VM_FAULT_RETRY | VM_FAULT_NOPAGE)) || !vmf->page)
 		return ret;
-	if (likely(READ_ONCE(obj->purge_seq) == seq)) {
-		if (in_volatile)
-			mc_vm_volatile_resident(obj, vmf->pgoff);
+	if (likely(READ_ONCE(obj->purge_seq) == seq))
 		return ret;
-	}
 	if (ret & VM_FAULT_LOCKED)
 		unlock_page(vmf->page);
 	put_page(vmf->page);

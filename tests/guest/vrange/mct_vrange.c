@@ -1547,7 +1547,7 @@ t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 {
 	long free0 = meminfo("MemFree"), slab0 = meminfo("Slab"), free1, slab1;
 	long oom0 = counter("purges_oom"), rec0 = counter("purges_reclaim"),
-	    bal0 = counter("purges_balloon");
+	    bal0 = counter("purges_balloon"), oc0 = counter("oom_calls");
 	time_t end = time(NULL) + seconds;
 	pid_t kids[16], hog = 0, squeeze = 0;
 	int i, st, hogs = 0, kills = 0;
@@ -1600,8 +1600,8 @@ t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 						a[j] = 1;
 				_exit(0);
 			}
-		} else if (op == 6 && !hog && !squeeze && hogs < 3 &&
-		    time(NULL) > end - seconds + (hogs + 1) * seconds / 4) {
+		}
+		if (!hog && hogs < 3 && time(NULL) > end - seconds + (hogs + 1) * seconds / 4) {
 			/* a hog until the OOM killer takes it: the OOM notifier purges */
 			fflush(stdout);
 			if ((hog = fork()) == 0) {
@@ -1621,7 +1621,21 @@ t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 		usleep(20000);
 	}
 	for (i = 0; i < procs; i++) {
-		CHECK(waitpid(kids[i], &st, 0) == kids[i], "waitpid: %s", strerror(errno));
+		int w;
+
+		/* a fuzzer stuck 60 s past its end: show where, then fail */
+		for (w = 0; w < 600 && waitpid(kids[i], &st, WNOHANG) == 0; w++)
+			usleep(100000);
+		if (w == 600) {
+			char cmd[400];
+
+			snprintf(cmd, sizeof(cmd), "for t in /proc/%d/task/*; do echo $t; "
+			    "cat $t/stat $t/stack; done; for c in $(cat /proc/%d/task/*/children); "
+			    "do echo child $c; cat /proc/$c/stat /proc/$c/stack; done", kids[i],
+			    kids[i]);
+			(void)system(cmd);
+			FAIL("fuzzing process %d stuck", i);
+		}
 		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzzing process %d status %#x",
 		    i, st);
 	}
@@ -1633,12 +1647,15 @@ t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 	}
 	if (squeeze)
 		CHECK(waitpid(squeeze, &st, 0) == squeeze, "waitpid squeeze");
-	printf("fuzz: purges balloon %ld, reclaim %ld, oom %ld; %d hogs, %d killed; "
+	printf("fuzz: purges balloon %ld, reclaim %ld, oom %ld (%ld OOM calls); %d hogs, %d killed; "
 	    "range_nodes %ld, ranges_refused %ld, budget stops %ld\n",
 	    counter("purges_balloon") - bal0, counter("purges_reclaim") - rec0,
-	    counter("purges_oom") - oom0, hogs, kills, counter_or("range_nodes", -1),
+	    counter("purges_oom") - oom0, counter("oom_calls") - oc0, hogs, kills,
+	    counter_or("range_nodes", -1),
 	    counter_or("ranges_refused", -1), counter_or("purge_budget_stops", -1));
 	CHECK(counter("purges_balloon") > bal0, "the balloon path never purged a range");
+	CHECK(hogs == 3 && kills > 0 && counter("oom_calls") > oc0,
+	    "the OOM path was not exercised (%d hogs, %d killed)", hogs, kills);
 	set_grace(5);
 	leak_check();
 	/* memory comes back (page cache of the objects, ranges, rings) */
