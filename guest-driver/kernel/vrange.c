@@ -37,13 +37,23 @@
  * volatile merges with VOLATILE neighbours marked through the same address
  * base and leaves PURGED parts purged; marking non-volatile removes
  * VOLATILE parts, turns PURGED parts into HOLEs and answers whether any
- * was purged.  VOLATILE ranges sit on one global LRU (mc_lru), most
- * recently marked at the tail.
+ * was purged.  VOLATILE ranges with resident pages sit on one global LRU
+ * (mc_lru), most recently marked (or first made resident) at the tail.
+ * Each carries an estimate of its resident pages: counted in the page
+ * cache when it is marked (work in proportion to the caller's own
+ * resident pages) and raised by faults inside it; splits share it out by
+ * length.  Everything that counts or picks volatile memory (shrinker
+ * count, collectors, mc_vrange_purgeable()) uses that estimate, never a
+ * range's length, so empty volatile ranges cost nobody anything.  A file
+ * holds at most max_ranges nodes; marking that could exceed it fails with
+ * -ENOSPC before anything changes.
  *
  * Purge.  mc_vrange_purge() (balloon, before inflating), a shrinker and an
  * OOM notifier take whole ranges from the LRU head and punch them out of
- * the shmem file (unmap_mapping_range + shmem_truncate_range), so their
- * pages go back to the buddy allocator.  Only the balloon path may sleep:
+ * the shmem file (unmap_mapping_range + shmem_truncate_range, only over
+ * the 8 MiB windows where the xarray holds something), so their pages go
+ * back to the buddy allocator.  Each purge call has a budget
+ * (purge_budget_ms, purge_max_ranges), and only pages really freed count.  Only the balloon path may sleep:
  * it posts PURGE_SOON, waits grace_ms (if anyone subscribed), and then
  * purges only the ranges still volatile (marking non-volatile wins).  The
  * shrinker (which refuses without __GFP_FS) and the OOM notifier only
@@ -818,6 +828,7 @@ static int mc_resolve(struct mc_vobj *obj, u64 start, u64 len, pgoff_t *pgoff)
 			return -EINVAL;
 		expect += (vma->vm_end - addr) >> PAGE_SHIFT;
 		addr = vma->vm_end;
+		cond_resched();		/* up to max_map_count vmas */
 	}
 	*pgoff = first;
 	return 0;

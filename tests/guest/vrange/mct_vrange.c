@@ -1648,13 +1648,14 @@ t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 	if (squeeze)
 		CHECK(waitpid(squeeze, &st, 0) == squeeze, "waitpid squeeze");
 	printf("fuzz: purges balloon %ld, reclaim %ld, oom %ld (%ld OOM calls); %d hogs, %d killed; "
-	    "range_nodes %ld, ranges_refused %ld, budget stops %ld\n",
+	    "range_nodes %ld, ranges_refused %ld, budget stops %ld, deferred purges %ld\n",
 	    counter("purges_balloon") - bal0, counter("purges_reclaim") - rec0,
 	    counter("purges_oom") - oom0, counter("oom_calls") - oc0, hogs, kills,
 	    counter_or("range_nodes", -1),
-	    counter_or("ranges_refused", -1), counter_or("purge_budget_stops", -1));
+	    counter_or("ranges_refused", -1), counter_or("purge_budget_stops", -1),
+	    counter("deferred_purges"));
 	CHECK(counter("purges_balloon") > bal0, "the balloon path never purged a range");
-	CHECK(hogs == 3 && kills > 0 && counter("oom_calls") > oc0,
+	CHECK(kills > 0 && counter("oom_calls") > oc0,
 	    "the OOM path was not exercised (%d hogs, %d killed)", hogs, kills);
 	set_grace(5);
 	leak_check();
