@@ -1440,6 +1440,9 @@ static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
  * killer act.  When the owner of the ranges holds them busy, waits for the
  * worker, but oom_purge_wait_ms in all per episode: a kill that follows
  * within MC_OOM_EPISODE belongs to the same episode and does not renew it.
+ * Runs first (mc_vr_oom_nb); when it freed pages it ends the chain, so the
+ * relay's CRITICAL requests and the balloon's deflate wait for an OOM that
+ * purging cannot answer.
  */
 static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, void *parm)
 {
@@ -1467,7 +1470,8 @@ static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, voi
 	}
 	mc_oom_last = jiffies ? jiffies : 1;
 	*freed += n;
-	return NOTIFY_OK;
+	/* freed: the costlier notifiers after us (CRITICAL requests, deflate) can wait */
+	return n ? NOTIFY_STOP : NOTIFY_OK;
 }
 
 static struct notifier_block mc_vr_oom_nb = {
