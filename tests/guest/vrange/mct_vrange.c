@@ -938,6 +938,8 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 	    cycles, purged, faults, bulk_sweeps, bulk_purged, counter("purges_balloon"),
 	    counter("purges_reclaim"), counter("purges_oom"), counter("purge_lock_busy"),
 	    counter("deferred_purges"), counter("oom_calls"), counter_or("oom_waits", -1));
+	fflush(stdout);
+	(void)system("grep -E '^(balloon_|rounds)' " DBG "relay; grep -E 'reclaim' " DBG "balloon");
 	CHECK(cycles > 0, "no cycles");
 	CHECK(purged + bulk_purged > 0, "no range was ever purged: the race was not exercised");
 	munmap(race_mem, slots + (size_t)bulk_chunks * BULK_CHUNK);
