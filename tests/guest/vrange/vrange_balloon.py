@@ -4,7 +4,7 @@
 The guest (mct-vrange race) keeps most of its memory in volatile chunks,
 takes them back, checks and refills them, while four threads cycle small
 ranges between volatile and non-volatile.  The host meanwhile moves the
-balloon target between 192 MiB and 512 MiB, so the driver must purge
+balloon target between 224 MiB and 512 MiB, so the driver must purge
 volatile ranges (mc_reclaim_for_balloon) while the guest marks them
 non-volatile.  Passes when the guest saw no corrupt data, the console is
 clean (no WARNING/BUG), and the balloon path purged at least one range.
@@ -25,10 +25,7 @@ def run(g):
     end = time.time() + 70
     n = 0
     while time.time() < end:
-        # 320 MiB down: more than is ever free beside the 200 MiB of
-        # volatile bulk (at 224 the free memory sometimes covered it, the
-        # balloon never asked, and the test failed for want of a purge)
-        target = 192 if n % 2 == 0 else 512
+        target = 224 if n % 2 == 0 else 512
         g.qmp('balloon', value=target * MIB)
         n += 1
         time.sleep(6)
