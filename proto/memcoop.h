@@ -246,6 +246,16 @@ struct memcoop_event {
  * @reserved:    must be zero.
  * @purged:      out, for NONVOLATILE: 1 if any page in the range was
  *               purged since it was marked volatile, else 0.
+ *
+ * Each fd's memory keeps its ranges as nodes (adjacent volatile ranges
+ * marked through the same mapping merge into one), at most the module
+ * parameter max_ranges per fd (default 65536).  A call that could take
+ * the fd beyond it fails with -ENOSPC and changes nothing: VOLATILE needs
+ * up to two nodes more than it absorbs (plus one per purged range inside),
+ * NONVOLATILE one or two only when it splits a range (taking back a whole
+ * range never needs one).  -ENOMEM: no memory for a node (nothing changed
+ * for NONVOLATILE).  At the bound, the first touch inside a taken-back
+ * purged range (not at its ends) ends that range's REFAULT reports.
  */
 struct memcoop_vrange {
 	__u64 start;

@@ -37,13 +37,23 @@
  * volatile merges with VOLATILE neighbours marked through the same address
  * base and leaves PURGED parts purged; marking non-volatile removes
  * VOLATILE parts, turns PURGED parts into HOLEs and answers whether any
- * was purged.  VOLATILE ranges sit on one global LRU (mc_lru), most
- * recently marked at the tail.
+ * was purged.  VOLATILE ranges with resident pages sit on one global LRU
+ * (mc_lru), most recently marked (or first made resident) at the tail.
+ * Each carries an estimate of its resident pages: counted in the page
+ * cache when it is marked (work in proportion to the caller's own
+ * resident pages) and raised by faults inside it; splits share it out by
+ * length.  Everything that counts or picks volatile memory (shrinker
+ * count, collectors, mc_vrange_purgeable()) uses that estimate, never a
+ * range's length, so empty volatile ranges cost nobody anything.  A file
+ * holds at most max_ranges nodes; marking that could exceed it fails with
+ * -ENOSPC before anything changes.
  *
  * Purge.  mc_vrange_purge() (balloon, before inflating), a shrinker and an
  * OOM notifier take whole ranges from the LRU head and punch them out of
- * the shmem file (unmap_mapping_range + shmem_truncate_range), so their
- * pages go back to the buddy allocator.  Only the balloon path may sleep:
+ * the shmem file (unmap_mapping_range + shmem_truncate_range, only over
+ * the 8 MiB windows where the xarray holds something), so their pages go
+ * back to the buddy allocator.  Each purge call has a budget
+ * (purge_budget_ms, purge_max_ranges), and only pages really freed count.  Only the balloon path may sleep:
  * it posts PURGE_SOON, waits grace_ms (if anyone subscribed), and then
  * purges only the ranges still volatile (marking non-volatile wins).  The
  * shrinker (which refuses without __GFP_FS) and the OOM notifier only
@@ -108,6 +118,9 @@
 #include <linux/pagemap.h>
 #include <linux/workqueue.h>
 #include <linux/wait.h>
+#include <linux/mount.h>
+#include <linux/fs.h>
+#include <linux/sizes.h>
 
 #include "mc_internal.h"
 
@@ -125,9 +138,23 @@ static unsigned int oom_purge_wait_ms = 200;
 MC_PARAM_UINT(oom_purge_wait_ms, 0, MC_GRACE_MAX_MS, 0644,
 	      "How long the OOM notifier waits for a deferred purge (ms, 0..1000, default 200)");
 
+static unsigned int purge_budget_ms = 100;
+MC_PARAM_UINT(purge_budget_ms, 1, 10000, 0644,
+	      "Longest time one purge call may take, grace periods included (ms, 1..10000, default 100)");
+
+static unsigned int purge_max_ranges = 1024;
+MC_PARAM_UINT(purge_max_ranges, 1, 1U << 20, 0644,
+	      "Ranges one purge call may examine, 1..1048576 (default 1024)");
+
+static unsigned int max_ranges = 65536;
+MC_PARAM_UINT(max_ranges, 16, 1U << 24, 0644,
+	      "Range nodes per memory object (file); beyond it marking fails with ENOSPC (16..16777216, default 65536)");
+
 #define MC_VOBJ_BYTES		(1ULL << 40)	/* size of each memory object */
 #define MC_PURGE_BATCH		8		/* ranges collected per pass (on stack) */
-#define MC_PUNCH_BYTES		(8ULL << 20)	/* truncation step of a purge */
+#define MC_PUNCH_PAGES		(SZ_8M >> PAGE_SHIFT)	/* truncation step of a purge */
+#define MC_COLLECT_WALK		256		/* LRU entries looked at per collection */
+#define MC_OOM_EPISODE		HZ		/* OOM calls closer than this: one episode */
 #define MC_RESID_CHUNK		(PAGE_SIZE * 8)	/* pages per residence chunk */
 
 enum mc_vr_state {
@@ -143,6 +170,7 @@ struct mc_vr {
 	struct list_head mlru;		/* on mc_vr_lru (its memcg's list) while VOLATILE */
 	struct mc_vobj *obj;
 	pgoff_t start, end;		/* VOLATILE: changed under mc_lru_lock too */
+	unsigned long resident;		/* VOLATILE: resident pages (estimate), under mc_lru_lock */
 	unsigned long vbase;		/* user address of page offset 0 when marked */
 	u64 id;				/* new for every newly marked range */
 	enum mc_vr_state state;
@@ -157,6 +185,7 @@ struct mc_vobj {
 	struct mc_file *mf;		/* NULL once the file is released */
 	unsigned long nr_volatile;	/* pages in VOLATILE ranges */
 	unsigned long nr_purged;	/* pages in PURGED ranges */
+	unsigned int nr_nodes;		/* range nodes in @ranges (at most max_ranges + 2) */
 	unsigned long purge_seq;	/* bumped under @sem (write) by every purge */
 	bool wtrack;			/* the file asked for WTRACK */
 };
@@ -175,7 +204,10 @@ static atomic64_t mc_next_id = ATOMIC64_INIT(1);
 static atomic64_t mc_ev_seq = ATOMIC64_INIT(1);
 
 /* Counters, in pages unless said otherwise (debugfs memcoop/vrange). */
-static atomic_long_t mc_volatile_pages;		/* in VOLATILE ranges now */
+static atomic_long_t mc_volatile_pages;		/* in VOLATILE ranges now (their extent) */
+static atomic_long_t mc_volatile_resident;	/* ... of them resident (estimate) */
+static atomic_long_t mc_range_nodes;		/* range nodes of all objects (count) */
+static atomic_long_t mc_nospc;			/* marks refused at max_ranges (count) */
 static atomic_long_t mc_purged_now;		/* in PURGED ranges now */
 static atomic_long_t mc_purged_total;		/* page-cache pages freed by purges */
 static atomic_long_t mc_purge_ranges[MEMCOOP_REASON_OOM + 1];	/* ranges */
@@ -184,12 +216,13 @@ static atomic_long_t mc_sigbus;			/* SIGBUS delivered (faults) */
 static atomic_long_t mc_refaults;		/* REFAULT pages */
 static atomic_long_t mc_rescued;		/* ranges saved in the grace period */
 static atomic_long_t mc_objects;		/* live memory objects */
-static atomic_long_t mc_purging;		/* pages of ranges being punched now */
 static atomic_long_t mc_lock_busy;		/* trylocks refused (reclaim, OOM) */
 static atomic_long_t mc_oom_calls;		/* OOM notifier calls */
-static atomic_long_t mc_oom_retries;		/* ... answered "retry": a purge under way */
+static atomic_long_t mc_oom_waits;		/* ... that waited for the purge worker */
+static atomic_long_t mc_budget_stops;		/* purge calls cut short by their budget */
 
 static struct shrinker *mc_vr_shrinker;
+static struct vfsmount *mc_shm_mnt;	/* tmpfs with huge=never, or NULL: shm_mnt */
 static struct dentry *mc_vr_debugfs, *mc_vr_debugfs_purge;
 static const struct vm_operations_struct *mc_shmem_vm_ops;
 
@@ -274,9 +307,54 @@ static struct mc_vr *vr_lookup(struct mc_vobj *obj, pgoff_t pgoff)
 }
 
 /*
- * vr_insert() - link @r (state, start, end set) into @obj.  VOLATILE
- * ranges go to the LRU tail.  Caller holds obj->sem for writing and
- * guarantees @r overlaps no other range.
+ * The LRUs hold the VOLATILE ranges with resident pages: an empty range
+ * frees nothing when purged, so reclaim, the OOM notifier and the balloon
+ * never see it (it joins when a fault makes it resident).
+ */
+static bool vr_on_lru(const struct mc_vr *r)
+{
+	return r->state == MC_VR_VOLATILE && r->resident;
+}
+
+/* Put @r at the LRU tails if it belongs there.  Caller holds obj->sem. */
+static void vr_lru_join(struct mc_vr *r)
+{
+	bool join = false;
+
+	spin_lock(&mc_lru_lock);
+	if (vr_on_lru(r) && list_empty(&r->lru)) {
+		list_add_tail(&r->lru, &mc_lru);
+		join = true;
+	}
+	spin_unlock(&mc_lru_lock);
+	/* mc_vr_lru's lock nests outside mc_lru_lock (mc_vr_collect_cb()) */
+	if (join)
+		mc_list_lru_add(&mc_vr_lru, &r->mlru);
+}
+
+/* Take @r off the LRUs (no-op if it is not on them).  Caller holds obj->sem for writing. */
+static void vr_lru_leave(struct mc_vr *r)
+{
+	mc_list_lru_del(&mc_vr_lru, &r->mlru);
+	spin_lock(&mc_lru_lock);
+	list_del_init(&r->lru);
+	spin_unlock(&mc_lru_lock);
+}
+
+/* Set @r's resident estimate (VOLATILE only; others hold none). */
+static void vr_set_resident(struct mc_vr *r, unsigned long resident)
+{
+	spin_lock(&mc_lru_lock);
+	if (r->state == MC_VR_VOLATILE)
+		atomic_long_add((long)resident - (long)r->resident, &mc_volatile_resident);
+	r->resident = resident;
+	spin_unlock(&mc_lru_lock);
+}
+
+/*
+ * vr_insert() - link @r (state, start, end, resident set) into @obj.
+ * VOLATILE ranges with resident pages go to the LRU tail.  Caller holds
+ * obj->sem for writing and guarantees @r overlaps no other range.
  */
 static void vr_insert(struct mc_vobj *obj, struct mc_vr *r)
 {
@@ -292,37 +370,49 @@ static void vr_insert(struct mc_vobj *obj, struct mc_vr *r)
 	r->obj = obj;
 	rb_link_node(&r->rb, parent, p);
 	rb_insert_color(&r->rb, &obj->ranges);
+	obj->nr_nodes++;
+	atomic_long_inc(&mc_range_nodes);
 	vr_account(obj, r->state, vr_len(r));
-	if (r->state == MC_VR_VOLATILE) {
-		spin_lock(&mc_lru_lock);
-		list_add_tail(&r->lru, &mc_lru);
-		spin_unlock(&mc_lru_lock);
-		mc_list_lru_add(&mc_vr_lru, &r->mlru);
-	}
+	if (r->state != MC_VR_VOLATILE)
+		r->resident = 0;
+	else
+		atomic_long_add(r->resident, &mc_volatile_resident);
+	vr_lru_join(r);
 }
 
 /* Unlink and free @r.  Caller holds obj->sem for writing. */
 static void vr_erase(struct mc_vobj *obj, struct mc_vr *r)
 {
 	vr_account(obj, r->state, -(long)vr_len(r));
-	if (!list_empty(&r->lru)) {
-		spin_lock(&mc_lru_lock);
-		list_del_init(&r->lru);
-		spin_unlock(&mc_lru_lock);
-	}
-	mc_list_lru_del(&mc_vr_lru, &r->mlru);	/* no-op if not on it */
+	vr_lru_leave(r);
+	vr_set_resident(r, 0);
 	rb_erase(&r->rb, &obj->ranges);
+	obj->nr_nodes--;
+	atomic_long_dec(&mc_range_nodes);
 	vr_free(r);
+}
+
+/* @r's resident estimate for a part of @len of its pages (proportional). */
+static unsigned long vr_share(const struct mc_vr *r, unsigned long len)
+{
+	unsigned long l = vr_len(r);
+
+	return l ? (unsigned long)div64_u64((u64)READ_ONCE(r->resident) * len, l) : 0;
 }
 
 /* Change @r's extent in place (its order in the tree does not change). */
 static void vr_resize(struct mc_vobj *obj, struct mc_vr *r, pgoff_t start, pgoff_t end)
 {
+	unsigned long res = vr_share(r, end - start);
+
 	vr_account(obj, r->state, (long)(end - start) - (long)vr_len(r));
 	spin_lock(&mc_lru_lock);
 	r->start = start;
 	r->end = end;
 	spin_unlock(&mc_lru_lock);
+	vr_set_resident(r, res);
+	if (!vr_on_lru(r))
+		vr_lru_leave(r);
 }
 
 /* Change @r's state; leaves or joins the LRU accordingly. */
@@ -330,25 +420,19 @@ static void vr_set_state(struct mc_vobj *obj, struct mc_vr *r, enum mc_vr_state 
 {
 	vr_account(obj, r->state, -(long)vr_len(r));
 	vr_account(obj, st, vr_len(r));
-	/* mc_vr_lru's lock nests outside mc_lru_lock (mc_vr_collect_cb()) */
-	if (r->state == MC_VR_VOLATILE && st != MC_VR_VOLATILE)
-		mc_list_lru_del(&mc_vr_lru, &r->mlru);
+	vr_lru_leave(r);
+	vr_set_resident(r, 0);
 	spin_lock(&mc_lru_lock);
-	if (r->state == MC_VR_VOLATILE)
-		list_del_init(&r->lru);
 	r->state = st;
-	if (st == MC_VR_VOLATILE)
-		list_add_tail(&r->lru, &mc_lru);
 	spin_unlock(&mc_lru_lock);
-	if (st == MC_VR_VOLATILE)
-		mc_list_lru_add(&mc_vr_lru, &r->mlru);
 }
 
 /*
  * vr_carve() - remove [@a, @b) from range @r, keeping the parts outside.
  * @spare: a preallocated node, consumed (set to NULL) if @r must be split
  * in two; if it is NULL then, the right part is dropped as well (callers
- * that cannot fail pass a node whenever a split is possible).
+ * that cannot fail pass a node whenever a split is possible).  A VOLATILE
+ * range's resident estimate is shared out by length.
  * Caller holds obj->sem for writing.
  */
 static void vr_carve(struct mc_vobj *obj, struct mc_vr *r, pgoff_t a, pgoff_t b,
@@ -360,21 +444,58 @@ static void vr_carve(struct mc_vobj *obj, struct mc_vr *r, pgoff_t a, pgoff_t b,
 		struct mc_vr *right = *spare;
 		pgoff_t end = r->end;
 
+		if (right) {
+			*spare = NULL;
+			right->state = r->state;
+			right->start = b;
+			right->end = end;
+			right->resident = vr_share(r, end - b);
+			right->vbase = r->vbase;
+			right->id = r->id;
+		}
 		vr_resize(obj, r, r->start, a);
-		if (!right)
-			return;
-		*spare = NULL;
-		right->state = r->state;
-		right->start = b;
-		right->end = end;
-		right->vbase = r->vbase;
-		right->id = r->id;
-		vr_insert(obj, right);
+		if (right)
+			vr_insert(obj, right);
 	} else if (r->start < a) {
 		vr_resize(obj, r, r->start, a);
 	} else {
 		vr_resize(obj, r, b, r->end);
 	}
+}
+
+/*
+ * mc_count_present() - pages of @mapping's page cache in [@first, @end)
+ * (swapped-out shmem pages are value entries and do not count).  Costs
+ * time in proportion to the pages found, not to the length.  May sleep.
+ */
+static unsigned long mc_count_present(struct address_space *mapping, pgoff_t first,
+				      pgoff_t end)
+{
+	XA_STATE(xas, &mapping->i_pages, first);
+	unsigned long found = 0;
+	void *entry;
+
+	if (first >= end)
+		return 0;
+	rcu_read_lock();
+	xas_for_each(&xas, entry, end - 1) {
+		pgoff_t idx, stop;
+
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
+			continue;
+		idx = max_t(pgoff_t, xas.xa_index, first);
+		stop = min_t(pgoff_t, end, xas.xa_index + folio_nr_pages((struct folio *)entry));
+		if (stop > idx)
+			found += stop - idx;
+		if (need_resched()) {
+			xas_pause(&xas);
+			rcu_read_unlock();
+			cond_resched();
+			rcu_read_lock();
+		}
+	}
+	rcu_read_unlock();
+	return found;
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -404,9 +525,15 @@ static void mc_vobj_free(struct kref *ref)
 	struct mc_vobj *obj = container_of(ref, struct mc_vobj, ref);
 	struct rb_node *n;
 
-	/* Nobody else can reach the object: no file, no vma, no purger. */
-	while ((n = rb_first(&obj->ranges)))
+	/*
+	 * Nobody else can reach the object: no file, no vma, no purger.  Up
+	 * to max_ranges nodes, so yield (every caller may sleep: vma close,
+	 * file release, a purger's put).
+	 */
+	while ((n = rb_first(&obj->ranges))) {
 		vr_erase(obj, rb_entry(n, struct mc_vr, rb));
+		cond_resched();
+	}
 	fput(obj->shm);
 	kfree(obj);
 	atomic_long_dec(&mc_objects);
@@ -426,8 +553,13 @@ static struct mc_vobj *mc_vobj_create(struct mc_file *mf)
 	obj = kzalloc(sizeof(*obj), GFP_KERNEL_ACCOUNT);
 	if (!obj)
 		return ERR_PTR(-ENOMEM);
-	/* VM_NORESERVE: pages are accounted when faulted, like MAP_NORESERVE */
-	shm = shmem_file_setup("memcoop", MC_VOBJ_BYTES, VM_NORESERVE);
+	/*
+	 * VM_NORESERVE: pages are accounted when faulted, like MAP_NORESERVE.
+	 * On our own huge=never tmpfs: a huge page would fill purged holes.
+	 */
+	shm = mc_shm_mnt ? shmem_file_setup_with_mnt(mc_shm_mnt, "memcoop", MC_VOBJ_BYTES,
+						     VM_NORESERVE) :
+			   shmem_file_setup("memcoop", MC_VOBJ_BYTES, VM_NORESERVE);
 	if (IS_ERR(shm)) {
 		kfree(obj);
 		return ERR_CAST(shm);
@@ -478,15 +610,47 @@ static void mc_vm_refault(struct mc_vobj *obj, pgoff_t pgoff, unsigned long addr
 	down_write(&obj->sem);
 	r = vr_lookup(obj, pgoff);
 	if (r && r->state == MC_VR_HOLE) {
-		if (spare || r->start == pgoff || r->end == pgoff + 1)
+		if (r->start == pgoff || r->end == pgoff + 1 ||
+		    (spare && obj->nr_nodes < READ_ONCE(max_ranges)))
 			vr_carve(obj, r, pgoff, pgoff + 1, &spare);
 		else
-			vr_erase(obj, r);	/* no memory: stop tracking this hole */
+			vr_erase(obj, r);	/* no memory or node: stop tracking this hole */
 		atomic_long_inc(&mc_refaults);
 		vr_post(obj, MEMCOOP_EVENT_REFAULT, addr & PAGE_MASK, PAGE_SIZE);
 	}
 	downgrade_write(&obj->sem);
 	vr_free(spare);
+}
+
+/*
+ * A fault inside VOLATILE range @r (touching volatile memory is allowed)
+ * is about to bring in page @pgoff: if the page cache does not hold it,
+ * count it in the range's resident estimate, which puts an empty range on
+ * the LRUs.  Done before shmem's fault, which returns with the page
+ * locked: a purge holding obj->sem waits for page locks.  A fault that
+ * then fails leaves one page too many (at most the range's length).
+ * Caller holds obj->sem shared, as other faulting threads may;
+ * mc_lru_lock orders their updates.
+ */
+static void mc_vm_volatile_resident(struct mc_vobj *obj, struct mc_vr *r, pgoff_t pgoff)
+{
+	void *entry = xa_load(&obj->shm->f_mapping->i_pages, pgoff);
+	bool join = false;
+
+	if (entry && !xa_is_value(entry))
+		return;
+	spin_lock(&mc_lru_lock);
+	if (r->resident < vr_len(r)) {
+		r->resident++;
+		atomic_long_inc(&mc_volatile_resident);
+	}
+	if (list_empty(&r->lru)) {
+		list_add_tail(&r->lru, &mc_lru);
+		join = true;
+	}
+	spin_unlock(&mc_lru_lock);
+	if (join)	/* a no-op if another thread added it */
+		mc_list_lru_add(&mc_vr_lru, &r->mlru);
 }
 
 /*
@@ -536,6 +700,8 @@ static vm_fault_t mc_vm_fault(struct vm_fault *vmf)
 		atomic_long_inc(&mc_sigbus);
 		return VM_FAULT_SIGBUS;
 	}
+	if (r && r->state == MC_VR_VOLATILE)
+		mc_vm_volatile_resident(obj, r, vmf->pgoff);
 	seq = obj->purge_seq;
 	up_read(&obj->sem);
 
@@ -614,7 +780,12 @@ int mc_vrange_mmap(struct mc_file *mf, struct vm_area_struct *vma)
 		return -ENODEV;
 	vma->vm_ops = obj->wtrack ? &mc_vm_ops_wt : &mc_vm_ops;
 	vma->vm_private_data = obj;
-	mc_vm_flags_set(vma, VM_DONTEXPAND);
+	/*
+	 * VM_DONTEXPAND: no growing mremap.  VM_NOHUGEPAGE: a huge page
+	 * (shmem THP, khugepaged, MADV_COLLAPSE) would fill purged holes;
+	 * our tmpfs is huge=never as well, since MADV_HUGEPAGE clears it.
+	 */
+	mc_vm_flags_set(vma, VM_DONTEXPAND | VM_NOHUGEPAGE);
 	kref_get(&obj->ref);
 	return 0;
 }
@@ -657,6 +828,7 @@ static int mc_resolve(struct mc_vobj *obj, u64 start, u64 len, pgoff_t *pgoff)
 			return -EINVAL;
 		expect += (vma->vm_end - addr) >> PAGE_SHIFT;
 		addr = vma->vm_end;
+		cond_resched();		/* up to max_map_count vmas */
 	}
 	*pgoff = first;
 	return 0;
@@ -684,7 +856,9 @@ struct address_space *mc_vrange_mapping(struct mc_file *mf)
 static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned long vbase)
 {
 	struct mc_vr *r, *next, *spare, *node;
+	unsigned long carry_l = 0, carry_r = 0;
 	pgoff_t na = a, nb = b, cur;
+	long need = 2;
 	int err = 0;
 
 	spare = vr_alloc();
@@ -694,21 +868,48 @@ static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned 
 		goto out;
 	}
 	down_write(&obj->sem);
+	/*
+	 * The node bound: at most one split below, one node per gap between
+	 * PURGED ranges, less the ranges absorbed.  Refuse before changing
+	 * anything.  The walk is over nodes, at most max_ranges of them.
+	 */
+	for (r = vr_first_after(obj, a ? a - 1 : 0); r && r->start <= b; r = vr_next(r)) {
+		if (r->state == MC_VR_PURGED && r->start < b)
+			need++;
+		else if (r->state == MC_VR_VOLATILE && r->vbase == vbase)
+			need--;
+		cond_resched();
+	}
+	if ((long)obj->nr_nodes + need > (long)READ_ONCE(max_ranges)) {
+		atomic_long_inc(&mc_nospc);
+		err = -ENOSPC;
+		goto unlock;
+	}
 	/* HOLEs and ranges marked through another address base give way. */
 	for (r = vr_first_after(obj, a); r && r->start < b; r = next) {
 		next = vr_next(r);
 		if (r->state == MC_VR_HOLE ||
 		    (r->state == MC_VR_VOLATILE && r->vbase != vbase))
 			vr_carve(obj, r, a, b, &spare);
+		cond_resched();
 	}
-	/* Absorb overlapping and adjacent VOLATILE ranges of the same base. */
+	/*
+	 * Absorb overlapping and adjacent VOLATILE ranges of the same base.
+	 * Only one can stick out on either side; their resident pages outside
+	 * [a, b) carry over to the new node (those inside are counted anew).
+	 */
 	for (r = vr_first_after(obj, a ? a - 1 : 0); r && r->start <= b; r = next) {
 		next = vr_next(r);
 		if (r->state != MC_VR_VOLATILE || r->vbase != vbase)
 			continue;
+		if (r->start < a)
+			carry_l = vr_share(r, a - r->start);
+		if (r->end > b)
+			carry_r = vr_share(r, r->end - b);
 		na = min(na, r->start);
 		nb = max(nb, r->end);
 		vr_erase(obj, r);
+		cond_resched();
 	}
 	/* Fill the gaps between PURGED ranges (which stay purged). */
 	cur = na;
@@ -734,6 +935,11 @@ static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned 
 			node->state = MC_VR_VOLATILE;
 			node->start = cur;
 			node->end = gap_end;
+			/* resident pages, found in the page cache: work the caller owns */
+			node->resident = mc_count_present(obj->shm->f_mapping, max(cur, a),
+							  min(gap_end, b)) +
+					 (cur == na ? carry_l : 0) + (gap_end == nb ? carry_r : 0);
+			node->resident = min_t(unsigned long, node->resident, gap_end - cur);
 			node->vbase = vbase;
 			node->id = atomic64_inc_return(&mc_next_id);
 			vr_insert(obj, node);
@@ -743,7 +949,9 @@ static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned 
 			break;
 		cur = r->end;
 		r = vr_next(r);
+		cond_resched();
 	}
+unlock:
 	up_write(&obj->sem);
 out:
 	vr_free(spare);
@@ -760,6 +968,7 @@ static int mc_mark_nonvolatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b)
 {
 	struct mc_vr *r, *next, *s1, *s2, *hole;
 	int purged = 0;
+	long need = 0;
 
 	s1 = vr_alloc();
 	s2 = vr_alloc();
@@ -769,8 +978,25 @@ static int mc_mark_nonvolatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b)
 		return -ENOMEM;
 	}
 	down_write(&obj->sem);
+	/* only the ranges at the two ends can need a new node */
+	r = vr_lookup(obj, a);
+	next = vr_lookup(obj, b - 1);
+	if (r && r == next && r->start < a && r->end > b) {
+		need = r->state == MC_VR_VOLATILE ? 1 : r->state == MC_VR_PURGED ? 2 : 0;
+	} else {
+		need += r && r->start < a && r->state == MC_VR_PURGED;
+		need += next && next->end > b && next->state == MC_VR_PURGED;
+	}
+	if (need && (long)obj->nr_nodes + need > (long)READ_ONCE(max_ranges)) {
+		up_write(&obj->sem);
+		vr_free(s1);
+		vr_free(s2);
+		atomic_long_inc(&mc_nospc);
+		return -ENOSPC;
+	}
 	for (r = vr_first_after(obj, a); r && r->start < b; r = next) {
 		next = vr_next(r);
+		cond_resched();
 		if (r->state == MC_VR_VOLATILE) {
 			vr_carve(obj, r, a, b, &s1);
 		} else if (r->state == MC_VR_PURGED) {
@@ -814,27 +1040,35 @@ static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 re
 {
 	struct address_space *mapping = obj->shm->f_mapping;
 	unsigned long before = mapping->nrpages, after;
-	loff_t lstart = (loff_t)r->start << PAGE_SHIFT;
-	loff_t lend = ((loff_t)r->end << PAGE_SHIFT) - 1, pos;
+	pgoff_t idx = r->start;
 	unsigned long freed;
 
 	vr_set_state(obj, r, MC_VR_PURGED);
 	WRITE_ONCE(obj->purge_seq, obj->purge_seq + 1);
 	smp_mb();	/* the bump is visible before any page goes away */
 	/*
-	 * In pieces, so that pages reach the buddy allocator while a large
-	 * range is still being punched (reclaim and OOM are waiting for them);
-	 * the range is PURGED already, so faults in it get SIGBUS meanwhile.
+	 * Only where the page cache holds something (pages, or swap
+	 * entries), found through the xarray: an empty or sparse range costs
+	 * what it frees, not its length.  In pieces of at most MC_PUNCH_PAGES,
+	 * so that pages reach the buddy allocator while a large range is still
+	 * being punched; the range is PURGED already, so faults in it get
+	 * SIGBUS meanwhile.
 	 */
-	atomic_long_add(vr_len(r), &mc_purging);
-	for (pos = lstart; pos <= lend; pos += MC_PUNCH_BYTES) {
-		loff_t last = min_t(loff_t, lend, pos + MC_PUNCH_BYTES - 1);
+	while (idx < r->end) {
+		unsigned long index = idx;
+		pgoff_t stop;
+		loff_t pos;
 
-		unmap_mapping_range(mapping, pos, last - pos + 1, 0);
-		shmem_truncate_range(file_inode(obj->shm), pos, last);
+		if (!xa_find(&mapping->i_pages, &index, r->end - 1, XA_PRESENT))
+			break;
+		index = max_t(unsigned long, index, idx);
+		stop = min_t(pgoff_t, r->end, index + MC_PUNCH_PAGES);
+		pos = (loff_t)index << PAGE_SHIFT;
+		unmap_mapping_range(mapping, pos, (loff_t)(stop - index) << PAGE_SHIFT, 0);
+		shmem_truncate_range(file_inode(obj->shm), pos, ((loff_t)stop << PAGE_SHIFT) - 1);
+		idx = stop;
 		cond_resched();
 	}
-	atomic_long_sub(vr_len(r), &mc_purging);
 	after = mapping->nrpages;
 	freed = before > after ? before - after : 0;
 	if (obj->mf)
@@ -872,20 +1106,23 @@ static bool mc_victim_take(struct mc_victim *v, struct mc_vr *r)
 	return true;
 }
 
-/* Collect up to @max victims from the LRU head covering about @pages. */
+/* Collect up to @max victims from the LRU head holding about @pages resident pages. */
 static int mc_collect(struct mc_victim *v, int max, unsigned long pages)
 {
 	unsigned long got = 0;
 	struct mc_vr *r;
 	int n = 0;
 
+	int seen = 0;
+
+	/* at most MC_COLLECT_WALK entries under the lock (dying objects' ranges) */
 	spin_lock(&mc_lru_lock);
 	list_for_each_entry(r, &mc_lru, lru) {
-		if (n == max || got >= pages)
+		if (n == max || got >= pages || seen++ == MC_COLLECT_WALK)
 			break;
 		if (!mc_victim_take(&v[n], r))
 			continue;
-		got += vr_len(r);
+		got += r->resident;
 		n++;
 	}
 	spin_unlock(&mc_lru_lock);
@@ -911,7 +1148,7 @@ static enum lru_status mc_vr_collect_cb(MC_LRU_CB_ARGS(item, list, arg))
 		return LRU_SKIP;
 	spin_lock(&mc_lru_lock);
 	if (r->state == MC_VR_VOLATILE && (!c->v || mc_victim_take(&c->v[c->n], r))) {
-		c->got += vr_len(r);
+		c->got += r->resident;
 		c->n++;
 	}
 	spin_unlock(&mc_lru_lock);
@@ -922,7 +1159,7 @@ static enum lru_status mc_vr_collect_cb(MC_LRU_CB_ARGS(item, list, arg))
  * mc_collect_memcg() - like mc_collect(), from the ranges @memcg marked
  * (its mc_vr_lru lists on every node; oldest first).  With @v NULL, only
  * counts: returns the ranges seen and sets *@pages (if given) to their
- * pages, a sample of at most MC_LRU_WALK per node scaled up to the list's
+ * resident pages, a sample of at most MC_LRU_WALK per node scaled up to the list's
  * length.
  */
 static int mc_collect_memcg(struct mem_cgroup *memcg, struct mc_victim *v, int max,
@@ -995,6 +1232,11 @@ static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
  * mc_purge() - purge whole ranges, oldest first, until @pages page-cache
  * pages are freed or nothing more can be purged.  In MC_PURGE_WAIT mode
  * (balloon) subscribers get PURGE_SOON and grace_ms to rescue a range.
+ * Every call has a budget: purge_max_ranges ranges looked at and
+ * purge_budget_ms of time, grace periods included (after the first pass,
+ * a grace that would overrun it is not started: a call takes the longer
+ * of the budget and one grace period, plus one pass).  A pass that purged and rescued nothing
+ * ends the call.  Returns the pages really freed (a rescue frees none).
  * Sleeps (truncation); takes obj->sem per @mode, never mc_lru_lock across
  * anything that sleeps.  *@busy (if given) is set when a trylock refused a
  * range that was still to be purged.  @memcg: only ranges that memcg
@@ -1003,20 +1245,37 @@ static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
 static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mode mode,
 			      bool *busy, struct mem_cgroup *memcg)
 {
+	unsigned long deadline = jiffies + msecs_to_jiffies(READ_ONCE(purge_budget_ms));
+	unsigned int ranges = READ_ONCE(purge_max_ranges);
 	bool may_sleep = mode == MC_PURGE_WAIT;
 	struct mc_victim v[MC_PURGE_BATCH];
-	unsigned long freed = 0;
-	int n, i, tries = 0;
+	unsigned long freed = 0, changed_total = 0;
+	int n, i;
 
-	while (freed < pages && tries++ < 1024) {
+	while (freed < pages) {
 		unsigned int grace = min(READ_ONCE(grace_ms), (unsigned int)MC_GRACE_MAX_MS);
-		bool progress = false, warned = false;
+		bool warned = false;
+		int changed = 0;
 
-		n = memcg ? mc_collect_memcg(memcg, v, MC_PURGE_BATCH, pages - freed, NULL) :
-			    mc_collect(v, MC_PURGE_BATCH, pages - freed);
+		if (!ranges || time_after_eq(jiffies, deadline)) {
+			atomic_long_inc(&mc_budget_stops);
+			break;
+		}
+		n = min_t(unsigned int, MC_PURGE_BATCH, ranges);
+		n = memcg ? mc_collect_memcg(memcg, v, n, pages - freed, NULL) :
+			    mc_collect(v, n, pages - freed);
 		if (!n)
 			break;
+		ranges -= n;
 		if (may_sleep && grace) {
+			/* the first grace always: grace_ms may be the longer */
+			if (freed + changed_total &&
+			    time_after(jiffies + msecs_to_jiffies(grace), deadline)) {
+				for (i = 0; i < n; i++)
+					mc_vobj_put(v[i].obj);
+				atomic_long_inc(&mc_budget_stops);
+				break;
+			}
 			for (i = 0; i < n; i++) {
 				struct mc_vr *r;
 
@@ -1047,17 +1306,18 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 			r = mc_victim_find(&v[i], !v[i].warned);
 			if (r) {
 				freed += mc_purge_range(obj, r, reason);
-				progress = true;
+				changed++;
 			} else if (v[i].warned) {
 				atomic_long_inc(&mc_rescued);
-				progress = true;
+				changed++;
 			}
 			up_write(&obj->sem);
 put:
 			mc_vobj_put(obj);
 		}
-		if (!progress)
+		if (!changed)
 			break;
+		changed_total += changed;
 		cond_resched();
 	}
 	return freed;
@@ -1072,9 +1332,10 @@ unsigned long mc_vrange_purge(unsigned long pages, u32 reason)
 			reason == MEMCOOP_REASON_BALLOON ? MC_PURGE_WAIT : MC_PURGE_TRY, NULL, NULL);
 }
 
+/* Resident pages in volatile ranges (an estimate, see struct mc_vr). */
 unsigned long mc_vrange_purgeable(void)
 {
-	long n = atomic_long_read(&mc_volatile_pages);
+	long n = atomic_long_read(&mc_volatile_resident);
 
 	return n > 0 ? n : 0;
 }
@@ -1087,9 +1348,8 @@ unsigned long mc_vrange_purgeable(void)
  * ranges and faulting) is never purgeable that way.  When a trylock purge
  * is refused, the purge is handed to mc_vr_work on a WQ_MEM_RECLAIM
  * workqueue, which queues for the sem like any other writer.  The OOM
- * notifier waits up to oom_purge_wait_ms for it, and while it is still working
- * reports progress (the allocation is retried instead of killing), but
- * not for longer than MC_OOM_PATIENCE without a page freed.
+ * notifier waits for it, oom_purge_wait_ms in all per OOM episode (calls
+ * less than MC_OOM_EPISODE apart), and reports only the pages it freed.
  */
 static struct workqueue_struct *mc_vr_wq;
 static atomic_long_t mc_deferred_want[MEMCOOP_REASON_OOM + 1];
@@ -1097,9 +1357,8 @@ static DEFINE_SPINLOCK(mc_deferred_lock);
 static struct mem_cgroup *mc_deferred_memcg;	/* reclaim inside it (referenced) */
 static atomic_long_t mc_deferred_runs;
 static DECLARE_WAIT_QUEUE_HEAD(mc_deferred_wait);
-static unsigned long mc_oom_hopeful_since;	/* jiffies; 0: not waiting (oom_lock) */
-
-#define MC_OOM_PATIENCE		(5 * HZ)
+static unsigned long mc_oom_last;		/* jiffies of the last OOM call (oom_lock) */
+static unsigned int mc_oom_patience_ms;		/* wait left in this episode (oom_lock) */
 
 static void mc_vr_workfn(struct work_struct *work)
 {
@@ -1175,51 +1434,50 @@ static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
 	return freed ? freed : SHRINK_STOP;
 }
 
-/* Runs under oom_lock (so one at a time); may sleep. */
+/*
+ * Runs under oom_lock (so one at a time); may sleep.  Reports the pages
+ * really freed, nothing else: a purge that freed nothing lets the OOM
+ * killer act.  When the owner of the ranges holds them busy, waits for the
+ * worker, but oom_purge_wait_ms in all per episode: a kill that follows
+ * within MC_OOM_EPISODE belongs to the same episode and does not renew it.
+ * Runs first (mc_vr_oom_nb); when it freed pages it ends the chain, so the
+ * relay's CRITICAL requests and the balloon's deflate wait for an OOM that
+ * purging cannot answer.
+ */
 static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, void *parm)
 {
-	unsigned long *freed = parm, want = READ_ONCE(oom_purge_pages), n, before;
-	unsigned int wait_ms = min(READ_ONCE(oom_purge_wait_ms), (unsigned int)MC_GRACE_MAX_MS);
+	unsigned long *freed = parm, want = READ_ONCE(oom_purge_pages), n, before, t0;
+	unsigned int waited;
 	bool busy = false;
 
 	atomic_long_inc(&mc_oom_calls);
+	if (!mc_oom_last || time_after(jiffies, mc_oom_last + MC_OOM_EPISODE))
+		mc_oom_patience_ms = min(READ_ONCE(oom_purge_wait_ms),
+					 (unsigned int)MC_GRACE_MAX_MS);
 	n = mc_purge(want, MEMCOOP_REASON_OOM, MC_PURGE_TRY, &busy, NULL);
-	if (!n && busy) {
+	if (!n && busy && mc_oom_patience_ms) {
 		before = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]);
+		t0 = jiffies;
+		atomic_long_inc(&mc_oom_waits);
 		mc_purge_later(want, MEMCOOP_REASON_OOM, NULL);
 		wait_event_timeout(mc_deferred_wait,
 				   atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) != before ||
 				   !work_busy(&mc_vr_work),
-				   msecs_to_jiffies(wait_ms));
+				   msecs_to_jiffies(mc_oom_patience_ms));
+		waited = jiffies_to_msecs(jiffies - t0);
+		mc_oom_patience_ms -= min(waited, mc_oom_patience_ms);
 		n = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) - before;
 	}
-	if (n) {
-		mc_oom_hopeful_since = 0;
-	} else if (atomic_long_read(&mc_purging) > 0 ||
-		   (work_busy(&mc_vr_work) && mc_vrange_purgeable())) {
-		/*
-		 * A purge is under way (punching pages out, or the worker
-		 * waiting for an object's sem with volatile memory left):
-		 * report progress so that the allocation is retried instead
-		 * of killing a process for memory about to be free, but give
-		 * up hoping after MC_OOM_PATIENCE.
-		 */
-		if (!mc_oom_hopeful_since)
-			mc_oom_hopeful_since = jiffies ? jiffies : 1;
-		if (time_before(jiffies, mc_oom_hopeful_since + MC_OOM_PATIENCE)) {
-			n = 1;
-			atomic_long_inc(&mc_oom_retries);
-		} else {
-			mc_oom_hopeful_since = 0;
-		}
-	}
+	mc_oom_last = jiffies ? jiffies : 1;
 	*freed += n;
-	return NOTIFY_OK;
+	/* freed: the costlier notifiers after us (CRITICAL requests, deflate) can wait */
+	return n ? NOTIFY_STOP : NOTIFY_OK;
 }
 
 static struct notifier_block mc_vr_oom_nb = {
 	.notifier_call = mc_vr_oom_notify,
-	.priority = 10,		/* before the relay's request: purging costs nobody */
+	/* first (relay 90, balloon deflate 80): purging costs nobody anything */
+	.priority = 100,
 };
 
 /* ---- residence --------------------------------------------------------- */
@@ -1357,6 +1615,9 @@ static int mc_vr_stats_show(struct seq_file *m, void *unused)
 
 	seq_printf(m, "objects %ld\n", atomic_long_read(&mc_objects));
 	seq_printf(m, "volatile_pages %ld\n", atomic_long_read(&mc_volatile_pages));
+	seq_printf(m, "volatile_resident %ld\n", atomic_long_read(&mc_volatile_resident));
+	seq_printf(m, "range_nodes %ld\n", atomic_long_read(&mc_range_nodes));
+	seq_printf(m, "ranges_refused %ld\n", atomic_long_read(&mc_nospc));
 	seq_printf(m, "purged_pages_now %ld\n", atomic_long_read(&mc_purged_now));
 	seq_printf(m, "purged_pages_total %ld\n", atomic_long_read(&mc_purged_total));
 	for (i = MEMCOOP_REASON_BALLOON; i <= MEMCOOP_REASON_OOM; i++) {
@@ -1368,7 +1629,8 @@ static int mc_vr_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "purge_lock_busy %ld\n", atomic_long_read(&mc_lock_busy));
 	seq_printf(m, "deferred_purges %ld\n", atomic_long_read(&mc_deferred_runs));
 	seq_printf(m, "oom_calls %ld\n", atomic_long_read(&mc_oom_calls));
-	seq_printf(m, "oom_retries %ld\n", atomic_long_read(&mc_oom_retries));
+	seq_printf(m, "oom_waits %ld\n", atomic_long_read(&mc_oom_waits));
+	seq_printf(m, "purge_budget_stops %ld\n", atomic_long_read(&mc_budget_stops));
 	seq_printf(m, "sigbus %ld\n", atomic_long_read(&mc_sigbus));
 	seq_printf(m, "refaults %ld\n", atomic_long_read(&mc_refaults));
 	return 0;
@@ -1400,6 +1662,29 @@ static const struct file_operations mc_vr_purge_fops = {
 	.llseek	= noop_llseek,
 };
 
+/*
+ * Our own tmpfs, huge=never, for the objects: with shmem THP enabled by
+ * the administrator (or an application's MADV_HUGEPAGE, which clears
+ * VM_NOHUGEPAGE) a huge page on shm_mnt would fill a purged hole beside a
+ * touched page.  Without it (no THP in this kernel: the option is
+ * unknown), objects live on shm_mnt, where no huge page can appear either.
+ */
+static void mc_shm_mnt_init(void)
+{
+	struct file_system_type *type = get_fs_type("tmpfs");
+	char opts[] = "huge=never";	/* parsed in place: not in rodata */
+	struct vfsmount *mnt;
+
+	if (!type)
+		return;
+	mnt = vfs_kern_mount(type, SB_KERNMOUNT, type->name, opts);
+	if (IS_ERR(mnt)) {
+		pr_info("no huge=never tmpfs (%ld): objects on shm_mnt\n", PTR_ERR(mnt));
+		return;
+	}
+	mc_shm_mnt = mnt;
+}
+
 int mc_vrange_init(void)
 {
 	int err = -ENOMEM;
@@ -1408,6 +1693,7 @@ int mc_vrange_init(void)
 	mc_vr_cache = KMEM_CACHE(mc_vr, SLAB_ACCOUNT);
 	if (!mc_vr_cache)
 		return -ENOMEM;
+	mc_shm_mnt_init();
 	/* it frees memory: it must run even when no kworker can be created */
 	mc_vr_wq = alloc_workqueue("memcoop_purge", WQ_MEM_RECLAIM | WQ_UNBOUND, 1);
 	if (!mc_vr_wq)
@@ -1441,6 +1727,8 @@ out_shrinker:
 out_wq:
 	destroy_workqueue(mc_vr_wq);
 out_cache:
+	if (mc_shm_mnt)
+		kern_unmount(mc_shm_mnt);
 	kmem_cache_destroy(mc_vr_cache);
 	return err;
 }
@@ -1455,5 +1743,7 @@ void mc_vrange_exit(void)
 	destroy_workqueue(mc_vr_wq);	/* after the last queue_work() caller */
 	mem_cgroup_put(mc_deferred_memcg);	/* a request the worker did not take */
 	list_lru_destroy(&mc_vr_lru);
+	if (mc_shm_mnt)
+		kern_unmount(mc_shm_mnt);
 	kmem_cache_destroy(mc_vr_cache);
 }

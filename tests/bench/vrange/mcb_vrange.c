@@ -15,8 +15,12 @@
  *	rotating), and each reports its median round, so that the host's
  *	load, which moves a lot under TCG, hits all three alike.  PRESSURE=1
  *	adds a background process that keeps allocating and touching all
- *	the memory but the benchmark's working set, so the guest reclaims
- *	(and purges) all the time.
+ *	the memory but the benchmark's working set, and HOG_OVER_MB more, so
+ *	the guest reclaims all the time: the volatile variant's freed spans
+ *	are purged (by the shrinker or, at worst, the OOM notifier, which
+ *	runs before the hog is killed), the others' hog is OOM-killed and
+ *	restarted.  Under pressure the volatile variant must purge pages:
+ *	exit 1 if it purged none (the pressure did not reach it).
  *
  *   mcb-vrange cycle PAGES ROUNDS
  *	The cost per page of giving memory back and taking it again without
@@ -185,6 +189,7 @@ cmp_key(const void *k, const void *r)
 }
 
 #define EBIZZY_ROUNDS	5
+#define HOG_OVER_MB	8	/* the pressure hog's size beyond what is free */
 
 static void *
 ebizzy_thread(void *arg)
@@ -282,8 +287,8 @@ bench_ebizzy(int seconds, int nthreads, int n, long chunk_kb, int pressure)
 	chunk_bytes = (size_t)chunk_kb << 10;
 	nrec = chunk_bytes / sizeof(struct record);
 	if (pressure) {
-		/* all but the source chunks, the copies in flight and a margin */
-		hog_mb = meminfo("MemAvailable") / 1024 - 12 -
+		/* all but the source chunks and the copies in flight, and more */
+		hog_mb = meminfo("MemAvailable") / 1024 + HOG_OVER_MB -
 		    (long)((size_t)(nchunks + nthreads * 2) * chunk_bytes >> 20);
 		if (hog_mb < 16)
 			die("not enough memory for background pressure");
@@ -312,6 +317,9 @@ bench_ebizzy(int seconds, int nthreads, int n, long chunk_kb, int pressure)
 	if (hog > 0) {
 		kill(hog, SIGKILL);
 		waitpid(hog, &st, 0);
+		if (purged[2] <= 0)
+			die("the pressure purged no volatile page (purged_pages_total %ld)",
+			    vstat("purged_pages_total"));
 	}
 	for (i = 0; i < 3; i++)
 		printf("BENCH name=vrange.ebizzy%s.%s value=%.0f unit=records/s baseline=%.0f "

@@ -16,7 +16,16 @@
  *                          cgroup; its limit holds
  *   mct-vrange pressure    guest reclaim / OOM purge volatile memory so that
  *                          another process gets memory without an OOM kill
- *   mct-vrange fuzz S SEED random calls, mappings, forks and purges
+ *   mct-vrange fuzz S SEED [P [T]]  P unprivileged processes x T threads of
+ *                          random calls, mappings, forks and closes against
+ *                          balloon, shrinker and OOM purges; errnos checked
+ *   mct-vrange oomempty [TIB]  a root hog's OOM kill beside TIB empty 1 TiB
+ *                          volatile ranges: within 2x of the time without
+ *   mct-vrange manyranges [N]  N single-page ranges by nobody: ENOSPC at
+ *                          max_ranges, quick purge and teardown
+ *   mct-vrange rescueloop  a rescue-and-remark PURGE_SOON subscriber cannot
+ *                          hold the balloon's purge past its deadline
+ *   mct-vrange thp         no huge page fills a purged hole
  *   mct-vrange race S      like threads, but announces READY for a host
  *                          script that flaps the balloon meanwhile
  *
@@ -38,6 +47,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -50,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <limits.h>
 #include <libmemcoop.h>
 
 #define PG		4096UL
@@ -73,8 +84,9 @@ static const char *cur_test = "?";
 
 /* ---- helpers ----------------------------------------------------------- */
 
+/* debugfs memcoop/vrange counter @name, or @missing if there is none (-2: fail). */
 static long
-counter(const char *name)
+counter_or(const char *name, long missing)
 {
 	char line[128], key[64];
 	long v;
@@ -89,7 +101,15 @@ counter(const char *name)
 		}
 	}
 	fclose(f);
-	FAIL("no counter %s", name);
+	if (missing == -2)
+		FAIL("no counter %s", name);
+	return missing;
+}
+
+static long
+counter(const char *name)
+{
+	return counter_or(name, -2);
 }
 
 static void
@@ -703,7 +723,7 @@ t_events(void)
 	CHECK(ioctl(fd, MEMCOOP_IOC_SUBSCRIBE, &sub) == 0, "subscribe: %s", strerror(errno));
 
 	/* PURGE_SOON, then rescue during a long grace: non-volatile wins */
-	set_grace(2000);
+	set_grace(1000);	/* the longest grace_ms allows */
 	vol(fd, p, 8 * PG);
 	rescued = counter("rescued_in_grace");
 	pthread_create(&th, NULL, purger_main, &pu);
@@ -914,10 +934,12 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 	}
 	printf("race: %lu cycles, %lu purged, %lu SIGBUS, bulk sweeps %lu purged %lu, "
 	    "balloon purges %ld, reclaim purges %ld, oom purges %ld, lock busy %ld, "
-	    "deferred %ld, oom calls %ld retries %ld\n",
+	    "deferred %ld, oom calls %ld waits %ld\n",
 	    cycles, purged, faults, bulk_sweeps, bulk_purged, counter("purges_balloon"),
 	    counter("purges_reclaim"), counter("purges_oom"), counter("purge_lock_busy"),
-	    counter("deferred_purges"), counter("oom_calls"), counter("oom_retries"));
+	    counter("deferred_purges"), counter("oom_calls"), counter_or("oom_waits", -1));
+	fflush(stdout);
+	(void)system("grep -E '^(balloon_|rounds)' " DBG "relay; grep -E 'reclaim' " DBG "balloon");
 	CHECK(cycles > 0, "no cycles");
 	CHECK(purged + bulk_purged > 0, "no range was ever purged: the race was not exercised");
 	munmap(race_mem, slots + (size_t)bulk_chunks * BULK_CHUNK);
@@ -1210,150 +1232,433 @@ t_pressure(void)
 	printf("pressure: ok\n");
 }
 
-/* ---- fuzzer ------------------------------------------------------------ */
+/* ---- helpers for unprivileged callers ----------------------------------- */
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void
-t_fuzz(int seconds, unsigned int seed)
+set_oom_adj(const char *v)
 {
-	long free0 = meminfo("MemFree"), slab0 = meminfo("Slab"), free1, slab1;
-	time_t end = time(NULL) + seconds;
-	unsigned long ops = 0;
+	write_file("/proc/self/oom_score_adj", v);
+}
+
+/* Drop to nobody (in a forked child; the parent stays root). */
+static void
+as_nobody(void)
+{
+	if (setgroups(0, NULL) == -1 || setgid(65534) == -1 || setuid(65534) == -1)
+		_exit(5);
+	if (getuid() != 65534 || geteuid() != 65534)
+		_exit(5);
+}
+
+static long
+param(const char *name)
+{
+	char path[128], buf[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/module/memcoop/parameters/%s", name);
+	if ((fd = open(path, O_RDONLY)) == -1) {
+		printf("no parameter %s\n", name);
+		return LONG_MAX;	/* an older module: no such limit */
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		FAIL("read %s", path);
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* ---- fuzzer ------------------------------------------------------------ */
+
+/*
+ * Several unprivileged processes, several threads each, make random calls
+ * on shared fds (and on a private fd each thread closes and reopens),
+ * while root purges from every side: the balloon path (debugfs), the
+ * shrinker (drop_caches and a child that allocates most of the memory)
+ * and the OOM notifier (a hog the OOM killer kills; the fuzzers are
+ * exempt).  Every call's errno must be one the call may return; every
+ * child must exit 0.  A thread touches, mprotects and madvises only its
+ * own whole mappings (a stale address could by then be another thread's
+ * stack); ioctls go anywhere.
+ */
+struct fuzz_ctl {
+	int fds[2];			/* shared by the process's threads */
+	unsigned int seed;
+	time_t end;
+};
+
+#define FUZZ_OK(cond, what, e) do {					\
+	if (!(cond))							\
+		FAIL("fuzz: %s: unexpected errno %d (%s)", what, e, strerror(e)); \
+} while (0)
+
+static int
+fuzz_vr(int fd, void *p, size_t len, uint64_t mode)
+{
+	int e = vr(fd, p, len, mode, NULL);
+
+	FUZZ_OK(e == 0 || e == EINVAL || e == ENOSPC || e == ENOMEM, "VRANGE", e);
+	FUZZ_OK(e != 0 || mode == MEMCOOP_VRANGE_VOLATILE || mode == MEMCOOP_VRANGE_NONVOLATILE,
+	    "VRANGE with a bad mode succeeded", 0);
+	return e;
+}
+
+static void
+fuzz_reap(int block)
+{
+	int st;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &st, block ? 0 : WNOHANG)) > 0)
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzz child %d status %#x", pid, st);
+	CHECK(pid == 0 || errno == ECHILD, "waitpid: %s", strerror(errno));
+}
+
+/* Unmap one of a thread's mappings, around its hole if it has one. */
+static void
+fuzz_unmap(char *base, size_t len, int whole)
+{
+	size_t mid = (len / PG / 2) * PG;
+
+	if (whole) {
+		FUZZ_OK(munmap(base, len) == 0, "munmap", errno);
+		return;
+	}
+	FUZZ_OK(mid == 0 || munmap(base, mid) == 0, "munmap", errno);
+	FUZZ_OK(len <= mid + PG || munmap(base + mid + PG, len - mid - PG) == 0, "munmap", errno);
+}
+
+static void *
+fuzz_thread(void *arg)
+{
+	struct fuzz_ctl *c = arg;
+	unsigned int seed = c->seed;
 	char *maps[8] = { 0 };
 	size_t lens[8] = { 0 };
-	int fds[2], i, st;
+	int whole[8] = { 0 }, own = open_fd(MEMCOOP_FEATURE_VRANGE), i;
+	unsigned long ops = 0;
 	char x;
 
-	cur_test = "fuzz";
 	catch_sigbus();
 	catch_sigsegv();
-	set_grace(0);
-	srandom(seed);
-	printf("fuzz: seed %u, %d s\n", seed, seconds);
-	fds[0] = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
-	fds[1] = open_fd(MEMCOOP_FEATURE_VRANGE);
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);	/* case 14 reads whatever is there */
-	while (time(NULL) < end) {
-		int m = (int)(random() % 8), fd = fds[random() % 2], op = (int)(random() % 16);
-		char *base = maps[m];
-		size_t off = base ? (size_t)(random() % (long)(lens[m] / PG + 2)) * PG : 0;
-		size_t len = (size_t)(random() % 24) * PG;
+	while (time(NULL) < c->end) {
+		int m = (int)(rand_r(&seed) % 8), op = (int)(rand_r(&seed) % 18);
+		int fd = rand_r(&seed) % 3 ? c->fds[rand_r(&seed) % 2] : own;
+		char *base = maps[m], *q;
+		size_t off = base ? (size_t)(rand_r(&seed) % (lens[m] / PG + 2)) * PG : 0;
+		size_t len = (size_t)(rand_r(&seed) % 24) * PG;
 		struct memcoop_residence r;
 		struct memcoop_event ev[8];
 		uint8_t bits[16];
+		int e;
 
-		if (random() % 16 == 0)
-			off += (size_t)(random() % PG);	/* unaligned */
-		if (random() % 32 == 0)
-			len = (size_t)-1 - (size_t)(random() % 3) * PG;	/* wrapping */
+		if (rand_r(&seed) % 16 == 0)
+			off += (size_t)(rand_r(&seed) % PG);	/* unaligned */
+		if (rand_r(&seed) % 32 == 0)
+			len = (size_t)-1 - (size_t)(rand_r(&seed) % 3) * PG;	/* wrapping */
 		ops++;
 		switch (op) {
 		case 0:		/* map */
 			if (base)
 				break;
-			lens[m] = (size_t)(random() % 64 + 1) * PG;
-			maps[m] = mmap(NULL, lens[m], PROT_READ | PROT_WRITE, MAP_SHARED,
-			    fds[random() % 2], (off_t)(random() % 128) * (off_t)PG);
-			if (maps[m] == MAP_FAILED)
-				FAIL("fuzz mmap: %s", strerror(errno));
+			lens[m] = (size_t)(rand_r(&seed) % 64 + 1) * PG;
+			q = mmap(NULL, lens[m], PROT_READ | PROT_WRITE, MAP_SHARED,
+			    rand_r(&seed) % 2 ? own : c->fds[rand_r(&seed) % 2],
+			    (off_t)(rand_r(&seed) % 128) * (off_t)PG);
+			e = errno;
+			FUZZ_OK(q != MAP_FAILED || e == ENOMEM, "mmap", e);
+			maps[m] = q == MAP_FAILED ? NULL : q;
+			whole[m] = 1;
 			break;
-		case 1:		/* unmap, partly or wholly */
+		case 1:		/* unmap, wholly or one page (once: the hole may be reused) */
 			if (!base)
 				break;
-			if (random() % 2) {
-				munmap(base, lens[m]);
+			if (rand_r(&seed) % 2 || !whole[m]) {
+				fuzz_unmap(base, lens[m], whole[m]);
 				maps[m] = NULL;
 			} else {
-				munmap(base + (lens[m] / PG / 2) * PG, PG);
+				FUZZ_OK(munmap(base + (lens[m] / PG / 2) * PG, PG) == 0,
+				    "munmap a page", errno);
+				whole[m] = 0;
 			}
 			break;
-		case 2:		/* mremap move or shrink */
-			if (!base || lens[m] < 2 * PG)
+		case 2:		/* mremap: shrink in place, or move to an address we own */
+			if (!base || !whole[m] || lens[m] < 2 * PG)
 				break;
 			{
-				char *n = mremap(base, lens[m], lens[m] / 2 & ~(PG - 1),
-				    MREMAP_MAYMOVE);
+				size_t nl = lens[m] / 2 & ~(PG - 1);
+				char *dst = NULL;
 
-				if (n != MAP_FAILED) {
-					maps[m] = n;
-					lens[m] = lens[m] / 2 & ~(PG - 1);
+				if (rand_r(&seed) % 2) {
+					dst = mmap(NULL, nl, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+					    -1, 0);
+					if (dst == MAP_FAILED)
+						break;
+					q = mremap(base, lens[m], nl, MREMAP_MAYMOVE | MREMAP_FIXED,
+					    dst);
+				} else {
+					q = mremap(base, lens[m], nl, 0);
 				}
+				e = errno;
+				/* EFAULT: mprotect split the mapping into several vmas */
+				FUZZ_OK(q != MAP_FAILED || e == ENOMEM || e == EFAULT, "mremap", e);
+				if (q == MAP_FAILED) {
+					/*
+					 * The tail may be unmapped before the vma check
+					 * fails, and @dst too: never touch either again
+					 * (@dst may be someone else's by now).
+					 */
+					lens[m] = nl;
+					break;
+				}
+				maps[m] = q;
+				lens[m] = nl;
 			}
 			break;
 		case 3:
-			if (base)
-				mprotect(base + off % lens[m], len % lens[m],
-				    random() % 2 ? PROT_READ : PROT_READ | PROT_WRITE);
+			if (base && whole[m]) {
+				e = mprotect(base + off % lens[m], len % lens[m],
+				    rand_r(&seed) % 2 ? PROT_READ : PROT_READ | PROT_WRITE) ? errno : 0;
+				FUZZ_OK(e == 0 || e == EINVAL || e == ENOMEM, "mprotect", e);
+			}
 			break;
 		case 4:
 		case 5:
 		case 6:
-			(void)vr(fd, base ? base + off : (char *)(uintptr_t)off, len,
-			    (uint64_t)(random() % 4), NULL);
+			fuzz_vr(fd, base ? base + off : (char *)(uintptr_t)off, len,
+			    (uint64_t)(rand_r(&seed) % 4));
 			break;
 		case 7:
 		case 8:
-			(void)vr(fd, base ? base + off : NULL, len, MEMCOOP_VRANGE_VOLATILE, NULL);
+			fuzz_vr(fd, base ? base + off : NULL, len, MEMCOOP_VRANGE_VOLATILE);
 			break;
 		case 9:
 			memset(&r, 0, sizeof(r));
 			r.start = (uintptr_t)(base ? base + off : NULL);
 			r.len = len;
 			r.bitmap = (uintptr_t)bits;
-			r.bitmap_size = (uint64_t)(random() % 17);
-			(void)ioctl(fd, MEMCOOP_IOC_RESIDENCE, &r);
+			r.bitmap_size = (uint64_t)(rand_r(&seed) % 17);
+			e = ioctl(fd, MEMCOOP_IOC_RESIDENCE, &r) ? errno : 0;
+			FUZZ_OK(e == 0 || e == EINVAL || e == ENOMEM, "RESIDENCE", e);
 			break;
 		case 10:	/* touch: data, zero, or SIGBUS */
-			if (base && off < lens[m]) {
-				if (random() % 2)
+		case 11:
+			if (base && whole[m] && off < lens[m]) {
+				if (rand_r(&seed) % 2)
 					(void)try_read(base + off, &x);
 				else
 					(void)try_write(base + off, 1);
 			}
 			break;
-		case 11:
-			purge((unsigned long)(random() % 64));
+		case 12:	/* close the private fd (its mappings stay) and reopen */
+			if (rand_r(&seed) % 4 == 0) {
+				FUZZ_OK(close(own) == 0, "close", errno);
+				own = open_fd(MEMCOOP_FEATURE_VRANGE);
+			}
 			break;
-		case 12:
-			if (random() % 8 == 0)
-				write_file("/proc/sys/vm/drop_caches", "2");
-			break;
-		case 13:	/* fork: child plays and exits with ranges set */
-			if (random() % 8)
+		case 13:	/* fork: the child marks, touches and exits with ranges set */
+			if (rand_r(&seed) % 8)
 				break;
+			fflush(stdout);
 			if (fork() == 0) {
-				if (base && off < lens[m])
-					(void)vr(fds[0], base, lens[m], MEMCOOP_VRANGE_VOLATILE,
-					    NULL);
+				if (base && whole[m] && off < lens[m]) {
+					fuzz_vr(c->fds[0], base, lens[m], MEMCOOP_VRANGE_VOLATILE);
+					(void)try_write(base + off, 2);
+				}
 				_exit(0);
 			}
 			break;
 		case 14:
-			(void)read(fds[0], ev, sizeof(ev));
+			e = read(c->fds[0], ev, sizeof(ev)) < 0 ? errno : 0;
+			FUZZ_OK(e == 0 || e == EAGAIN, "read events", e);
 			{
 				struct memcoop_subscribe sub = {
-					.events = ((uint64_t)random() & 0x1f) << 1,
+					.events = ((uint64_t)rand_r(&seed) & 0x1f) << 1,
 				};
 
-				(void)ioctl(fds[0], MEMCOOP_IOC_SUBSCRIBE, &sub);
+				e = ioctl(c->fds[0], MEMCOOP_IOC_SUBSCRIBE, &sub) ? errno : 0;
+				FUZZ_OK(e == 0 || e == EINVAL, "SUBSCRIBE", e);
 			}
 			break;
 		case 15:	/* madvise */
-			if (base && off < lens[m])
-				(void)madvise(base + off, PG,
-				    random() % 2 ? MADV_DONTNEED : MADV_REMOVE);
+			if (base && whole[m] && off < lens[m]) {
+				e = madvise(base + off, PG,
+				    rand_r(&seed) % 2 ? MADV_DONTNEED : MADV_REMOVE) ? errno : 0;
+				FUZZ_OK(e == 0 || e == EINVAL || e == EACCES, "madvise", e);
+			}
+			break;
+		case 16:	/* reap children */
+			fuzz_reap(0);
+			break;
+		case 17:	/* a whole mapping marked volatile after filling it */
+			if (base && whole[m]) {
+				for (i = 0; i < (int)(lens[m] / PG); i += 4)
+					(void)try_write(base + (size_t)i * PG, 3);
+				fuzz_vr(fd, base, lens[m], MEMCOOP_VRANGE_VOLATILE);
+			}
 			break;
 		}
-		while (waitpid(-1, &st, WNOHANG) > 0)
-			CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzz child %#x", st);
 	}
-	while (wait(&st) > 0)
-		;
 	for (i = 0; i < 8; i++)
 		if (maps[i])
-			munmap(maps[i], lens[i]);
+			fuzz_unmap(maps[i], lens[i], whole[i]);
+	close(own);
+	printf("fuzz: thread %u: %lu operations\n", c->seed, ops);
+	return NULL;
+}
+
+/* One unprivileged fuzzing process: @threads threads on two shared fds. */
+static void
+fuzz_proc(int seconds, unsigned int seed, int threads)
+{
+	struct fuzz_ctl ctl[16];
+	pthread_t th[16];
+	int i, fds[2];
+
+	as_nobody();
+	fds[0] = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
+	fds[1] = open_fd(MEMCOOP_FEATURE_VRANGE);
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);	/* reads take whatever is there */
+	for (i = 0; i < threads; i++) {
+		ctl[i].fds[0] = fds[0];
+		ctl[i].fds[1] = fds[1];
+		ctl[i].seed = seed * 100 + (unsigned int)i;
+		ctl[i].end = time(NULL) + seconds;
+		CHECK(pthread_create(&th[i], NULL, fuzz_thread, &ctl[i]) == 0, "pthread_create");
+	}
+	for (i = 0; i < threads; i++)
+		pthread_join(th[i], NULL);
+	fuzz_reap(1);
 	close(fds[0]);
 	close(fds[1]);
-	printf("fuzz: %lu operations\n", ops);
+}
+
+static void
+t_fuzz(int seconds, unsigned int seed, int procs, int threads)
+{
+	long free0 = meminfo("MemFree"), slab0 = meminfo("Slab"), free1, slab1;
+	long oom0 = counter("purges_oom"), rec0 = counter("purges_reclaim"),
+	    bal0 = counter("purges_balloon"), oc0 = counter("oom_calls");
+	time_t end = time(NULL) + seconds;
+	pid_t kids[16], hog = 0, squeeze = 0;
+	int i, st, hogs = 0, kills = 0;
+	unsigned int rs = seed;
+
+	cur_test = "fuzz";
+	if (procs < 1 || procs > 16 || threads < 1 || threads > 16)
+		FAIL("fuzz: 1..16 processes and threads");
+	set_grace(0);
+	set_oom_adj("-1000");		/* inherited: the fuzzers are never the OOM victim */
+	printf("fuzz: seed %u, %d s, %d unprivileged processes x %d threads\n", seed, seconds,
+	    procs, threads);
+	fflush(stdout);
+	for (i = 0; i < procs; i++) {
+		kids[i] = fork();
+		CHECK(kids[i] >= 0, "fork");
+		if (kids[i] == 0) {
+			fuzz_proc(seconds, seed + (unsigned int)i, threads);
+			_exit(0);
+		}
+	}
+	/* root: purges from the balloon, the shrinker and the OOM path meanwhile */
+	while (time(NULL) < end) {
+		int op = (int)(rand_r(&rs) % 8);
+
+		if (hog && waitpid(hog, &st, WNOHANG) == hog) {
+			CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "hog status %#x", st);
+			kills++;
+			hog = 0;
+		}
+		if (squeeze && waitpid(squeeze, &st, WNOHANG) == squeeze)
+			squeeze = 0;
+		if (op < 4) {
+			purge((unsigned long)(rand_r(&rs) % 4096));
+		} else if (op == 4) {
+			write_file("/proc/sys/vm/drop_caches", rand_r(&rs) % 2 ? "2" : "3");
+		} else if (op == 5 && !squeeze && !hog) {
+			/* most of what is free, briefly: the shrinker runs */
+			long mb = meminfo("MemAvailable") / 1024 * 8 / 10;
+
+			fflush(stdout);
+			if ((squeeze = fork()) == 0) {
+				size_t len = (size_t)mb << 20, j;
+				char *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+				set_oom_adj("1000");
+				if (a != MAP_FAILED)
+					for (j = 0; j < len; j += PG)
+						a[j] = 1;
+				_exit(0);
+			}
+		}
+		if (!hog && hogs < 3 && time(NULL) > end - seconds + (hogs + 1) * seconds / 4) {
+			/* a hog until the OOM killer takes it: the OOM notifier purges */
+			fflush(stdout);
+			if ((hog = fork()) == 0) {
+				set_oom_adj("1000");
+				for (;;) {
+					size_t len = 16UL << 20, j;
+					char *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+					if (a != MAP_FAILED)
+						for (j = 0; j < len; j += PG)
+							a[j] = 1;
+				}
+			}
+			hogs++;
+		}
+		usleep(20000);
+	}
+	for (i = 0; i < procs; i++) {
+		int w;
+
+		/* a fuzzer stuck 60 s past its end: show where, then fail */
+		for (w = 0; w < 600 && waitpid(kids[i], &st, WNOHANG) == 0; w++)
+			usleep(100000);
+		if (w == 600) {
+			char cmd[400];
+
+			snprintf(cmd, sizeof(cmd), "for t in /proc/%d/task/*; do echo $t; "
+			    "cat $t/stat $t/stack; done; for c in $(cat /proc/%d/task/*/children); "
+			    "do echo child $c; cat /proc/$c/stat /proc/$c/stack; done", kids[i],
+			    kids[i]);
+			(void)system(cmd);
+			FAIL("fuzzing process %d stuck", i);
+		}
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fuzzing process %d status %#x",
+		    i, st);
+	}
+	if (hog) {
+		kill(hog, SIGKILL);
+		CHECK(waitpid(hog, &st, 0) == hog, "waitpid hog");
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+			kills++;
+	}
+	if (squeeze)
+		CHECK(waitpid(squeeze, &st, 0) == squeeze, "waitpid squeeze");
+	printf("fuzz: purges balloon %ld, reclaim %ld, oom %ld (%ld OOM calls); %d hogs, %d killed; "
+	    "range_nodes %ld, ranges_refused %ld, budget stops %ld, deferred purges %ld\n",
+	    counter("purges_balloon") - bal0, counter("purges_reclaim") - rec0,
+	    counter("purges_oom") - oom0, counter("oom_calls") - oc0, hogs, kills,
+	    counter_or("range_nodes", -1),
+	    counter_or("ranges_refused", -1), counter_or("purge_budget_stops", -1),
+	    counter("deferred_purges"));
+	CHECK(counter("purges_balloon") > bal0, "the balloon path never purged a range");
+	CHECK(kills > 0 && counter("oom_calls") > oc0,
+	    "the OOM path was not exercised (%d hogs, %d killed)", hogs, kills);
 	set_grace(5);
 	leak_check();
 	/* memory comes back (page cache of the objects, ranges, rings) */
@@ -1364,6 +1669,372 @@ t_fuzz(int seconds, unsigned int seed)
 	CHECK(free1 > free0 - 4096, "MemFree did not come back: %ld -> %ld kB", free0, free1);
 	CHECK(slab1 < slab0 + 2048, "Slab grew: %ld -> %ld kB", slab0, slab1);
 	printf("fuzz: ok\n");
+}
+
+/* ---- hostile unprivileged callers (issue 11) ---------------------------- */
+
+/* A root memory hog, the first choice of the OOM killer: seconds until it is killed. */
+static double
+hog_kill_time(void)
+{
+	double t0 = now_s();
+	pid_t pid;
+	int st;
+
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		set_oom_adj("1000");
+		for (;;) {
+			size_t len = 16UL << 20, i;
+			char *a = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (a == MAP_FAILED)
+				continue;
+			for (i = 0; i < len; i += PG)
+				a[i] = 1;
+		}
+	}
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "hog not OOM-killed (status %#x)", st);
+	return now_s() - t0;
+}
+
+/*
+ * 64 (or @tib) mappings of 1 TiB, marked volatile and never touched, held
+ * by an unprivileged process: a root hog's OOM kill must come within twice
+ * the time it takes without them (volatile memory is counted and purged by
+ * resident pages, so empty ranges cost nothing).
+ */
+static void
+t_oomempty(int tib)
+{
+	const size_t tb = 1UL << 40;
+	double base, with, after;
+	int pfd[2], i, st;
+	long volp, ocalls;
+	pid_t holder;
+	char c;
+
+	cur_test = "oomempty";
+	set_oom_adj("-1000");
+	base = hog_kill_time();
+	printf("oomempty: hog killed after %.2f s without volatile ranges\n", base);
+
+	CHECK(pipe(pfd) == 0, "pipe");
+	holder = fork();
+	if (holder == 0) {
+		close(pfd[0]);
+		as_nobody();
+		for (i = 0; i < tib; i++) {
+			int fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+			char *p = mmap(NULL, tb, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_NORESERVE, fd, 0);
+
+			if (p == MAP_FAILED)
+				_exit(2);
+			if (vr(fd, p, tb, MEMCOOP_VRANGE_VOLATILE, NULL))
+				_exit(3);
+		}
+		if (write(pfd[1], "r", 1) != 1)
+			_exit(4);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	CHECK(read(pfd[0], &c, 1) == 1, "holder failed to set up its ranges");
+	volp = counter("volatile_pages");
+	ocalls = counter("oom_calls");
+	printf("oomempty: %d TiB of empty volatile ranges held by nobody (volatile_pages %ld)\n",
+	    tib, volp);
+	with = hog_kill_time();
+	printf("oomempty: hog killed after %.2f s beside %d TiB of empty volatile ranges "
+	    "(%.2fx; vrange OOM notifier calls %ld, oom_waits %ld)\n", with, tib, with / base,
+	    counter("oom_calls") - ocalls, counter_or("oom_waits", -1));
+	CHECK(waitpid(holder, &st, WNOHANG) == 0, "the holder died (status %#x)", st);
+	kill(holder, SIGKILL);
+	CHECK(waitpid(holder, &st, 0) == holder, "waitpid holder");
+	close(pfd[0]);
+	/* the reference: the slower of two runs without (TCG timing is noisy) */
+	after = hog_kill_time();
+	printf("oomempty: hog killed after %.2f s without them again\n", after);
+	if (after > base)
+		base = after;
+	CHECK(with < 2 * base, "empty volatile ranges slowed the OOM kill: %.2f s vs %.2f s",
+	    with, base);
+	leak_check();
+	printf("oomempty: ok\n");
+}
+
+/*
+ * @n single-page volatile ranges (every other page) by an unprivileged
+ * process, a quarter of them resident, then purges and exit.  The node
+ * bound must hold: marking fails with ENOSPC once the file holds
+ * max_ranges nodes (nothing else), the live node count never exceeds it,
+ * and purging and tearing down what is there is quick (no lockup).
+ */
+static void
+t_manyranges(long n)
+{
+	long cap = param("max_ranges"), res[4], nodes, nodes0;
+	int rp[2], gp[2], st;
+	double t0, tpurge, tdrop, texit;
+	pid_t pid;
+	char c;
+
+	cur_test = "manyranges";
+	printf("manyranges: %ld ranges, max_ranges %ld\n", n, cap);
+	nodes0 = counter_or("range_nodes", 0);
+	CHECK(pipe(rp) == 0 && pipe(gp) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		long i, ok = 0, nospc = 0, other = 0, first_err = 0;
+		int fd;
+		char *p;
+
+		close(rp[0]);
+		close(gp[1]);
+		as_nobody();
+		fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+		p = map(fd, (size_t)n * 2 * PG, 0);
+		for (i = 0; i < n; i++) {
+			int e;
+
+			if (i % 4 == 0 && i < 65536)
+				p[(size_t)i * 2 * PG] = 1;
+			e = vr(fd, p + (size_t)i * 2 * PG, PG, MEMCOOP_VRANGE_VOLATILE, NULL);
+			if (e == 0)
+				ok++;
+			else if (e == ENOSPC)
+				nospc++;
+			else
+				other++;
+			if (e && !first_err)
+				first_err = e;
+		}
+		/* at the cap, taking a whole range back needs no node: allowed */
+		if (vr(fd, p, PG, MEMCOOP_VRANGE_NONVOLATILE, NULL) != 0)
+			other++;
+		res[0] = ok;
+		res[1] = nospc;
+		res[2] = other;
+		res[3] = first_err;
+		if (write(rp[1], res, sizeof(res)) != sizeof(res))
+			_exit(4);
+		(void)read(gp[0], &c, 1);	/* parent says exit */
+		_exit(0);
+	}
+	close(rp[1]);
+	close(gp[0]);
+	CHECK(read(rp[0], res, sizeof(res)) == sizeof(res), "child failed");
+	nodes = counter_or("range_nodes", -1) - nodes0;
+	printf("manyranges: %ld marked, %ld ENOSPC, %ld other errors (first %s); "
+	    "max_ranges %ld, live nodes %ld\n", res[0], res[1], res[2],
+	    res[3] ? strerror((int)res[3]) : "none", cap, nodes);
+
+	t0 = now_s();
+	purge(1UL << 20);
+	tpurge = now_s() - t0;
+	t0 = now_s();
+	write_file("/proc/sys/vm/drop_caches", "3");
+	tdrop = now_s() - t0;
+	t0 = now_s();
+	CHECK(write(gp[1], "x", 1) == 1, "release child");
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "child status %#x", st);
+	leak_check();
+	texit = now_s() - t0;
+	printf("manyranges: balloon purge %.2f s, drop_caches %.2f s, exit and teardown %.2f s\n",
+	    tpurge, tdrop, texit);
+	CHECK(res[2] == 0, "errors other than ENOSPC (first: %s)", strerror((int)res[3]));
+	CHECK(res[0] + res[1] == n, "calls lost");
+	CHECK(cap < n && res[1] > 0, "%ld ranges in one file and no ENOSPC: nodes unbounded", n);
+	CHECK(res[0] <= cap, "%ld ranges marked beyond max_ranges %ld", res[0], cap);
+	CHECK(nodes <= cap, "%ld live nodes beyond max_ranges %ld", nodes, cap);
+	CHECK(counter_or("range_nodes", 0) == nodes0, "nodes left after exit: %ld",
+	    counter("range_nodes") - nodes0);
+	CHECK(tpurge < 10 && tdrop < 10 && texit < 10, "a purge or the teardown took too long");
+	close(rp[0]);
+	close(gp[1]);
+	printf("manyranges: ok\n");
+}
+
+/*
+ * An unprivileged PURGE_SOON subscriber that rescues every range and marks
+ * it volatile again at once: the balloon's purge path must still finish
+ * within the relay's deadline (relay_deadline_ms) plus a margin for a
+ * loaded TCG host, not loop pass after pass.
+ */
+static void
+t_rescueloop(void)
+{
+	long deadline = param("relay_deadline_ms"), resc0 = counter("rescued_in_grace");
+	int rp[2], st;
+	double t0, took;
+	pid_t pid;
+	char c;
+
+	cur_test = "rescueloop";
+	set_grace(50);
+	CHECK(pipe(rp) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		int fd = open_fd(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_RESIDENCE_EVENTS);
+		struct memcoop_subscribe sub = { .events = 1ULL << MEMCOOP_EVENT_PURGE_SOON };
+		size_t len = 16 * PG;
+		struct memcoop_event ev;
+		char *p;
+
+		close(rp[0]);
+		as_nobody();
+		p = map(fd, len, 0);
+		fill(p, len, 3);
+		if (ioctl(fd, MEMCOOP_IOC_SUBSCRIBE, &sub) != 0)
+			_exit(3);
+		vol(fd, p, len);
+		if (write(rp[1], "r", 1) != 1)
+			_exit(4);
+		for (;;) {
+			if (!next_event(fd, &ev, 60000))
+				_exit(6);
+			if (ev.type != MEMCOOP_EVENT_PURGE_SOON)
+				continue;
+			if (nonvol(fd, p, len))
+				fill(p, len, 3);	/* lost the race: refill */
+			vol(fd, p, len);
+		}
+	}
+	close(rp[1]);
+	CHECK(read(rp[0], &c, 1) == 1, "subscriber failed to start");
+	t0 = now_s();
+	purge(1UL << 20);
+	took = now_s() - t0;
+	printf("rescueloop: balloon purge took %.3f s against a rescue-and-remark subscriber "
+	    "(%ld rescues; relay_deadline_ms %ld, grace_ms 50)\n", took,
+	    counter("rescued_in_grace") - resc0, deadline);
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st), "subscriber died early (%#x)", st);
+	close(rp[0]);
+	set_grace(5);
+	CHECK(counter("rescued_in_grace") > resc0, "the subscriber never rescued: loop not tested");
+	CHECK(took < (double)deadline / 1000 + 1.0, "the purge looped %.3f s (deadline %ld ms)",
+	    took, deadline);
+	leak_check();
+	printf("rescueloop: ok\n");
+}
+
+#define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+/*
+ * With shmem THP turned on by the administrator ("always") after a range
+ * was purged, and an unprivileged caller asking for huge pages
+ * (MADV_HUGEPAGE, MADV_COLLAPSE) and touching a page beside the hole in
+ * the same 2 MiB, the purged range must stay a hole: no page appears in it
+ * (residence), and touching it raises SIGBUS.
+ */
+static void
+t_thp(void)
+{
+	char old[128], *o, *e;
+	int fd, st, pp[2], gp[2];
+	ssize_t n;
+	pid_t pid;
+	char c;
+
+	cur_test = "thp";
+	fd = open(THP_SHMEM, O_RDONLY);
+	CHECK(fd != -1, "open %s: %s", THP_SHMEM, strerror(errno));
+	n = read(fd, old, sizeof(old) - 1);
+	close(fd);
+	CHECK(n > 0, "read %s", THP_SHMEM);
+	old[n] = '\0';
+	o = strchr(old, '[');
+	e = o ? strchr(o, ']') : NULL;
+	CHECK(o && e, "no current value in %s", old);
+	*e = '\0';
+	o++;
+	write_file(THP_SHMEM, "always");
+	{
+		/* the control: plain shared memory does get huge pages here */
+		size_t huge = 2UL << 20;
+		long h0 = meminfo("ShmemHugePages");
+		char *res = mmap(NULL, 2 * huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		char *q = (char *)(((uintptr_t)res + huge - 1) & ~(huge - 1));
+
+		CHECK(res != MAP_FAILED, "mmap");
+		CHECK(mmap(q, huge, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+		    -1, 0) == q, "mmap shared: %s", strerror(errno));
+		q[0] = 1;
+		printf("thp: ShmemHugePages %ld -> %ld kB for plain shared memory\n", h0,
+		    meminfo("ShmemHugePages"));
+		CHECK(meminfo("ShmemHugePages") > h0, "shmem THP does not work here: no control");
+		munmap(res, 2 * huge);
+	}
+	/* small pages while the range is filled and purged, huge ones after */
+	write_file(THP_SHMEM, "never");
+	CHECK(pipe(pp) == 0 && pipe(gp) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		size_t huge = 2UL << 20, len = 2 * huge;
+		uint8_t bits[128];
+		char *res, *p, x;
+		long r;
+
+		close(pp[0]);
+		close(gp[1]);
+		as_nobody();
+		catch_sigbus();
+		fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+		res = mmap(NULL, len + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (res == MAP_FAILED)
+			_exit(2);
+		p = (char *)(((uintptr_t)res + huge - 1) & ~(huge - 1));
+		if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != p)
+			_exit(2);
+		fill(p, huge / 2, 9);
+		vol(fd, p, huge / 2);
+		if (write(pp[1], "p", 1) != 1)	/* parent: purge it */
+			_exit(4);
+		if (read(gp[0], &x, 1) != 1)
+			_exit(4);
+		if (resid(fd, p, huge / 2, bits, sizeof(bits)) != 0)
+			_exit(7);	/* the purge did not happen */
+		(void)madvise(p, len, MADV_HUGEPAGE);
+		p[huge / 2 + 44 * PG] = 1;		/* beside the hole, same 2 MiB */
+		p[huge + 3 * PG] = 1;
+		(void)madvise(p, len, MADV_COLLAPSE);
+		printf("thp: ShmemHugePages %ld kB after touching beside the hole\n",
+		    meminfo("ShmemHugePages"));
+		r = resid(fd, p, huge / 2, bits, sizeof(bits));
+		if (r != 0) {
+			fprintf(stderr, "thp: %ld pages appeared in the purged hole\n", r);
+			_exit(8);
+		}
+		if (try_read(p + 5 * PG, &x) != -1)
+			_exit(9);	/* the hole reads instead of SIGBUS */
+		_exit(0);
+	}
+	close(pp[1]);
+	close(gp[0]);
+	CHECK(read(pp[0], &c, 1) == 1, "child failed to set up");
+	purge(1UL << 20);
+	write_file(THP_SHMEM, "always");
+	CHECK(write(gp[1], "g", 1) == 1, "resume child");
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	write_file(THP_SHMEM, o);
+	close(pp[0]);
+	close(gp[1]);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %s", st,
+	    WIFEXITED(st) && WEXITSTATUS(st) == 8 ? "pages in a purged hole" :
+	    WIFEXITED(st) && WEXITSTATUS(st) == 9 ? "no SIGBUS in a purged hole" :
+	    WIFEXITED(st) && WEXITSTATUS(st) == 7 ? "the purge did not happen" : "setup failed");
+	leak_check();
+	printf("thp: ok\n");
 }
 
 int
@@ -1396,9 +2067,18 @@ main(int argc, char **argv)
 		t_memcg();
 	else if (strcmp(cmd, "pressure") == 0)
 		t_pressure();
+	else if (strcmp(cmd, "oomempty") == 0)
+		t_oomempty(argc > 2 ? atoi(argv[2]) : 64);
+	else if (strcmp(cmd, "manyranges") == 0)
+		t_manyranges(argc > 2 ? atol(argv[2]) : 100000);
+	else if (strcmp(cmd, "rescueloop") == 0)
+		t_rescueloop();
+	else if (strcmp(cmd, "thp") == 0)
+		t_thp();
 	else if (strcmp(cmd, "fuzz") == 0)
 		t_fuzz(argc > 2 ? atoi(argv[2]) : 30,
-		    argc > 3 ? (unsigned int)atoi(argv[3]) : (unsigned int)time(NULL));
+		    argc > 3 ? (unsigned int)atoi(argv[3]) : (unsigned int)time(NULL),
+		    argc > 4 ? atoi(argv[4]) : 3, argc > 5 ? atoi(argv[5]) : 3);
 	else {
 		fprintf(stderr, "usage: mct-vrange semantics|badargs|fork|events|"
 		    "pressure|threads [s [n [bulk_mb]]]|race [s [n [bulk_mb [purger]]]]|alloc|memcg|"
