@@ -19,6 +19,15 @@
 #include <linux/virtio_balloon.h>
 #include <linux/fs.h>
 #include <linux/shmem_fs.h>
+/*
+ * struct folio_batch: <linux/pagevec.h> became <linux/folio_batch.h> by
+ * 7.0 (<=: 6.12 has the old name, 7.3 the new; sparse has no __has_include).
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 0, 0)
+#include <linux/folio_batch.h>
+#else
+#include <linux/pagevec.h>
+#endif
 
 /*
  * list_lru: 6.8 made list_lru_add()/del() take the node and memcg and
@@ -291,6 +300,17 @@ static inline struct file *mc_shmem_file_noreserve(const char *name, loff_t size
 	return shmem_file_setup(name, size, mk_vma_flags(VMA_NORESERVE_BIT));
 #else
 	return shmem_file_setup(name, size, VM_NORESERVE);
+#endif
+}
+
+/* The same on a tmpfs mount of one's own (shmem_file_setup_with_mnt()). */
+static inline struct file *mc_shmem_file_noreserve_mnt(struct vfsmount *mnt, const char *name,
+						       loff_t size)
+{
+#if LINUX_VERSION_CODE >= MC_SHMEM_VMA_FLAGS_VERSION
+	return shmem_file_setup_with_mnt(mnt, name, size, mk_vma_flags(VMA_NORESERVE_BIT));
+#else
+	return shmem_file_setup_with_mnt(mnt, name, size, VM_NORESERVE);
 #endif
 }
 

@@ -557,9 +557,8 @@ static struct mc_vobj *mc_vobj_create(struct mc_file *mf)
 	 * VM_NORESERVE: pages are accounted when faulted, like MAP_NORESERVE.
 	 * On our own huge=never tmpfs: a huge page would fill purged holes.
 	 */
-	shm = mc_shm_mnt ? shmem_file_setup_with_mnt(mc_shm_mnt, "memcoop", MC_VOBJ_BYTES,
-						     VM_NORESERVE) :
-			   shmem_file_setup("memcoop", MC_VOBJ_BYTES, VM_NORESERVE);
+	shm = mc_shm_mnt ? mc_shmem_file_noreserve_mnt(mc_shm_mnt, "memcoop", MC_VOBJ_BYTES) :
+			   mc_shmem_file_noreserve("memcoop", MC_VOBJ_BYTES);
 	if (IS_ERR(shm)) {
 		kfree(obj);
 		return ERR_CAST(shm);
@@ -771,7 +770,7 @@ int mc_vrange_mmap(struct mc_file *mf, struct vm_area_struct *vma)
 
 	/* Let shmem set the vma up for its file, then wrap its operations. */
 	vma_set_file(vma, obj->shm);
-	err = call_mmap(obj->shm, vma);
+	err = mc_vfs_mmap(obj->shm, vma);
 	if (err)
 		return err;
 	if (!READ_ONCE(mc_shmem_vm_ops))

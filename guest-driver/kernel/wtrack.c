@@ -57,7 +57,6 @@
 
 #include <linux/mm.h>
 #include <linux/pagemap.h>
-#include <linux/pagevec.h>
 #include <linux/rmap.h>
 #include <linux/slab.h>
 #include <linux/string.h>
