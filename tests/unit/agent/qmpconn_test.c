@@ -269,12 +269,11 @@ expect(const char *want)
 	return ok ? id : -1;
 }
 
+/* $TMPDIR/memcoop-test-qmpconn.XXXXXX and a config with defaults. */
 static int
-setup(void)
+make_dir(void)
 {
 	const char *tmp = getenv("TMPDIR");
-	struct guest_conf *gc;
-	int n;
 
 	snprintf(dir, sizeof(dir), "%s/memcoop-test-qmpconn.XXXXXX",
 	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
@@ -282,20 +281,46 @@ setup(void)
 		dir[0] = '\0';
 		return -1;
 	}
-	n = snprintf(F->path, sizeof(F->path), "%s/fake.qmp", dir);
-	if (n < 0 || (size_t)n >= sizeof(F->path))
-		return -1;		/* $TMPDIR too long for a socket */
 	config_init(&conf);
-	gc = calloc(1, sizeof(*gc));
-	strcpy(gc->name, "fake");
-	gc->qmp = strdup(F->path);
-	gc->set.weight = 100;
-	TAILQ_INSERT_TAIL(&conf.guests, gc, entry);
 	memset(&md, 0, sizeof(md));
 	TAILQ_INIT(&md.guests);
 	md.conf = &conf;
 	md.backend = &qmp_backend;
 	md.base = event_base_new();
+	return 0;
+}
+
+/* @f's socket path: @name in the test's directory. */
+static int
+fake_path(struct fake *f, const char *name)
+{
+	int n = snprintf(f->path, sizeof(f->path), "%s/%s", dir, name);
+
+	return n < 0 || (size_t)n >= sizeof(f->path) ? -1 : 0;
+}
+
+static void
+fake_close(struct fake *f)
+{
+	if (f->cfd != -1)
+		close(f->cfd);
+	if (f->lfd != -1)
+		close(f->lfd);
+	f->cfd = f->lfd = -1;
+}
+
+static int
+setup(void)
+{
+	struct guest_conf *gc;
+
+	if (make_dir() == -1 || fake_path(F, "fake.qmp") == -1)
+		return -1;	/* $TMPDIR too long for a socket? */
+	gc = calloc(1, sizeof(*gc));
+	strcpy(gc->name, "fake");
+	gc->qmp = strdup(F->path);
+	gc->set.weight = 100;
+	TAILQ_INSERT_TAIL(&conf.guests, gc, entry);
 	if (fake_listen() == -1)
 		return -1;
 	return qmp_backend.init(&md, &conf);
@@ -309,34 +334,42 @@ teardown(void)
 		guest_remove(&md, TAILQ_FIRST(&md.guests));
 	event_base_free(md.base);
 	config_free(&conf);
-	if (F->cfd != -1)
-		close(F->cfd);
-	close(F->lfd);
-	F->cfd = F->lfd = -1;
+	fake_close(F);
 	remove_dir();
 	return 0;
 }
 
 static void
-handshake(void)
+greet(void)
 {
-	const char *greeting;
+	fake_send("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, "
+	    "\"minor\": 2, \"major\": 7}, \"package\": \"Debian\"}, "
+	    "\"capabilities\": [\"oob\"]}}\r\n");
+}
+
+/* The fake QEMU F accepts memcoopd and brings guest @name online. */
+static void
+handshake_as(const char *name)
+{
 	struct guest *g;
 
 	CU_ASSERT_FATAL(fake_accept() != -1);
-	greeting = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, "
-	    "\"minor\": 2, \"major\": 7}, \"package\": \"Debian\"}, "
-	    "\"capabilities\": [\"oob\"]}}\r\n";
-	fake_send(greeting);
+	greet();
 	/* caps, memsize, qom-list, qom-set, query-balloon */
 	CU_ASSERT_EQUAL(serve(5, 0, NULL), 5);
 	spin(50);
-	g = guest_find(&md, "fake");
+	g = guest_find(&md, name);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
 	CU_ASSERT_EQUAL(g->state, GUEST_ONLINE);
 	CU_ASSERT_EQUAL(g->maxmem, 512 * MIB);
 	CU_ASSERT_EQUAL(g->actual, 512 * MIB);
 	CU_ASSERT_EQUAL(g->qemu_pid, getpid());	/* SO_PEERCRED */
+}
+
+static void
+handshake(void)
+{
+	handshake_as("fake");
 }
 
 static void
@@ -552,6 +585,123 @@ test_reconnect(void)
 	CU_ASSERT_EQUAL(g->qemu_pid, 0);
 }
 
+/* ---- qmp-dir: the sockets in a directory are the guests ---- */
+
+static struct fake f_vm = { .lfd = -1, .cfd = -1 };	/* vm7.qmp */
+static struct fake f_nob = { .lfd = -1, .cfd = -1, .noballoon = 1 };
+static struct fake f_dot = { .lfd = -1, .cfd = -1 };	/* .hidden.qmp */
+static struct fake f_ctl = { .lfd = -1, .cfd = -1 };	/* our control socket */
+
+/* Has anybody connected to @f (without being accepted)? */
+static int
+connected_to(struct fake *f)
+{
+	struct pollfd p = { .fd = f->lfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+static int
+setup_dir(void)
+{
+	int fd;
+
+	if (make_dir() == -1 || fake_path(&f_vm, "vm7.qmp") == -1 ||
+	    fake_path(&f_nob, "nob.sock") == -1 ||
+	    fake_path(&f_dot, ".hidden.qmp") == -1 ||
+	    fake_path(&f_ctl, "memcoopd.sock") == -1)
+		return -1;
+	conf.qmp_dir = strdup(dir);
+	conf.sock_path = strdup(f_ctl.path);
+	/* there before memcoopd starts: a QEMU, a dot file, a plain file,
+	 * memcoopd's own control socket */
+	F = &f_ctl;
+	if (fake_listen() == -1)
+		return -1;
+	F = &f_dot;
+	if (fake_listen() == -1)
+		return -1;
+	F = &f_vm;
+	if (fake_listen() == -1)
+		return -1;
+	{
+		char p[PATH_MAX * 2];
+
+		snprintf(p, sizeof(p), "%s/file.qmp", dir);
+		if ((fd = open(p, O_WRONLY | O_CREAT, 0600)) == -1)
+			return -1;
+		close(fd);
+	}
+	return qmp_backend.init(&md, &conf);
+}
+
+static int
+teardown_dir(void)
+{
+	qmp_backend.shutdown(&md);
+	while (!TAILQ_EMPTY(&md.guests))
+		guest_remove(&md, TAILQ_FIRST(&md.guests));
+	event_base_free(md.base);
+	config_free(&conf);
+	fake_close(&f_vm);
+	fake_close(&f_nob);
+	fake_close(&f_dot);
+	fake_close(&f_ctl);
+	F = &f_main;
+	remove_dir();
+	return 0;
+}
+
+static void
+test_dir_scan(void)
+{
+	struct guest *g;
+
+	/* found at start, named after its file */
+	F = &f_vm;
+	handshake_as("vm7");
+	/* a QEMU appearing later, without a balloon device: connected,
+	 * probed (qom-list of peripheral and peripheral-anon), then left
+	 * alone: no guest, no further commands */
+	F = &f_nob;
+	CU_ASSERT_FATAL(fake_listen() == 0);
+	CU_ASSERT_FATAL(fake_accept() != -1);
+	greet();
+	/* caps, memsize, qom-list, qom-list */
+	CU_ASSERT_EQUAL(serve(4, 0, NULL), 4);
+	spin(1200);		/* two rescans */
+	CU_ASSERT_PTR_NULL(guest_find(&md, "nob"));
+	{
+		ssize_t n = read(F->cfd, F->inbuf, sizeof(F->inbuf));
+
+		CU_ASSERT(n == -1 && errno == EAGAIN);	/* nothing sent */
+	}
+	/* never connected to: the dot file, memcoopd's own socket */
+	CU_ASSERT_FALSE(connected_to(&f_dot));
+	CU_ASSERT_FALSE(connected_to(&f_ctl));
+	CU_ASSERT_PTR_NULL(guest_find(&md, "hidden"));
+	CU_ASSERT_PTR_NULL(guest_find(&md, ".hidden"));
+	CU_ASSERT_PTR_NULL(guest_find(&md, "memcoopd"));
+	CU_ASSERT_PTR_NULL(guest_find(&md, "file"));
+	CU_ASSERT_EQUAL(md.nguests, 1);
+
+	/* vm7's socket goes (QEMU exited): offline, kept with its settings */
+	g = guest_find(&md, "vm7");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	g->set.weight = 333;
+	F = &f_vm;
+	unlink(F->path);
+	spin(700);
+	g = guest_find(&md, "vm7");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(g->state, GUEST_OFFLINE);
+	fake_close(F);
+	/* and comes back: online again, settings intact */
+	CU_ASSERT_FATAL(fake_listen() == 0);
+	handshake_as("vm7");
+	CU_ASSERT_EQUAL(guest_find(&md, "vm7")->set.weight, 333);
+}
+
 int
 main(void)
 {
@@ -566,5 +716,8 @@ main(void)
 	CU_add_test(s, "replies to commands never sent", test_forged_ids);
 	CU_add_test(s, "hostile replies", test_hostile);
 	CU_add_test(s, "QEMU exits and comes back", test_reconnect);
+	s = CU_add_suite("qmp-dir", setup_dir, teardown_dir);
+	CU_add_test(s, "sockets found, gone and back; no balloon",
+	    test_dir_scan);
 	return td_run();
 }
