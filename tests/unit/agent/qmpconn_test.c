@@ -326,6 +326,11 @@ setup(void)
 	return qmp_backend.init(&md, &conf);
 }
 
+static struct fake f_vm = { .lfd = -1, .cfd = -1 };	/* vm7.qmp */
+static struct fake f_nob = { .lfd = -1, .cfd = -1, .noballoon = 1 };
+static struct fake f_dot = { .lfd = -1, .cfd = -1 };	/* .hidden.qmp */
+static struct fake f_ctl = { .lfd = -1, .cfd = -1 };	/* our control socket */
+
 static int
 teardown(void)
 {
@@ -334,7 +339,12 @@ teardown(void)
 		guest_remove(&md, TAILQ_FIRST(&md.guests));
 	event_base_free(md.base);
 	config_free(&conf);
-	fake_close(F);
+	fake_close(&f_main);
+	fake_close(&f_vm);
+	fake_close(&f_nob);
+	fake_close(&f_dot);
+	fake_close(&f_ctl);
+	F = &f_main;
 	remove_dir();
 	return 0;
 }
@@ -587,11 +597,6 @@ test_reconnect(void)
 
 /* ---- qmp-dir: the sockets in a directory are the guests ---- */
 
-static struct fake f_vm = { .lfd = -1, .cfd = -1 };	/* vm7.qmp */
-static struct fake f_nob = { .lfd = -1, .cfd = -1, .noballoon = 1 };
-static struct fake f_dot = { .lfd = -1, .cfd = -1 };	/* .hidden.qmp */
-static struct fake f_ctl = { .lfd = -1, .cfd = -1 };	/* our control socket */
-
 /* Has anybody connected to @f (without being accepted)? */
 static int
 connected_to(struct fake *f)
@@ -633,23 +638,6 @@ setup_dir(void)
 		close(fd);
 	}
 	return qmp_backend.init(&md, &conf);
-}
-
-static int
-teardown_dir(void)
-{
-	qmp_backend.shutdown(&md);
-	while (!TAILQ_EMPTY(&md.guests))
-		guest_remove(&md, TAILQ_FIRST(&md.guests));
-	event_base_free(md.base);
-	config_free(&conf);
-	fake_close(&f_vm);
-	fake_close(&f_nob);
-	fake_close(&f_dot);
-	fake_close(&f_ctl);
-	F = &f_main;
-	remove_dir();
-	return 0;
 }
 
 static void
@@ -716,7 +704,7 @@ main(void)
 	CU_add_test(s, "replies to commands never sent", test_forged_ids);
 	CU_add_test(s, "hostile replies", test_hostile);
 	CU_add_test(s, "QEMU exits and comes back", test_reconnect);
-	s = CU_add_suite("qmp-dir", setup_dir, teardown_dir);
+	s = CU_add_suite("qmp-dir", setup_dir, teardown);
 	CU_add_test(s, "sockets found, gone and back; no balloon",
 	    test_dir_scan);
 	return td_run();

@@ -14,6 +14,7 @@
 #include <CUnit/Basic.h>
 
 #include "io.h"
+#include "testdata.h"
 
 /* A pipe whose writer sends "abc", "defg", "hi" with pauses between. */
 static void
@@ -97,7 +98,6 @@ int
 main(void)
 {
 	CU_pSuite s;
-	unsigned int fails;
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
@@ -105,9 +105,5 @@ main(void)
 	CU_add_test(s, "data in pieces", test_pieces);
 	CU_add_test(s, "larger than the buffer, empty", test_sizes);
 	CU_add_test(s, "read errors", test_errors);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	fails = CU_get_number_of_failure_records();
-	CU_cleanup_registry();
-	return fails > 100 ? 100 : (int)fails;
+	return td_run();
 }
