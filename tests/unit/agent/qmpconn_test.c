@@ -2,11 +2,13 @@
 /*
  * The QMP backend (host-agent/qmp.c) end to end against a scripted fake
  * QEMU on a real Unix socket: the handshake, balloon discovery, stats,
- * targets, BALLOON_CHANGE events; then hostile replies (junk, wrong
- * types, forged ids, an endless line) that must be ignored or make
- * memcoopd drop the connection, never crash it; then QEMU going away and
- * coming back.  The replies the fake sends are the ones recorded from
- * QEMU 7.2 (data/qmp-session-noguest.txt).
+ * targets, BALLOON_CHANGE events; then well-formed replies to commands
+ * never sent (or answered already) and hostile replies (junk, wrong
+ * types, an endless line) that must be ignored or make memcoopd drop the
+ * connection, never crash it; then QEMU going away and coming back.  A
+ * second suite: qmp-dir scanning, a QEMU without a balloon device.  The
+ * replies the fake sends are the ones recorded from QEMU 7.2
+ * (data/qmp-session-noguest.txt).
  */
 #include <sys/socket.h>
 #include <sys/un.h>
