@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "memcoopd.h"
 
 /* "Key:   12345 kB" anywhere at a line start; 0 found, -1 not. */
@@ -121,23 +122,7 @@ hostinfo_parse_psi(const char *text, struct host_stats *hs)
 static int
 read_text(const char *path, char *buf, size_t len)
 {
-	ssize_t n;
-	size_t off = 0;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	while (off < len - 1) {
-		n = read(fd, buf + off, len - 1 - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
-	close(fd);
-	buf[off] = '\0';
-	return 0;
+	return io_read_path(path, buf, len) == -1 ? -1 : 0;
 }
 
 int

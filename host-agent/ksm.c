@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "ksm.h"
 
 static void
@@ -688,28 +689,7 @@ out:
 static int
 read_text(const char *path, char *buf, size_t len)
 {
-	ssize_t n;
-	size_t got = 0;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1)
-		return -1;
-	while (got + 1 < len) {
-		n = read(fd, buf + got, len - 1 - got);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			close(fd);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	close(fd);
-	return 0;
+	return io_read_path(path, buf, len) == -1 ? -1 : 0;
 }
 
 static int64_t

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "ksm.h"
 
 #define PREFIX_PIECE	32		/* bytes read at each of two offsets */
@@ -280,17 +281,12 @@ slurp(const char *path, size_t *lenp)
 			buf = nb;
 			cap *= 2;
 		}
-		n = read(fd, buf + len, cap - 1 - len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
+		if ((n = io_read_all(fd, buf + len, cap - len)) == -1)
 			goto fail;
-		}
-		if (n == 0)
-			break;
 		len += (size_t)n;
+		if (len + 1 < cap)
+			break;		/* EOF before the buffer was full */
 	}
-	buf[len] = '\0';
 	close(fd);
 	if (lenp != NULL)
 		*lenp = len;

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "memcoopd.h"
 
 #define MAX_TOKENS	8
@@ -655,16 +656,14 @@ config_load(struct config *c, const char *path, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	while (off < (size_t)st.st_size) {
-		n = read(fd, buf + off, (size_t)st.st_size - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
+	n = io_read_all(fd, buf, (size_t)st.st_size + 1);
 	close(fd);
-	buf[off] = '\0';
+	if (n == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		free(buf);
+		return -1;
+	}
+	off = (size_t)n;
 	if (strlen(buf) != off) {
 		snprintf(err, errlen, "%s: NUL byte in file", path);
 		free(buf);

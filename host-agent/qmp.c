@@ -17,6 +17,9 @@
  *
  * Every reply is checked for type before use: a malformed or hostile
  * reply is logged and ignored, an oversized line drops the connection.
+ * A reply must carry the id of a command sent on this connection and not
+ * answered yet; anything else (an id nobody sent, a second answer) is
+ * ignored the same way.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,6 +50,7 @@
 #define QMP_TIMER_MS		500
 #define QMP_GREETING_WARN	5000	/* socket busy? */
 #define QMP_FORGET_MS		300000	/* then forget a vanished socket */
+#define QMP_MAX_PENDING		64	/* commands sent, not answered yet */
 
 enum qc_state {
 	QC_IDLE = 0,	/* not connected */
@@ -91,6 +95,8 @@ struct qmp_conn {
 	unsigned int		 stats_inflight;
 	unsigned int		 bad_replies;
 	uint32_t		 seq;
+	uint32_t		 pending[QMP_MAX_PENDING];	/* their ids */
+	unsigned int		 npending;
 	char			 balloon_path[160];
 };
 
@@ -241,15 +247,22 @@ qc_send(struct qmp_conn *c, enum qk kind, const char *cmd, json_t *args)
 {
 	json_t *m;
 	char *s;
+	uint32_t id;
 	int rv = -1;
 
 	if (c->bev == NULL) {
 		json_decref(args);
 		return -1;
 	}
+	if (c->npending == QMP_MAX_PENDING) {
+		log_warnx("qmp %s: %s not sent: %d commands unanswered",
+		    c->name, cmd, QMP_MAX_PENDING);
+		json_decref(args);
+		return -1;
+	}
 	c->seq++;
-	m = json_pack("{s:s, s:I}", "execute", cmd, "id",
-	    (json_int_t)(((uint64_t)(c->seq & 0xffffff) << 8) | kind));
+	id = ((c->seq & 0xffffff) << 8) | kind;
+	m = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)id);
 	if (m == NULL) {
 		json_decref(args);
 		return -1;
@@ -258,8 +271,10 @@ qc_send(struct qmp_conn *c, enum qk kind, const char *cmd, json_t *args)
 		json_object_set_new(m, "arguments", args);
 	if ((s = json_dumps(m, JSON_COMPACT)) != NULL) {
 		if (bufferevent_write(c->bev, s, strlen(s)) == 0 &&
-		    bufferevent_write(c->bev, "\r\n", 2) == 0)
+		    bufferevent_write(c->bev, "\r\n", 2) == 0) {
+			c->pending[c->npending++] = id;
 			rv = 0;
+		}
 		free(s);
 	}
 	json_decref(m);
@@ -269,6 +284,22 @@ qc_send(struct qmp_conn *c, enum qk kind, const char *cmd, json_t *args)
 
 /* ------------------------------------------------------------------ */
 /* Receiving */
+
+/* Is @id one of ours, sent and not answered?  Then it is answered now. */
+static int
+qc_take_pending(struct qmp_conn *c, uint64_t id)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->npending; i++)
+		if (c->pending[i] == id) {
+			memmove(&c->pending[i], &c->pending[i + 1],
+			    (c->npending - i - 1) * sizeof(c->pending[0]));
+			c->npending--;
+			return 0;
+		}
+	return -1;
+}
 
 static void
 qc_ready(struct qmp_conn *c)
@@ -454,6 +485,11 @@ qc_message(struct qmp_conn *c, const char *line, size_t len)
 		json_decref(msg);
 		return;
 	}
+	if (qc_take_pending(c, idv) == -1) {
+		qc_bad(c, "reply to no command sent");
+		json_decref(msg);
+		return;
+	}
 	qc_reply(c, kind, json_object_get(msg, "return"),
 	    json_object_get(msg, "error"));
 	json_decref(msg);
@@ -507,6 +543,7 @@ qc_close(struct qmp_conn *c, const char *why)
 	}
 	c->state = QC_IDLE;
 	c->stats_inflight = 0;
+	c->npending = 0;
 	c->pid = 0;
 	c->next_try = now_ms() + c->backoff;
 	c->backoff = c->backoff * 2 > QMP_BACKOFF_MAX ? QMP_BACKOFF_MAX :
@@ -557,6 +594,7 @@ qc_connect(struct qmp_conn *c)
 	c->connected_at = now_ms();
 	c->busy_logged = 0;
 	c->bad_replies = 0;
+	c->npending = 0;
 	log_info("qmp %s: connected to %s", c->name, c->path);
 	return;
 retry:

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """The agent benchmark (meson test --benchmark --suite agent).
 
-Part 1, "squeeze": three guests (memcoop driver, managed by memcoopd over
-QMP) and a host made short of memory by a host-side hog.  With the hog
-running, the host floor is set DEFICIT_MIB above MemAvailable, then
-memcoopd starts: it has to take DEFICIT_MIB from the guests.  Measured:
-seconds from memcoopd's start until host MemAvailable is back above the
-floor (this includes connecting to the guests and their first stats),
-memory taken from the guests against the deficit, and guest OOM kills
-(must be zero).
+Part 1, "squeeze": three guests (memcoop driver) and a host made short
+of memory by a host-side hog.  With the hog running, the host floor is set
+DEFICIT_MIB above MemAvailable, and the memory comes back from the guests
+either through memcoopd (QMP backend, host-floor and host-comfort =
+floor + COMFORT_MIB) or, the baseline, through an operator's one-shot even
+split: every guest's balloon set at once to give an equal share of what
+the host lacks up to the same comfort level (`virsh setmem` on each).
+SQUEEZE_ROUNDS rounds of each, alternating on the same guests, balloons
+back to full in between.  Measured per round: seconds until host
+MemAvailable is back above the floor (for memcoopd this includes
+connecting to the guests and their first stats), memory taken from the
+guests, guest OOM kills (must be zero).  BENCH lines: the medians,
+value = memcoopd, baseline = the split, ratio = baseline / value (above 1
+favours memcoopd: less time, less memory taken).
 
 Part 2, "ksm": three guests holding identical memory (mct-ksmfill, same
 seed).  KSM at the kernel's default settings (run=1, pages_to_scan=100,
@@ -30,12 +36,16 @@ import subprocess
 import sys
 import time
 
+import ksmlib
 import mclab
 
-KSM = "/sys/kernel/mm/ksm"
+KSM = ksmlib.KSM
 GUEST_MIB = 512
 HOG_MIB = 900
 DEFICIT_MIB = 400
+COMFORT_MIB = 256
+SQUEEZE_ROUNDS = int(os.environ.get("BENCH_SQUEEZE_ROUNDS", "2"))
+SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
 KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "180"))
 
@@ -53,11 +63,116 @@ def oom_kills(g):
     return text.count("Out of memory") + text.count("oom-kill:")
 
 
+def start_hog():
+    hog = subprocess.Popen([sys.executable, "-c",
+                            "import mmap,sys,time\n"
+                            "n=%d<<20\nm=mmap.mmap(-1,n)\n"
+                            "for i in range(0,n,4096): m[i]=1\n"
+                            "print('HOG', flush=True)\ntime.sleep(900)\n" % HOG_MIB],
+                           stdout=subprocess.PIPE, text=True)
+    hog.stdout.readline()
+    return hog
+
+
+def wait_recovered(t0, floor):
+    """Seconds from @t0 until host MemAvailable is at @floor, or None."""
+    while time.monotonic() - t0 < SQUEEZE_LIMIT:
+        if meminfo("MemAvailable") >= floor:
+            return time.monotonic() - t0
+        time.sleep(0.25)
+    return None
+
+
+def squeeze_round(kind, guests, memcoopd, tmp, n):
+    """One squeeze of the three guests, by memcoopd (kind "agent") or by
+    an operator's one-shot even split (kind "split"): every guest set
+    down at once by an equal share of what the host lacks up to the same
+    comfort level memcoopd aims for (host-comfort), as `virsh setmem` on
+    each would.  Returns the figures and the failures."""
+    fails = []
+    for g in guests:
+        g.set_target(GUEST_MIB)
+    for g in guests:
+        g.wait_actual(GUEST_MIB, timeout=120, tolerance_mib=8)
+    time.sleep(3)
+    hog = start_hog()
+    agent = None
+    try:
+        # The floor is set from what the host has with the hog, so that
+        # other activity on the host before this point cannot void the run.
+        avail_h = meminfo("MemAvailable")
+        floor = avail_h + DEFICIT_MIB * 2**20
+        comfort = floor + COMFORT_MIB * 2**20
+        before = sum(g.balloon_actual() for g in guests)
+        t0 = time.monotonic()
+        if kind == "agent":
+            conf = os.path.join(tmp, "memcoopd-%d.conf" % n)
+            sock = os.path.join(tmp, "memcoopd-%d.sock" % n)
+            with open(conf, "w") as f:
+                f.write('backend qmp\nsocket "%s"\ntick 1s\nstats-period 1\nauto yes\n'
+                        'ksm unmanaged\nmetrics off\nrestore-on-exit yes\n'
+                        'host-floor %dM\nhost-comfort %dM\nguest-min 128M\n'
+                        'step-max 128M\n' % (sock, floor >> 20, comfort >> 20))
+                for i, g in enumerate(guests):
+                    f.write('guest bench-sq%d {\n\tqmp "%s"\n}\n' % (i, g.qmp_path2))
+            log = open(os.path.join(tmp, "memcoopd-%d.log" % n), "w")
+            agent = subprocess.Popen([memcoopd, "-d", "-f", conf], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        else:
+            share = max(0, comfort - meminfo("MemAvailable")) // len(guests)
+            for g in guests:
+                g.set_target(max(128, (GUEST_MIB * 2**20 - share) >> 20))
+        below = meminfo("MemAvailable") < floor
+        recovered = wait_recovered(t0, floor)
+        taken = (before - sum(g.balloon_actual() for g in guests)) / 2**20
+        ooms = sum(oom_kills(g) for g in guests)
+        r = {"recover": recovered, "taken": taken, "ooms": ooms}
+        print("squeeze %d (%s): MemAvailable %d MiB with a %d MiB hog, floor %d MiB, "
+              "below it at the start: %s; recovered after %s s, %.0f MiB taken, "
+              "%d OOM kills" % (n, kind, avail_h >> 20, HOG_MIB, floor >> 20, below,
+                                "%.1f" % recovered if recovered is not None else "never",
+                                taken, ooms))
+        if not below:
+            fails.append("squeeze %d (%s): host was not below the floor at the start: "
+                         "run void" % (n, kind))
+        if kind == "agent" and recovered is None:
+            fails.append("squeeze %d: host MemAvailable never came back above the floor "
+                         "under memcoopd" % n)
+        if ooms:
+            fails.append("squeeze %d (%s): %d guest OOM kills" % (n, kind, ooms))
+        if agent is not None and agent.poll() is not None:
+            fails.append("squeeze %d: memcoopd exited (%s)" % (n, agent.returncode))
+    finally:
+        hog.kill()
+        hog.wait()
+        if agent is not None:
+            stop(agent)
+    return r, fails
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
 def squeeze(memcoopd, memcoopctl):
+    """Part 1: SQUEEZE_ROUNDS squeezes by memcoopd and as many by the
+    even split, alternating (agent first in odd rounds, split first in
+    even ones), on the same three guests."""
     fails = []
     tmp = mclab.mkdtemp("agent-bench")
-    agent = hog = None
     guests = []
+    res = {"agent": [], "split": []}
     try:
         for i in range(3):
             g = mclab.Guest(mem=GUEST_MIB, driver="memcoop", qmp_extra=True,
@@ -65,110 +180,46 @@ def squeeze(memcoopd, memcoopctl):
             guests.append(g)
             g.start("sleep", "3600")
         time.sleep(5)
-        avail0 = meminfo("MemAvailable")
-        hog = subprocess.Popen([sys.executable, "-c",
-                                "import mmap,sys,time\n"
-                                "n=%d<<20\nm=mmap.mmap(-1,n)\n"
-                                "for i in range(0,n,4096): m[i]=1\n"
-                                "print('HOG', flush=True)\ntime.sleep(900)\n" % HOG_MIB],
-                               stdout=subprocess.PIPE, text=True)
-        hog.stdout.readline()
-        # The floor is set from what the host has with the hog, so that other
-        # activity on the host before this point cannot void the run.
-        avail_h = meminfo("MemAvailable")
-        floor = avail_h + DEFICIT_MIB * 2**20
-        before = sum(g.balloon_actual() for g in guests)
-        conf = os.path.join(tmp, "memcoopd.conf")
-        sock = os.path.join(tmp, "memcoopd.sock")
-        with open(conf, "w") as f:
-            f.write('backend qmp\nsocket "%s"\ntick 1s\nstats-period 1\nauto yes\n'
-                    'ksm unmanaged\nmetrics off\nrestore-on-exit yes\n'
-                    'host-floor %dM\nhost-comfort %dM\nguest-min 128M\n'
-                    'step-max 128M\n' % (sock, floor >> 20, (floor >> 20) + 256))
-            for i, g in enumerate(guests):
-                f.write('guest bench-sq%d {\n\tqmp "%s"\n}\n' % (i, g.qmp_path2))
-        log = open(os.path.join(tmp, "memcoopd.log"), "w")
-        t0 = time.monotonic()
-        agent = subprocess.Popen([memcoopd, "-d", "-f", conf], stdout=log,
-                                 stderr=subprocess.STDOUT)
-        below = meminfo("MemAvailable") < floor
-        recovered = None
-        while time.monotonic() - t0 < 120:
-            if meminfo("MemAvailable") >= floor:
-                recovered = time.monotonic() - t0
-                break
-            time.sleep(0.25)
-        after = sum(g.balloon_actual() for g in guests)
-        taken = (before - after) / 2**20
-        ooms = sum(oom_kills(g) for g in guests)
-        print("squeeze: MemAvailable %d MiB, %d MiB with a %d MiB hog; floor %d MiB; "
-              "below the floor when memcoopd started: %s" % (
-                  avail0 >> 20, avail_h >> 20, HOG_MIB, floor >> 20, below))
-        if not below:
-            fails.append("host was not below the floor at the start: run void")
-        print("BENCH agent-squeeze recover_s=%s taken_mib=%.0f deficit_mib=%d "
-              "taken/deficit=%.2f oom_kills=%d" % (
-                  "%.1f" % recovered if recovered is not None else "never",
-                  taken, DEFICIT_MIB, taken / DEFICIT_MIB, ooms))
-        if recovered is None:
-            fails.append("host MemAvailable never came back above the floor")
-        if ooms:
-            fails.append("%d guest OOM kills" % ooms)
-        if agent.poll() is not None:
-            fails.append("memcoopd exited (%s)" % agent.returncode)
+        n = 0
+        for rnd in range(SQUEEZE_ROUNDS):
+            for kind in (("agent", "split") if rnd % 2 == 0 else ("split", "agent")):
+                n += 1
+                r, f = squeeze_round(kind, guests, memcoopd, tmp, n)
+                res[kind].append(r)
+                fails += f
+        fails += check_consoles(guests)
+
+        def fig(rs, key):
+            xs = [r[key] for r in rs]
+            return None if any(x is None for x in xs) else median(xs)
+
+        ra, rs = fig(res["agent"], "recover"), fig(res["split"], "recover")
+        ta, ts = fig(res["agent"], "taken"), fig(res["split"], "taken")
+        # ratio: above 1 favours memcoopd (baseline / value: less time,
+        # less memory taken from the guests)
+        print("BENCH name=agent.squeeze.recover value=%s unit=s baseline=%s ratio=%s" % (
+            "%.1f" % ra if ra is not None else "never",
+            "%.1f" % rs if rs is not None else "never",
+            "%.2f" % (rs / ra) if ra and rs is not None else "n/a"))
+        print("BENCH name=agent.squeeze.taken value=%.0f unit=MiB baseline=%.0f ratio=%.2f" % (
+            ta, ts, ts / ta if ta else float("nan")))
+        print("BENCH name=agent.squeeze.oom_kills value=%d unit=kills baseline=%d" % (
+            sum(r["ooms"] for r in res["agent"]), sum(r["ooms"] for r in res["split"])))
     finally:
-        if hog is not None:
-            hog.kill()
-            hog.wait()
-        if agent is not None and agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
         for g in guests:
             g.close()
     return fails
 
 
-KNOBS = ["run", "pages_to_scan", "sleep_millisecs", "advisor_mode",
-         "advisor_target_scan_time", "advisor_max_cpu"]
-
-
-def knobs():
-    out = {}
-    for k in KNOBS:
-        with open(os.path.join(KSM, k)) as f:
-            out[k] = f.read().strip()
-    return out
-
-
-def write(k, v):
-    with open(os.path.join(KSM, k), "w") as f:
-        f.write(str(v))
-
-
-def restore(saved):
-    mode = saved["advisor_mode"]
-    write("advisor_mode", mode[mode.index("[") + 1:mode.index("]")])
-    write("advisor_target_scan_time", saved["advisor_target_scan_time"])
-    write("advisor_max_cpu", saved["advisor_max_cpu"])
-    if "[none]" in mode:
-        write("pages_to_scan", saved["pages_to_scan"])
-    write("sleep_millisecs", saved["sleep_millisecs"])
-    write("run", saved["run"])
-
-
-def unmerge():
-    write("run", 2)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 60:
-        with open(os.path.join(KSM, "pages_sharing")) as f:
-            if int(f.read()) == 0:
-                break
-        time.sleep(0.5)
-    write("run", 0)
+def check_consoles(guests):
+    """The lab's console check for guests that are still running."""
+    fails = []
+    for g in guests:
+        try:
+            g.check_console()
+        except mclab.LabError as e:
+            fails.append(str(e))
+    return fails
 
 
 def ksmd_cpu():
@@ -189,10 +240,8 @@ def ksmd_cpu():
 
 def guest_saving(pids):
     """Saving attributed to @pids: merging pages x sharing/(shared+sharing)."""
-    with open(os.path.join(KSM, "pages_shared")) as f:
-        shared = int(f.read())
-    with open(os.path.join(KSM, "pages_sharing")) as f:
-        sharing = int(f.read())
+    shared = ksmlib.pages("pages_shared")
+    sharing = ksmlib.pages("pages_sharing")
     merging = 0
     for p in pids:
         with open("/proc/%d/ksm_stat" % p) as f:
@@ -237,10 +286,10 @@ def ksm_run(label, pids, start):
 
 def ksm_bench(ksmdrive):
     fails = []
-    saved = knobs()
-    if saved["run"] != "0":
-        print("SKIP ksm part: KSM already running (run=%s)" % saved["run"])
-        return fails
+    saved = ksmlib.save()
+    if saved.get("run") != "0":
+        print("KSM is running (run=%s): unmerged and stopped for the benchmark, "
+              "restarted afterwards" % saved["run"])
     guests = []
     tmp = mclab.mkdtemp("agent-bench-ksm")
     try:
@@ -251,17 +300,18 @@ def ksm_bench(ksmdrive):
         for g in guests:
             g.wait_for(r"KSMFILL READY", timeout=240)
         pids = [g.qemu_pid for g in guests]
-        unmerge()
+        ksmlib.unmerge()
 
         def start_default():
-            write("advisor_mode", "none")
-            write("pages_to_scan", 100)
-            write("sleep_millisecs", 20)
-            write("run", 1)
+            if "advisor_mode" in saved:
+                ksmlib.write("advisor_mode", "none")
+            ksmlib.write("pages_to_scan", 100)
+            ksmlib.write("sleep_millisecs", 20)
+            ksmlib.write("run", 1)
             return None
         d = ksm_run("default", pids, start_default)
-        restore(saved)
-        unmerge()
+        ksmlib.restore(saved)
+        ksmlib.unmerge()
 
         def start_auto():
             return subprocess.Popen([ksmdrive, "run", "auto", str(KSM_WINDOW + 30), "1000"]
@@ -298,12 +348,17 @@ def ksm_bench(ksmdrive):
                   ratio(a["rate"], d["rate"])))
         if a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
             fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))
+        fails += check_consoles(guests)
+    except ksmlib.KSMError as e:
+        fails.append(str(e))
     finally:
         for g in guests:
             g.close()
-        restore(saved)
-        if saved["run"] == "0":
-            unmerge()
+        try:
+            ksmlib.unmerge()        # the guests are gone: stale counters
+        except (ksmlib.KSMError, OSError) as e:
+            fails.append(str(e))
+        fails += ["KSM not restored: %s" % x for x in ksmlib.restore(saved)]
     return fails
 
 
@@ -314,8 +369,9 @@ def main():
     memcoopd, memcoopctl, ksmdrive = sys.argv[1:4]
     part = sys.argv[4] if len(sys.argv) > 4 else "all"
     if os.geteuid() != 0:
-        print("SKIP: needs root")
-        return 77
+        return mclab.skip("needs root (a host-side hog, KSM)")
+    if part in ("ksm", "all") and not ksmlib.available():
+        return mclab.skip("this kernel has no KSM (%s)" % KSM)
     mclab.install_signal_handlers()
     fails = []
     try:

@@ -9,8 +9,13 @@
    attributed per guest (/proc/PID/ksm_stat) is reported for both guests.
 3. The same through memcoopd (`ksm auto`, QMP backend): from an unmerged
    start, memcoopctl status reports ksmd running and a saving for each of
-   the two guests; on SIGTERM memcoopd puts KSM back as it found it.
-4. Every KSM setting is back to what it was afterwards.
+   the two guests; `memcoopctl ksm off|on|auto` set the real
+   /sys/kernel/mm/ksm/run; on SIGTERM memcoopd puts KSM back as it found
+   it.
+4. Every KSM setting is back to what it was afterwards.  A host whose KSM
+   is running already is unmerged and stopped for the test (its other
+   users lose their merged pages for a while) and restarted afterwards
+   with its own settings.
 
 Exit 0 pass, 1 fail, 77 skip.
 Usage: ksm_merge.py KSMDRIVE [MEMCOOPD MEMCOOPCTL]
@@ -22,42 +27,11 @@ import subprocess
 import sys
 import time
 
+import ksmlib
 import mclab
 
-KSM = "/sys/kernel/mm/ksm"
+KSM = ksmlib.KSM
 FILL_MIB = 160
-KNOBS = ["run", "pages_to_scan", "sleep_millisecs", "advisor_mode",
-         "advisor_target_scan_time", "advisor_max_cpu"]
-
-
-def read_knobs():
-    out = {}
-    for k in KNOBS:
-        try:
-            with open(os.path.join(KSM, k)) as f:
-                out[k] = f.read().strip()
-        except OSError:
-            pass
-    return out
-
-
-def restore(saved):
-    # advisor first (it resets pages_to_scan), run last
-    order = ["advisor_mode", "advisor_target_scan_time", "advisor_max_cpu",
-             "pages_to_scan", "sleep_millisecs", "run"]
-    for k in order:
-        if k not in saved:
-            continue
-        v = saved[k]
-        if k == "advisor_mode":
-            v = v[v.index("[") + 1:v.index("]")]
-        if k == "pages_to_scan" and "[scan-time]" in saved.get("advisor_mode", ""):
-            continue
-        try:
-            with open(os.path.join(KSM, k), "w") as f:
-                f.write(v)
-        except OSError as e:
-            print("restore %s=%s: %s" % (k, v, e))
 
 
 def record(pid_a, pid_b):
@@ -75,22 +49,29 @@ def record(pid_a, pid_b):
             o.write(f.read())
 
 
-def unmerge():
-    """Unmerge everything (run=2) and stop: an unmerged start."""
-    with open(os.path.join(KSM, "run"), "w") as f:
-        f.write("2")
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 60:
-        with open(os.path.join(KSM, "pages_sharing")) as f:
-            if int(f.read()) == 0:
-                break
-        time.sleep(0.5)
-    with open(os.path.join(KSM, "run"), "w") as f:
-        f.write("0")
+def ksm_switch(memcoopctl, sock, mode, run):
+    """`memcoopctl ksm MODE` must answer with MODE and, for on and off,
+    set the host's KSM run to @run at once."""
+    r = subprocess.run([memcoopctl, "-s", sock, "--json", "ksm", mode],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        return ["memcoopctl ksm %s: exit %d: %s" % (mode, r.returncode, r.stderr.strip())]
+    got = json.loads(r.stdout).get("mode")
+    fails = [] if got == mode else ["memcoopctl ksm %s answered mode %s" % (mode, got)]
+    if run is not None:
+        deadline = time.monotonic() + 10
+        while ksmlib.read("run") != run and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if ksmlib.read("run") != run:
+            fails.append("memcoopctl ksm %s: %s/run is %s, not %s" % (
+                mode, KSM, ksmlib.read("run"), run))
+    print("memcoopctl ksm %s: mode %s, %s/run %s" % (mode, got, KSM, ksmlib.read("run")))
+    return fails
 
 
-def daemon_phase(memcoopd, memcoopctl, guests, fill_pages, saved):
+def daemon_phase(memcoopd, memcoopctl, guests, fill_pages):
     fails = []
+    found = ksmlib.read("run")      # what memcoopd must leave behind
     tmp = mclab.mkdtemp("ksm-merge")
     sock = os.path.join(tmp, "memcoopd.sock")
     conf = os.path.join(tmp, "memcoopd.conf")
@@ -130,6 +111,11 @@ def daemon_phase(memcoopd, memcoopctl, guests, fill_pages, saved):
                          "within 240 s")
         if r.returncode != 0:
             fails.append("memcoopctl ksm status exit %d" % r.returncode)
+        # the operator's switch, on the real sysfs
+        if proc.poll() is None:
+            fails += ksm_switch(memcoopctl, sock, "off", "0")
+            fails += ksm_switch(memcoopctl, sock, "on", "1")
+            fails += ksm_switch(memcoopctl, sock, "auto", None)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -143,9 +129,8 @@ def daemon_phase(memcoopd, memcoopctl, guests, fill_pages, saved):
         fails.append("memcoopd exit status %s" % proc.returncode)
         with open(os.path.join(tmp, "memcoopd.log")) as f:
             print(f.read()[-3000:])
-    if read_knobs().get("run") != saved.get("run"):
-        fails.append("memcoopd left KSM run=%s (was %s)" % (
-            read_knobs().get("run"), saved.get("run")))
+    if ksmlib.read("run") != found:
+        fails.append("memcoopd left KSM run=%s (found %s)" % (ksmlib.read("run"), found))
     return fails
 
 
@@ -163,15 +148,23 @@ def main():
         return 2
     drive = sys.argv[1]
     memcoopd, memcoopctl = (sys.argv[2], sys.argv[3]) if len(sys.argv) == 4 else (None, None)
-    if not os.path.isdir(KSM) or os.geteuid() != 0:
-        print("SKIP: needs root and %s" % KSM)
-        return 77
-    saved = read_knobs()
-    if saved.get("run") != "0":
-        print("SKIP: KSM is running already (run=%s): another user of KSM" % saved.get("run"))
-        return 77
+    if os.geteuid() != 0:
+        return mclab.skip("needs root for %s" % KSM)
+    if not ksmlib.available():
+        return mclab.skip("this kernel has no KSM (%s)" % KSM)
+    saved = ksmlib.save()
     fails = []
     drv = None
+    if saved.get("run") != "0":
+        print("KSM is running (run=%s): unmerged and stopped for the test, "
+              "restarted afterwards" % saved["run"])
+    try:
+        ksmlib.unmerge()
+    except (ksmlib.KSMError, OSError) as e:
+        print("FAIL: no unmerged start: %s" % e)
+        print("restore: %s" % (ksmlib.restore(saved) or "done"))
+        return 1
+    start = ksmlib.save()   # what ksmdrive and memcoopd must put back
     try:
         with mclab.Guest(mem=384, driver="stock", name="ksm-a", qmp_extra=True) as a, \
                 mclab.Guest(mem=384, driver="stock", name="ksm-b", qmp_extra=True) as b:
@@ -262,28 +255,26 @@ def main():
 
             # 3. through the daemon, from an unmerged start
             if memcoopd is not None:
-                unmerge()
-                fails += daemon_phase(memcoopd, memcoopctl, (a, b), fill_pages, saved)
+                ksmlib.unmerge()
+                fails += daemon_phase(memcoopd, memcoopctl, (a, b), fill_pages)
             for g in (a, b):
                 g.check_console()
     except mclab.LabError as e:
         fails.append("lab: %s" % e)
+    except ksmlib.KSMError as e:
+        fails.append(str(e))
     finally:
         if drv is not None and drv.poll() is None:
             drv.kill()
             drv.wait()
-        after = read_knobs()
-        for k in KNOBS:
-            if k in saved and after.get(k) != saved[k] and not (
-                    k == "pages_to_scan" and "[scan-time]" in saved.get("advisor_mode", "")):
-                fails.append("%s not restored: %s -> %s" % (k, saved[k], after.get(k)))
-        restore(saved)
-        if saved.get("run") == "0":
-            # The guests are gone; drop KSM's stale counters (unmerge: no
-            # KSM user is left, so this costs nothing) and stop again.
-            for v in ("2", "0"):
-                with open(os.path.join(KSM, "run"), "w") as f:
-                    f.write(v)
+        fails += ["not put back by ksmdrive/memcoopd: %s" % d
+                  for d in ksmlib.differences(start)]
+        try:
+            # the guests are gone: drop KSM's stale counters
+            ksmlib.unmerge()
+        except (ksmlib.KSMError, OSError) as e:
+            fails.append(str(e))
+        fails += ["not restored: %s" % d for d in ksmlib.restore(saved)]
     for f in fails:
         print("FAIL: %s" % f)
     mclab.cleanup_tmp(failed=bool(fails))
@@ -292,5 +283,5 @@ def main():
 
 if __name__ == "__main__":
     sys.stdout.reconfigure(line_buffering=True)
-    mclab.install_signal_handlers() if hasattr(mclab, "install_signal_handlers") else None
+    mclab.install_signal_handlers()
     sys.exit(main())

@@ -11,7 +11,10 @@ memcoopctl --json:
      memcoopd) usable memory; a domain with <memballoon model='none'> is not
      managed;
   2. targets: `memcoopctl set GUEST target` reaches the guest (virsh
-     dommemstat actual follows) and never goes outside what was allowed;
+     dommemstat actual follows) and never goes outside what was allowed:
+     a target above the guest's size is refused (exit 1), and so is one
+     above a max the operator set that the domain itself could take (the
+     balloon stays under that max);
   3. lifecycle: a domain started after memcoopd appears (start event), a
      destroyed transient domain disappears (stop event);
   4. libvirtd killed and restarted: the guests go offline, come back online
@@ -20,8 +23,15 @@ memcoopctl --json:
      the guest disappears, memcoopd keeps running;
   6. SIGTERM: memcoopd exits 0.
 
-Everything started here (domains, QEMUs, memcoopd, libvirtd, virtlogd) is
-killed on every exit path.  Exit 0 pass, 1 fail, 77 skip.
+Every domain has its serial console (ttyS0, the kernel's) in a file,
+checked with the lab's check (mclab.console_problems) when the test ends.
+
+The test runs in a mount namespace of its own with empty /run/libvirt,
+/var/lib/libvirt and /var/log/libvirt, and its own
+virtlogd and libvirtd (pid files in its directory): a libvirtd already
+running on the host, or another run of this test, is neither seen nor
+touched.  Everything started here (domains, QEMUs, memcoopd, libvirtd,
+virtlogd) is killed on every exit path.  Exit 0 pass, 1 fail, 77 skip.
 Usage: libvirt_agent.py MEMCOOPD MEMCOOPCTL
 """
 import json
@@ -36,7 +46,15 @@ import mclab
 
 URI = "qemu:///system"
 MEM_MIB = 320
-PREFIX = "mctlv-"
+# the QEMUs are found by name when libvirtd died before destroying them
+PREFIX = "mctlv%d-" % os.getpid()
+# private to the test's mount namespace (not /var/cache/libvirt: the QEMU
+# capabilities cached there cost a minute to probe again on this host)
+LIBVIRT_DIRS = ["/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt"]
+NS_ENV = "MEMCOOP_LIBVIRT_NS"
+# what each guest writes to its console (ttyS0) once it runs: the console
+# file is wired, so a clean one means something
+CONSOLE_MARK = "MCTLV-CONSOLE-UP"
 
 
 def sh(*argv, check=True, timeout=60):
@@ -47,12 +65,61 @@ def sh(*argv, check=True, timeout=60):
 
 
 def virsh(*args, check=True):
-    return sh("virsh", "-q", "-c", URI, *args, check=check)
+    # a first start may wait for libvirtd to probe QEMU's capabilities
+    return sh("virsh", "-q", "-c", URI, *args, check=check,
+              timeout=180 if args[0] == "create" else 60)
 
 
-def pids_of(name):
-    r = sh("pgrep", "-x", name, check=False)
-    return [int(p) for p in r.stdout.split()]
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Daemon:
+    """virtlogd or libvirtd of this test, known by its pid file."""
+
+    def __init__(self, prog, tmp):
+        self.prog = prog
+        self.pidfile = os.path.join(tmp, prog + ".pid")
+
+    def start(self):
+        sh(self.prog, "-d", "-p", self.pidfile)
+
+    def pid(self):
+        try:
+            with open(self.pidfile) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+        return pid if pid > 0 and pid_alive(pid) else 0
+
+    def stop(self, timeout=30):
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            try:
+                wait("%s exit" % self.prog, lambda: not self.pid(), timeout)
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+
+
+def private_libvirt_dirs():
+    """In the test's own mount namespace: empty libvirt state dirs."""
+    for d in LIBVIRT_DIRS:
+        os.makedirs(d, exist_ok=True)
+        sh("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", d)
+    q = "/var/lib/libvirt/qemu"
+    os.makedirs(q)
+    shutil.chown(q, "libvirt-qemu", "libvirt-qemu")
+    os.chmod(q, 0o751)
 
 
 def wait(what, fn, timeout, step=0.5):
@@ -65,9 +132,11 @@ def wait(what, fn, timeout, step=0.5):
     raise TimeoutError("timed out (%ds) waiting for %s" % (timeout, what))
 
 
-def domain_xml(name, kernel, initrd, append, balloon=True):
+def domain_xml(name, kernel, initrd, append, console, balloon=True):
     mb = ("<memballoon model='virtio'><stats period='2'/></memballoon>"
           if balloon else "<memballoon model='none'/>")
+    mb += ("<serial type='file'><source path='%s'/><target port='0'/></serial>"
+           % console)
     return """<domain type='qemu'>
   <name>%s</name>
   <memory unit='MiB'>%d</memory>
@@ -144,38 +213,68 @@ def dommem_actual(name):
     return 0
 
 
+def check_consoles(consoles, marked):
+    """The lab's console check on each domain's serial console file; the
+    domains in @marked ran long enough to have written CONSOLE_MARK (b and
+    c are destroyed or killed as soon as they are online, often before
+    their kernel prints anything)."""
+    fails = []
+    for name, path in consoles.items():
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError as e:
+            fails.append("console of %s: %s" % (name, e))
+            continue
+        if name in marked and CONSOLE_MARK not in text:
+            fails.append("console of %s: no %s from the guest (%d bytes)" % (
+                name, CONSOLE_MARK, len(text)))
+        bad = mclab.console_problems(text)
+        if bad:
+            fails.append("kernel problem in domain %s:\n  %s\n%s" % (
+                name, "\n  ".join(bad[:20]), "\n".join(text.splitlines()[-60:])))
+        else:
+            print("console of %s: %d lines, clean" % (name, len(text.splitlines())))
+    return fails
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__)
         return 2
     memcoopd, memcoopctl = sys.argv[1:]
     if os.geteuid() != 0:
-        print("SKIP: libvirtd and QEMU domains need root")
-        return 77
-    for prog in ("libvirtd", "virtlogd", "virsh"):
+        return mclab.skip("libvirtd and QEMU domains need root")
+    for prog in ("libvirtd", "virtlogd", "virsh", "unshare"):
         if shutil.which(prog) is None:
-            print("SKIP: %s is not installed" % prog)
-            return 77
-    if pids_of("libvirtd"):
-        print("SKIP: a libvirtd is running already; this test starts and "
-              "restarts its own")
-        return 77
+            return mclab.skip("%s is not installed" % prog)
+    if os.environ.get(NS_ENV) != str(os.getppid()):
+        # again, in a mount namespace of our own (see the docstring)
+        env = dict(os.environ, **{NS_ENV: str(os.getpid())})
+        p = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
+                              sys.executable] + sys.argv, env=env)
+        for sg in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sg, lambda signum, frame: p.send_signal(signum))
+        return p.wait()
 
     mclab.install_signal_handlers()
     fails = []
-    started_virtlogd = False
     agent = None
     tmp = mclab.mkdtemp("libvirt-agent")
     names = [PREFIX + x for x in ("a", "b", "nob", "c")]
+    virtlogd = Daemon("virtlogd", tmp)
+    libvirtd = Daemon("libvirtd", tmp)
+    consoles = {}
+    created = []        # domains started: their consoles are checked
     try:
-        if not pids_of("virtlogd"):
-            sh("virtlogd", "-d")
-            started_virtlogd = True
-        sh("libvirtd", "-d")
+        private_libvirt_dirs()
+        virtlogd.start()
+        libvirtd.start()
         wait("libvirtd", lambda: virsh("uri", check=False).returncode == 0, 30)
 
         kernel, initrd, append = mclab.boot_files(
-            cmd=["sleep", "3600"], driver="memcoop", dest=os.path.join(tmp, "initrd.cpio"))
+            cmd=["sh", "-c", "echo %s > /dev/console; exec sleep 3600" % CONSOLE_MARK],
+            driver="memcoop", dest=os.path.join(tmp, "initrd.cpio"))
         # QEMU runs as libvirt's qemu user: the boot files must be readable.
         os.chmod(tmp, 0o755)
         shutil.copy(kernel, os.path.join(tmp, "vmlinuz"))
@@ -184,13 +283,18 @@ def main():
             os.chmod(p, 0o644)
         xmls = {}
         for n in names:
+            consoles[n] = os.path.join(tmp, n + ".console")
+            open(consoles[n], "w").close()
+            os.chmod(consoles[n], 0o666)        # QEMU runs as libvirt-qemu
             p = os.path.join(tmp, n + ".xml")
             with open(p, "w") as f:
-                f.write(domain_xml(n, kernel, initrd, append, balloon=(n != PREFIX + "nob")))
+                f.write(domain_xml(n, kernel, initrd, append, consoles[n],
+                                   balloon=(n != PREFIX + "nob")))
             xmls[n] = p
         # a and nob run before memcoopd starts (discovery); b and c after.
-        virsh("create", xmls[PREFIX + "a"])
-        virsh("create", xmls[PREFIX + "nob"])
+        for n in (PREFIX + "a", PREFIX + "nob"):
+            created.append(n)
+            virsh("create", xmls[n])
 
         agent = Agent(memcoopd, memcoopctl, tmp)
         a = PREFIX + "a"
@@ -221,15 +325,34 @@ def main():
                 g = wait("memcoopd sees actual", lambda: (lambda x: x if x and abs(x["actual"] - (224 << 20)) <= (4 << 20) else None)(agent.guest(a)), 30)
             except TimeoutError as e:
                 fails.append(str(e) + " (dommemstat actual %d MiB)" % (dommem_actual(a) >> 20))
-        # a target beyond the domain's memory is refused or clamped, never applied
+        # a target beyond the domain's memory is refused
         r = sh(memcoopctl, "-s", agent.sock, "set", a, "target", "4G", check=False)
-        time.sleep(3)
-        if dommem_actual(a) > MEM_MIB << 20:
-            fails.append("a target above the domain's memory was applied")
         print("set target 4G: exit %d %s" % (r.returncode, (r.stderr or r.stdout).strip()[:120]))
+        if r.returncode != 1 or "outside the allowed" not in r.stderr:
+            fails.append("memcoopctl set target 4G (above the domain's %d MiB): exit %d, "
+                         "not 1 with the allowed range" % (MEM_MIB, r.returncode))
+        # a target above the operator's max, which the domain could take
+        # (288M < 320M): refused, and the balloon stays under the max
+        r = sh(memcoopctl, "-s", agent.sock, "set", a, "max", "256M", check=False)
+        if r.returncode != 0:
+            fails.append("memcoopctl set max 256M: exit %d %s" % (r.returncode, r.stderr.strip()))
+        r = sh(memcoopctl, "-s", agent.sock, "set", a, "target", "288M", check=False)
+        print("max 256M, set target 288M: exit %d %s" % (
+            r.returncode, (r.stderr or r.stdout).strip()[:120]))
+        if r.returncode != 1 or "outside the allowed" not in r.stderr:
+            fails.append("memcoopctl set target 288M above max 256M: exit %d, not 1 "
+                         "with the allowed range" % r.returncode)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 6:
+            if dommem_actual(a) > (256 + 4) << 20:
+                fails.append("a target above the operator's max was applied: "
+                             "dommemstat actual %d MiB" % (dommem_actual(a) >> 20))
+                break
+            time.sleep(0.5)
 
         # 3. lifecycle events
         b = PREFIX + "b"
+        created.append(b)
         virsh("create", xmls[b])
         wait("guest b online (start event)", lambda: (lambda x: x if x and x["state"] == "online" else None)(agent.guest(b)), 60)
         virsh("destroy", b)
@@ -237,14 +360,13 @@ def main():
         print("lifecycle: b appeared on start, disappeared on destroy")
 
         # 4. libvirtd killed and restarted under memcoopd
-        for p in pids_of("libvirtd"):
-            os.kill(p, signal.SIGTERM)
-        wait("libvirtd gone", lambda: not pids_of("libvirtd"), 30)
+        os.kill(libvirtd.pid(), signal.SIGTERM)
+        wait("libvirtd gone", lambda: not libvirtd.pid(), 30)
         wait("guest a offline", lambda: (lambda x: x if x and x["state"] == "offline" else None)(agent.guest(a)), 40)
         time.sleep(3)
         if not agent.alive():
             fails.append("memcoopd died when libvirtd stopped")
-        sh("libvirtd", "-d")
+        libvirtd.start()
         wait("libvirtd back", lambda: virsh("uri", check=False).returncode == 0, 30)
         g = wait("guest a online again", lambda: (lambda x: x if x and x["state"] == "online" else None)(agent.guest(a)), 60)
         print("libvirtd restart: a back online, qemu pid %d" % g["qemu_pid"])
@@ -253,6 +375,7 @@ def main():
 
         # 5. QEMU killed mid-operation
         c = PREFIX + "c"
+        created.append(c)
         virsh("create", xmls[c])
         gc = wait("guest c online", lambda: (lambda x: x if x and x["state"] == "online" and x["qemu_pid"] > 0 else None)(agent.guest(c)), 60)
         sh(memcoopctl, "-s", agent.sock, "set", c, "target", "200M", check=False)
@@ -281,21 +404,15 @@ def main():
             print("--- memcoopd log ---\n" + agent.logtext()[-4000:])
         for n in names:
             virsh("destroy", n, check=False)
-        for p in pids_of("libvirtd"):
-            os.kill(p, signal.SIGTERM)
-        try:
-            wait("libvirtd exit", lambda: not pids_of("libvirtd"), 15)
-        except TimeoutError:
-            for p in pids_of("libvirtd"):
-                os.kill(p, signal.SIGKILL)
-        if started_virtlogd:
-            for p in pids_of("virtlogd"):
-                os.kill(p, signal.SIGTERM)
+        libvirtd.stop(15)
+        virtlogd.stop(15)
         # QEMUs of our domains, if libvirtd died before destroying them
         r = sh("pgrep", "-f", "guest=" + PREFIX, check=False)
         for p in r.stdout.split():
             os.kill(int(p), signal.SIGKILL)
-        mclab.cleanup_tmp()
+        fails += check_consoles({n: consoles[n] for n in created},
+                                (PREFIX + "a", PREFIX + "nob"))
+        mclab.cleanup_tmp(failed=bool(fails))
     for f in fails:
         print("FAIL: %s" % f)
     return 1 if fails else 0

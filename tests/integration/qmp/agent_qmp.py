@@ -3,7 +3,7 @@
 """memcoopd against a real QEMU guest through QMP, memcoopctl against the
 running daemon.
 
-usage: agent_qmp.py MEMCOOPD MEMCOOPCTL basic|pressure|killed
+usage: agent_qmp.py MEMCOOPD MEMCOOPCTL basic|pressure|killed|dir
 
 basic     memcoopctl status/set/--json/exit codes, access control by
           SO_PEERCRED (root, the socket group, others), hostile control
@@ -16,6 +16,12 @@ pressure  the automatic policy: a host short of memory (MemAvailable from
 killed    QEMU killed with SIGKILL while the balloon moves: memcoopd marks
           the guest offline and keeps serving; a new QEMU on the same
           socket path is picked up with the operator's settings intact.
+dir       qmp-dir: QEMUs (stopped before their first instruction, -S,
+          so no guest boots) whose sockets are in a directory memcoopd
+          watches: found at start and when they appear later, named after
+          the file; one without a balloon device is probed and left
+          alone; a socket removed takes its guest offline, a new QEMU on
+          it brings it back with the operator's settings.
 
 One guest at a time (CPU is scarce).  Exit 0 pass, 1 fail, 77 skip.
 memcoopd's files (config, log, the fake /proc) are removed at the end,
@@ -24,6 +30,7 @@ or kept, and their path printed, when the test fails.
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -478,10 +485,7 @@ def scenario_killed(memcoopd, memcoopctl):
             check(rc == 0, "settings accepted while offline")
             rc, out, err = a.ctl("status")
             check(rc == 0 and "offline" in out, "status while offline")
-            try:
-                g.close()
-            except Exception:
-                pass
+            g.check_console()   # what the guest said before it was killed
         os.unlink(link)
         time.sleep(2)
         a.alive()
@@ -504,6 +508,7 @@ def scenario_killed(memcoopd, memcoopctl):
             os.kill(g2.qemu_pid, signal.SIGKILL)
             a.wait_guest("vm1", lambda x: x["state"] == "offline",
                          "second kill: offline again", 30)
+            g2.check_console()
         check(a.stop() == 0, "memcoopd survived and exits 0")
         check("qmp vm1: disconnected" in a.log(), "disconnects logged")
     finally:
@@ -513,17 +518,103 @@ def scenario_killed(memcoopd, memcoopctl):
                 print(a.log())
 
 
+def paused_qemu(path, balloon, mib=384):
+    """A QEMU stopped before its first instruction (-S), with a QMP
+    server socket at @path: enough for memcoopd's QMP side, no boot."""
+    argv = [shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+            "-S", "-machine", "pc", "-accel", "tcg", "-m", str(mib),
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-qmp", "unix:%s,server=on,wait=off" % path]
+    if balloon:
+        argv += ["-device", "virtio-balloon-pci,id=balloon0"]
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.STDOUT, preexec_fn=mclab._child_setup)
+    deadline = time.time() + 30
+    while not os.path.exists(path):
+        if p.poll() is not None or time.time() > deadline:
+            raise Fail("QEMU did not make its QMP socket %s (status %s)" % (path, p.poll()))
+        time.sleep(0.1)
+    return p
+
+
+def guest_names(a):
+    return {g["name"]: g for g in a.status()["guests"]}
+
+
+def wait_for(what, fn, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            print("ok: " + what, flush=True)
+            return v
+        time.sleep(0.3)
+    raise Fail("%s: timeout" % what)
+
+
+def scenario_dir(memcoopd, memcoopctl):
+    qdir = mclab.mkdtemp("agent-qmp-dir")
+    qemus = []
+    a = None
+    try:
+        vma_path = os.path.join(qdir, "vma.qmp")
+        qemus.append(paused_qemu(vma_path, True))
+        qemus.append(paused_qemu(os.path.join(qdir, "nob.qmp"), False))
+        with open(os.path.join(qdir, "notes.qmp"), "w") as f:
+            f.write("not a socket\n")
+        a = Agent(memcoopd, memcoopctl, ['qmp-dir "%s"' % qdir, "guest-min 128M"], [])
+        st = a.wait_guest("vma", lambda x: x["state"] == "online",
+                          "a QEMU in qmp-dir at start: guest vma online", 30)
+        check(st["maxmem"] == 384 * MIB and st["qemu_pid"] == qemus[0].pid,
+              "its size from QMP (384M) and its pid from SO_PEERCRED")
+        wait_for("QEMU without a balloon probed and reported",
+                 lambda: "qmp nob: no virtio-balloon device" in a.log())
+        names = guest_names(a)
+        check(sorted(names) == ["vma"],
+              "QEMU without a balloon and a plain file are no guests: %s" % sorted(names))
+        # a QEMU that appears later (socket named .sock)
+        qemus.append(paused_qemu(os.path.join(qdir, "vmb.sock"), True))
+        wait_for("a QEMU appearing later: guest vmb online",
+                 lambda: guest_names(a).get("vmb", {}).get("state") == "online")
+        # vma's QEMU dies and its socket goes
+        rc, out, err = a.ctl("set", "vma", "weight", "222")
+        check(rc == 0, "weight set for vma")
+        os.kill(qemus[0].pid, signal.SIGKILL)
+        qemus[0].wait()
+        os.unlink(vma_path)
+        a.wait_guest("vma", lambda x: x["state"] == "offline",
+                     "socket removed: vma offline, still listed", 30)
+        wait_for("the removal is logged (next scan)",
+                 lambda: "qmp vma: socket %s is gone" % vma_path in a.log(), 10)
+        check(guest_names(a)["vmb"]["state"] == "online", "vmb unaffected")
+        # a new QEMU on the same path
+        qemus.append(paused_qemu(vma_path, True))
+        st = a.wait_guest("vma", lambda x: x["state"] == "online" and
+                          x["qemu_pid"] == qemus[-1].pid,
+                          "a new QEMU on vma's socket: online again", 30)
+        check(st["weight"] == 222, "the operator's weight survived")
+        a.alive()
+        check(a.stop() == 0, "memcoopd exits 0")
+    finally:
+        if a is not None:
+            a.stop()
+            if os.environ.get("V"):
+                print(a.log())
+        for p in qemus:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__)
         return 2
     if os.geteuid() != 0:
-        print("SKIP: needs root (setpriv to test the socket's access "
-              "control)")
-        return 77
+        return mclab.skip("needs root (setpriv to test the socket's access control)")
     memcoopd, memcoopctl, which = sys.argv[1:]
     fn = {"basic": scenario_basic, "pressure": scenario_pressure,
-          "killed": scenario_killed}.get(which)
+          "killed": scenario_killed, "dir": scenario_dir}.get(which)
     if fn is None:
         print(__doc__)
         return 2
