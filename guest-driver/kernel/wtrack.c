@@ -312,9 +312,9 @@ static void mc_wt_wrprotect(struct address_space *mapping, struct folio **folios
 			    unsigned int n)
 {
 	unsigned int i;
-	pgoff_t first = folios[0]->index;
 
 #if IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS)
+	pgoff_t first = folios[0]->index;
 	bool large = false;
 
 	for (i = 0; i < n; i++)
