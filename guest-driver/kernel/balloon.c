@@ -413,10 +413,11 @@ static unsigned long mc_fill(struct mc_balloon *vb, unsigned long want)
 	atomic64_add(mc_tell_host(vb, vb->vqs[MC_VQ_INFLATE], i),
 		     &vb->cnt.inflate_host_ns);
 	vb->num_pages += got;
+	/* with num_pages: the counters agree with the size the host sees */
+	atomic64_add(got, &vb->cnt.inflated);
 	mc_update_actual(vb);
 	mutex_unlock(&vb->balloon_lock);
 
-	atomic64_add(got, &vb->cnt.inflated);
 	atomic64_inc(&vb->cnt.inflate_reqs);
 out:
 	atomic64_add(ktime_get_ns() - t0, &vb->cnt.inflate_ns);
@@ -516,6 +517,7 @@ static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 	atomic64_add(mc_tell_host(vb, vb->vqs[MC_VQ_DEFLATE], i),
 		     &vb->cnt.deflate_host_ns);
 	vb->num_pages -= got;
+	atomic64_add(got, &vb->cnt.deflated);	/* before the (slow) frees */
 	mc_update_actual(vb);
 	mutex_unlock(&vb->balloon_lock);
 
@@ -528,7 +530,6 @@ static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 		list_del(&page->lru);
 		put_page(page);		/* the balloon's reference */
 	}
-	atomic64_add(got, &vb->cnt.deflated);
 	atomic64_inc(&vb->cnt.deflate_reqs);
 	atomic64_add(ktime_get_ns() - t0, &vb->cnt.deflate_ns);
 	return got;

@@ -32,8 +32,8 @@
 /*
  * list_lru: 6.8 made list_lru_add()/del() take the node and memcg and
  * kept the old behaviour (both from the item's slab) as *_obj(); 6.13
- * dropped the lock argument of the walk callback.  Only the 6.1 side is
- * built and tested here.
+ * dropped the lock argument of the walk callback.  Built on 6.1, 6.12
+ * (old callback) and 7.3 (new one).
  */
 static inline void mc_list_lru_add(struct list_lru *lru, struct list_head *item)
 {

@@ -12,7 +12,7 @@
  *                            its target; then MemFree must be where it was.
  *
  * Agent commands:
- *   meminfo                  MemTotal MemFree MemAvailable (KiB)
+ *   meminfo                  MemTotal MemFree+per-cpu lists MemAvailable (KiB)
  *   alloc MIB                map and touch MIB MiB (kept until "free")
  *   free                     unmap everything "alloc" mapped
  *   counters                 the balloon debugfs counters, "name value"
@@ -55,10 +55,33 @@ struct meminfo {
 	long total, free, avail;	/* KiB */
 };
 
+/*
+ * Pages on the per-cpu free lists, in KiB (/proc/zoneinfo "count:").
+ * MemFree leaves them out; since 6.7 these lists grow with the freeing
+ * rate (a deflation or an unload leaves tens of MiB there on 6.12) and
+ * do not drain on their own.
+ */
+static long pcp_free_kib(void)
+{
+	char line[256];
+	long sum = 0, n;
+	FILE *f = fopen("/proc/zoneinfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " count: %ld", &n) == 1)
+			sum += n;
+	fclose(f);
+	return sum * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* free: MemFree plus the per-cpu free lists, so that kernels compare. */
 static int read_meminfo(struct meminfo *mi)
 {
 	char line[256];
 	FILE *f = fopen("/proc/meminfo", "r");
+	long pcp = pcp_free_kib();
 
 	if (!f)
 		return -1;
@@ -69,7 +92,10 @@ static int read_meminfo(struct meminfo *mi)
 		sscanf(line, "MemAvailable: %ld", &mi->avail);
 	}
 	fclose(f);
-	return mi->total < 0 || mi->free < 0 ? -1 : 0;
+	if (mi->total < 0 || mi->free < 0 || pcp < 0)
+		return -1;
+	mi->free += pcp;
+	return 0;
 }
 
 /* Value of counter @name, or -1. */
