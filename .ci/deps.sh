@@ -6,11 +6,14 @@
 # are not installed: the lab fetches them into ~/.cache/memcoop when a test
 # first needs them (tests/lab/mclab kernel-tree, mclab run --kernel/--qemu).
 # pahole: 6.12+ headers ship vmlinux, so Kbuild makes BTF for the module.
+# bc bison flex libelf-dev libssl-dev: the lab's debug kernel
+# (tests/lab/debugkernel.py), built from linux-source-6.12 when first used.
 set -eu
 
 PKGS="build-essential pkg-config meson ninja-build sparse pahole
 linux-headers-amd64 linux-libc-dev kmod dkms cpio gzip xz-utils busybox-static
 mmdebstrap util-linux
+bc bison flex libelf-dev libssl-dev
 qemu-system-x86 qemu-utils socat
 libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 libevent-dev libcunit1-dev libjansson-dev
