@@ -45,6 +45,7 @@
 #include <libmemcoop.h>
 
 #include "memcache.h"
+#include "meminfo.h"
 
 #define HASH_BUCKETS	(1u << 16)
 #define MAX_CONNS	64
@@ -426,20 +427,10 @@ serve(int fd)
 static void
 meminfo(uint64_t *total, uint64_t *avail)
 {
-	char line[128];
-	unsigned long long kb;
-	FILE *f;
+	long t = meminfo_kib("MemTotal:"), a = meminfo_kib("MemAvailable:");
 
-	*total = *avail = 0;
-	if ((f = fopen("/proc/meminfo", "r")) == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
-			*total = kb << 10;
-		else if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-			*avail = kb << 10;
-	}
-	fclose(f);
+	*total = t > 0 ? (uint64_t)t << 10 : 0;
+	*avail = a > 0 ? (uint64_t)a << 10 : 0;
 }
 
 static void

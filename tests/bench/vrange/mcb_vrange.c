@@ -55,6 +55,7 @@
 #include <libmemcoop.h>
 
 #include "../bench_median.h"
+#include "meminfo.h"
 
 #define PG	4096UL
 
@@ -78,23 +79,6 @@ now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long
-meminfo(const char *key)
-{
-	char line[256];
-	size_t kl = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (f == NULL)
-		die("/proc/meminfo: %s", strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, key, kl) == 0 && line[kl] == ':')
-			v = strtol(line + kl + 1, NULL, 10);
-	fclose(f);
-	return v;
 }
 
 static long
@@ -288,12 +272,12 @@ bench_ebizzy(int seconds, int nthreads, int n, long chunk_kb, int pressure)
 	nrec = chunk_bytes / sizeof(struct record);
 	if (pressure) {
 		/* all but the source chunks and the copies in flight, and more */
-		hog_mb = meminfo("MemAvailable") / 1024 + HOG_OVER_MB -
+		hog_mb = meminfo_kib("MemAvailable:") / 1024 + HOG_OVER_MB -
 		    (long)((size_t)(nchunks + nthreads * 2) * chunk_bytes >> 20);
 		if (hog_mb < 16)
 			die("not enough memory for background pressure");
 		printf("pressure: hog cycles %ld MiB (MemAvailable %ld kB)\n", hog_mb,
-		    meminfo("MemAvailable"));
+		    meminfo_kib("MemAvailable:"));
 		hog = start_hog(hog_mb);
 		sleep(2);
 	}

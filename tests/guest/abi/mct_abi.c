@@ -18,6 +18,8 @@
 
 #include <memcoop.h>
 
+#include "meminfo.h"
+
 static int failures, passes;
 static void *volatile bad_ptr = (void *)16;	/* hidden from the compiler */
 
@@ -290,21 +292,6 @@ queue_overflow(void)
 	close(fd);
 }
 
-static long
-meminfo(const char *key)
-{
-	char line[256];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, key, strlen(key)) == 0)
-			v = atol(line + strlen(key) + 1);
-	if (f)
-		fclose(f);
-	return v;
-}
-
 static void
 unprivileged(void)
 {
@@ -334,14 +321,14 @@ no_leak(void)
 		close(fd);
 	}
 	sync();
-	slab0 = meminfo("Slab:");
+	slab0 = meminfo_kib("Slab:");
 	for (i = 0; i < 20000; i++) {
 		int fd = open_dev();
 		if (i % 2)
 			handshake(fd, MEMCOOP_FEATURE_RELAY | MEMCOOP_FEATURE_VRANGE, NULL);
 		close(fd);
 	}
-	slab1 = meminfo("Slab:");
+	slab1 = meminfo_kib("Slab:");
 	/* a leak of the 16 KiB ring or the per-file struct would show as
 	 * tens of MiB over 20000 cycles; allow 2 MiB of noise */
 	CHECK(slab1 - slab0 < 2048, "20000 open/close cycles: Slab %ld -> %ld kB", slab0, slab1);

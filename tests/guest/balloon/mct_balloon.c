@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "meminfo.h"
+
 #define COUNTERS "/sys/kernel/debug/memcoop/balloon"
 #define KO "/lib/modules/mc/memcoop.ko"
 #define MIB (1UL << 20)
@@ -79,19 +81,11 @@ static long pcp_free_kib(void)
 /* free: MemFree plus the per-cpu free lists, so that kernels compare. */
 static int read_meminfo(struct meminfo *mi)
 {
-	char line[256];
-	FILE *f = fopen("/proc/meminfo", "r");
 	long pcp = pcp_free_kib();
 
-	if (!f)
-		return -1;
-	mi->total = mi->free = mi->avail = -1;
-	while (fgets(line, sizeof(line), f)) {
-		sscanf(line, "MemTotal: %ld", &mi->total);
-		sscanf(line, "MemFree: %ld", &mi->free);
-		sscanf(line, "MemAvailable: %ld", &mi->avail);
-	}
-	fclose(f);
+	mi->total = meminfo_kib("MemTotal:");
+	mi->free = meminfo_kib("MemFree:");
+	mi->avail = meminfo_kib("MemAvailable:");
 	if (mi->total < 0 || mi->free < 0 || pcp < 0)
 		return -1;
 	mi->free += pcp;

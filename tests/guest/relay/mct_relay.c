@@ -50,6 +50,8 @@
 
 #include <libmemcoop.h>
 
+#include "meminfo.h"
+
 #define PARAM_DIR	"/sys/module/memcoop/parameters/"
 #define DEBUGFS_RELAY	"/sys/kernel/debug/memcoop/relay"
 
@@ -1068,8 +1070,8 @@ meminfo(struct meminfo *m)
 
 	write_file("/proc/sys/vm/drop_caches", "3");
 	msleep(200);
-	m->memfree = file_value("/proc/meminfo", "MemFree:");
-	m->slab = file_value("/proc/meminfo", "Slab:");
+	m->memfree = meminfo_kib("MemFree:");
+	m->slab = meminfo_kib("Slab:");
 	m->nslab = 0;
 	if ((f = fopen("/proc/slabinfo", "r")) == NULL)
 		fail(__LINE__, "/proc/slabinfo: %s", strerror(errno));
@@ -2520,8 +2522,8 @@ run_client(const char *name, uint64_t mib, const char *mode, uint32_t prio, int 
 			prio = MEMCOOP_PRIO_UNPRIV;
 			CHECK_OK(reg(fd, name, prio, 1ull << 40, 0));
 		}
-		printf("READY %s %llu prio=%u memfree_kb=%lld\n", name, (unsigned long long)mib,
-		    prio, file_value("/proc/meminfo", "MemFree:"));
+		printf("READY %s %llu prio=%u memfree_kb=%ld\n", name, (unsigned long long)mib,
+		    prio, meminfo_kib("MemFree:"));
 	}
 	pfd[0].fd = tty;
 	pfd[0].events = POLLIN;

@@ -63,6 +63,8 @@
 #include <limits.h>
 #include <libmemcoop.h>
 
+#include "meminfo.h"
+
 #define PG		4096UL
 #define DBG		"/sys/kernel/debug/memcoop/"
 #define GRACE_PARAM	"/sys/module/memcoop/parameters/grace_ms"
@@ -330,23 +332,6 @@ leak_check(void)
 	    counter("volatile_pages"));
 	CHECK(counter("purged_pages_now") == 0, "purged pages left: %ld",
 	    counter("purged_pages_now"));
-}
-
-static long
-meminfo(const char *key)
-{
-	char line[256];
-	size_t kl = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (f == NULL)
-		FAIL("/proc/meminfo: %s", strerror(errno));
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, key, kl) == 0 && line[kl] == ':')
-			v = strtol(line + kl + 1, NULL, 10);
-	fclose(f);
-	return v;
 }
 
 /* ---- semantics --------------------------------------------------------- */
@@ -916,8 +901,8 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 			    "sigbus %ld MemFree %ld kB Shmem %ld kB\n", i + 1,
 			    counter("volatile_pages"), counter("purged_pages_now"),
 			    counter("purges_balloon"), counter("purges_reclaim"),
-			    counter("purges_oom"), counter("sigbus"), meminfo("MemFree"),
-			    meminfo("Shmem"));
+			    counter("purges_oom"), counter("sigbus"), meminfo_kib("MemFree:"),
+			    meminfo_kib("Shmem:"));
 	}
 	stop_flag = 1;
 	if (use_purger)
@@ -1181,7 +1166,7 @@ static void
 t_pressure(void)
 {
 	int fd = open_fd(MEMCOOP_FEATURE_VRANGE), st, i;
-	long avail = meminfo("MemAvailable") / 1024, vmb = avail * 6 / 10, amb;
+	long avail = meminfo_kib("MemAvailable:") / 1024, vmb = avail * 6 / 10, amb;
 	size_t chunk = 4UL << 20, n = (size_t)vmb / 4;
 	char *p = map(fd, n * chunk, 0);
 	long r0 = counter("purges_reclaim") + counter("purges_oom");
@@ -1193,10 +1178,10 @@ t_pressure(void)
 		fill(p + (size_t)i * chunk, chunk, (unsigned int)i);
 		vol(fd, p + (size_t)i * chunk, chunk);	/* adjacent: they merge */
 	}
-	amb = meminfo("MemAvailable") / 1024 - 16 + vmb / 2;
+	amb = meminfo_kib("MemAvailable:") / 1024 - 16 + vmb / 2;
 	printf("pressure: %ld MiB volatile (%ld pages accounted), child takes %ld MiB "
 	    "(MemAvailable %ld MiB)\n", vmb, counter("volatile_pages"), amb,
-	    meminfo("MemAvailable") / 1024);
+	    meminfo_kib("MemAvailable:") / 1024);
 	pid = fork();
 	if (pid == 0) {
 		size_t len = (size_t)amb << 20, j;
@@ -1547,7 +1532,7 @@ fuzz_proc(int seconds, unsigned int seed, int threads)
 static void
 t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 {
-	long free0 = meminfo("MemFree"), slab0 = meminfo("Slab"), free1, slab1;
+	long free0 = meminfo_kib("MemFree:"), slab0 = meminfo_kib("Slab:"), free1, slab1;
 	long oom0 = counter("purges_oom"), rec0 = counter("purges_reclaim"),
 	    bal0 = counter("purges_balloon"), oc0 = counter("oom_calls");
 	time_t end = time(NULL) + seconds;
@@ -1588,7 +1573,7 @@ t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 			write_file("/proc/sys/vm/drop_caches", rand_r(&rs) % 2 ? "2" : "3");
 		} else if (op == 5 && !squeeze && !hog) {
 			/* most of what is free, briefly: the shrinker runs */
-			long mb = meminfo("MemAvailable") / 1024 * 8 / 10;
+			long mb = meminfo_kib("MemAvailable:") / 1024 * 8 / 10;
 
 			fflush(stdout);
 			if ((squeeze = fork()) == 0) {
@@ -1663,8 +1648,8 @@ t_fuzz(int seconds, unsigned int seed, int procs, int threads)
 	leak_check();
 	/* memory comes back (page cache of the objects, ranges, rings) */
 	write_file("/proc/sys/vm/drop_caches", "3");
-	free1 = meminfo("MemFree");
-	slab1 = meminfo("Slab");
+	free1 = meminfo_kib("MemFree:");
+	slab1 = meminfo_kib("Slab:");
 	printf("fuzz: MemFree %ld -> %ld kB, Slab %ld -> %ld kB\n", free0, free1, slab0, slab1);
 	CHECK(free1 > free0 - 4096, "MemFree did not come back: %ld -> %ld kB", free0, free1);
 	CHECK(slab1 < slab0 + 2048, "Slab grew: %ld -> %ld kB", slab0, slab1);
@@ -1962,7 +1947,7 @@ t_thp(void)
 	{
 		/* the control: plain shared memory does get huge pages here */
 		size_t huge = 2UL << 20;
-		long h0 = meminfo("ShmemHugePages");
+		long h0 = meminfo_kib("ShmemHugePages:");
 		char *res = mmap(NULL, 2 * huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		char *q = (char *)(((uintptr_t)res + huge - 1) & ~(huge - 1));
 
@@ -1971,8 +1956,8 @@ t_thp(void)
 		    -1, 0) == q, "mmap shared: %s", strerror(errno));
 		q[0] = 1;
 		printf("thp: ShmemHugePages %ld -> %ld kB for plain shared memory\n", h0,
-		    meminfo("ShmemHugePages"));
-		CHECK(meminfo("ShmemHugePages") > h0, "shmem THP does not work here: no control");
+		    meminfo_kib("ShmemHugePages:"));
+		CHECK(meminfo_kib("ShmemHugePages:") > h0, "shmem THP does not work here: no control");
 		munmap(res, 2 * huge);
 	}
 	/* small pages while the range is filled and purged, huge ones after */
@@ -2009,7 +1994,7 @@ t_thp(void)
 		p[huge + 3 * PG] = 1;
 		(void)madvise(p, len, MADV_COLLAPSE);
 		printf("thp: ShmemHugePages %ld kB after touching beside the hole\n",
-		    meminfo("ShmemHugePages"));
+		    meminfo_kib("ShmemHugePages:"));
 		r = resid(fd, p, huge / 2, bits, sizeof(bits));
 		if (r != 0) {
 			fprintf(stderr, "thp: %ld pages appeared in the purged hole\n", r);

@@ -31,6 +31,8 @@
 
 #include <libmemcoop.h>
 
+#include "meminfo.h"
+
 #define WT_FEATURES	(MEMCOOP_FEATURE_VRANGE | MEMCOOP_FEATURE_WTRACK)
 
 static int failures;
@@ -879,25 +881,6 @@ test_vrange(void)
 	tteardown(&t);
 }
 
-/* ---- no leaks: many open/map/arm/write/harvest/close cycles ---- */
-
-static long
-meminfo(const char *key)
-{
-	char line[256];
-	size_t klen = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (f == NULL)
-		err(1, "/proc/meminfo");
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, key, klen) == 0 && line[klen] == ':')
-			v = strtol(line + klen + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 /* ---- memory cgroups and an unprivileged user ---- */
 
 #define CG_ROOT		"/sys/fs/cgroup"
@@ -1015,8 +998,8 @@ test_leak(void)
 	for (k = 0; k < LEAK_CYCLES + 20; k++) {
 		if (k == 20) {		/* warm caches first, then measure */
 			drop_caches();
-			slab0 = meminfo("SUnreclaim");
-			vm0 = meminfo("VmallocUsed");
+			slab0 = meminfo_kib("SUnreclaim:");
+			vm0 = meminfo_kib("VmallocUsed:");
 			cgs0 = cg_value("stat", "slab_unreclaimable");
 			cgc0 = cg_value("current", NULL);
 		}
@@ -1034,8 +1017,8 @@ test_leak(void)
 			break;
 	}
 	drop_caches();
-	slab1 = meminfo("SUnreclaim");
-	vm1 = meminfo("VmallocUsed");
+	slab1 = meminfo_kib("SUnreclaim:");
+	vm1 = meminfo_kib("VmallocUsed:");
 	cgs1 = cg_value("stat", "slab_unreclaimable");
 	cgc1 = cg_value("current", NULL);
 	printf("leak: %d cycles: SUnreclaim %+ld KiB, VmallocUsed %+ld KiB, "
@@ -1085,7 +1068,7 @@ sparse_body(void)
 	if (p == MAP_FAILED)
 		err(1, "mmap at 1 TiB - 4 KiB");
 	p[0] = 1;			/* fault it in: charged before we measure */
-	vm0 = meminfo("VmallocUsed");
+	vm0 = meminfo_kib("VmallocUsed:");
 	cur0 = cg_value("current", NULL);
 	r.start = (uintptr_t)p;
 	r.len = ps;
@@ -1094,7 +1077,7 @@ sparse_body(void)
 		CHECK(memcoop_wt_disarm(mc, &r, 1, NULL) == 0, "disarm: %s", strerror(errno));
 	}
 	CHECK(memcoop_wt_arm(mc, &r, 1, NULL) == 0, "arm: %s", strerror(errno));
-	vm1 = meminfo("VmallocUsed");
+	vm1 = meminfo_kib("VmallocUsed:");
 	cur1 = cg_value("current", NULL);
 	peak = cg_value("peak", NULL);
 	printf("sparse: one page at 1 TiB - 4 KiB armed: VmallocUsed %+ld KiB, "

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The one /proc/meminfo reader of the guest programs (the in-guest tests,
+ * the benchmarks and the memcache example).  Header only: the static guest
+ * programs need no library for it.
+ */
+#ifndef MEMCOOP_MEMINFO_H
+#define MEMCOOP_MEMINFO_H
+
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * The value of /proc/meminfo's line @key (with its colon, e.g.
+ * "MemAvailable:"), in KiB; -1 if the file or the line is missing or
+ * malformed.
+ */
+static inline long
+meminfo_kib(const char *key)
+{
+	char line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, key, n) == 0) {
+			if (sscanf(line + n, "%ld", &v) != 1)
+				v = -1;
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+#endif /* MEMCOOP_MEMINFO_H */
