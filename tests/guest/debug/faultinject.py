@@ -129,7 +129,11 @@ def main():
     mem = 768
     with mclab.Guest(name="faultinject", mem=mem, smp=2, timeout=1500) as g:
         g.start("sh", "-c", script)
-        g.wait_for(r"fi: balloon-ready\n", timeout=1500)
+        try:
+            g.wait_for(r"fi: balloon-ready\n", timeout=1500)
+        except mclab.LabError:
+            sys.stdout.write(g.output)
+            raise
         g.set_target(mem - 256)
         took = g.wait_actual(mem - 256, timeout=120)
         print("balloon: %d -> %d MiB in %.2f s after the injected loads" % (mem, mem - 256, took))

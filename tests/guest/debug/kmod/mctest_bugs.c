@@ -7,7 +7,7 @@
  *   uaf        write to a kmalloc()ed object after kfree()   (KASAN)
  *   leak       kmalloc() an object and lose the pointer      (kmemleak)
  *   lockorder  take two mutexes in both orders               (lockdep)
- *   sleep      msleep() under a spinlock                     (atomic sleep)
+ *   sleep      mutex_lock() under a spinlock                 (atomic sleep)
  *   none       nothing: the control run, which must pass
  *
  * Never loaded outside that test.
@@ -18,7 +18,6 @@
 #include <linux/slab.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
-#include <linux/delay.h>
 #include <linux/string.h>
 
 static char *bug = "none";
@@ -67,7 +66,8 @@ static noinline void mctest_lockorder(void)
 static noinline void mctest_sleep(void)
 {
 	spin_lock(&mctest_lock);
-	msleep(1);		/* the defect: sleeping in atomic context */
+	mutex_lock(&mctest_a);	/* the defect: may sleep, in atomic context */
+	mutex_unlock(&mctest_a);
 	spin_unlock(&mctest_lock);
 }
 
