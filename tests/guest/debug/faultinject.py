@@ -97,7 +97,7 @@ for kind in failslab fail_page_alloc; do
 		rc=$?
 		n=$(disarm $kind 1)
 		bound=0
-		ls -d /sys/bus/virtio/drivers/memcoop/virtio* > /dev/null 2>&1 && bound=1
+		ls -d /sys/bus/virtio/drivers/memcoop-balloon/virtio* > /dev/null 2>&1 && bound=1
 		loaded=0
 		grep -q '^memcoop ' /proc/modules && loaded=1
 		echo "fi: load kind=$kind space=$s rc=$rc injected=$n loaded=$loaded bound=$bound"
@@ -108,7 +108,7 @@ for kind in failslab fail_page_alloc; do
 	done
 done
 insmod $KO || { echo "fi: FAIL clean insmod after the load rounds"; exit 1; }
-ls -d /sys/bus/virtio/drivers/memcoop/virtio* > /dev/null 2>&1 || {
+ls -d /sys/bus/virtio/drivers/memcoop-balloon/virtio* > /dev/null 2>&1 || {
 	echo "fi: FAIL the clean load did not bind the balloon"; exit 1; }
 echo "fi: balloon-ready"
 read line < /dev/ttyS2

@@ -1697,7 +1697,7 @@ static void
 t_oomempty(int tib)
 {
 	const size_t tb = 1UL << 40;
-	double base, with, after;
+	double base, with, after, w[3];
 	int pfd[2], i, st;
 	long volp, ocalls;
 	pid_t holder;
@@ -1734,10 +1734,16 @@ t_oomempty(int tib)
 	ocalls = counter("oom_calls");
 	printf("oomempty: %d TiB of empty volatile ranges held by nobody (volatile_pages %ld)\n",
 	    tib, volp);
-	with = hog_kill_time();
-	printf("oomempty: hog killed after %.2f s beside %d TiB of empty volatile ranges "
-	    "(%.2fx; vrange OOM notifier calls %ld, oom_waits %ld)\n", with, tib, with / base,
-	    counter("oom_calls") - ocalls, counter_or("oom_waits", -1));
+	/* the median of three: one slow round on a loaded host is not a stall */
+	for (i = 0; i < 3; i++) {
+		w[i] = hog_kill_time();
+		printf("oomempty: hog killed after %.2f s beside %d TiB of empty volatile ranges\n",
+		    w[i], tib);
+	}
+	with = w[0] > w[1] ? (w[1] > w[2] ? w[1] : (w[0] > w[2] ? w[2] : w[0])) :
+			     (w[0] > w[2] ? w[0] : (w[1] > w[2] ? w[2] : w[1]));
+	printf("oomempty: median %.2f s (%.2fx; vrange OOM notifier calls %ld, oom_waits %ld)\n",
+	    with, with / base, counter("oom_calls") - ocalls, counter_or("oom_waits", -1));
 	CHECK(waitpid(holder, &st, WNOHANG) == 0, "the holder died (status %#x)", st);
 	kill(holder, SIGKILL);
 	CHECK(waitpid(holder, &st, 0) == holder, "waitpid holder");
