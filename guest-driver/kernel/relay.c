@@ -94,7 +94,7 @@ MC_PARAM_UINT(oom_episode_ms, 10, 60000, 0644,
 
 static unsigned int relay_priv_gid = (unsigned int)-1;
 MC_PARAM_UINT(relay_priv_gid, 0, (unsigned int)-1, 0644,
-	      "Members of this group may register at priorities 0..7, like CAP_SYS_RESOURCE (gid, default 4294967295: none)");
+	      "A group whose members may register below MEMCOOP_PRIO_UNPRIV, like CAP_SYS_RESOURCE (gid, 0..4294967295, default 4294967295: none)");
 
 static unsigned int relay_user_clients = 64;
 MC_PARAM_UINT(relay_user_clients, 1, 65536, 0644,
