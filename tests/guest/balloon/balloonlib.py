@@ -49,9 +49,9 @@ class AgentGuest(mclab.Guest):
         return tuple(int(x) for x in ans.split())
 
     def free_kib(self):
-        """MemFree plus the per-cpu free lists (which MemFree leaves out), KiB."""
-        ans, _ = self.cmd("pcp")
-        return self.meminfo()[1] + int(ans) * 4
+        """MemFree plus the per-cpu free lists (which MemFree leaves out), KiB:
+        the guest's meminfo answer counts both already (read_meminfo())."""
+        return self.meminfo()[1]
 
     def counters(self, what="counters"):
         """The driver's debugfs counters (or @what="vmstat": /proc/vmstat)."""
