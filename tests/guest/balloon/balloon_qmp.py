@@ -385,6 +385,9 @@ def hint(c):
         cnt = g.counters()
         c.require(cnt["features"] & (1 << 3), "FREE_PAGE_HINT negotiated")
         _, free0, _ = g.meminfo()
+        # slow enough (a few seconds) that a guest on a loaded host answers
+        # QEMU's hint request before the migration is over
+        g.qmp("migrate-set-parameters", **{"max-bandwidth": 64 << 20})
         g.qmp("migrate", uri="exec:cat > /dev/null")
         done = bl.wait_until(lambda: g.qmp("query-migrate").get("status") in (
             "completed", "failed"), 300, step=0.5)
