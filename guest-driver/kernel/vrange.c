@@ -1468,6 +1468,10 @@ static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, voi
 		n = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) - before;
 	}
 	mc_oom_last = jiffies ? jiffies : 1;
+	/* the patience bounds waiting without progress: pages freed renew it */
+	if (n)
+		mc_oom_patience_ms = min(READ_ONCE(oom_purge_wait_ms),
+					 (unsigned int)MC_GRACE_MAX_MS);
 	*freed += n;
 	/* freed: the costlier notifiers after us (CRITICAL requests, deflate) can wait */
 	return n ? NOTIFY_STOP : NOTIFY_OK;
