@@ -131,16 +131,17 @@ def main():
         g.start("sh", "-c", script)
         try:
             g.wait_for(r"fi: balloon-ready\n", timeout=1500)
+            g.set_target(mem - 256)
+            took = g.wait_actual(mem - 256, timeout=300)
+            print("balloon: %d -> %d MiB in %.2f s after the injected loads" % (
+                mem, mem - 256, took))
+            g.set_target(mem)
+            g.wait_actual(mem, timeout=300)
+            g.send("done")
+            rc = g.wait_exit(timeout=120)
         except mclab.LabError:
             sys.stdout.write(g.output)
             raise
-        g.set_target(mem - 256)
-        took = g.wait_actual(mem - 256, timeout=120)
-        print("balloon: %d -> %d MiB in %.2f s after the injected loads" % (mem, mem - 256, took))
-        g.set_target(mem)
-        g.wait_actual(mem, timeout=120)
-        g.send("done")
-        rc = g.wait_exit(timeout=120)
         out = g.output
     sys.stdout.write(out)
     if rc != 0:
