@@ -57,39 +57,13 @@ struct meminfo {
 	long total, free, avail;	/* KiB */
 };
 
-/*
- * Pages on the per-cpu free lists, in KiB (/proc/zoneinfo "count:").
- * MemFree leaves them out; since 6.7 these lists grow with the freeing
- * rate (a deflation or an unload leaves tens of MiB there on 6.12) and
- * do not drain on their own.
- */
-static long pcp_free_kib(void)
-{
-	char line[256];
-	long sum = 0, n;
-	FILE *f = fopen("/proc/zoneinfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, " count: %ld", &n) == 1)
-			sum += n;
-	fclose(f);
-	return sum * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* free: MemFree plus the per-cpu free lists, so that kernels compare. */
 static int read_meminfo(struct meminfo *mi)
 {
-	long pcp = pcp_free_kib();
-
 	mi->total = meminfo_kib("MemTotal:");
-	mi->free = meminfo_kib("MemFree:");
+	mi->free = meminfo_free_kib();
 	mi->avail = meminfo_kib("MemAvailable:");
-	if (mi->total < 0 || mi->free < 0 || pcp < 0)
-		return -1;
-	mi->free += pcp;
-	return 0;
+	return mi->total < 0 || mi->free < 0 ? -1 : 0;
 }
 
 /* Value of counter @name, or -1. */
