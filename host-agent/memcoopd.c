@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "memcoopd.h"
+#include "sdnotify.h"
 #ifdef HAVE_KSM
 #include "ksm.h"
 #endif
@@ -242,8 +243,11 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 
 	(void)ev;
 	if (sig == SIGHUP) {
-		if (!md->shutting_down)
+		if (!md->shutting_down) {
+			sdn_reloading();
 			reload_config(md);
+			(void)sdn_send("READY=1");
+		}
 		return;
 	}
 	if (md->shutting_down) {
@@ -252,6 +256,7 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 		return;
 	}
 	md->shutting_down = 1;
+	(void)sdn_send("STOPPING=1");
 	log_info("signal %d: shutting down", (int)sig);
 	if (ev_tick != NULL)
 		event_del(ev_tick);
@@ -348,8 +353,7 @@ main(int argc, char *argv[])
 	    !check) {
 		log_info("no %s, using the defaults", cfpath);
 	} else if (config_load(&conf, cfpath, err, sizeof(err)) == -1) {
-		fprintf(stderr, "memcoopd: %s\n", err);
-		return 1;
+		fatalx("%s", err);
 	}
 	if (sockpath != NULL) {
 		free(conf.sock_path);
@@ -363,15 +367,13 @@ main(int argc, char *argv[])
 	    (conf.libvirt_uri = strdup("qemu:///system")) == NULL)
 		fatal("strdup");
 	if (pick_backend(&conf) == NULL) {
-		fprintf(stderr, "memcoopd: %s: backend libvirt: this memcoopd "
-		    "was built without libvirt support\n", cfpath);
-		return 1;
+		fatalx("%s: backend libvirt: this memcoopd was built without "
+		    "libvirt support", cfpath);
 	}
 	if (!foreground && !check && (conf.sock_path[0] != '/' ||
 	    (conf.qmp_dir != NULL && conf.qmp_dir[0] != '/'))) {
-		fprintf(stderr, "memcoopd: the socket and qmp-dir paths must be "
-		    "absolute when running as a daemon\n");
-		return 1;
+		fatalx("the socket and qmp-dir paths must be absolute when "
+		    "running as a daemon");
 	}
 	if (check) {
 		printf("configuration OK\n");
@@ -436,7 +438,10 @@ main(int argc, char *argv[])
 	    conf.tick_ms, conf.sock_path,
 	    conf.auto_enabled ? "" : ", automatic mode disabled");
 	tick_cb(-1, 0, &md);	/* first look right away */
+	(void)sdn_watchdog_start(md.base);
+	(void)sdn_send("READY=1");
 	event_base_dispatch(md.base);
+	sdn_watchdog_stop();
 
 	md.backend->shutdown(&md);
 #ifdef HAVE_KSM

@@ -2,19 +2,45 @@
 /*
  * Logging: stderr in the foreground (with a timestamp), syslog as a daemon.
  * log_warn() and fatal() append strerror(errno).
+ *
+ * When stderr is the journal (systemd sets $JOURNAL_STREAM to the device
+ * and inode of the stream it connected; it is ours only if they match our
+ * fd 2, an inherited variable is ignored), every line starts with the
+ * syslog priority as "<N>" and carries no timestamp of its own: journald
+ * parses the prefix, so `journalctl -p warning` selects by it.
  */
+#include <sys/stat.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
 static int log_foreground = 1;
 static int log_verbose;
 static const char *log_ident = "memcoop";
+static int log_journal;		/* stderr is the journal: "<N>" prefixes */
+
+/* Is fd 2 the stream named by $JOURNAL_STREAM ("DEV:INO")? */
+int
+log_stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	char tail;
+
+	if (e == NULL || sscanf(e, "%ju:%ju%c", &dev, &ino, &tail) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
 
 void
 log_init(int foreground, int verbose, const char *ident)
@@ -23,6 +49,7 @@ log_init(int foreground, int verbose, const char *ident)
 	log_verbose = verbose;
 	if (ident != NULL)
 		log_ident = ident;
+	log_journal = foreground && log_stderr_is_journal();
 	if (!foreground)
 		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	tzset();
@@ -44,7 +71,11 @@ log_getverbose(void)
 static void
 log_emit(int pri, const char *msg)
 {
-	if (log_foreground) {
+	if (log_foreground && log_journal) {
+		/* journald adds time and identifier itself */
+		fprintf(stderr, "<%d>%s\n", pri & LOG_PRIMASK, msg);
+		fflush(stderr);
+	} else if (log_foreground) {
 		struct timespec ts;
 		struct tm tm;
 		char tbuf[32];
