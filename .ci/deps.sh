@@ -17,7 +17,8 @@ bc bison flex libelf-dev libssl-dev
 qemu-system-x86 qemu-utils socat
 libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 libevent-dev libcunit1-dev libjansson-dev
-jq procps python3"
+jq procps python3
+prometheus afl++ groff-base man-db"
 
 missing=""
 for p in $PKGS; do

@@ -167,6 +167,7 @@ guest_apply_target(struct memcoopd *md, struct guest *g, uint64_t bytes,
 	g->target = bytes;
 	snprintf(g->reason, sizeof(g->reason), "%s", reason);
 	md->changes++;
+	g->changes++;
 	log_info("guest %s: target %" PRIu64 "M -> %" PRIu64 "M: %s", g->name,
 	    old / MIB, bytes / MIB, reason);
 	return 0;

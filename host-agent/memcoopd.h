@@ -126,6 +126,7 @@ struct guest {
 	struct policy_gstate	 pst;
 	char			 reason[REASON_MAX]; /* why the target last changed */
 	uint64_t		 ksm_saving;	/* bytes, from ksm_guest_saving_bytes() */
+	uint64_t		 changes;	/* targets set for this guest */
 };
 TAILQ_HEAD(guestlist, guest);
 
