@@ -13,6 +13,8 @@
  * docs/memcoopd.md lists every keyword.  Errors name the file and line.
  */
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -383,6 +385,19 @@ check_guest(struct parse_ctx *pc, struct guest_conf *gc)
 	return 0;
 }
 
+/* A numeric IPv4 address in 127/8, or ::1. */
+static int
+loopback_addr(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, host, &a6) == 1 &&
+	    memcmp(&a6, &in6addr_loopback, sizeof(a6)) == 0;
+}
+
 static int
 metrics_setting(struct parse_ctx *pc, struct config *c, const char *val)
 {
@@ -410,7 +425,8 @@ metrics_setting(struct parse_ctx *pc, struct config *c, const char *val)
 	}
 	if (strcmp(host, "localhost") == 0)
 		strcpy(host, "127.0.0.1");
-	if (strncmp(host, "127.", 4) != 0 && strcmp(host, "::1") != 0)
+	/* numeric only: a name like 127.example.org would be resolved */
+	if (!loopback_addr(host))
 		return perr(pc, "metrics: only a loopback address is allowed");
 	if (parse_uint(colon + 1, 65535, &port) == -1 || port == 0)
 		return perr(pc, "metrics: bad port");

@@ -178,6 +178,8 @@ test_errors(void)
 	expect_error("guest a {\n color red\n}\n", "unknown guest setting");
 	expect_error("guest a {\n} x\n", "junk after");
 	expect_error("metrics 10.0.0.1:9100\n", "only a loopback address");
+	/* found by tests/fuzz: a name that starts like 127/8 */
+	expect_error("metrics 127.A.0.0:9717\n", "only a loopback address");
 	expect_error("metrics 127.0.0.1:0\n", "bad port");
 	expect_error("metrics 127.0.0.1:70000\n", "bad port");
 	expect_error("metrics 9100\n", "ADDRESS:PORT");
