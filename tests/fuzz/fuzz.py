@@ -12,7 +12,7 @@ afl     runs afl-fuzz on each AFL++-instrumented harness for SECONDS, one
         after the other, from its corpus, and fails on any crash or hang,
         or on a fuzzer that did not run (fewer than MIN_EXECS executions).
         Crashing and hanging inputs are copied to
-        $MESON_BUILD_ROOT/fuzz-findings/NAME/ (or ./fuzz-findings) so they
+        $MCLAB_BUILDDIR/fuzz-findings/NAME/ (or ./fuzz-findings) so they
         can be replayed and added to the corpus.
 
 Exit 0 pass, 1 fail.
@@ -54,7 +54,7 @@ def afl(seconds, specs):
     if afl_fuzz is None:
         print("FAIL: afl-fuzz not found: install afl++ (.ci/deps.sh)")
         return 1
-    findings = os.path.join(os.environ.get("MESON_BUILD_ROOT", "."),
+    findings = os.path.join(os.environ.get("MCLAB_BUILDDIR", "."),
                             "fuzz-findings")
     env = dict(os.environ, AFL_SKIP_CPUFREQ="1", AFL_NO_AFFINITY="1",
                AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES="1", AFL_NO_UI="1",
