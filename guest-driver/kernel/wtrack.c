@@ -107,6 +107,17 @@ MC_PARAM_UINT(wt_max_kib, 64, 4U << 20, 0644,
 #define MC_WT_GROUP	128
 #define MC_WT_GAP	16
 #define MC_WT_WALK_MIN	4
+/*
+ * Scan mode (see mc_wt_sync()): a chunk a harvest finds with at least
+ * MC_WT_SCAN_ON logged pages stops write-protecting its pages and is read
+ * from the page tables' dirty bits instead; a scan that finds fewer than
+ * MC_WT_SCAN_OFF puts it back.  One scan of a chunk (walk 512 PTEs per
+ * mapping, one TLB flush) costs about as much as two or three write faults
+ * (measured in the lab, TCG).
+ */
+#define MC_WT_SCAN	XA_MARK_1		/* the chunk is in scan mode */
+#define MC_WT_SCAN_ON	16
+#define MC_WT_SCAN_OFF	4
 
 /* Two bitmaps for MC_WT_PAGES page offsets (128 bytes). */
 struct mc_wt_chunk {
@@ -330,6 +341,168 @@ static void mc_wt_wrprotect(struct address_space *mapping, struct folio **folios
 			folio_mark_dirty(folios[i]);
 	}
 }
+
+#if IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS)
+/*
+ * The folios of the pages in @bits (chunk at page offset @base) had dirty
+ * PTEs that mc_wt_sync() cleaned: keep the folios dirty, as
+ * folio_clear_dirty_for_io() would.  A folio mapped writable is normally
+ * dirty already; this looks up only the pages found dirty.
+ */
+static void mc_wt_keep_dirty(struct address_space *mapping, pgoff_t base,
+			     const unsigned long *bits)
+{
+	struct folio_batch fb;
+	struct folio *f;
+	unsigned int s, e, i;
+	pgoff_t index;
+
+	folio_batch_init(&fb);
+	for_each_set_bitrange(s, e, bits, MC_WT_PAGES) {
+		index = base + s;
+		while (index < base + e) {
+			if (!filemap_get_folios_contig(mapping, &index, base + e - 1, &fb)) {
+				index++;	/* purged meanwhile */
+				continue;
+			}
+			for (i = 0; i < folio_batch_count(&fb); i++) {
+				f = fb.folios[i];
+				if (folio_test_dirty(f))
+					continue;
+				folio_lock(f);
+				if (f->mapping == mapping)
+					folio_mark_dirty(f);
+				folio_unlock(f);
+			}
+			folio_batch_release(&fb);
+		}
+	}
+}
+
+/**
+ * mc_wt_sync() - log the writes the page tables of chunk @idx recorded.
+ * @wt:      the state.
+ * @mapping: the object's pages.
+ * @idx:     a chunk in scan mode (MC_WT_SCAN), or one entering it.
+ * @protect: the chunk leaves scan mode: write-protect its pages first.
+ *
+ * In scan mode a harvest does not write-protect the pages it takes from
+ * the log: they stay writable, and their next writes only set the PTE
+ * dirty bit, without a fault.  This cleans the dirty bits of the chunk's
+ * PTEs in every mapping (one walk, one TLB flush per mapping) and logs the
+ * tracked pages among them.  No write is lost: a PTE dirtied during the
+ * walk is either seen or stays dirty for the next sync, and a page
+ * write-protected earlier still faults into the log.  With @protect, every
+ * PTE is write-protected before the walk (the dirty bits are kept), so a
+ * write after it faults; the pages that faulted before the walk saw them
+ * are in the log, and the harvest write-protects them again under their
+ * page locks, as in the ordinary mode.
+ * Caller holds @wt->mutex and no page lock.  Returns the pages the log
+ * now holds for the chunk.
+ */
+static unsigned long mc_wt_sync(struct mc_wtrack *wt, struct address_space *mapping,
+				unsigned long idx, bool protect)
+{
+	DECLARE_BITMAP(seen, MC_WT_PAGES);
+	pgoff_t base = idx << MC_WT_SHIFT, s = 0, e = 0;
+	struct mc_wt_chunk *c;
+	unsigned long n = 0, d0;
+
+	bitmap_zero(seen, MC_WT_PAGES);
+	if (protect)
+		wp_shared_mapping_range(mapping, base, MC_WT_PAGES);
+	clean_record_shared_mapping_range(mapping, base, MC_WT_PAGES, base, seen, &s, &e);
+	if (s < e)
+		mc_wt_keep_dirty(mapping, base, seen);
+
+	xa_lock(&wt->chunks);
+	c = xa_load(&wt->chunks, idx);
+	if (c) {
+		d0 = bitmap_weight(c->dirty, MC_WT_PAGES);
+		bitmap_and(seen, seen, c->tracked, MC_WT_PAGES);
+		bitmap_or(c->dirty, c->dirty, seen, MC_WT_PAGES);
+		n = bitmap_weight(c->dirty, MC_WT_PAGES);
+		wt->ndirty += n - d0;
+		wt->logged += n - d0;
+		if (n)
+			__xa_set_mark(&wt->chunks, idx, MC_WT_DIRTY);
+		if (protect)
+			__xa_clear_mark(&wt->chunks, idx, MC_WT_SCAN);
+		else
+			__xa_set_mark(&wt->chunks, idx, MC_WT_SCAN);
+	}
+	xa_unlock(&wt->chunks);
+	cond_resched();
+	return n;
+}
+
+/*
+ * mc_wt_sync_all() - before a harvest: log what the page tables of the
+ * chunks in scan mode recorded, and choose each dirty chunk's mode for
+ * the re-arm (see MC_WT_SCAN_ON).  A file subscribed to
+ * MEMCOOP_EVENT_DIRTY keeps every chunk write-protected: a write that
+ * does not fault could not post the event.  Work: the chunks in scan mode
+ * and the dirty ones, a walk of 512 PTEs per mapping for each chunk
+ * scanned.  Caller holds @wt->mutex.
+ */
+static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
+			   struct address_space *mapping, bool rearm)
+{
+	bool scan_ok = rearm && !(READ_ONCE(mf->subscribed) & BIT_ULL(MEMCOOP_EVENT_DIRTY));
+	struct mc_wt_chunk *c;
+	unsigned long idx, n;
+	bool enter;
+
+	xa_for_each_marked(&wt->chunks, idx, c, MC_WT_SCAN) {
+		n = mc_wt_sync(wt, mapping, idx, false);
+		if (n < MC_WT_SCAN_OFF || !scan_ok)
+			mc_wt_sync(wt, mapping, idx, true);
+		if (fatal_signal_pending(current))
+			return;
+	}
+	if (!scan_ok)
+		return;
+	xa_for_each_marked(&wt->chunks, idx, c, MC_WT_DIRTY) {
+		xa_lock(&wt->chunks);
+		c = xa_load(&wt->chunks, idx);
+		enter = c && !xa_get_mark(&wt->chunks, idx, MC_WT_SCAN) &&
+			bitmap_weight(c->dirty, MC_WT_PAGES) >= MC_WT_SCAN_ON;
+		xa_unlock(&wt->chunks);
+		/* its logged pages are writable and dirty: clean them */
+		if (enter)
+			mc_wt_sync(wt, mapping, idx, false);
+		cond_resched();
+	}
+}
+
+/*
+ * Before an arm: the chunks in scan mode that [@start, @end) touches
+ * forget the dirty bits of pages not tracked yet (written before they
+ * were armed) and log those of tracked pages.
+ */
+static void mc_wt_sync_range(struct mc_wtrack *wt, struct address_space *mapping,
+			     pgoff_t start, pgoff_t end)
+{
+	struct mc_wt_chunk *c;
+	unsigned long idx;
+
+	xa_for_each_range(&wt->chunks, idx, c, start >> MC_WT_SHIFT, (end - 1) >> MC_WT_SHIFT) {
+		if (xa_get_mark(&wt->chunks, idx, MC_WT_SCAN))
+			mc_wt_sync(wt, mapping, idx, false);
+		cond_resched();
+	}
+}
+#else
+static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
+			   struct address_space *mapping, bool rearm)
+{
+}
+
+static void mc_wt_sync_range(struct mc_wtrack *wt, struct address_space *mapping,
+			     pgoff_t start, pgoff_t end)
+{
+}
+#endif
 
 /*
  * mc_wt_protect_range() - write-protect the pages of [@start, @end) that
@@ -568,6 +741,8 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		err = mc_wt_add_chunks(wt, r, n);
 		if (err)
 			goto out_free;
+		for (i = 0; i < n; i++)
+			mc_wt_sync_range(wt, mapping, r[i].start, r[i].start + r[i].len);
 		for (i = 0; i < n; i++) {
 			mc_wt_track(wt, r[i].start, r[i].start + r[i].len);
 			pages += r[i].len;
@@ -599,12 +774,14 @@ out_unlock:
 
 /*
  * mc_wt_scan() - the logged pages of chunk @idx in [@from, @to), in
- * order, at most @max, into @pg; with @grouped, only a run whose gaps are
- * at most MC_WT_GAP pages (one write-protect walk).  @from lies in the
- * chunk.  Returns how many.
+ * order, at most @max, into @pg; with @grouped, unless the chunk is in
+ * scan mode (*@scan set then), only MC_WT_GROUP pages of a run whose gaps
+ * are at most MC_WT_GAP pages (one write-protect walk).  @from lies in
+ * the chunk.  Returns how many.
  */
 static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t from,
-			       pgoff_t to, pgoff_t *pg, unsigned int max, bool grouped)
+			       pgoff_t to, pgoff_t *pg, unsigned int max, bool grouped,
+			       bool *scan)
 {
 	unsigned long base = idx << MC_WT_SHIFT, bit, lim;
 	struct mc_wt_chunk *c;
@@ -613,6 +790,11 @@ static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t 
 	lim = min_t(unsigned long, to - base, MC_WT_PAGES);
 	xa_lock(&wt->chunks);
 	c = xa_load(&wt->chunks, idx);
+	*scan = c && xa_get_mark(&wt->chunks, idx, MC_WT_SCAN);
+	if (*scan)
+		grouped = false;
+	else if (grouped)
+		max = min_t(unsigned int, max, MC_WT_GROUP);
 	if (c) {
 		for (bit = find_next_bit(c->dirty, lim, from - base); bit < lim && n < max;
 		     bit = find_next_bit(c->dirty, lim, bit + 1)) {
@@ -632,7 +814,10 @@ static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t 
  * @pg:      page offsets seen logged, ascending; on return, those taken.
  * @n:       how many.
  * @rearm:   keep them tracked and write-protect them again.
- * @folios:  room for MC_WT_GROUP folio pointers (@n at most that with @rearm).
+ * @scan:    the chunk is in scan mode: @rearm keeps them tracked only
+ *           (mc_wt_sync() reads their next writes from the page tables).
+ * @folios:  room for MC_WT_GROUP folio pointers (@n at most that with
+ *           @rearm, unless @scan).
  *
  * With @rearm the log entries are cleared and the pages write-protected
  * under their page locks, which the write-fault path holds while logging
@@ -644,14 +829,15 @@ static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t 
  * still logged (a purge may have removed some meanwhile).
  */
 static unsigned int mc_wt_take(struct mc_wtrack *wt, struct address_space *mapping,
-			       pgoff_t *pg, unsigned int n, bool rearm, struct folio **folios)
+			       pgoff_t *pg, unsigned int n, bool rearm, bool scan,
+			       struct folio **folios)
 {
 	struct mc_wt_chunk *c;
 	unsigned int i, k = 0, nf = 0;
 	unsigned long idx, bit;
 	struct folio *f;
 
-	for (i = 0; rearm && i < n; i++) {
+	for (i = 0; rearm && !scan && i < n; i++) {
 		f = nf ? folios[nf - 1] : NULL;
 		if (f && pg[i] < folio_next_index(f))
 			continue;		/* same (large) folio */
@@ -726,7 +912,8 @@ static pgoff_t mc_wt_collect(struct mc_wtrack *wt, struct address_space *mapping
 			     unsigned int room)
 {
 	unsigned long idx;
-	unsigned int got, k, i, max;
+	unsigned int got, k, i;
+	bool scan;
 
 	while (pg < end && *n < room) {
 		idx = pg >> MC_WT_SHIFT;
@@ -734,16 +921,13 @@ static pgoff_t mc_wt_collect(struct mc_wtrack *wt, struct address_space *mapping
 			return end;
 		if (idx > pg >> MC_WT_SHIFT)
 			pg = idx << MC_WT_SHIFT;
-		max = room - *n;
-		if (rearm)
-			max = min_t(unsigned int, max, MC_WT_GROUP);
-		got = mc_wt_scan(wt, idx, pg, end, b->pgs + *n, max, rearm);
+		got = mc_wt_scan(wt, idx, pg, end, b->pgs + *n, room - *n, rearm, &scan);
 		if (!got) {		/* nothing left in this chunk (within the range) */
 			pg = (idx + 1) << MC_WT_SHIFT;
 			continue;
 		}
 		pg = b->pgs[*n + got - 1] + 1;
-		k = mc_wt_take(wt, mapping, b->pgs + *n, got, rearm, b->folios);
+		k = mc_wt_take(wt, mapping, b->pgs + *n, got, rearm, scan, b->folios);
 		for (i = 0; i < k; i++)
 			b->addrs[*n + i] = vstart + ((u64)(b->pgs[*n + i] - pg0) << PAGE_SHIFT);
 		*n += k;
@@ -804,6 +988,7 @@ static long mc_wt_harvest(struct mc_file *mf, struct memcoop_wt_harvest __user *
 		err = -ERESTARTSYS;
 		goto out_free;
 	}
+	mc_wt_sync_all(mf, wt, mapping, rearm);
 	while (!done && h.count < h.max) {
 		room = min_t(u64, MC_WT_BATCH, h.max - h.count);
 		n = 0;
