@@ -204,6 +204,17 @@ static void mc_wt_put(struct mc_wtrack *wt)
 	kfree(wt);
 }
 
+/* The log stopped being empty (its @seq-th time). */
+static void mc_wt_post_dirty(struct mc_file *mf, u64 seq)
+{
+	struct memcoop_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MEMCOOP_EVENT_DIRTY;
+	ev.seq = seq;
+	mc_file_post_event(mf, &ev);
+}
+
 static unsigned long mc_wt_max_chunks(void)
 {
 	return ((unsigned long)READ_ONCE(wt_max_kib) << 10) / MC_WT_CHUNK_COST;
@@ -379,12 +390,20 @@ static void mc_wt_keep_dirty(struct address_space *mapping, pgoff_t base,
 	}
 }
 
+/* What mc_wt_sync() does with a chunk. */
+enum mc_wt_sync_how {
+	MC_WT_SYNC_ENTER,	/* enter scan mode: clean the dirty bits only */
+	MC_WT_SYNC_SCAN,	/* in scan mode: log the dirty bits, clean them */
+	MC_WT_SYNC_LEAVE,	/* leave it: write-protect, then as SCAN */
+};
+
 /**
  * mc_wt_sync() - log the writes the page tables of chunk @idx recorded.
- * @wt:      the state.
+ * @mf:      the file (for MEMCOOP_EVENT_DIRTY).
+ * @wt:      its state.
  * @mapping: the object's pages.
  * @idx:     a chunk in scan mode (MC_WT_SCAN), or one entering it.
- * @protect: the chunk leaves scan mode: write-protect its pages first.
+ * @how:     see enum mc_wt_sync_how.
  *
  * In scan mode a harvest does not write-protect the pages it takes from
  * the log: they stay writable, and their next writes only set the PTE
@@ -392,24 +411,29 @@ static void mc_wt_keep_dirty(struct address_space *mapping, pgoff_t base,
  * PTEs in every mapping (one walk, one TLB flush per mapping) and logs the
  * tracked pages among them.  No write is lost: a PTE dirtied during the
  * walk is either seen or stays dirty for the next sync, and a page
- * write-protected earlier still faults into the log.  With @protect, every
- * PTE is write-protected before the walk (the dirty bits are kept), so a
+ * write-protected earlier still faults into the log.  Leaving, every PTE
+ * is write-protected before the walk (the dirty bits are kept), so a
  * write after it faults; the pages that faulted before the walk saw them
  * are in the log, and the harvest write-protects them again under their
- * page locks, as in the ordinary mode.
+ * page locks, as in the ordinary mode.  Entering, the dirty bits say
+ * nothing the log does not (every write since the last re-arm faulted
+ * into it), and some predate the arm: they are cleaned, not logged.
+ * Posts MEMCOOP_EVENT_DIRTY if this makes the log non-empty.
  * Caller holds @wt->mutex and no page lock.  Returns the pages the log
  * now holds for the chunk.
  */
-static unsigned long mc_wt_sync(struct mc_wtrack *wt, struct address_space *mapping,
-				unsigned long idx, bool protect)
+static unsigned long mc_wt_sync(struct mc_file *mf, struct mc_wtrack *wt,
+				struct address_space *mapping, unsigned long idx,
+				enum mc_wt_sync_how how)
 {
 	DECLARE_BITMAP(seen, MC_WT_PAGES);
 	pgoff_t base = idx << MC_WT_SHIFT, s = 0, e = 0;
 	struct mc_wt_chunk *c;
 	unsigned long n = 0, d0;
+	u64 seq = 0;
 
 	bitmap_zero(seen, MC_WT_PAGES);
-	if (protect)
+	if (how == MC_WT_SYNC_LEAVE)
 		wp_shared_mapping_range(mapping, base, MC_WT_PAGES);
 	clean_record_shared_mapping_range(mapping, base, MC_WT_PAGES, base, seen, &s, &e);
 	if (s < e)
@@ -419,19 +443,25 @@ static unsigned long mc_wt_sync(struct mc_wtrack *wt, struct address_space *mapp
 	c = xa_load(&wt->chunks, idx);
 	if (c) {
 		d0 = bitmap_weight(c->dirty, MC_WT_PAGES);
-		bitmap_and(seen, seen, c->tracked, MC_WT_PAGES);
-		bitmap_or(c->dirty, c->dirty, seen, MC_WT_PAGES);
+		if (how != MC_WT_SYNC_ENTER) {
+			bitmap_and(seen, seen, c->tracked, MC_WT_PAGES);
+			bitmap_or(c->dirty, c->dirty, seen, MC_WT_PAGES);
+		}
 		n = bitmap_weight(c->dirty, MC_WT_PAGES);
+		if (n > d0 && !wt->ndirty)
+			seq = ++wt->seq;
 		wt->ndirty += n - d0;
 		wt->logged += n - d0;
 		if (n)
 			__xa_set_mark(&wt->chunks, idx, MC_WT_DIRTY);
-		if (protect)
+		if (how == MC_WT_SYNC_LEAVE)
 			__xa_clear_mark(&wt->chunks, idx, MC_WT_SCAN);
 		else
 			__xa_set_mark(&wt->chunks, idx, MC_WT_SCAN);
 	}
 	xa_unlock(&wt->chunks);
+	if (seq)
+		mc_wt_post_dirty(mf, seq);
 	cond_resched();
 	return n;
 }
@@ -454,9 +484,9 @@ static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
 	bool enter;
 
 	xa_for_each_marked(&wt->chunks, idx, c, MC_WT_SCAN) {
-		n = mc_wt_sync(wt, mapping, idx, false);
+		n = mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_SCAN);
 		if (n < MC_WT_SCAN_OFF || !scan_ok)
-			mc_wt_sync(wt, mapping, idx, true);
+			mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_LEAVE);
 		if (fatal_signal_pending(current))
 			return;
 	}
@@ -470,7 +500,7 @@ static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
 		xa_unlock(&wt->chunks);
 		/* its logged pages are writable and dirty: clean them */
 		if (enter)
-			mc_wt_sync(wt, mapping, idx, false);
+			mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_ENTER);
 		cond_resched();
 	}
 }
@@ -480,17 +510,40 @@ static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
  * forget the dirty bits of pages not tracked yet (written before they
  * were armed) and log those of tracked pages.
  */
-static void mc_wt_sync_range(struct mc_wtrack *wt, struct address_space *mapping,
-			     pgoff_t start, pgoff_t end)
+static void mc_wt_sync_range(struct mc_file *mf, struct mc_wtrack *wt,
+			     struct address_space *mapping, pgoff_t start, pgoff_t end)
 {
 	struct mc_wt_chunk *c;
 	unsigned long idx;
 
 	xa_for_each_range(&wt->chunks, idx, c, start >> MC_WT_SHIFT, (end - 1) >> MC_WT_SHIFT) {
 		if (xa_get_mark(&wt->chunks, idx, MC_WT_SCAN))
-			mc_wt_sync(wt, mapping, idx, false);
+			mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_SCAN);
 		cond_resched();
 	}
+}
+
+/**
+ * mc_wtrack_subscribed() - the file just subscribed to MEMCOOP_EVENT_DIRTY.
+ * @mf: the file.
+ *
+ * Its chunks leave scan mode, so that the next write to any tracked page
+ * faults and posts the event; writes that only dirtied a PTE since the
+ * last harvest are logged now (and post it).  Takes @wt->mutex; sleeps.
+ */
+void mc_wtrack_subscribed(struct mc_file *mf)
+{
+	struct mc_wtrack *wt = mc_wt_get(mf);
+	struct address_space *mapping = mc_vrange_mapping(mf);
+	struct mc_wt_chunk *c;
+	unsigned long idx;
+
+	if (!wt || !mapping)
+		return;
+	mutex_lock(&wt->mutex);
+	xa_for_each_marked(&wt->chunks, idx, c, MC_WT_SCAN)
+		mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_LEAVE);
+	mutex_unlock(&wt->mutex);
 }
 #else
 static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
@@ -498,8 +551,12 @@ static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
 {
 }
 
-static void mc_wt_sync_range(struct mc_wtrack *wt, struct address_space *mapping,
-			     pgoff_t start, pgoff_t end)
+static void mc_wt_sync_range(struct mc_file *mf, struct mc_wtrack *wt,
+			     struct address_space *mapping, pgoff_t start, pgoff_t end)
+{
+}
+
+void mc_wtrack_subscribed(struct mc_file *mf)
 {
 }
 #endif
@@ -742,7 +799,7 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		if (err)
 			goto out_free;
 		for (i = 0; i < n; i++)
-			mc_wt_sync_range(wt, mapping, r[i].start, r[i].start + r[i].len);
+			mc_wt_sync_range(mf, wt, mapping, r[i].start, r[i].start + r[i].len);
 		for (i = 0; i < n; i++) {
 			mc_wt_track(wt, r[i].start, r[i].start + r[i].len);
 			pages += r[i].len;
@@ -1075,7 +1132,6 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 	unsigned long bit = pgoff & (MC_WT_PAGES - 1);
 	struct mc_wt_chunk *c;
 	struct mc_wtrack *wt;
-	struct memcoop_event ev;
 	bool first = false, logged_now = false;
 	u64 seq = 0;
 
@@ -1107,12 +1163,8 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 		if (d)
 			usleep_range(d, d + d / 4 + 1);
 	}
-	if (first) {
-		memset(&ev, 0, sizeof(ev));
-		ev.type = MEMCOOP_EVENT_DIRTY;
-		ev.seq = seq;
-		mc_file_post_event(mf, &ev);
-	}
+	if (first)
+		mc_wt_post_dirty(mf, seq);
 }
 
 /**
