@@ -31,6 +31,12 @@
  * at 1 TiB costs one chunk and a few xarray nodes.  Everything is
  * allocated with GFP_KERNEL_ACCOUNT (charged to the caller's memory
  * cgroup) and bounded per file by the wt_max_kib parameter.
+ * Densely written chunks go into scan mode (an xarray mark, see
+ * mc_wt_sync()): a re-arm leaves their pages writable and cleans their
+ * PTE dirty bits instead, and the next harvest collects the dirty bits in
+ * one page table walk per chunk and mapping, where write-protecting would
+ * cost a fault per page and cycle; a chunk found sparsely written goes
+ * back.  A file subscribed to MEMCOOP_EVENT_DIRTY never uses scan mode.
  * A fork()ed child shares the file and the object, so writes by parent and
  * child land in the same log; a harvest translates offsets through the
  * harvesting process's mappings.  Pages purged as volatile leave both sets
