@@ -221,6 +221,16 @@ static void mc_wt_post_dirty(struct mc_file *mf, u64 seq)
 	mc_file_post_event(mf, &ev);
 }
 
+/*
+ * Whether chunks of @mf may be in scan mode: the dirty-bit helpers are
+ * built in, and no MEMCOOP_EVENT_DIRTY subscriber waits for a fault.
+ */
+static bool mc_wt_scan_ok(struct mc_file *mf)
+{
+	return IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS) &&
+	       !(READ_ONCE(mf->subscribed) & BIT_ULL(MEMCOOP_EVENT_DIRTY));
+}
+
 static unsigned long mc_wt_max_chunks(void)
 {
 	return ((unsigned long)READ_ONCE(wt_max_kib) << 10) / MC_WT_CHUNK_COST;
@@ -484,7 +494,7 @@ static unsigned long mc_wt_sync(struct mc_file *mf, struct mc_wtrack *wt,
 static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
 			   struct address_space *mapping, bool rearm)
 {
-	bool scan_ok = rearm && !(READ_ONCE(mf->subscribed) & BIT_ULL(MEMCOOP_EVENT_DIRTY));
+	bool scan_ok = rearm && mc_wt_scan_ok(mf);
 	struct mc_wt_chunk *c;
 	unsigned long idx, n;
 	bool enter;
@@ -604,6 +614,28 @@ static void mc_wt_protect_range(struct address_space *mapping, pgoff_t start, pg
 	}
 }
 
+/*
+ * The pages of [@start, @end) that an arm write-protects: those of chunks
+ * not in scan mode (mc_wt_sync_range() cleaned the others' dirty bits).
+ */
+static void mc_wt_protect_armed(struct mc_wtrack *wt, struct address_space *mapping,
+				pgoff_t start, pgoff_t end)
+{
+	unsigned long idx;
+	pgoff_t a, b;
+
+	for (idx = start >> MC_WT_SHIFT; idx <= (end - 1) >> MC_WT_SHIFT; idx++) {
+		if (xa_get_mark(&wt->chunks, idx, MC_WT_SCAN))
+			continue;
+		a = max(start, idx << MC_WT_SHIFT);
+		b = min(end, (idx + 1) << MC_WT_SHIFT);
+		mc_wt_protect_range(mapping, a, b);
+		if (fatal_signal_pending(current))
+			break;
+		cond_resched();
+	}
+}
+
 static int mc_wt_range_cmp(const void *a, const void *b)
 {
 	const struct memcoop_wt_range *x = a, *y = b;
@@ -669,10 +701,13 @@ static struct memcoop_wt_range *mc_wt_resolve_list(struct mc_file *mf, u64 uptr,
 /*
  * mc_wt_add_chunks() - make sure every chunk the @n sorted, disjoint
  * ranges of @r touch exists, within the per-file limit.  Caller holds
- * @wt->mutex.  On error, the chunks added here are gone again (they track
+ * @wt->mutex.  With @scan, new chunks start in scan mode (the arm cleans
+ * their dirty bits instead of write-protecting them; the first harvest
+ * decides).  On error, the chunks added here are gone again (they track
  * nothing yet) and -ENOSPC (over wt_max_kib) or -ENOMEM is returned.
  */
-static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range *r, u32 n)
+static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range *r, u32 n,
+			    bool scan)
 {
 	unsigned long first, last, prev = ULONG_MAX, idx, spanned = 0, present = 0;
 	struct mc_wt_chunk *c;
@@ -715,6 +750,8 @@ static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range 
 			}
 			xa_lock(&wt->chunks);
 			wt->nchunks++;
+			if (scan)
+				__xa_set_mark(&wt->chunks, idx, MC_WT_SCAN);
 			xa_unlock(&wt->chunks);
 			cond_resched();
 		}
@@ -801,7 +838,7 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		for (i = 0; i < n; i++)
 			pages += mc_wt_clear(wt, r[i].start, r[i].start + r[i].len);
 	} else {
-		err = mc_wt_add_chunks(wt, r, n);
+		err = mc_wt_add_chunks(wt, r, n, mc_wt_scan_ok(mf));
 		if (err)
 			goto out_free;
 		for (i = 0; i < n; i++)
@@ -814,11 +851,13 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		 * Tracked first, then read-only (under the page locks): a
 		 * write racing with this either faults after its page is
 		 * protected (and is logged) or completed before, when the
-		 * page was not armed yet.  Dying: the pages stay tracked,
-		 * the rest unprotected.
+		 * page was not armed yet.  Chunks in scan mode had their
+		 * dirty bits cleaned instead (before tracking, so a dirty
+		 * bit they show later is a write after that).  Dying: the
+		 * pages stay tracked, the rest unprotected.
 		 */
 		for (i = 0; i < n && !fatal_signal_pending(current); i++)
-			mc_wt_protect_range(mapping, r[i].start, r[i].start + r[i].len);
+			mc_wt_protect_armed(wt, mapping, r[i].start, r[i].start + r[i].len);
 	}
 	arm.armed = pages;
 	pr_debug("wtrack: %s %llu pages (%u ranges), %lu tracked in %lu chunks\n",
