@@ -49,7 +49,9 @@
  * then page locks (several at once, in ascending offset order), then
  * i_mmap_rwsem and page table locks (the write-protect walk), then the
  * xarray lock (the fault path: mmap_lock or the vma lock, page lock,
- * xarray lock).  The write-fault hook must be called with the faulting
+ * xarray lock).  The scan-mode walks (mc_wt_sync()) take i_mmap_rwsem and
+ * page table locks under @mutex alone, then page locks one at a time,
+ * then the xarray lock, one after the other.  The write-fault hook must be called with the faulting
  * page locked (see mc_internal.h; mc_wtrack_page_mkwrite() is a
  * ->page_mkwrite body that does so), and arm and harvest write-protect a
  * page only while holding its page lock, so a write can never slip
