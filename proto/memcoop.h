@@ -332,6 +332,14 @@ struct memcoop_wt_arm {
  * Addresses are those of the calling process's mappings of this fd,
  * however many there are (mprotect() splits included); a page mapped
  * twice is returned once.  A harvest never drops a logged page.
+ *
+ * Cost: the first write to an armed page faults once (no signal).  With
+ * MEMCOOP_WT_REARM, a run of 512 pages (aligned in the fd's offsets) that
+ * a harvest finds densely written is re-armed without write-protecting
+ * it: its next writes do not fault, and the next harvest reads them from
+ * the page tables' dirty bits, until a harvest finds it sparsely written
+ * again.  The pages reported are the same either way.  A file subscribed
+ * to MEMCOOP_EVENT_DIRTY always write-protects (an event needs a fault).
  */
 struct memcoop_wt_harvest {
 	__u64 addrs;

@@ -262,6 +262,8 @@ static long mc_ioctl_subscribe(struct mc_file *mf, void __user *uarg)
 	/* shrink requests and loss reports cannot be unsubscribed */
 	WRITE_ONCE(mf->subscribed, sub.events | BIT_ULL(MEMCOOP_EVENT_SHRINK) |
 		   BIT_ULL(MEMCOOP_EVENT_LOST));
+	if (sub.events & BIT_ULL(MEMCOOP_EVENT_DIRTY))
+		mc_wtrack_subscribed(mf);
 	return 0;
 }
 

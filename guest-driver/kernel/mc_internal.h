@@ -148,6 +148,8 @@ struct address_space *mc_vrange_mapping(struct mc_file *mf);
 /* wtrack.c */
 long mc_wtrack_ioctl(struct mc_file *mf, unsigned int cmd, void __user *arg);
 void mc_wtrack_release(struct mc_file *mf);
+/* MEMCOOP_EVENT_DIRTY was just subscribed to; sleeps. */
+void mc_wtrack_subscribed(struct mc_file *mf);
 /*
  * Called by vrange.c from the mapping's ->page_mkwrite (and for any other
  * first write to a write-protected page) before the write is allowed: if

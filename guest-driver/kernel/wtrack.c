@@ -31,6 +31,12 @@
  * at 1 TiB costs one chunk and a few xarray nodes.  Everything is
  * allocated with GFP_KERNEL_ACCOUNT (charged to the caller's memory
  * cgroup) and bounded per file by the wt_max_kib parameter.
+ * Densely written chunks go into scan mode (an xarray mark, see
+ * mc_wt_sync()): a re-arm leaves their pages writable and cleans their
+ * PTE dirty bits instead, and the next harvest collects the dirty bits in
+ * one page table walk per chunk and mapping, where write-protecting would
+ * cost a fault per page and cycle; a chunk found sparsely written goes
+ * back.  A file subscribed to MEMCOOP_EVENT_DIRTY never uses scan mode.
  * A fork()ed child shares the file and the object, so writes by parent and
  * child land in the same log; a harvest translates offsets through the
  * harvesting process's mappings.  Pages purged as volatile leave both sets
@@ -43,7 +49,9 @@
  * then page locks (several at once, in ascending offset order), then
  * i_mmap_rwsem and page table locks (the write-protect walk), then the
  * xarray lock (the fault path: mmap_lock or the vma lock, page lock,
- * xarray lock).  The write-fault hook must be called with the faulting
+ * xarray lock).  The scan-mode walks (mc_wt_sync()) take i_mmap_rwsem and
+ * page table locks under @mutex alone, then page locks one at a time,
+ * then the xarray lock, one after the other.  The write-fault hook must be called with the faulting
  * page locked (see mc_internal.h; mc_wtrack_page_mkwrite() is a
  * ->page_mkwrite body that does so), and arm and harvest write-protect a
  * page only while holding its page lock, so a write can never slip
@@ -107,6 +115,17 @@ MC_PARAM_UINT(wt_max_kib, 64, 4U << 20, 0644,
 #define MC_WT_GROUP	128
 #define MC_WT_GAP	16
 #define MC_WT_WALK_MIN	4
+/*
+ * Scan mode (see mc_wt_sync()): a chunk a harvest finds with at least
+ * MC_WT_SCAN_ON logged pages stops write-protecting its pages and is read
+ * from the page tables' dirty bits instead; a scan that finds fewer than
+ * MC_WT_SCAN_OFF puts it back.  One scan of a chunk (walk 512 PTEs per
+ * mapping, one TLB flush) costs about as much as two or three write faults
+ * (measured in the lab, TCG).
+ */
+#define MC_WT_SCAN	XA_MARK_1		/* the chunk is in scan mode */
+#define MC_WT_SCAN_ON	16
+#define MC_WT_SCAN_OFF	4
 
 /* Two bitmaps for MC_WT_PAGES page offsets (128 bytes). */
 struct mc_wt_chunk {
@@ -191,6 +210,27 @@ static void mc_wt_put(struct mc_wtrack *wt)
 	xa_destroy(&wt->chunks);
 	mutex_destroy(&wt->mutex);
 	kfree(wt);
+}
+
+/* The log stopped being empty (its @seq-th time). */
+static void mc_wt_post_dirty(struct mc_file *mf, u64 seq)
+{
+	struct memcoop_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MEMCOOP_EVENT_DIRTY;
+	ev.seq = seq;
+	mc_file_post_event(mf, &ev);
+}
+
+/*
+ * Whether chunks of @mf may be in scan mode: the dirty-bit helpers are
+ * built in, and no MEMCOOP_EVENT_DIRTY subscriber waits for a fault.
+ */
+static bool mc_wt_scan_ok(struct mc_file *mf)
+{
+	return IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS) &&
+	       !(READ_ONCE(mf->subscribed) & BIT_ULL(MEMCOOP_EVENT_DIRTY));
 }
 
 static unsigned long mc_wt_max_chunks(void)
@@ -331,6 +371,214 @@ static void mc_wt_wrprotect(struct address_space *mapping, struct folio **folios
 	}
 }
 
+#if IS_ENABLED(CONFIG_MAPPING_DIRTY_HELPERS)
+/*
+ * The folios of the pages in @bits (chunk at page offset @base) had dirty
+ * PTEs that mc_wt_sync() cleaned: keep the folios dirty, as
+ * folio_clear_dirty_for_io() would.  A folio mapped writable is normally
+ * dirty already; this looks up only the pages found dirty.
+ */
+static void mc_wt_keep_dirty(struct address_space *mapping, pgoff_t base,
+			     const unsigned long *bits)
+{
+	struct folio_batch fb;
+	struct folio *f;
+	unsigned int s, e, i;
+	pgoff_t index;
+
+	folio_batch_init(&fb);
+	for_each_set_bitrange(s, e, bits, MC_WT_PAGES) {
+		index = base + s;
+		while (index < base + e) {
+			if (!filemap_get_folios_contig(mapping, &index, base + e - 1, &fb)) {
+				index++;	/* purged meanwhile */
+				continue;
+			}
+			for (i = 0; i < folio_batch_count(&fb); i++) {
+				f = fb.folios[i];
+				if (folio_test_dirty(f))
+					continue;
+				folio_lock(f);
+				if (f->mapping == mapping)
+					folio_mark_dirty(f);
+				folio_unlock(f);
+			}
+			folio_batch_release(&fb);
+		}
+	}
+}
+
+/* What mc_wt_sync() does with a chunk. */
+enum mc_wt_sync_how {
+	MC_WT_SYNC_ENTER,	/* enter scan mode: clean the dirty bits only */
+	MC_WT_SYNC_SCAN,	/* in scan mode: log the dirty bits, clean them */
+	MC_WT_SYNC_LEAVE,	/* leave it: write-protect, then as SCAN */
+};
+
+/**
+ * mc_wt_sync() - log the writes the page tables of chunk @idx recorded.
+ * @mf:      the file (for MEMCOOP_EVENT_DIRTY).
+ * @wt:      its state.
+ * @mapping: the object's pages.
+ * @idx:     a chunk in scan mode (MC_WT_SCAN), or one entering it.
+ * @how:     see enum mc_wt_sync_how.
+ *
+ * In scan mode a harvest does not write-protect the pages it takes from
+ * the log: they stay writable, and their next writes only set the PTE
+ * dirty bit, without a fault.  This cleans the dirty bits of the chunk's
+ * PTEs in every mapping (one walk, one TLB flush per mapping) and logs the
+ * tracked pages among them.  No write is lost: a PTE dirtied during the
+ * walk is either seen or stays dirty for the next sync, and a page
+ * write-protected earlier still faults into the log.  Leaving, every PTE
+ * is write-protected before the walk (the dirty bits are kept), so a
+ * write after it faults; the pages that faulted before the walk saw them
+ * are in the log, and the harvest write-protects them again under their
+ * page locks, as in the ordinary mode.  Entering, the dirty bits say
+ * nothing the log does not (every write since the last re-arm faulted
+ * into it), and some predate the arm: they are cleaned, not logged.
+ * Posts MEMCOOP_EVENT_DIRTY if this makes the log non-empty.
+ * Caller holds @wt->mutex and no page lock.  Returns the pages the log
+ * now holds for the chunk.
+ */
+static unsigned long mc_wt_sync(struct mc_file *mf, struct mc_wtrack *wt,
+				struct address_space *mapping, unsigned long idx,
+				enum mc_wt_sync_how how)
+{
+	DECLARE_BITMAP(seen, MC_WT_PAGES);
+	pgoff_t base = idx << MC_WT_SHIFT, s = 0, e = 0;
+	struct mc_wt_chunk *c;
+	unsigned long n = 0, d0;
+	u64 seq = 0;
+
+	bitmap_zero(seen, MC_WT_PAGES);
+	if (how == MC_WT_SYNC_LEAVE)
+		wp_shared_mapping_range(mapping, base, MC_WT_PAGES);
+	clean_record_shared_mapping_range(mapping, base, MC_WT_PAGES, base, seen, &s, &e);
+	if (s < e)
+		mc_wt_keep_dirty(mapping, base, seen);
+
+	xa_lock(&wt->chunks);
+	c = xa_load(&wt->chunks, idx);
+	if (c) {
+		d0 = bitmap_weight(c->dirty, MC_WT_PAGES);
+		if (how != MC_WT_SYNC_ENTER) {
+			bitmap_and(seen, seen, c->tracked, MC_WT_PAGES);
+			bitmap_or(c->dirty, c->dirty, seen, MC_WT_PAGES);
+		}
+		n = bitmap_weight(c->dirty, MC_WT_PAGES);
+		if (n > d0 && !wt->ndirty)
+			seq = ++wt->seq;
+		wt->ndirty += n - d0;
+		wt->logged += n - d0;
+		if (n)
+			__xa_set_mark(&wt->chunks, idx, MC_WT_DIRTY);
+		if (how == MC_WT_SYNC_LEAVE)
+			__xa_clear_mark(&wt->chunks, idx, MC_WT_SCAN);
+		else
+			__xa_set_mark(&wt->chunks, idx, MC_WT_SCAN);
+	}
+	xa_unlock(&wt->chunks);
+	if (seq)
+		mc_wt_post_dirty(mf, seq);
+	cond_resched();
+	return n;
+}
+
+/*
+ * mc_wt_sync_all() - before a harvest: log what the page tables of the
+ * chunks in scan mode recorded, and choose each dirty chunk's mode for
+ * the re-arm (see MC_WT_SCAN_ON).  A file subscribed to
+ * MEMCOOP_EVENT_DIRTY keeps every chunk write-protected: a write that
+ * does not fault could not post the event.  Work: the chunks in scan mode
+ * and the dirty ones, a walk of 512 PTEs per mapping for each chunk
+ * scanned.  Caller holds @wt->mutex.
+ */
+static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
+			   struct address_space *mapping, bool rearm)
+{
+	bool scan_ok = rearm && mc_wt_scan_ok(mf);
+	struct mc_wt_chunk *c;
+	unsigned long idx, n;
+	bool enter;
+
+	xa_for_each_marked(&wt->chunks, idx, c, MC_WT_SCAN) {
+		n = mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_SCAN);
+		if (n < MC_WT_SCAN_OFF || !scan_ok)
+			mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_LEAVE);
+		if (fatal_signal_pending(current))
+			return;
+	}
+	if (!scan_ok)
+		return;
+	xa_for_each_marked(&wt->chunks, idx, c, MC_WT_DIRTY) {
+		xa_lock(&wt->chunks);
+		c = xa_load(&wt->chunks, idx);
+		enter = c && !xa_get_mark(&wt->chunks, idx, MC_WT_SCAN) &&
+			bitmap_weight(c->dirty, MC_WT_PAGES) >= MC_WT_SCAN_ON;
+		xa_unlock(&wt->chunks);
+		/* its logged pages are writable and dirty: clean them */
+		if (enter)
+			mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_ENTER);
+		cond_resched();
+	}
+}
+
+/*
+ * Before an arm: the chunks in scan mode that [@start, @end) touches
+ * forget the dirty bits of pages not tracked yet (written before they
+ * were armed) and log those of tracked pages.
+ */
+static void mc_wt_sync_range(struct mc_file *mf, struct mc_wtrack *wt,
+			     struct address_space *mapping, pgoff_t start, pgoff_t end)
+{
+	struct mc_wt_chunk *c;
+	unsigned long idx;
+
+	xa_for_each_range(&wt->chunks, idx, c, start >> MC_WT_SHIFT, (end - 1) >> MC_WT_SHIFT) {
+		if (xa_get_mark(&wt->chunks, idx, MC_WT_SCAN))
+			mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_SCAN);
+		cond_resched();
+	}
+}
+
+/**
+ * mc_wtrack_subscribed() - the file just subscribed to MEMCOOP_EVENT_DIRTY.
+ * @mf: the file.
+ *
+ * Its chunks leave scan mode, so that the next write to any tracked page
+ * faults and posts the event; writes that only dirtied a PTE since the
+ * last harvest are logged now (and post it).  Takes @wt->mutex; sleeps.
+ */
+void mc_wtrack_subscribed(struct mc_file *mf)
+{
+	struct mc_wtrack *wt = mc_wt_get(mf);
+	struct address_space *mapping = mc_vrange_mapping(mf);
+	struct mc_wt_chunk *c;
+	unsigned long idx;
+
+	if (!wt || !mapping)
+		return;
+	mutex_lock(&wt->mutex);
+	xa_for_each_marked(&wt->chunks, idx, c, MC_WT_SCAN)
+		mc_wt_sync(mf, wt, mapping, idx, MC_WT_SYNC_LEAVE);
+	mutex_unlock(&wt->mutex);
+}
+#else
+static void mc_wt_sync_all(struct mc_file *mf, struct mc_wtrack *wt,
+			   struct address_space *mapping, bool rearm)
+{
+}
+
+static void mc_wt_sync_range(struct mc_file *mf, struct mc_wtrack *wt,
+			     struct address_space *mapping, pgoff_t start, pgoff_t end)
+{
+}
+
+void mc_wtrack_subscribed(struct mc_file *mf)
+{
+}
+#endif
+
 /*
  * mc_wt_protect_range() - write-protect the pages of [@start, @end) that
  * are in the object (a page not in it has no PTE anywhere: its first
@@ -365,6 +613,28 @@ static void mc_wt_protect_range(struct address_space *mapping, pgoff_t start, pg
 		cond_resched();
 		if (fatal_signal_pending(current))
 			break;
+	}
+}
+
+/*
+ * The pages of [@start, @end) that an arm write-protects: those of chunks
+ * not in scan mode (mc_wt_sync_range() cleaned the others' dirty bits).
+ */
+static void mc_wt_protect_armed(struct mc_wtrack *wt, struct address_space *mapping,
+				pgoff_t start, pgoff_t end)
+{
+	unsigned long idx;
+	pgoff_t a, b;
+
+	for (idx = start >> MC_WT_SHIFT; idx <= (end - 1) >> MC_WT_SHIFT; idx++) {
+		if (xa_get_mark(&wt->chunks, idx, MC_WT_SCAN))
+			continue;
+		a = max(start, idx << MC_WT_SHIFT);
+		b = min(end, (idx + 1) << MC_WT_SHIFT);
+		mc_wt_protect_range(mapping, a, b);
+		if (fatal_signal_pending(current))
+			break;
+		cond_resched();
 	}
 }
 
@@ -433,10 +703,13 @@ static struct memcoop_wt_range *mc_wt_resolve_list(struct mc_file *mf, u64 uptr,
 /*
  * mc_wt_add_chunks() - make sure every chunk the @n sorted, disjoint
  * ranges of @r touch exists, within the per-file limit.  Caller holds
- * @wt->mutex.  On error, the chunks added here are gone again (they track
+ * @wt->mutex.  With @scan, new chunks start in scan mode (the arm cleans
+ * their dirty bits instead of write-protecting them; the first harvest
+ * decides).  On error, the chunks added here are gone again (they track
  * nothing yet) and -ENOSPC (over wt_max_kib) or -ENOMEM is returned.
  */
-static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range *r, u32 n)
+static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range *r, u32 n,
+			    bool scan)
 {
 	unsigned long first, last, prev = ULONG_MAX, idx, spanned = 0, present = 0;
 	struct mc_wt_chunk *c;
@@ -479,6 +752,8 @@ static int mc_wt_add_chunks(struct mc_wtrack *wt, const struct memcoop_wt_range 
 			}
 			xa_lock(&wt->chunks);
 			wt->nchunks++;
+			if (scan)
+				__xa_set_mark(&wt->chunks, idx, MC_WT_SCAN);
 			xa_unlock(&wt->chunks);
 			cond_resched();
 		}
@@ -565,9 +840,11 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		for (i = 0; i < n; i++)
 			pages += mc_wt_clear(wt, r[i].start, r[i].start + r[i].len);
 	} else {
-		err = mc_wt_add_chunks(wt, r, n);
+		err = mc_wt_add_chunks(wt, r, n, mc_wt_scan_ok(mf));
 		if (err)
 			goto out_free;
+		for (i = 0; i < n; i++)
+			mc_wt_sync_range(mf, wt, mapping, r[i].start, r[i].start + r[i].len);
 		for (i = 0; i < n; i++) {
 			mc_wt_track(wt, r[i].start, r[i].start + r[i].len);
 			pages += r[i].len;
@@ -576,11 +853,13 @@ static long mc_wt_arm(struct mc_file *mf, struct memcoop_wt_arm __user *uarg)
 		 * Tracked first, then read-only (under the page locks): a
 		 * write racing with this either faults after its page is
 		 * protected (and is logged) or completed before, when the
-		 * page was not armed yet.  Dying: the pages stay tracked,
-		 * the rest unprotected.
+		 * page was not armed yet.  Chunks in scan mode had their
+		 * dirty bits cleaned instead (before tracking, so a dirty
+		 * bit they show later is a write after that).  Dying: the
+		 * pages stay tracked, the rest unprotected.
 		 */
 		for (i = 0; i < n && !fatal_signal_pending(current); i++)
-			mc_wt_protect_range(mapping, r[i].start, r[i].start + r[i].len);
+			mc_wt_protect_armed(wt, mapping, r[i].start, r[i].start + r[i].len);
 	}
 	arm.armed = pages;
 	pr_debug("wtrack: %s %llu pages (%u ranges), %lu tracked in %lu chunks\n",
@@ -599,12 +878,14 @@ out_unlock:
 
 /*
  * mc_wt_scan() - the logged pages of chunk @idx in [@from, @to), in
- * order, at most @max, into @pg; with @grouped, only a run whose gaps are
- * at most MC_WT_GAP pages (one write-protect walk).  @from lies in the
- * chunk.  Returns how many.
+ * order, at most @max, into @pg; with @grouped, unless the chunk is in
+ * scan mode (*@scan set then), only MC_WT_GROUP pages of a run whose gaps
+ * are at most MC_WT_GAP pages (one write-protect walk).  @from lies in
+ * the chunk.  Returns how many.
  */
 static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t from,
-			       pgoff_t to, pgoff_t *pg, unsigned int max, bool grouped)
+			       pgoff_t to, pgoff_t *pg, unsigned int max, bool grouped,
+			       bool *scan)
 {
 	unsigned long base = idx << MC_WT_SHIFT, bit, lim;
 	struct mc_wt_chunk *c;
@@ -613,6 +894,11 @@ static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t 
 	lim = min_t(unsigned long, to - base, MC_WT_PAGES);
 	xa_lock(&wt->chunks);
 	c = xa_load(&wt->chunks, idx);
+	*scan = c && xa_get_mark(&wt->chunks, idx, MC_WT_SCAN);
+	if (*scan)
+		grouped = false;
+	else if (grouped)
+		max = min_t(unsigned int, max, MC_WT_GROUP);
 	if (c) {
 		for (bit = find_next_bit(c->dirty, lim, from - base); bit < lim && n < max;
 		     bit = find_next_bit(c->dirty, lim, bit + 1)) {
@@ -632,7 +918,10 @@ static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t 
  * @pg:      page offsets seen logged, ascending; on return, those taken.
  * @n:       how many.
  * @rearm:   keep them tracked and write-protect them again.
- * @folios:  room for MC_WT_GROUP folio pointers (@n at most that with @rearm).
+ * @scan:    the chunk is in scan mode: @rearm keeps them tracked only
+ *           (mc_wt_sync() reads their next writes from the page tables).
+ * @folios:  room for MC_WT_GROUP folio pointers (@n at most that with
+ *           @rearm, unless @scan).
  *
  * With @rearm the log entries are cleared and the pages write-protected
  * under their page locks, which the write-fault path holds while logging
@@ -644,14 +933,15 @@ static unsigned int mc_wt_scan(struct mc_wtrack *wt, unsigned long idx, pgoff_t 
  * still logged (a purge may have removed some meanwhile).
  */
 static unsigned int mc_wt_take(struct mc_wtrack *wt, struct address_space *mapping,
-			       pgoff_t *pg, unsigned int n, bool rearm, struct folio **folios)
+			       pgoff_t *pg, unsigned int n, bool rearm, bool scan,
+			       struct folio **folios)
 {
 	struct mc_wt_chunk *c;
 	unsigned int i, k = 0, nf = 0;
 	unsigned long idx, bit;
 	struct folio *f;
 
-	for (i = 0; rearm && i < n; i++) {
+	for (i = 0; rearm && !scan && i < n; i++) {
 		f = nf ? folios[nf - 1] : NULL;
 		if (f && pg[i] < folio_next_index(f))
 			continue;		/* same (large) folio */
@@ -726,7 +1016,8 @@ static pgoff_t mc_wt_collect(struct mc_wtrack *wt, struct address_space *mapping
 			     unsigned int room)
 {
 	unsigned long idx;
-	unsigned int got, k, i, max;
+	unsigned int got, k, i;
+	bool scan;
 
 	while (pg < end && *n < room) {
 		idx = pg >> MC_WT_SHIFT;
@@ -734,16 +1025,13 @@ static pgoff_t mc_wt_collect(struct mc_wtrack *wt, struct address_space *mapping
 			return end;
 		if (idx > pg >> MC_WT_SHIFT)
 			pg = idx << MC_WT_SHIFT;
-		max = room - *n;
-		if (rearm)
-			max = min_t(unsigned int, max, MC_WT_GROUP);
-		got = mc_wt_scan(wt, idx, pg, end, b->pgs + *n, max, rearm);
+		got = mc_wt_scan(wt, idx, pg, end, b->pgs + *n, room - *n, rearm, &scan);
 		if (!got) {		/* nothing left in this chunk (within the range) */
 			pg = (idx + 1) << MC_WT_SHIFT;
 			continue;
 		}
 		pg = b->pgs[*n + got - 1] + 1;
-		k = mc_wt_take(wt, mapping, b->pgs + *n, got, rearm, b->folios);
+		k = mc_wt_take(wt, mapping, b->pgs + *n, got, rearm, scan, b->folios);
 		for (i = 0; i < k; i++)
 			b->addrs[*n + i] = vstart + ((u64)(b->pgs[*n + i] - pg0) << PAGE_SHIFT);
 		*n += k;
@@ -804,6 +1092,7 @@ static long mc_wt_harvest(struct mc_file *mf, struct memcoop_wt_harvest __user *
 		err = -ERESTARTSYS;
 		goto out_free;
 	}
+	mc_wt_sync_all(mf, wt, mapping, rearm);
 	while (!done && h.count < h.max) {
 		room = min_t(u64, MC_WT_BATCH, h.max - h.count);
 		n = 0;
@@ -890,7 +1179,6 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 	unsigned long bit = pgoff & (MC_WT_PAGES - 1);
 	struct mc_wt_chunk *c;
 	struct mc_wtrack *wt;
-	struct memcoop_event ev;
 	bool first = false, logged_now = false;
 	u64 seq = 0;
 
@@ -922,12 +1210,8 @@ void mc_wtrack_write_fault(struct mc_file *mf, pgoff_t pgoff)
 		if (d)
 			usleep_range(d, d + d / 4 + 1);
 	}
-	if (first) {
-		memset(&ev, 0, sizeof(ev));
-		ev.type = MEMCOOP_EVENT_DIRTY;
-		ev.seq = seq;
-		mc_file_post_event(mf, &ev);
-	}
+	if (first)
+		mc_wt_post_dirty(mf, seq);
 }
 
 /**

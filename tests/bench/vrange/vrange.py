@@ -12,10 +12,13 @@ fails then: pressure that never reaches volatile memory measures nothing).
 
     vrange.py [seconds [threads [chunks [chunk_kb]]]]
 """
-import re
+import os
 import sys
 
 import mclab
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import benchlib  # noqa: E402
 
 GOAL = 2.0
 
@@ -38,12 +41,7 @@ if rc != 0:
 
 
 def bench(name):
-    m = re.search(r"^BENCH name=%s value=([0-9.]+) \S+ baseline=([0-9.]+) ratio=([0-9.]+)"
-                  % re.escape(name), out, re.M)
-    if not m:
-        print("FAIL: no BENCH line %s" % name)
-        sys.exit(1)
-    return float(m.group(1)), float(m.group(2)), float(m.group(3))
+    return benchlib.bench(out, name)
 
 
 vol, dn, r_dn = bench("vrange.ebizzy.volatile")

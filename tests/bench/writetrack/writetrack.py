@@ -11,14 +11,20 @@ fails (exit 1) when memcoop's cost per tracked write is not at least GOAL
 times below the mprotect+SIGSEGV barrier's on the same memory, or when a
 whole cycle (write + harvest, per page written) costs more than
 soft-dirty's in any configuration, or not SPARSE_GOAL times less in the
-sparse one (a large heap, few writes: what the write log is for).
+sparse one (a large heap, few writes: what the write log is for).  Where
+the kernel has PAGEMAP_SCAN with asynchronous uffd-wp (6.7+), the cycle
+is compared with it too (printed, not a goal).
 
     writetrack.py [pages [writes-per-cycle [cycles]]]
 """
+import os
 import re
 import sys
 
 import mclab
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import benchlib  # noqa: E402
 
 GOAL = 3.0
 SPARSE_GOAL = 2.0
@@ -41,14 +47,9 @@ for argv, pattern, label in runs:
         print("FAIL: mcb-writetrack %s exited %d" % (pattern, rc))
         sys.exit(1)
     def bench(name):
-        m = re.search(r"^BENCH name=%s value=([0-9.]+) unit=ns baseline=\S+ ratio=([0-9.]+)"
-                      % re.escape(name), out, re.M)
-        if not m:
-            print("FAIL: no %s line" % name)
-            sys.exit(1)
-        return float(m.group(1)), float(m.group(2))
+        return benchlib.bench(out, name)
 
-    ratio = bench("writetrack.write.memcoop" + label)[1]
+    ratio = bench("writetrack.write.memcoop" + label)[2]
     met = ratio >= GOAL
     ok = ok and met
     print("goal (%s %s): memcoop per tracked write >= %.1fx cheaper than "
@@ -63,4 +64,8 @@ for argv, pattern, label in runs:
     print("goal (%s %s): memcoop cycle %.1f ns <= soft-dirty's %.1f ns / %.1f: %.2fx, %s"
           % (" ".join(argv), pattern, mine, sd, want, sd / mine, "met" if met else "NOT met"),
           flush=True)
+    if re.search(r"^BENCH name=writetrack\.cycle\.pagemap-scan%s " % re.escape(label), out, re.M):
+        ps = bench("writetrack.cycle.pagemap-scan" + label)[0]
+        print("(%s %s): memcoop cycle %.1f ns, pagemap-scan's %.1f ns: %.2fx"
+              % (" ".join(argv), pattern, mine, ps, ps / mine), flush=True)
 sys.exit(0 if ok else 1)

@@ -329,11 +329,14 @@ test_basic(void)
 #define CW_SECONDS	5
 
 /*
- * Pages of the heap: 1024 for "concurrent" (writes spread out), 12 for
- * "hotpages" (every write after a re-arm faults, and the harvester races
- * the write faults on the same few pages all the time).
+ * Pages of the heap: 1024 for "concurrent" (writes spread out, read back
+ * from the page tables' dirty bits: scan mode), 12 for "hotpages" (every
+ * write after a re-arm faults, and the harvester races the write faults
+ * on the same few pages all the time; it subscribes to
+ * MEMCOOP_EVENT_DIRTY, which keeps the pages write-protected).
  */
 static size_t CW_PAGES = 1024;
+static bool cw_faults;
 
 struct cw {
 	struct tctx *t;
@@ -438,6 +441,8 @@ test_concurrent(void)
 	unsigned int j;
 
 	tsetup(&t, CW_PAGES);
+	if (cw_faults)
+		CHECK(subscribe_dirty(&t) == 0, "subscribe DIRTY: %s", strerror(errno));
 	memset(&cw, 0, sizeof(cw));
 	cw.t = &t;
 	cw.last = calloc(CW_PAGES, sizeof(*cw.last));
@@ -1313,6 +1318,7 @@ main(int argc, char *argv[])
 		test_concurrent();
 	else if (strcmp(what, "hotpages") == 0) {
 		CW_PAGES = 12;
+		cw_faults = true;
 		test_concurrent();
 	}
 	else if (strcmp(what, "badlists") == 0)
