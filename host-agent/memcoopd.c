@@ -224,11 +224,13 @@ restore_cb(evutil_socket_t fd, short ev, void *arg)
 }
 
 static void
-stop_cb(evutil_socket_t restore, short ev, void *arg)
+stop_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct memcoopd *md = arg;
 	struct timeval tv = { 1, 0 }, period;
+	int restore = md->shutting_down == 2;
 
+	(void)fd;
 	(void)ev;
 	if (ev_tick != NULL)
 		event_del(ev_tick);
@@ -265,10 +267,9 @@ memcoopd_stop(struct memcoopd *md, int restore)
 
 	if (md->shutting_down)
 		return;
-	md->shutting_down = 1;
+	md->shutting_down = restore ? 2 : 1;
 	/* from the loop, not from inside a control client's callback */
-	if (event_base_once(md->base, restore ? 1 : 0, EV_TIMEOUT, stop_cb,
-	    md, &tv) == -1)
+	if (event_base_once(md->base, -1, EV_TIMEOUT, stop_cb, md, &tv) == -1)
 		event_base_loopbreak(md->base);
 }
 

@@ -303,7 +303,7 @@ struct memcoopd {
 	uint64_t		 changes;	/* targets changed so far */
 	struct ksm_state	*ksm;		/* NULL when KSM is left alone */
 	int			 ksm_mode;	/* enum ksm_mode, -1 = unmanaged */
-	int			 shutting_down;
+	int			 shutting_down;	/* 1 leaving, 2 with the restore */
 	/* Begin leaving (memcoopd_stop(); NULL in the unit tests). */
 	void			(*stop)(struct memcoopd *, int restore);
 	struct adoptlist	 adopt;		/* targets not adopted yet */

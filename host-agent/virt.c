@@ -350,6 +350,7 @@ struct virt {
 	int			 cb_life;	/* event callback ids, -1 none */
 	int			 cb_balloon;
 	struct event		*retry;
+	struct event		*ev_check;	/* logs calls that do not return */
 	int			 backoff;	/* ms */
 	int			 was_down;	/* log the recovery */
 	int			 closing;
@@ -1238,6 +1239,31 @@ start_connect(struct virt *v)
 	queue_job(v, &v->qconn, j);
 }
 
+/* Say so when a call the loop is waiting for does not come back. */
+static void
+check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct virt *v = arg;
+	uint64_t now = now_ms();
+
+	(void)fd;
+	(void)what;
+	if (v->connecting && !v->connect_warned &&
+	    now - v->connect_since > VIRT_OPEN_WARN_MS) {
+		log_warnx("libvirt: connecting to %s for %llu s and counting: "
+		    "libvirtd does not answer", v->uri,
+		    (unsigned long long)((now - v->connect_since) / 1000));
+		v->connect_warned = 1;
+	}
+	if (v->stats_out && !v->stats_warned &&
+	    now - v->stats_since > VIRT_STATS_WARN_MS) {
+		log_warnx("libvirt: the stats call has not returned for %llu s: "
+		    "libvirtd is slow or stuck", (unsigned long long)
+		    ((now - v->stats_since) / 1000));
+		v->stats_warned = 1;
+	}
+}
+
 static void
 retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1283,6 +1309,7 @@ static int
 virt_init(struct memcoopd *md, const struct config *conf)
 {
 	static int event_impl_done;
+	struct timeval check_tv = { 2, 0 };
 	struct virt *v;
 	pthread_t t;
 
@@ -1327,7 +1354,9 @@ virt_init(struct memcoopd *md, const struct config *conf)
 		goto fail;
 	}
 	v->retry = evtimer_new(md->base, retry_cb, v);
-	if (v->retry == NULL)
+	v->ev_check = event_new(md->base, -1, EV_PERSIST, check_cb, v);
+	if (v->retry == NULL || v->ev_check == NULL ||
+	    event_add(v->ev_check, &check_tv) == -1)
 		goto fail;
 	md->bdata = v;
 	/* not fatal when it fails: libvirtd may come up after us */
@@ -1393,6 +1422,7 @@ virt_shutdown(struct memcoopd *md)
 	queue_stop(&v->qdom);
 	queue_stop(&v->qconn);
 	event_del(v->retry);
+	event_del(v->ev_check);
 	event_del(v->ev_done);
 	while ((d = TAILQ_FIRST(&v->doms)) != NULL) {
 		if (d->g != NULL)
@@ -1438,25 +1468,11 @@ virt_poll_stats(struct memcoopd *md, struct guest *g)
 	(void)d;
 	if (v == NULL || v->conn == NULL)
 		return -1;
-	if (v->connecting && !v->connect_warned &&
-	    now - v->connect_since > VIRT_OPEN_WARN_MS) {
-		log_warnx("libvirt: connecting to %s for %llu s and counting",
-		    v->uri, (unsigned long long)((now - v->connect_since) / 1000));
-		v->connect_warned = 1;
-	}
 	if (v->stats_tick == md->ticks)
 		return 0;
 	v->stats_tick = md->ticks;
-	if (v->stats_out) {
-		if (!v->stats_warned &&
-		    now - v->stats_since > VIRT_STATS_WARN_MS) {
-			log_warnx("libvirt: the stats call has not returned for "
-			    "%llu s: libvirtd is slow or stuck", (unsigned long
-			    long)((now - v->stats_since) / 1000));
-			v->stats_warned = 1;
-		}
-		return 0;
-	}
+	if (v->stats_out)
+		return 0;		/* the last one is still out */
 	if ((j = new_job(VJ_STATS, v->conn, NULL)) == NULL)
 		return -1;
 	j->period = (int)v->gen;

@@ -639,6 +639,8 @@ def target_file(a):
 
 def scenario_restart(memcoopd, memcoopctl):
     with mclab.Guest(mem=512, qmp_extra=True, timeout=300, name="vm1") as g:
+        g.start("mct-agenthog")
+        g.wait_for(r"READY", timeout=180)
         a = Agent(memcoopd, memcoopctl,
                   ["host-floor 1G", "host-comfort 2G", "guest-min 256M",
                    "guest-reserve 64M", "guest-slack 64M", "step-max 64M",
@@ -710,6 +712,8 @@ def scenario_restart(memcoopd, memcoopctl):
                   "one step per restore-period (%.1f s for %d steps)" % (took, need))
             wait_actual(g, 512, timeout=90)
             check(target_file(a) is None, "the state file is gone after the restore")
+            g.send("exit")
+            check(g.wait_exit(timeout=60) == 0, "guest program exit 0")
             g.check_console()
         finally:
             a.stop()
