@@ -829,6 +829,13 @@ control_init(struct memcoopd *md, const char *path, gid_t gid)
 }
 
 void
+control_quiesce(struct memcoopd *md)
+{
+	if (md->ctl != NULL)
+		evconnlistener_disable(md->ctl->listener);
+}
+
+void
 control_close(struct memcoopd *md)
 {
 	struct control *ctl = md->ctl;

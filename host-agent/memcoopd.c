@@ -234,7 +234,8 @@ stop_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	if (ev_tick != NULL)
 		event_del(ev_tick);
-	control_close(md);
+	/* the stop's own answer still goes out: clients are closed at exit */
+	control_quiesce(md);
 	metrics_close(md);
 	if (!restore) {
 		state_save(md);

@@ -372,6 +372,8 @@ struct control;
 struct metrics;
 int	 control_init(struct memcoopd *, const char *path, gid_t gid);
 void	 control_close(struct memcoopd *);
+/* No new clients; those connected get their answers until control_close(). */
+void	 control_quiesce(struct memcoopd *);
 /* Push a status event to the watchers; called once per tick. */
 void	 control_tick(struct memcoopd *);
 int	 metrics_init(struct memcoopd *, const char *addr, uint16_t port);
