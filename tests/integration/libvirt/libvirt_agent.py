@@ -164,7 +164,8 @@ class Agent:
         with open(conf, "w") as f:
             f.write('backend libvirt\nlibvirt-uri "%s"\nsocket "%s"\n'
                     'tick 1s\nstats-period 2\nauto no\nksm unmanaged\nguest-min 128M\n'
-                    'metrics off\nrestore-on-exit yes\n' % (URI, self.sock))
+                    'metrics off\nrestore-on-exit yes\nstate-dir "%s/state"\n'
+                    % (URI, self.sock, tmp))
         self.logf = open(self.log, "w")
         self.proc = subprocess.Popen([memcoopd, "-d", "-f", conf],
                                      stdout=self.logf, stderr=subprocess.STDOUT)
