@@ -155,7 +155,13 @@ class Agent:
         g = None
         while time.time() < deadline:
             self.alive()
-            g = self.status(name)
+            rc, out, err = self.ctl("status", "--json", name)
+            if rc == 5:         # not known yet (QMP still connecting)
+                time.sleep(0.3)
+                continue
+            if rc != 0:
+                raise Fail("memcoopctl status failed (%d): %s" % (rc, err))
+            g = json.loads(out)["guests"][0]
             if pred(g):
                 print("ok: " + what, flush=True)
                 return g
