@@ -313,6 +313,11 @@ reload_config(struct memcoopd *md)
 	c->pol = nc.pol;
 	c->auto_enabled = nc.auto_enabled;
 	c->shutdown_restore = nc.shutdown_restore;
+	c->restore_step = nc.restore_step;
+	c->restore_period_ms = nc.restore_period_ms;
+	c->restore_timeout_ms = nc.restore_timeout_ms;
+	if (strdiff(nc.state_dir, c->state_dir))
+		log_warnx("SIGHUP: a new state-dir needs a restart");
 	if (nc.tick_ms != c->tick_ms) {
 		c->tick_ms = nc.tick_ms;
 		tv.tv_sec = c->tick_ms / 1000;
