@@ -1043,10 +1043,8 @@ connected(struct virt *v, struct vjob *j)
 		virt_schedule_retry(v);
 		return;
 	}
-	if (v->closing) {
-		job_free(j);
-		return;
-	}
+	if (v->closing)
+		return;			/* done_cb() frees the job */
 	v->conn = j->conn;
 	j->conn = NULL;
 	v->gen++;
