@@ -36,8 +36,12 @@
 #endif
 
 #define CTL_MAX_CLIENTS		64
+#define CTL_ROOT_RESERVED	4	/* of them only for root */
 #define CTL_MAX_OUTPUT		(4U * 1024U * 1024U)	/* slow watcher */
+/* a client with this much unread output gets no more requests read */
+#define CTL_THROTTLE		(2U * MCCTL_MAX_PAYLOAD + 64U)
 #define CTL_IDLE_TIMEOUT	30	/* s without a request (not watching) */
+#define CTL_WRITE_TIMEOUT	10	/* s without reading what it was sent */
 
 struct ctl_client {
 	TAILQ_ENTRY(ctl_client)	 entry;
@@ -50,6 +54,7 @@ struct ctl_client {
 	int			 hello;
 	int			 watch;
 	int			 closing;	/* close once the output drained */
+	int			 throttled;	/* reading stopped: output full */
 	uint32_t		 watch_seq;
 	char			 watch_guest[GUEST_NAME_MAX];
 };
@@ -343,13 +348,10 @@ do_ksm_set(struct memcoopd *md, json_t *req)
 		    "auto");
 #ifdef HAVE_KSM
 	if (md->ksm == NULL) {
-		if (ksm_init(&md->ksm, md->conf->ksm_sysfs ?
-		    md->conf->ksm_sysfs : "/sys/kernel/mm/ksm",
-		    (enum ksm_mode)m) == -1) {
-			md->ksm = NULL;
-			return control_error(ENOTSUP, "KSM is not available "
-			    "on this host");
-		}
+		char err[256];
+
+		if (memcoopd_ksm_init(md, m, err, sizeof(err)) == -1)
+			return control_error(errno, "%s", err);
 	} else if (ksm_set_mode(md->ksm, (enum ksm_mode)m) == -1) {
 		return control_error(EIO, "cannot set KSM mode %s", mode);
 	}
@@ -427,6 +429,22 @@ control_dispatch(struct memcoopd *md, int can_change, uint32_t type,
 	case MCCTL_KSM_SET:
 		*reply = do_ksm_set(md, req);
 		break;
+	case MCCTL_STOP: {
+		json_t *r = json_object_get(req, "restore");
+
+		if (r != NULL && !json_is_boolean(r)) {
+			*reply = control_error(EINVAL, "restore must be true "
+			    "or false");
+			break;
+		}
+		if (md->stop == NULL) {
+			*reply = control_error(ENOTSUP, "cannot stop");
+			break;
+		}
+		*reply = json_pack("{s:b}", "restore", json_is_true(r));
+		md->stop(md, json_is_true(r));
+		break;
+	}
 	default:
 		*reply = control_error(EINVAL, "unknown request");
 		break;
@@ -454,6 +472,18 @@ client_send(struct ctl_client *cl, uint32_t type, uint32_t seq, json_t *obj)
 		return;
 	s = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
+	if (s != NULL && strlen(s) > MCCTL_MAX_PAYLOAD) {
+		size_t len = strlen(s);
+
+		/* said to the client, not dropped: it can ask for less */
+		free(s);
+		s = json_dumps(control_error(EMSGSIZE, "the reply is %zu bytes, "
+		    "more than the protocol's %u: ask for one guest", len,
+		    MCCTL_MAX_PAYLOAD), JSON_COMPACT);
+		type = MCCTL_R_ERROR;
+		log_warnx("control: a %zu-byte reply to uid %d replaced by an "
+		    "error", len, (int)cl->uid);
+	}
 	if (s == NULL)
 		return;
 	if (mcctl_hdr_init(&h, type, seq, strlen(s)) == 0) {
@@ -463,14 +493,25 @@ client_send(struct ctl_client *cl, uint32_t type, uint32_t seq, json_t *obj)
 	free(s);
 }
 
+static void	client_read_cb(struct bufferevent *, void *);
+
+/* The output drained below the low watermark (or to nothing). */
 static void
 client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_client *cl = arg;
 
 	if (cl->closing &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
 		client_free(cl);
+		return;
+	}
+	if (cl->throttled && !cl->closing &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) < CTL_THROTTLE) {
+		cl->throttled = 0;
+		bufferevent_enable(bev, EV_READ);
+		client_read_cb(bev, cl);	/* what is buffered already */
+	}
 }
 
 static void
@@ -499,6 +540,17 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
 		if (have == 0)
 			return;
+		/*
+		 * A client that sends requests and does not read the replies
+		 * gets no more read until it does: its memory here is bounded
+		 * by this, the input watermark and the kernel's buffers.
+		 */
+		if (evbuffer_get_length(bufferevent_get_output(bev)) >=
+		    CTL_THROTTLE) {
+			cl->throttled = 1;
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
 		buf = evbuffer_pullup(in, -1);
 		n = mcctl_parse(buf, have, &h, &payload, &err);
 		if (n == -1) {
@@ -534,14 +586,17 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			const char *gn = json_string_value(json_object_get(req,
 			    "guest"));
 
+			struct timeval wr = { CTL_WRITE_TIMEOUT, 0 };
+
 			cl->watch = 1;
 			cl->watch_seq = h.seq;
-			bufferevent_set_timeouts(cl->bev, NULL, NULL);
+			bufferevent_set_timeouts(cl->bev, NULL, &wr);
 			snprintf(cl->watch_guest, sizeof(cl->watch_guest), "%s",
 			    gn != NULL ? gn : "");
 			json_decref(req);
 		}
-		if (h.type == MCCTL_SET || h.type == MCCTL_KSM_SET)
+		if (h.type == MCCTL_SET || h.type == MCCTL_KSM_SET ||
+		    h.type == MCCTL_STOP)
 			log_info("control: uid %d pid %d: %s: %s", (int)cl->uid,
 			    (int)cl->pid, mcctl_type_name(h.type),
 			    rtype == MCCTL_R_OK ? "ok" : json_string_value(
@@ -600,6 +655,7 @@ accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 {
 	struct control *ctl = arg;
 	struct timeval idle = { CTL_IDLE_TIMEOUT, 0 };
+	struct timeval wr = { CTL_WRITE_TIMEOUT, 0 };
 	struct ctl_client *cl;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -607,19 +663,22 @@ accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	(void)lis;
 	(void)sa;
 	(void)salen;
-	if (ctl->nclients >= CTL_MAX_CLIENTS) {
-		static uint64_t last_warn;
-
-		if (now_ms() - last_warn > 10000) {
-			log_warnx("control: too many clients (%d), connections "
-			    "refused", CTL_MAX_CLIENTS);
-			last_warn = now_ms();
-		}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("control: SO_PEERCRED");
 		evutil_closesocket(fd);
 		return;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
-		log_warn("control: SO_PEERCRED");
+	/* the last CTL_ROOT_RESERVED slots are root's: watchers cannot lock
+	 * the operator out */
+	if (ctl->nclients >= CTL_MAX_CLIENTS || (cred.uid != 0 &&
+	    ctl->nclients >= CTL_MAX_CLIENTS - CTL_ROOT_RESERVED)) {
+		static uint64_t last_warn;
+
+		if (now_ms() - last_warn > 10000) {
+			log_warnx("control: too many clients (%u), connection "
+			    "of uid %d refused", ctl->nclients, (int)cred.uid);
+			last_warn = now_ms();
+		}
 		evutil_closesocket(fd);
 		return;
 	}
@@ -645,8 +704,10 @@ accept_cb(struct evconnlistener *lis, evutil_socket_t fd,
 	/* a request is at most a header and MCCTL_MAX_PAYLOAD */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0,
 	    sizeof(struct mcctl_hdr) + MCCTL_MAX_PAYLOAD);
-	/* a client that says nothing for this long is dropped */
-	bufferevent_set_timeouts(cl->bev, &idle, NULL);
+	/* a client that says nothing for this long is dropped, and so is
+	 * one that does not read what it was sent */
+	bufferevent_set_timeouts(cl->bev, &idle, &wr);
+	bufferevent_setwatermark(cl->bev, EV_WRITE, CTL_THROTTLE / 2, 0);
 	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&ctl->clients, cl, entry);
 	ctl->nclients++;
@@ -768,6 +829,13 @@ control_init(struct memcoopd *md, const char *path, gid_t gid)
 }
 
 void
+control_quiesce(struct memcoopd *md)
+{
+	if (md->ctl != NULL)
+		evconnlistener_disable(md->ctl->listener);
+}
+
+void
 control_close(struct memcoopd *md)
 {
 	struct control *ctl = md->ctl;
@@ -775,8 +843,15 @@ control_close(struct memcoopd *md)
 
 	if (ctl == NULL)
 		return;
-	while ((cl = TAILQ_FIRST(&ctl->clients)) != NULL)
+	while ((cl = TAILQ_FIRST(&ctl->clients)) != NULL) {
+		/* the last replies (a stop's), as far as the socket takes them */
+		struct evbuffer *out = bufferevent_get_output(cl->bev);
+		evutil_socket_t fd = bufferevent_getfd(cl->bev);
+
+		if (fd != -1 && evbuffer_get_length(out) > 0)
+			(void)evbuffer_write(out, fd);
 		client_free(cl);
+	}
 	evconnlistener_free(ctl->listener);
 	unlink(ctl->path);
 	free(ctl->path);

@@ -4,14 +4,22 @@
  * stats; and guest_apply_target(), the one place a target is set, which
  * clamps it to the guest's limits and logs the reason.
  */
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "io.h"
 #include "log.h"
 #include "memcoopd.h"
+#ifdef HAVE_KSM
+#include "ksm.h"
+#endif
 
 uint64_t
 now_ms(void)
@@ -173,3 +181,224 @@ guest_apply_target(struct memcoopd *md, struct guest *g, uint64_t bytes,
 	return 0;
 }
 
+
+void
+guest_target_refused(struct memcoopd *md, struct guest *g, uint64_t refused,
+    uint64_t prev, const char *why)
+{
+	(void)md;
+	if (g->target != refused)	/* a newer target went out since */
+		return;
+	log_warnx("guest %s: target %" PRIu64 "M refused (%s): back to %"
+	    PRIu64 "M", g->name, refused / MIB, why, prev / MIB);
+	g->target = prev;
+	snprintf(g->reason, sizeof(g->reason), "target %" PRIu64
+	    "M refused: %.100s", refused / MIB, why);
+}
+
+/* ------------------------------------------------------------------ */
+/* Targets across restarts */
+
+#define STATE_TARGETS		"targets"
+#define STATE_MAX		(1024 * 1024)
+
+int
+state_path(const struct config *c, const char *name, char *buf, size_t len)
+{
+	const char *dir = c->state_dir != NULL ? c->state_dir :
+	    MEMCOOPD_STATE_DIR;
+
+	if ((size_t)snprintf(buf, len, "%s/%s", dir, name) >= len)
+		return -1;
+	/* /run/memcoop without systemd's RuntimeDirectory= */
+	if (mkdir(dir, 0755) == 0)
+		log_info("%s: created %s", __func__, dir);
+	return 0;
+}
+
+/*
+ * The file: one line per guest with a target, "NAME TARGET PID" (bytes,
+ * QEMU's pid or 0).  Names have no white space (guest names come from
+ * socket file names and libvirt; one with a space is not saved).
+ */
+int
+state_load(struct memcoopd *md)
+{
+	char path[4096], name[GUEST_NAME_MAX], *buf, *line, *save = NULL;
+	unsigned long long target;
+	struct adopt *a;
+	int pid, n = 0;
+	ssize_t len;
+
+	TAILQ_INIT(&md->adopt);
+	if (state_path(md->conf, STATE_TARGETS, path, sizeof(path)) == -1)
+		return -1;
+	if ((buf = malloc(STATE_MAX + 1)) == NULL)
+		return -1;
+	if ((len = io_read_path(path, buf, STATE_MAX + 1)) < 0) {
+		if (errno != ENOENT)
+			log_warn("%s: %s", __func__, path);
+		free(buf);
+		return 0;
+	}
+	buf[len < STATE_MAX ? len : STATE_MAX] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (sscanf(line, "%63s %llu %d", name, &target, &pid) != 3 ||
+		    target == 0 || pid < 0) {
+			log_warnx("%s: %s: bad line ignored: %.80s", __func__,
+			    path, line);
+			continue;
+		}
+		if ((a = calloc(1, sizeof(*a))) == NULL)
+			break;
+		snprintf(a->name, sizeof(a->name), "%s", name);
+		a->target = target;
+		a->pid = (pid_t)pid;
+		TAILQ_INSERT_TAIL(&md->adopt, a, entry);
+		n++;
+	}
+	free(buf);
+	if (n > 0)
+		log_info("%s: %d target%s left by the previous memcoopd in %s",
+		    __func__, n, n == 1 ? "" : "s", path);
+	return n;
+}
+
+void
+state_adopt(struct memcoopd *md, struct guest *g)
+{
+	struct adopt *a;
+
+	if (g->state != GUEST_ONLINE || g->target != 0)
+		return;
+	TAILQ_FOREACH(a, &md->adopt, entry)
+		if (strcmp(a->name, g->name) == 0)
+			break;
+	if (a == NULL)
+		return;
+	/* QEMU's pid must be the same, else it restarted without a balloon */
+	if (a->pid != 0 && g->qemu_pid == 0)
+		return;				/* not known yet: later */
+	TAILQ_REMOVE(&md->adopt, a, entry);
+	if (a->pid != 0 && a->pid != g->qemu_pid) {
+		log_info("guest %s: QEMU changed (pid %d, was %d): the previous "
+		    "target %" PRIu64 "M is not adopted", g->name,
+		    (int)g->qemu_pid, (int)a->pid, a->target / MIB);
+		free(a);
+		return;
+	}
+	g->target = a->target;
+	/* the last change was the previous instance's: hold from now */
+	g->pst.last_change = now_ms();
+	g->pst.last_dir = g->actual != 0 && g->actual < g->maxmem ? -1 : 0;
+	snprintf(g->reason, sizeof(g->reason), "adopted from the previous "
+	    "memcoopd");
+	log_info("guest %s: target %" PRIu64 "M adopted from the previous "
+	    "memcoopd (balloon at %" PRIu64 "M)", g->name, a->target / MIB,
+	    g->actual / MIB);
+	free(a);
+}
+
+void
+state_save(struct memcoopd *md)
+{
+	char path[4096], tmp[4200], *buf = NULL;
+	struct guest *g;
+	size_t len = 0, cap = 0;
+	struct adopt *a;
+	int fd, rc = -1;
+	FILE *f;
+
+	if ((f = open_memstream(&buf, &cap)) == NULL)
+		return;
+	TAILQ_FOREACH(g, &md->guests, entry)
+		if (g->target != 0 && strpbrk(g->name, " \t\n") == NULL)
+			fprintf(f, "%s %" PRIu64 " %d\n", g->name, g->target,
+			    (int)g->qemu_pid);
+	/* not adopted yet: kept for a guest that comes back */
+	TAILQ_FOREACH(a, &md->adopt, entry)
+		if (guest_find(md, a->name) == NULL ||
+		    guest_find(md, a->name)->target == 0)
+			fprintf(f, "%s %" PRIu64 " %d\n", a->name, a->target,
+			    (int)a->pid);
+	if (fclose(f) != 0 || buf == NULL) {
+		free(buf);
+		return;
+	}
+	len = strlen(buf);
+	if (md->state_written != NULL && strcmp(md->state_written, buf) == 0) {
+		free(buf);
+		return;
+	}
+	if (state_path(md->conf, STATE_TARGETS, path, sizeof(path)) == -1) {
+		free(buf);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd != -1) {
+		if (io_full(fd, buf, len, 1) == 0 && fsync(fd) == 0)
+			rc = 0;
+		close(fd);
+		if (rc == 0 && rename(tmp, path) == -1)
+			rc = -1;
+	}
+	if (rc == -1) {
+		log_warn("%s: %s", __func__, path);
+		unlink(tmp);
+		free(buf);
+		return;
+	}
+	free(md->state_written);
+	md->state_written = buf;
+}
+
+void
+state_forget(struct memcoopd *md)
+{
+	char path[4096];
+	struct adopt *a;
+
+	while ((a = TAILQ_FIRST(&md->adopt)) != NULL) {
+		TAILQ_REMOVE(&md->adopt, a, entry);
+		free(a);
+	}
+	if (state_path(md->conf, STATE_TARGETS, path, sizeof(path)) == 0 &&
+	    unlink(path) == 0)
+		log_info("%s: %s removed: the guests have their memory back",
+		    __func__, path);
+	free(md->state_written);
+	md->state_written = NULL;
+}
+
+int
+memcoopd_ksm_init(struct memcoopd *md, int mode, char *err, size_t errlen)
+{
+#ifdef HAVE_KSM
+	char path[4096], who[64];
+
+	if (ksm_other_manager(md->conf->procdir, who, sizeof(who))) {
+		snprintf(err, errlen, "KSM is managed by %s: memcoopd does not "
+		    "fight it (stop it, or leave ksm unmanaged)", who);
+		errno = EBUSY;
+		return -1;
+	}
+	if (state_path(md->conf, "ksm.orig", path, sizeof(path)) == -1 ||
+	    ksm_init_saved(&md->ksm, md->conf->ksm_sysfs ? md->conf->ksm_sysfs :
+	    KSM_SYSFS_DEFAULT, (enum ksm_mode)mode, path) == -1) {
+		snprintf(err, errlen, "KSM control unavailable");
+		md->ksm = NULL;
+		errno = ENOTSUP;
+		return -1;
+	}
+	md->ksm_mode = mode;
+	return 0;
+#else
+	(void)md;
+	(void)mode;
+	snprintf(err, errlen, "built without KSM support");
+	errno = ENOTSUP;
+	return -1;
+#endif
+}

@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -759,17 +760,57 @@ ksm_read_proc_stat(pid_t pid, struct ksm_proc_stat *st)
 }
 
 uint64_t
-ksm_guest_saving_bytes(pid_t pid)
+ksm_guest_saving_bytes_at(const char *dir, pid_t pid)
 {
 	struct ksm_proc_stat st;
 	struct ksm_sysfs sys;
 	long ps = sysconf(_SC_PAGESIZE);
 
+	if (dir == NULL)
+		dir = KSM_SYSFS_DEFAULT;
 	if (pid <= 0 || ksm_read_proc_stat(pid, &st) == -1)
 		return 0;
-	sys.pages_shared = read_num(KSM_SYSFS_DEFAULT, "pages_shared");
-	sys.pages_sharing = read_num(KSM_SYSFS_DEFAULT, "pages_sharing");
+	sys.pages_shared = read_num(dir, "pages_shared");
+	sys.pages_sharing = read_num(dir, "pages_sharing");
 	return ksm_attribute_saving(&st, &sys, ps);
+}
+
+uint64_t
+ksm_guest_saving_bytes(pid_t pid)
+{
+	return ksm_guest_saving_bytes_at(NULL, pid);
+}
+
+int
+ksm_other_manager(const char *procdir, char *who, size_t len)
+{
+	static const char *const names[] = { "ksmtuned\n", "tuned\n" };
+	char path[PATH_MAX], comm[32];
+	struct dirent *de;
+	size_t i;
+	int found = 0;
+	DIR *dp;
+
+	if (procdir == NULL)
+		procdir = "/proc";
+	if ((dp = opendir(procdir)) == NULL)
+		return 0;
+	while (!found && (de = readdir(dp)) != NULL) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/comm", procdir, de->d_name);
+		if (read_text(path, comm, sizeof(comm)) == -1)
+			continue;
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strcmp(comm, names[i]) == 0) {
+				snprintf(who, len, "%.*s (pid %s)",
+				    (int)strlen(names[i]) - 1, names[i],
+				    de->d_name);
+				found = 1;
+			}
+	}
+	closedir(dp);
+	return found;
 }
 
 /* ------------------------------------------------------------------ */
@@ -786,6 +827,7 @@ enum {
 
 struct ksm_state {
 	char		*dir;
+	char		*orig_path;	/* saved settings; NULL = not kept */
 	enum ksm_mode	 mode;
 	struct ksm_params p;
 	struct ksm_ctl	 c;
@@ -806,6 +848,7 @@ struct ksm_state {
 	pthread_t	 worker;
 	int		 worker_running;	/* main thread only */
 	pthread_mutex_t	 w_lock;
+	atomic_int	 w_stop;		/* set by ksm_free(): give up */
 	int		 w_done;
 	int		 w_rc;
 	struct ksm_estimate w_est;
@@ -821,7 +864,8 @@ estimate_worker(void *arg)
 	struct ksm_estimate e;
 	int rc;
 
-	rc = ksm_estimate_pids(k->w_pids, k->w_n, k->w_shift, "/proc", &e);
+	rc = ksm_estimate_pids_stop(k->w_pids, k->w_n, k->w_shift, "/proc",
+	    &k->w_stop, &e);
 	pthread_mutex_lock(&k->w_lock);
 	k->w_rc = rc;
 	if (rc == 0)
@@ -846,6 +890,7 @@ estimate_start(struct ksm_state *k, const pid_t *pids, size_t n)
 	k->w_n = n;
 	k->w_shift = k->p.sample_shift;
 	k->w_done = 0;
+	atomic_store(&k->w_stop, 0);
 	if (pthread_create(&k->worker, NULL, estimate_worker, k) != 0)
 		return -1;
 	k->worker_running = 1;
@@ -995,10 +1040,92 @@ ksmd_cpu_ms(pid_t pid)
 	return (ut + st) * 1000ULL / (unsigned long long)hz;
 }
 
+/* The settings ksm_free() puts back, one "name value" a line. */
+static const struct {
+	const char	*name;
+	size_t		 off;
+	unsigned int	 bit;
+} orig_fields[] = {
+	{ "run", offsetof(struct ksm_sysfs, run), T_RUN },
+	{ "pages_to_scan", offsetof(struct ksm_sysfs, pages_to_scan), T_PAGES },
+	{ "sleep_millisecs", offsetof(struct ksm_sysfs, sleep_millisecs), T_SLEEP },
+	{ "advisor_mode", offsetof(struct ksm_sysfs, advisor_mode),
+	    T_ADVISOR_MODE },
+	{ "advisor_target_scan_time", offsetof(struct ksm_sysfs,
+	    advisor_target_scan_time), T_ADVISOR_TIME },
+	{ "advisor_max_cpu", offsetof(struct ksm_sysfs, advisor_max_cpu),
+	    T_ADVISOR_CPU },
+};
+#define NORIG	(sizeof(orig_fields) / sizeof(orig_fields[0]))
+
+static int64_t *
+orig_field(struct ksm_sysfs *s, size_t i)
+{
+	return (int64_t *)(void *)((char *)s + orig_fields[i].off);
+}
+
+/* Write @s to @path (a temporary file, synced, renamed); 0 or -1. */
+static int
+orig_write(const char *path, struct ksm_sysfs *s)
+{
+	char tmp[PATH_MAX], buf[512];
+	size_t i, len = 0;
+	int fd, rc = -1;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return -1;
+	for (i = 0; i < NORIG; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s %lld\n",
+		    orig_fields[i].name, (long long)*orig_field(s, i));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if (io_full(fd, buf, len, 1) == 0 && fsync(fd) == 0)
+		rc = 0;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) == -1)
+		rc = -1;
+	if (rc == -1)
+		unlink(tmp);
+	return rc;
+}
+
+/* Read what orig_write() wrote; 0, or -1 if absent or malformed. */
+static int
+orig_read(const char *path, struct ksm_sysfs *s)
+{
+	char buf[512], name[64], *line, *save = NULL;
+	long long v;
+	size_t i, seen = 0;
+
+	if (read_text(path, buf, sizeof(buf)) == -1)
+		return -1;
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (sscanf(line, "%63s %lld", name, &v) != 2)
+			return -1;
+		for (i = 0; i < NORIG; i++)
+			if (strcmp(name, orig_fields[i].name) == 0) {
+				*orig_field(s, i) = v;
+				seen |= 1U << i;
+			}
+	}
+	return seen == (1U << NORIG) - 1 ? 0 : -1;
+}
+
 int
 ksm_init(struct ksm_state **kp, const char *dir, enum ksm_mode mode)
 {
+	return ksm_init_saved(kp, dir, mode, NULL);
+}
+
+int
+ksm_init_saved(struct ksm_state **kp, const char *dir, enum ksm_mode mode,
+    const char *orig_path)
+{
 	struct ksm_state *k;
+	struct ksm_sysfs o;
+	size_t i;
 
 	*kp = NULL;
 	if ((unsigned int)mode > KSM_AUTO) {
@@ -1009,18 +1136,43 @@ ksm_init(struct ksm_state **kp, const char *dir, enum ksm_mode mode)
 	if (k == NULL)
 		return -1;
 	k->dir = strdup(dir != NULL ? dir : KSM_SYSFS_DEFAULT);
-	if (k->dir == NULL) {
+	if (k->dir == NULL || (orig_path != NULL &&
+	    (k->orig_path = strdup(orig_path)) == NULL)) {
+		free(k->dir);
 		free(k);
 		return -1;
 	}
 	if (ksm_read_sysfs(k->dir, &k->saved) == -1) {
 		ksm_log(LOG_WARNING, "%s: %s/run: %s", __func__, k->dir,
 		    strerror(errno));
+		free(k->orig_path);
 		free(k->dir);
 		free(k);
 		return -1;
 	}
 	k->last = k->saved;
+	if (orig_path != NULL) {
+		o = k->saved;
+		if (orig_read(orig_path, &o) == 0) {
+			/* a previous instance died before putting them back */
+			ksm_log(LOG_WARNING, "%s: KSM settings of a previous "
+			    "memcoopd in %s (run=%lld, now %lld): those are "
+			    "the ones restored on exit", __func__, orig_path,
+			    (long long)o.run, (long long)k->saved.run);
+			for (i = 0; i < NORIG; i++) {
+				*orig_field(&k->saved, i) = *orig_field(&o, i);
+				k->touched |= orig_fields[i].bit;
+			}
+		} else if (orig_write(orig_path, &k->saved) == -1) {
+			ksm_log(LOG_WARNING, "%s: cannot save the KSM settings "
+			    "in %s (%s): KSM left alone", __func__, orig_path,
+			    strerror(errno));
+			free(k->orig_path);
+			free(k->dir);
+			free(k);
+			return -1;
+		}
+	}
 	k->mode = mode;
 	k->page_size = sysconf(_SC_PAGESIZE);
 	k->ksmd_pid = find_ksmd();
@@ -1228,6 +1380,7 @@ ksm_free(struct ksm_state *k)
 
 	if (k == NULL)
 		return;
+	atomic_store(&k->w_stop, 1);	/* within one batch, not a whole estimate */
 	estimate_collect(k, 1);
 	free(k->w_pids);
 	pthread_mutex_destroy(&k->w_lock);
@@ -1250,6 +1403,9 @@ ksm_free(struct ksm_state *k)
 	if (k->touched)
 		ksm_log(LOG_INFO, "%s: KSM settings restored (run=%lld)",
 		    __func__, (long long)o->run);
+	if (k->orig_path != NULL)
+		unlink(k->orig_path);
+	free(k->orig_path);
 	free(k->dir);
 	free(k);
 }

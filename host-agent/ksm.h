@@ -26,6 +26,7 @@
 
 #include <sys/types.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -223,16 +224,36 @@ void	 ksm_index_result(const struct ksm_index *, struct ksm_estimate *);
 /* Sample the guest RAM of @n QEMU processes (ksm_sample.c). */
 int	 ksm_estimate_pids(const pid_t *pids, size_t n, unsigned int sample_shift,
 	    const char *procdir, struct ksm_estimate *);
+/* The same, giving up (-1) within one batch of pages once *@stop is set. */
+int	 ksm_estimate_pids_stop(const pid_t *pids, size_t n,
+	    unsigned int sample_shift, const char *procdir,
+	    const atomic_int *stop, struct ksm_estimate *);
 int	 ksm_read_sysfs(const char *dir, struct ksm_sysfs *);
 int	 ksm_read_proc_stat(pid_t, struct ksm_proc_stat *);
 
 int	 ksm_init(struct ksm_state **, const char *sysfs_dir, enum ksm_mode);
+/*
+ * ksm_init() that keeps the settings it found in @orig_path (written and
+ * synced before anything is changed), so that they survive a crash: when
+ * the file exists a previous instance did not put them back, and they are
+ * taken from it instead of from sysfs.  ksm_free() removes the file after
+ * restoring.  @orig_path NULL: ksm_init().
+ */
+int	 ksm_init_saved(struct ksm_state **, const char *sysfs_dir,
+	    enum ksm_mode, const char *orig_path);
+/*
+ * Another KSM manager running (ksmtuned, tuned: their processes in
+ * @procdir, default /proc)?  1 with its name and pid in @who, else 0.
+ */
+int	 ksm_other_manager(const char *procdir, char *who, size_t len);
 int	 ksm_set_mode(struct ksm_state *, enum ksm_mode);
 void	 ksm_set_params(struct ksm_state *, const struct ksm_params *);
 void	 ksm_tick(struct ksm_state *, const pid_t *qemu_pids, size_t n,
 	    uint64_t *saving_bytes);
 int	 ksm_get_status(struct ksm_state *, struct ksm_status *);
 uint64_t ksm_guest_saving_bytes(pid_t qemu_pid);
+/* The same with KSM's figures from @sysfs_dir (NULL: the default). */
+uint64_t ksm_guest_saving_bytes_at(const char *sysfs_dir, pid_t qemu_pid);
 /* Put back what was changed in sysfs, then free. */
 void	 ksm_free(struct ksm_state *);
 

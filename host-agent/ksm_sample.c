@@ -333,6 +333,7 @@ struct sampler {
 	unsigned char		 prefix[BATCH_PAGES * 2 * PREFIX_PIECE];
 	unsigned char		*pages;		/* BATCH_PAGES * ps */
 	struct ksm_estimate	*e;
+	const atomic_int	*stop;		/* NULL, or set: give up */
 };
 
 /* Sample one batch of present pages of @pid; -1 if the process is gone. */
@@ -435,6 +436,10 @@ sample_pid(struct sampler *sp, pid_t pid, unsigned int guest,
 	for (r = 0; r < nreg && rc == 0; r++) {
 		for (a = reg[r].start; a < reg[r].end && rc == 0;
 		    a += (uint64_t)BATCH_PAGES * (uint64_t)sp->ps) {
+			if (sp->stop != NULL && atomic_load(sp->stop)) {
+				rc = -2;	/* asked to stop: no result */
+				break;
+			}
 			want = (size_t)((reg[r].end - a) / (uint64_t)sp->ps);
 			if (want > BATCH_PAGES)
 				want = BATCH_PAGES;
@@ -471,6 +476,14 @@ int
 ksm_estimate_pids(const pid_t *pids, size_t n, unsigned int shift,
     const char *procdir, struct ksm_estimate *out)
 {
+	return ksm_estimate_pids_stop(pids, n, shift, procdir, NULL, out);
+}
+
+/* The same, giving up (-1) within one batch once *@stop is set. */
+int
+ksm_estimate_pids_stop(const pid_t *pids, size_t n, unsigned int shift,
+    const char *procdir, const atomic_int *stop, struct ksm_estimate *out)
+{
 	struct timespec t0, t1;
 	struct ksm_estimate e;
 	struct sampler *sp;
@@ -491,10 +504,13 @@ ksm_estimate_pids(const pid_t *pids, size_t n, unsigned int shift,
 	}
 	sp->zpfn = zero_pfn(sp->ps);
 	sp->e = &e;
+	sp->stop = stop;
 	for (i = 0; i < n; i++) {
 		rc = sample_pid(sp, pids[i], (unsigned int)i, procdir);
-		if (rc == -2)
+		if (rc == -2) {		/* out of memory, or stopped */
+			rc = -1;
 			goto out;
+		}
 		if (rc == 0)
 			ok++;
 	}

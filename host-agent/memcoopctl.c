@@ -29,8 +29,11 @@
 #define EX_PERM		4
 #define EX_NOGUEST	5
 
+#define CTL_TIMEOUT_DEFAULT	10	/* s */
+
 static const char	*sock_path = MEMCOOPD_SOCK;
 static int		 json_out;
+static int		 timeout_s = CTL_TIMEOUT_DEFAULT;	/* 0: none */
 static int		 sock_fd = -1;
 static uint32_t		 seq;
 
@@ -45,6 +48,7 @@ static int	ctl_status(int, char **);
 static int	ctl_set(int, char **);
 static int	ctl_watch(int, char **);
 static int	ctl_ksm(int, char **);
+static int	ctl_stop(int, char **);
 
 static const struct cmd cmds[] = {
 	{ "status",	ctl_status,	"[GUEST]",
@@ -55,6 +59,9 @@ static const struct cmd cmds[] = {
 	    "show the status live, once per tick" },
 	{ "ksm",	ctl_ksm,	"status|on|off|auto",
 	    "show or set host page merging (changes: root)" },
+	{ "stop",	ctl_stop,	"[--restore]",
+	    "stop memcoopd; guests stay where they are for the next memcoopd,\n"
+	    "      or with --restore get their memory back, paced (root)" },
 	{ NULL, NULL, NULL, NULL }
 };
 
@@ -63,10 +70,16 @@ usage(void)
 {
 	const struct cmd *c;
 
-	fprintf(stderr, "usage: memcoopctl [-j] [-s socket] command [args]\n"
+	fprintf(stderr, "usage: memcoopctl [-j] [-s socket] [-t seconds] "
+	    "command [args]\n"
 	    "  -j, --json         machine-readable output (read commands)\n"
 	    "  -s, --socket PATH  memcoopd's control socket (default %s)\n"
-	    "commands:\n", MEMCOOPD_SOCK);
+	    "  -t, --timeout S    give up when memcoopd does not answer within "
+	    "S seconds\n"
+	    "                     (default %d; 0 waits forever; watch waits "
+	    "forever after\n"
+	    "                     its first answer)\n"
+	    "commands:\n", MEMCOOPD_SOCK, CTL_TIMEOUT_DEFAULT);
 	for (c = cmds; c->name != NULL; c++)
 		fprintf(stderr, "  %s %s\n      %s\n", c->name, c->args,
 		    c->help);
@@ -77,6 +90,27 @@ usage(void)
 
 /* ------------------------------------------------------------------ */
 /* Talking to memcoopd */
+
+/* Bound every send and receive on the socket (and the connect) to @s. */
+static void
+set_timeout(int fd, int s)
+{
+	struct timeval tv = { s, 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static void __attribute__((noreturn))
+lost(void)
+{
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)
+		fprintf(stderr, "memcoopctl: memcoopd did not answer within "
+		    "%d s (-t to wait longer)\n", timeout_s);
+	else
+		fprintf(stderr, "memcoopctl: memcoopd closed the connection\n");
+	exit(EX_NODAEMON);
+}
 
 static int
 send_req(uint32_t type, json_t *obj)
@@ -167,10 +201,15 @@ ctl_connect(void)
 		exit(EX_USAGE);
 	}
 	strcpy(sun.sun_path, sock_path);
-	if ((sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	if ((sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) != -1 &&
+	    timeout_s > 0)
+		set_timeout(sock_fd, timeout_s);
+	if (sock_fd == -1 ||
 	    connect(sock_fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		int e = errno;
 
+		if (e == EAGAIN || e == EINPROGRESS)
+			lost();
 		fprintf(stderr, "memcoopctl: cannot reach memcoopd at %s: %s\n",
 		    sock_path, strerror(e));
 		if (e == ENOENT || e == ECONNREFUSED)
@@ -183,10 +222,8 @@ ctl_connect(void)
 	}
 	if (send_req(MCCTL_HELLO, json_pack("{s:i, s:s}", "version",
 	    MCCTL_VERSION, "client", "memcoopctl")) == -1 ||
-	    (r = recv_msg(&type)) == NULL) {
-		fprintf(stderr, "memcoopctl: memcoopd closed the connection\n");
-		exit(EX_NODAEMON);
-	}
+	    (r = recv_msg(&type)) == NULL)
+		lost();
 	if (type != MCCTL_R_OK) {
 		int rc = error_exit(r);
 
@@ -204,10 +241,8 @@ request(uint32_t type, json_t *obj)
 	json_t *r;
 
 	ctl_connect();
-	if (send_req(type, obj) == -1 || (r = recv_msg(&rtype)) == NULL) {
-		fprintf(stderr, "memcoopctl: memcoopd closed the connection\n");
-		exit(EX_NODAEMON);
-	}
+	if (send_req(type, obj) == -1 || (r = recv_msg(&rtype)) == NULL)
+		lost();
 	if (rtype == MCCTL_R_ERROR) {
 		int rc = error_exit(r);
 
@@ -383,6 +418,7 @@ ctl_watch(int argc, char **argv)
 		usage();
 	r = request(MCCTL_WATCH, argc == 2 ?
 	    json_pack("{s:s}", "guest", argv[1]) : json_object());
+	set_timeout(sock_fd, 0);	/* events come once per tick */
 	for (;;) {
 		if (json_out) {
 			char *s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
@@ -436,17 +472,41 @@ ctl_ksm(int argc, char **argv)
 	return EX_OK;
 }
 
+static int
+ctl_stop(int argc, char **argv)
+{
+	int restore = 0;
+	json_t *r;
+
+	if (argc == 2 && strcmp(argv[1], "--restore") == 0)
+		restore = 1;
+	else if (argc != 1)
+		usage();
+	r = request(MCCTL_STOP, json_pack("{s:b}", "restore", restore));
+	if (json_out)
+		print_json(r);
+	else
+		printf("memcoopd is stopping%s\n", restore ? ", giving the "
+		    "guests their memory back first (paced)" :
+		    "; the guests stay where they are");
+	json_decref(r);
+	return EX_OK;
+}
+
 int
 main(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "json",	no_argument,		NULL, 'j' },
 		{ "socket",	required_argument,	NULL, 's' },
+		{ "timeout",	required_argument,	NULL, 't' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct cmd *c;
 	int ch, i, n;
+	char *end;
+	long t;
 
 	/* --json may also come after the command */
 	for (i = 1, n = 1; i < argc; i++) {
@@ -457,13 +517,24 @@ main(int argc, char *argv[])
 	}
 	argc = n;
 	argv[argc] = NULL;
-	while ((ch = getopt_long(argc, argv, "+js:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+js:t:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'j':
 			json_out = 1;
 			break;
 		case 's':
 			sock_path = optarg;
+			break;
+		case 't':
+			errno = 0;
+			t = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg ||
+			    t < 0 || t > 86400) {
+				fprintf(stderr, "memcoopctl: -t: expected "
+				    "0..86400 seconds\n");
+				usage();
+			}
+			timeout_s = (int)t;
 			break;
 		default:
 			usage();

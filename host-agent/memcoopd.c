@@ -54,14 +54,20 @@ run_policy(struct memcoopd *md)
 	}
 	policy_run(&md->conf->pol, &md->host, pgs, n, now);
 	for (i = 0; i < n; i++) {
+		struct policy_gstate old;
+
 		g = gp[i];
+		old = g->pst;
 		g->pst = pgs[i].st;
 		if (!pgs[i].changed)
 			continue;
 		if (guest_apply_target(md, g, pgs[i].target, pgs[i].reason)
-		    == -1)
-			/* try again next tick rather than believe it moved */
-			g->pst.last_change = 0;
+		    == -1) {
+			/* nothing moved: the hold runs from the last real
+			 * change, not from this attempt, nor from never */
+			g->pst.last_change = old.last_change;
+			g->pst.last_dir = old.last_dir;
+		}
 	}
 out:
 	free(pgs);
@@ -90,7 +96,7 @@ run_ksm(struct memcoopd *md)
 		if (g->state != GUEST_ONLINE || g->qemu_pid <= 0)
 			continue;
 		g->ksm_saving = md->ksm != NULL ? saving[n] :
-		    ksm_guest_saving_bytes(g->qemu_pid);
+		    ksm_guest_saving_bytes_at(md->conf->ksm_sysfs, g->qemu_pid);
 		n++;
 	}
 }
@@ -113,7 +119,10 @@ tick_cb(evutil_socket_t fd, short ev, void *arg)
 		TAILQ_FOREACH(g, &md->guests, entry)
 			if (g->state == GUEST_ONLINE)
 				(void)md->backend->poll_stats(md, g);
+	TAILQ_FOREACH(g, &md->guests, entry)
+		state_adopt(md, g);
 	run_policy(md);
+	state_save(md);
 #ifdef HAVE_KSM
 	run_ksm(md);
 #endif
@@ -124,28 +133,147 @@ tick_cb(evutil_socket_t fd, short ev, void *arg)
 /* Shutdown */
 
 /*
- * Leave every guest at a sane size: guests the policy managed go back to
- * the most the operator allows (their upper limit), fixed guests stay at
- * their fixed target, manual guests are not touched.
+ * Leaving.  Without restore every guest stays where it is and the targets
+ * file keeps what they are at, for the next memcoopd to adopt: a restart
+ * moves nothing.  With restore (memcoopctl stop --restore, or SIGTERM with
+ * restore-on-exit yes) the guests the policy managed go back to the most
+ * the operator allows, paced: each restore-period every such guest grows
+ * by at most restore-step, and only while the host's MemAvailable stays
+ * above host-floor after the growth already under way; after
+ * restore-timeout what is left stays (and is saved).  Fixed guests stay
+ * at their fixed target, manual guests are not touched.
  */
-static void
-restore_guests(struct memcoopd *md)
+static int
+restore_step(struct memcoopd *md)
 {
+	const struct policy_params *p = &md->conf->pol;
+	uint64_t step = md->conf->restore_step != 0 ? md->conf->restore_step :
+	    p->step_max, budget = UINT64_MAX, pending = 0, lo, hi, t;
 	struct policy_guest pg;
 	struct guest *g;
-	uint64_t lo, hi;
+	int left = 0;
 
+	if (hostinfo_read(md->conf->procdir, &md->host) == 0 &&
+	    md->host.valid_mem) {
+		TAILQ_FOREACH(g, &md->guests, entry)
+			if (g->state == GUEST_ONLINE && g->actual != 0 &&
+			    g->target > g->actual)
+				pending += g->target - g->actual;
+		budget = md->host.mem_available > p->host_floor + pending ?
+		    md->host.mem_available - p->host_floor - pending : 0;
+	}
 	TAILQ_FOREACH(g, &md->guests, entry) {
 		if (g->state != GUEST_ONLINE || g->set.mode != GMODE_AUTO ||
 		    g->target == 0)
 			continue;
 		guest_to_policy(g, &pg);
-		if (policy_limits(&md->conf->pol, &pg, &lo, &hi) == -1)
+		if (policy_limits(p, &pg, &lo, &hi) == -1 || g->target >= hi)
 			continue;
-		if (g->target != hi)
-			(void)guest_apply_target(md, g, hi,
-			    "shutdown: back to the upper limit");
+		left++;
+		t = hi - g->target;
+		if (t > step)
+			t = step;
+		if (t > budget) {
+			if (!md->restore_blocked++)
+				log_warnx("restore: host MemAvailable %" PRIu64
+				    "M, floor %" PRIu64 "M: waiting",
+				    md->host.mem_available / MIB,
+				    p->host_floor / MIB);
+			continue;
+		}
+		if (guest_apply_target(md, g, g->target + t,
+		    "stop: paced restore to the upper limit") == 0)
+			budget -= t;
 	}
+	return left;
+}
+
+static void
+shutdown_done_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct memcoopd *md = arg;
+
+	(void)fd;
+	(void)ev;
+	event_base_loopbreak(md->base);
+}
+
+static void
+restore_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct memcoopd *md = arg;
+	struct timeval tv = { 1, 0 };
+	int left;
+
+	(void)fd;
+	(void)ev;
+	left = restore_step(md);
+	if (left > 0 && now_ms() < md->restore_until)
+		return;
+	event_del(md->ev_restore);
+	if (left == 0) {
+		log_info("restore: every automatic guest is at its upper limit");
+		state_forget(md);
+	} else {
+		log_warnx("restore: %d guest%s not back after %" PRIu64 " s: "
+		    "left where they are (saved for the next memcoopd)", left,
+		    left == 1 ? "" : "s", md->conf->restore_timeout_ms / 1000);
+		state_save(md);
+	}
+	/* let the backend's last commands reach the guests */
+	event_base_once(md->base, -1, EV_TIMEOUT, shutdown_done_cb, md, &tv);
+}
+
+static void
+stop_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct memcoopd *md = arg;
+	struct timeval tv = { 1, 0 }, period;
+	int restore = md->shutting_down == 2;
+
+	(void)fd;
+	(void)ev;
+	if (ev_tick != NULL)
+		event_del(ev_tick);
+	/* the stop's own answer still goes out: clients are closed at exit */
+	control_quiesce(md);
+	metrics_close(md);
+	if (!restore) {
+		state_save(md);
+		log_info("stopping: guests left where they are, targets saved "
+		    "for the next memcoopd");
+		event_base_once(md->base, -1, EV_TIMEOUT, shutdown_done_cb, md,
+		    &tv);
+		return;
+	}
+	log_info("stopping: restoring the automatic guests, %" PRIu64
+	    "M per %" PRIu64 " ms, within %" PRIu64 " s",
+	    (md->conf->restore_step != 0 ? md->conf->restore_step :
+	    md->conf->pol.step_max) / MIB, md->conf->restore_period_ms,
+	    md->conf->restore_timeout_ms / 1000);
+	md->restore_until = now_ms() + md->conf->restore_timeout_ms;
+	period.tv_sec = (time_t)(md->conf->restore_period_ms / 1000);
+	period.tv_usec = (suseconds_t)(md->conf->restore_period_ms % 1000) *
+	    1000;
+	md->ev_restore = event_new(md->base, -1, EV_PERSIST, restore_cb, md);
+	if (md->ev_restore == NULL || event_add(md->ev_restore, &period) == -1)
+		fatalx("cannot arm the restore timer");
+	restore_cb(-1, 0, md);
+}
+
+/* Begin leaving: @restore gives auto guests their upper limit, paced. */
+static void
+memcoopd_stop(struct memcoopd *md, int restore)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (md->shutting_down)
+		return;
+	md->shutting_down = restore ? 2 : 1;
+	(void)sdn_send("STOPPING=1");
+	/* from the loop, not from inside a control client's callback */
+	if (event_base_once(md->base, -1, EV_TIMEOUT, stop_cb, md, &tv) == -1)
+		event_base_loopbreak(md->base);
 }
 
 static int
@@ -187,6 +315,11 @@ reload_config(struct memcoopd *md)
 	c->pol = nc.pol;
 	c->auto_enabled = nc.auto_enabled;
 	c->shutdown_restore = nc.shutdown_restore;
+	c->restore_step = nc.restore_step;
+	c->restore_period_ms = nc.restore_period_ms;
+	c->restore_timeout_ms = nc.restore_timeout_ms;
+	if (strdiff(nc.state_dir, c->state_dir))
+		log_warnx("SIGHUP: a new state-dir needs a restart");
 	if (nc.tick_ms != c->tick_ms) {
 		c->tick_ms = nc.tick_ms;
 		tv.tv_sec = c->tick_ms / 1000;
@@ -226,20 +359,9 @@ reload_config(struct memcoopd *md)
 }
 
 static void
-shutdown_done_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	struct memcoopd *md = arg;
-
-	(void)fd;
-	(void)ev;
-	event_base_loopbreak(md->base);
-}
-
-static void
 signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	struct memcoopd *md = arg;
-	struct timeval tv = { 1, 0 };
 
 	(void)ev;
 	if (sig == SIGHUP) {
@@ -255,17 +377,8 @@ signal_cb(evutil_socket_t sig, short ev, void *arg)
 		event_base_loopbreak(md->base);
 		return;
 	}
-	md->shutting_down = 1;
-	(void)sdn_send("STOPPING=1");
 	log_info("signal %d: shutting down", (int)sig);
-	if (ev_tick != NULL)
-		event_del(ev_tick);
-	control_close(md);
-	metrics_close(md);
-	if (md->conf->shutdown_restore)
-		restore_guests(md);
-	/* let the backend's last commands reach the guests */
-	event_base_once(md->base, -1, EV_TIMEOUT, shutdown_done_cb, md, &tv);
+	memcoopd_stop(md, md->conf->shutdown_restore);
 }
 
 /* ------------------------------------------------------------------ */
@@ -375,6 +488,10 @@ main(int argc, char *argv[])
 		fatalx("the socket and qmp-dir paths must be absolute when "
 		    "running as a daemon");
 	}
+	if (config_check_runtime(&conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "memcoopd: %s: %s\n", cfpath, err);
+		return 1;
+	}
 	if (check) {
 		printf("configuration OK\n");
 		config_free(&conf);
@@ -394,6 +511,7 @@ main(int argc, char *argv[])
 	md.conf = &conf;
 	md.started = now_ms();
 	md.ksm_mode = -1;
+	md.stop = memcoopd_stop;
 	if ((md.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 
@@ -406,19 +524,14 @@ main(int argc, char *argv[])
 		    conf.metrics_port);
 #ifdef HAVE_KSM
 	ksm_log_hook = vlog;
-	if (conf.ksm_mode != KSMC_UNSET) {
-		if (ksm_init(&md.ksm, conf.ksm_sysfs ? conf.ksm_sysfs :
-		    "/sys/kernel/mm/ksm", (enum ksm_mode)conf.ksm_mode) == -1) {
-			log_warnx("KSM control unavailable; leaving KSM alone");
-			md.ksm = NULL;
-		} else {
-			md.ksm_mode = conf.ksm_mode;
-		}
-	}
+	if (conf.ksm_mode != KSMC_UNSET &&
+	    memcoopd_ksm_init(&md, conf.ksm_mode, err, sizeof(err)) == -1)
+		log_warnx("%s; leaving KSM alone", err);
 #else
 	if (conf.ksm_mode != KSMC_UNSET)
 		log_warnx("built without KSM support; ksm setting ignored");
 #endif
+	state_load(&md);
 	if (md.backend->init(&md, &conf) == -1)
 		fatalx("backend %s failed to start", md.backend->name);
 
@@ -452,6 +565,15 @@ main(int argc, char *argv[])
 	metrics_close(&md);
 	while (!TAILQ_EMPTY(&md.guests))
 		guest_remove(&md, TAILQ_FIRST(&md.guests));
+	while (!TAILQ_EMPTY(&md.adopt)) {
+		struct adopt *a = TAILQ_FIRST(&md.adopt);
+
+		TAILQ_REMOVE(&md.adopt, a, entry);
+		free(a);
+	}
+	free(md.state_written);
+	if (md.ev_restore != NULL)
+		event_free(md.ev_restore);
 	event_free(ev_tick);
 	event_free(ev_int);
 	event_free(ev_term);

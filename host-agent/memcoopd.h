@@ -32,6 +32,7 @@
 #define MEMCOOPD_CONF		"/etc/memcoop/memcoopd.conf"
 #define MEMCOOPD_SOCK		"/run/memcoop/memcoopd.sock"
 #define MEMCOOPD_USER_GROUP	"memcoop"
+#define MEMCOOPD_STATE_DIR	"/run/memcoop"
 
 #define GUEST_NAME_MAX		64	/* including the NUL */
 #define REASON_MAX		160	/* a policy decision's reason */
@@ -228,7 +229,12 @@ struct config {
 	enum ksm_conf_mode	 ksm_mode;
 	char			*ksm_sysfs;	/* default /sys/kernel/mm/ksm */
 	char			*procdir;	/* default /proc (tests override) */
-	int			 shutdown_restore; /* on exit, deflate to max */
+	int			 shutdown_restore; /* SIGTERM restores too (paced) */
+	char			*state_dir;	/* targets, KSM settings; default
+						   MEMCOOPD_STATE_DIR */
+	uint64_t		 restore_step;	/* per guest per period; 0 = step-max */
+	uint64_t		 restore_period_ms;
+	uint64_t		 restore_timeout_ms; /* then leave the rest */
 	struct policy_params	 pol;
 	struct guest_conflist	 guests;
 };
@@ -240,6 +246,8 @@ int	 config_parse_string(struct config *, const char *name, const char *text,
 	    char *err, size_t errlen);
 int	 config_load(struct config *, const char *path, char *err, size_t errlen);
 struct guest_conf *config_find_guest(const struct config *, const char *name);
+/* What the file cannot say: paths that must exist (qmp-dir); 0 or -1. */
+int	 config_check_runtime(const struct config *, char *err, size_t errlen);
 int	 parse_size(const char *, uint64_t *);	/* "512M", "2G", "1048576" */
 const char *guest_mode_name(enum guest_mode);
 int	 guest_mode_parse(const char *, enum guest_mode *);
@@ -274,6 +282,15 @@ void	 policy_defaults(struct policy_params *);
 /* ------------------------------------------------------------------ */
 /* The daemon (memcoopd.c) and the guest list (guest.c) */
 
+/* A target a previous memcoopd left in a guest (state_load()). */
+struct adopt {
+	TAILQ_ENTRY(adopt)	 entry;
+	char			 name[GUEST_NAME_MAX];
+	uint64_t		 target;
+	pid_t			 pid;		/* its QEMU then; 0 = unknown */
+};
+TAILQ_HEAD(adoptlist, adopt);
+
 struct memcoopd {
 	struct event_base	*base;
 	struct config		*conf;
@@ -287,7 +304,14 @@ struct memcoopd {
 	uint64_t		 changes;	/* targets changed so far */
 	struct ksm_state	*ksm;		/* NULL when KSM is left alone */
 	int			 ksm_mode;	/* enum ksm_mode, -1 = unmanaged */
-	int			 shutting_down;
+	int			 shutting_down;	/* 1 leaving, 2 with the restore */
+	/* Begin leaving (memcoopd_stop(); NULL in the unit tests). */
+	void			(*stop)(struct memcoopd *, int restore);
+	struct adoptlist	 adopt;		/* targets not adopted yet */
+	char			*state_written;	/* the targets file as last written */
+	struct event		*ev_restore;	/* paced restore on the way out */
+	uint64_t		 restore_until;	/* ms */
+	int			 restore_blocked; /* the floor stopped a step */
 	struct control		*ctl;
 	struct metrics		*metrics;
 };
@@ -311,6 +335,34 @@ void		 guest_update_actual(struct memcoopd *, struct guest *, uint64_t);
 /* Set a target after clamping it to the guest's limits; logs @reason. */
 int		 guest_apply_target(struct memcoopd *, struct guest *, uint64_t,
 		    const char *reason);
+/*
+ * For backends whose set_target() completes later: the guest refused
+ * @refused (set while the target was @prev); g->target goes back to @prev
+ * unless a newer target was set since.
+ */
+void		 guest_target_refused(struct memcoopd *, struct guest *,
+		    uint64_t refused, uint64_t prev, const char *why);
+/*
+ * Targets across restarts (guest.c): state_load() reads the targets file
+ * in the state directory into md->adopt, state_adopt() gives an online
+ * guest without a target the one a previous memcoopd left in the same
+ * QEMU, state_save() writes the file when it changed, state_forget()
+ * removes it (a stop that gave the guests their memory back).
+ */
+int		 state_load(struct memcoopd *);
+void		 state_adopt(struct memcoopd *, struct guest *);
+void		 state_save(struct memcoopd *);
+void		 state_forget(struct memcoopd *);
+/* The state directory's file @name into @buf; -1 if too long. */
+int		 state_path(const struct config *, const char *name, char *buf,
+		    size_t len);
+/*
+ * Take over the host's KSM in @mode (enum ksm_mode), its original settings
+ * kept in the state directory; refused (EBUSY) while ksmtuned or tuned
+ * runs.  0, or -1 with @err said.
+ */
+int		 memcoopd_ksm_init(struct memcoopd *, int mode, char *err,
+		    size_t errlen);
 /* The policy's view of @g (guest.c). */
 void		 guest_to_policy(const struct guest *, struct policy_guest *);
 
@@ -321,6 +373,8 @@ struct control;
 struct metrics;
 int	 control_init(struct memcoopd *, const char *path, gid_t gid);
 void	 control_close(struct memcoopd *);
+/* No new clients; those connected get their answers until control_close(). */
+void	 control_quiesce(struct memcoopd *);
 /* Push a status event to the watchers; called once per tick. */
 void	 control_tick(struct memcoopd *);
 int	 metrics_init(struct memcoopd *, const char *addr, uint16_t port);

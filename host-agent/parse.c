@@ -70,7 +70,10 @@ config_init(struct config *c)
 	c->backend = BACKEND_QMP;
 	c->metrics_port = 0;
 	c->ksm_mode = KSMC_UNSET;
-	c->shutdown_restore = 1;
+	c->shutdown_restore = 0;
+	c->restore_step = 0;		/* step-max */
+	c->restore_period_ms = 1000;
+	c->restore_timeout_ms = 60000;
 	policy_defaults(&c->pol);
 	TAILQ_INIT(&c->guests);
 }
@@ -93,6 +96,7 @@ config_free(struct config *c)
 	free(c->metrics_addr);
 	free(c->ksm_sysfs);
 	free(c->procdir);
+	free(c->state_dir);
 	memset(c, 0, sizeof(*c));
 	TAILQ_INIT(&c->guests);
 }
@@ -458,6 +462,22 @@ global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
 		return set_string(pc, &c->ksm_sysfs, v);
 	if (strcmp(k, "proc") == 0)
 		return set_string(pc, &c->procdir, v);
+	if (strcmp(k, "state-dir") == 0)
+		return set_string(pc, &c->state_dir, v);
+	if (strcmp(k, "restore-step") == 0)
+		return size_arg(pc, k, v, &c->restore_step);
+	if (strcmp(k, "restore-period") == 0) {
+		if (parse_duration(v, &c->restore_period_ms) == -1 ||
+		    c->restore_period_ms < 100 || c->restore_period_ms > 600000)
+			return perr(pc, "restore-period: expected 100ms..10m");
+		return 0;
+	}
+	if (strcmp(k, "restore-timeout") == 0) {
+		if (parse_duration(v, &c->restore_timeout_ms) == -1 ||
+		    c->restore_timeout_ms > 3600000)
+			return perr(pc, "restore-timeout: expected 0..1h");
+		return 0;
+	}
 	if (strcmp(k, "metrics") == 0)
 		return metrics_setting(pc, c, v);
 	if (strcmp(k, "backend") == 0) {
@@ -569,6 +589,26 @@ check_config(struct parse_ctx *pc, struct config *c)
 		return perr(pc, "step-min is above step-max");
 	if (p->host_comfort < p->host_floor)
 		return perr(pc, "host-comfort is below host-floor");
+	return 0;
+}
+
+int
+config_check_runtime(const struct config *c, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (c->backend != BACKEND_QMP || c->qmp_dir == NULL)
+		return 0;
+	if (stat(c->qmp_dir, &st) == -1) {
+		snprintf(err, errlen, "qmp-dir %s: %s", c->qmp_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "qmp-dir %s: not a directory",
+		    c->qmp_dir);
+		return -1;
+	}
 	return 0;
 }
 

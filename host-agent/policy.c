@@ -31,6 +31,9 @@
  *     within hold.
  * Every target is clamped to the operator's limits and to what the guest
  * has (policy_limits()); nothing here can produce a target outside them.
+ * An automatic guest whose size is unknown (maxmem 0) is left alone as if
+ * manual: its ceiling would be what it holds now, so it could be shrunk
+ * but never grown back.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -295,6 +298,9 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 			continue;
 		if (!g->online || g->set.mode == GMODE_MANUAL)
 			continue;
+		/* size unknown: shrinking it could not be undone */
+		if (g->set.mode == GMODE_AUTO && g->maxmem == 0)
+			continue;
 		if (g->set.mode == GMODE_FIXED) {
 			uint64_t t = clamp(g->set.target != 0 ?
 			    g->set.target : g->cur_target, w->lo, w->hi);
@@ -431,8 +437,10 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 			else
 				give = u64min(w->need, (uint64_t)((double)avail *
 				    ((double)wt / (double)need_w)));
-			/* a needy guest gets its step even when the host is
-			 * short: starving it costs an OOM kill */
+			/* a needy guest gets at least its step while the
+			 * host is not short, even when the budget above the
+			 * floor is thinner (starving it costs an OOM kill);
+			 * a short host gives only what other guests gave */
 			if (give < p->step_min && w->cls == GC_NEEDY &&
 			    host_short == 0)
 				give = u64min(p->step_min, w->hi - w->base);

@@ -49,6 +49,8 @@
 #define QMP_BACKOFF_MAX		8000
 #define QMP_TIMER_MS		500
 #define QMP_GREETING_WARN	5000	/* socket busy? */
+#define QMP_GREETING_TIMEOUT	15000	/* then give up, retry later */
+#define QMP_ANSWER_TIMEOUT	30000	/* a command unanswered this long */
 #define QMP_FORGET_MS		300000	/* then forget a vanished socket */
 #define QMP_MAX_PENDING		64	/* commands sent, not answered yet */
 
@@ -90,6 +92,7 @@ struct qmp_conn {
 	uint64_t		 next_try;	/* ms */
 	unsigned int		 backoff;	/* ms */
 	uint64_t		 connected_at;
+	uint64_t		 last_reply;	/* ms, any message from QEMU */
 	int			 busy_logged;
 	int			 fail_logged;
 	unsigned int		 stats_inflight;
@@ -98,6 +101,8 @@ struct qmp_conn {
 	uint32_t		 pending[QMP_MAX_PENDING];	/* their ids */
 	unsigned int		 npending;
 	char			 balloon_path[160];
+	uint64_t		 bal_want;	/* last `balloon` sent */
+	uint64_t		 bal_prev;	/* the target before it */
 };
 
 struct qmp {
@@ -272,6 +277,8 @@ qc_send(struct qmp_conn *c, enum qk kind, const char *cmd, json_t *args)
 	if ((s = json_dumps(m, JSON_COMPACT)) != NULL) {
 		if (bufferevent_write(c->bev, s, strlen(s)) == 0 &&
 		    bufferevent_write(c->bev, "\r\n", 2) == 0) {
+			if (c->npending == 0)	/* the answer clock starts */
+				c->last_reply = now_ms();
 			c->pending[c->npending++] = id;
 			rv = 0;
 		}
@@ -374,6 +381,9 @@ qc_reply(struct qmp_conn *c, enum qk kind, json_t *ret, json_t *error)
 		}
 		log_warnx("qmp %s: command failed: %s", c->name,
 		    desc != NULL ? desc : "(no description)");
+		if (kind == QK_BALLOON && c->g != NULL)
+			guest_target_refused(md, c->g, c->bal_want, c->bal_prev,
+			    desc != NULL ? desc : "QMP error");
 		return;
 	}
 	switch (kind) {
@@ -449,6 +459,7 @@ qc_message(struct qmp_conn *c, const char *line, size_t len)
 	uint64_t idv;
 	enum qk kind;
 
+	c->last_reply = now_ms();
 	msg = json_loadb(line, len, JSON_DECODE_INT_AS_REAL |
 	    JSON_REJECT_DUPLICATES, &jerr);
 	if (msg == NULL || !json_is_object(msg)) {
@@ -728,6 +739,12 @@ timer_cb(evutil_socket_t fd, short ev, void *arg)
 		if (c->state == QC_IDLE && c->gone_since == 0 &&
 		    now >= c->next_try)
 			qc_connect(c);
+		else if (c->state == QC_READY && c->npending > 0 &&
+		    now - c->last_reply > QMP_ANSWER_TIMEOUT)
+			qc_close(c, "QEMU did not answer for 30 s");
+		else if (c->state == QC_GREETING &&
+		    now - c->connected_at > QMP_GREETING_TIMEOUT)
+			qc_close(c, "no QMP greeting within 15 s");
 		else if (c->state == QC_GREETING && !c->busy_logged &&
 		    now - c->connected_at > QMP_GREETING_WARN) {
 			log_warnx("qmp %s: no greeting after %ds: is another "
@@ -770,8 +787,15 @@ qmp_init(struct memcoopd *md, const struct config *conf)
 		if ((g = guest_add(md, gc->name, &qmp_backend, NULL)) != NULL)
 			guest_offline(md, g);
 	}
-	if (conf->qmp_dir != NULL)
+	if (conf->qmp_dir != NULL) {
+		char err[512];
+
+		if (config_check_runtime(conf, err, sizeof(err)) == -1) {
+			log_warnx("qmp: %s", err);
+			return -1;
+		}
 		scan_dir(q);
+	}
 	if (TAILQ_EMPTY(&q->conns) && conf->qmp_dir == NULL)
 		log_warnx("qmp: no guest has a qmp socket and there is no "
 		    "qmp-dir: nothing to manage");
@@ -820,6 +844,8 @@ qmp_set_target(struct memcoopd *md, struct guest *g, uint64_t bytes)
 		return -1;
 	if (bytes > INT64_MAX)
 		return -1;
+	c->bal_want = bytes;
+	c->bal_prev = g->target;
 	return qc_send(c, QK_BALLOON, "balloon",
 	    json_pack("{s:I}", "value", (json_int_t)bytes));
 }

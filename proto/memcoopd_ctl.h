@@ -18,7 +18,7 @@
  *
  * Access: read requests (HELLO, STATUS, KSM_STATUS, WATCH) are allowed to
  * root and to members of the configured group (SO_PEERCRED); changes
- * (SET, KSM_SET) only to root.  A denied request gets MCCTL_R_ERROR with
+ * (SET, KSM_SET, STOP) only to root.  A denied request gets MCCTL_R_ERROR with
  * "code": EPERM.
  *
  * Requests and their payloads:
@@ -31,6 +31,14 @@
  *   MCCTL_KSM_STATUS  {}
  *   MCCTL_KSM_SET     {"mode": "off"|"on"|"auto"}
  *   MCCTL_WATCH       {} or {"guest": "NAME"}
+ *   MCCTL_STOP        {"restore": true|false}: memcoopd exits; with
+ *                     restore, first gives the automatic guests their
+ *                     upper limit back, paced (restore-step per
+ *                     restore-period, above host-floor); without, leaves
+ *                     every guest where it is (as SIGTERM does by
+ *                     default) for the next memcoopd to adopt.
+ * A reply larger than MCCTL_MAX_PAYLOAD (a status of very many guests) is
+ * replaced by MCCTL_R_ERROR with "code": EMSGSIZE; ask for one guest.
  * Replies:
  *   MCCTL_R_OK        the result object (see docs/memcoopd.md)
  *   MCCTL_R_ERROR     {"error": "human readable", "code": ERRNO}
@@ -55,6 +63,7 @@ enum mcctl_type {
 	MCCTL_KSM_STATUS	= 4,
 	MCCTL_KSM_SET		= 5,
 	MCCTL_WATCH		= 6,
+	MCCTL_STOP		= 7,
 	MCCTL_REQ_MAX,
 	/* replies */
 	MCCTL_R_OK		= 0x100,

@@ -38,6 +38,7 @@ mcctl_type_name(uint32_t type)
 	case MCCTL_KSM_STATUS:	return "ksm-status";
 	case MCCTL_KSM_SET:	return "ksm-set";
 	case MCCTL_WATCH:	return "watch";
+	case MCCTL_STOP:	return "stop";
 	case MCCTL_R_OK:	return "ok";
 	case MCCTL_R_ERROR:	return "error";
 	case MCCTL_R_EVENT:	return "event";

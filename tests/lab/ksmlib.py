@@ -6,6 +6,8 @@ get there.  The advisor knobs (Linux 6.7+) are optional: a host without
 them has the rest.
 """
 import os
+import signal
+import subprocess
 import time
 
 KSM = "/sys/kernel/mm/ksm"
@@ -91,3 +93,18 @@ def unmerge(timeout=60):
             raise KSMError("unmerge: pages_sharing still %d after %ds" % (left, timeout))
         time.sleep(0.5)
     write("run", 0)
+
+
+def stop(proc, timeout=20, sig=signal.SIGTERM):
+    """Stop @proc (a Popen): @sig, then SIGKILL if it has not exited within
+    @timeout seconds.  Returns its exit status, None if it had to be
+    killed."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None

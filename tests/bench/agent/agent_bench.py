@@ -31,7 +31,6 @@ Usage: agent_bench.py MEMCOOPD MEMCOOPCTL KSMDRIVE [squeeze|ksm|all]
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -111,8 +110,9 @@ def squeeze_round(kind, guests, memcoopd, tmp, n):
             with open(conf, "w") as f:
                 f.write('backend qmp\nsocket "%s"\ntick 1s\nstats-period 1\nauto yes\n'
                         'ksm unmanaged\nmetrics off\nrestore-on-exit yes\n'
+                        'state-dir "%s-state"\n'
                         'host-floor %dM\nhost-comfort %dM\nguest-min 128M\n'
-                        'step-max 128M\n' % (sock, floor >> 20, comfort >> 20))
+                        'step-max 128M\n' % (sock, sock, floor >> 20, comfort >> 20))
                 for i, g in enumerate(guests):
                     f.write('guest bench-sq%d {\n\tqmp "%s"\n}\n' % (i, g.qmp_path2))
             log = open(os.path.join(tmp, "memcoopd-%d.log" % n), "w")
@@ -146,18 +146,8 @@ def squeeze_round(kind, guests, memcoopd, tmp, n):
         hog.kill()
         hog.wait()
         if agent is not None:
-            stop(agent)
+            ksmlib.stop(agent)
     return r, fails
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def median(xs):
@@ -266,8 +256,7 @@ def ksm_run(label, pids, start):
         time.sleep(1)
         series.append((time.monotonic() - t0, guest_saving(pids), ksmd_cpu() - cpu0))
     if proc is not None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        ksmlib.stop(proc, 30)
     final = series[-1][1] if series else 0
     cpu = series[-1][2] if series else 0.0
     at90 = next(((t, sv, c) for t, sv, c in series if sv >= 0.9 * final), None) if final else None

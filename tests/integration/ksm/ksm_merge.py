@@ -22,7 +22,6 @@ Usage: ksm_merge.py KSMDRIVE [MEMCOOPD MEMCOOPCTL]
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -77,7 +76,7 @@ def daemon_phase(memcoopd, memcoopctl, guests, fill_pages):
     conf = os.path.join(tmp, "memcoopd.conf")
     with open(conf, "w") as f:
         f.write('backend qmp\nsocket "%s"\ntick 1s\nauto no\nksm auto\n'
-                'metrics off\n' % sock)
+                'metrics off\nstate-dir "%s/state"\n' % (sock, tmp))
         for g in guests:
             f.write('guest %s {\n\tqmp "%s"\n}\n' % (g.name, g.qmp_path2))
     log = open(os.path.join(tmp, "memcoopd.log"), "w")
@@ -117,13 +116,7 @@ def daemon_phase(memcoopd, memcoopctl, guests, fill_pages):
             fails += ksm_switch(memcoopctl, sock, "on", "1")
             fails += ksm_switch(memcoopctl, sock, "auto", None)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        ksmlib.stop(proc, 30)
         log.close()
     if proc.returncode != 0:
         fails.append("memcoopd exit status %s" % proc.returncode)

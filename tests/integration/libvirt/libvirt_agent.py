@@ -19,8 +19,11 @@ memcoopctl --json:
      destroyed transient domain disappears (stop event);
   4. libvirtd killed and restarted: the guests go offline, come back online
      after the reconnection, memcoopd never exits;
-  5. QEMU killed mid-operation (SIGKILL while a target is being applied):
-     the guest disappears, memcoopd keeps running;
+  5. a QEMU stopped (SIGSTOP) holds its domain's job with a setmem that
+     never returns: memcoopctl keeps answering within 2 s, the ticks go on
+     and the other guest's target is applied; then that QEMU is killed
+     (SIGKILL while its target is being applied): the guest disappears,
+     memcoopd keeps running;
   6. SIGTERM: memcoopd exits 0.
 
 Every domain has its serial console (ttyS0, the kernel's) in a file,
@@ -164,7 +167,8 @@ class Agent:
         with open(conf, "w") as f:
             f.write('backend libvirt\nlibvirt-uri "%s"\nsocket "%s"\n'
                     'tick 1s\nstats-period 2\nauto no\nksm unmanaged\nguest-min 128M\n'
-                    'metrics off\nrestore-on-exit yes\n' % (URI, self.sock))
+                    'metrics off\nrestore-on-exit yes\nstate-dir "%s/state"\n'
+                    % (URI, self.sock, tmp))
         self.logf = open(self.log, "w")
         self.proc = subprocess.Popen([memcoopd, "-d", "-f", conf],
                                      stdout=self.logf, stderr=subprocess.STDOUT)
@@ -378,7 +382,35 @@ def main():
         created.append(c)
         virsh("create", xmls[c])
         gc = wait("guest c online", lambda: (lambda x: x if x and x["state"] == "online" and x["qemu_pid"] > 0 else None)(agent.guest(c)), 60)
-        sh(memcoopctl, "-s", agent.sock, "set", c, "target", "200M", check=False)
+        # 5a. c's QEMU stopped (SIGSTOP): its setmem holds c's job and
+        # never returns; a, memcoopctl and the ticks must not notice
+        os.kill(gc["qemu_pid"], signal.SIGSTOP)
+        t1 = time.monotonic()
+        r = sh(memcoopctl, "-t", "5", "-s", agent.sock, "set", c, "target",
+               "200M", check=False)
+        if r.returncode != 0 or time.monotonic() - t1 > 3:
+            fails.append("set target of the stopped c: exit %d after %.1f s" % (
+                r.returncode, time.monotonic() - t1))
+        st0 = agent.status()
+        slow = 0
+        for _ in range(6):
+            t1 = time.monotonic()
+            st = agent.status()
+            if st is None or time.monotonic() - t1 > 2:
+                slow += 1
+            time.sleep(1)
+        if slow or st is None or st0 is None or st["ticks"] - st0["ticks"] < 4:
+            fails.append("with c's QEMU stopped: %d slow or failed status "
+                         "calls, ticks %s -> %s" % (slow, st0 and st0["ticks"],
+                                                     st and st["ticks"]))
+        r = sh(memcoopctl, "-t", "5", "-s", agent.sock, "set", a, "target",
+               "240M", check=False)
+        try:
+            wait("a's target reaches a while c's QEMU is stopped",
+                 lambda: (lambda v: v if abs(v - (240 << 20)) <= (4 << 20) else None)(dommem_actual(a)), 60)
+            print("c's QEMU stopped: memcoopctl, the ticks and a's target went on")
+        except TimeoutError as e:
+            fails.append(str(e) + " (exit %d %s)" % (r.returncode, r.stderr.strip()))
         os.kill(gc["qemu_pid"], signal.SIGKILL)
         wait("guest c gone after QEMU was killed", lambda: agent.guest(c) is None, 30)
         if not agent.alive():

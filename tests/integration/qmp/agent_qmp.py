@@ -7,7 +7,8 @@ usage: agent_qmp.py MEMCOOPD MEMCOOPCTL basic|pressure|killed|dir
 
 basic     memcoopctl status/set/--json/exit codes, access control by
           SO_PEERCRED (root, the socket group, others), hostile control
-          clients, Prometheus metrics, clean shutdown restoring the guest.
+          clients, Prometheus metrics, clean shutdown restoring the guest
+          (restore-on-exit yes).
 pressure  the automatic policy: a host short of memory (MemAvailable from
           a proc directory the test controls) makes memcoopd shrink the
           guest in rate-limited steps within its limits; a guest under
@@ -16,6 +17,19 @@ pressure  the automatic policy: a host short of memory (MemAvailable from
 killed    QEMU killed with SIGKILL while the balloon moves: memcoopd marks
           the guest offline and keeps serving; a new QEMU on the same
           socket path is picked up with the operator's settings intact.
+restart   a restart during a squeeze leaves the guest where it is: SIGTERM
+          keeps the balloon, the next memcoopd adopts the target from the
+          state directory; `memcoopctl stop --restore` then gives it back
+          in restore-step steps, waiting while the host is below its floor.
+bounds    the control socket's bounds (a client that pipelines and never
+          reads is throttled and dropped, root keeps slots among 64
+          watchers, a status over 256 KiB is an error to the client),
+          memcoopctl -t against a socket that never answers, a QMP socket
+          that never greets, a missing qmp-dir seen by --check.
+ksmstate  KSM's original settings survive SIGKILL (a fake ksm-sysfs
+          directory: the host's KSM is not touched), and a running
+          ksmtuned (in the proc directory memcoopd reads) leaves KSM
+          unmanaged.
 dir       qmp-dir: QEMUs (stopped before their first instruction, -S,
           so no guest boots) whose sockets are in a directory memcoopd
           watches: found at start and when they appear later, named after
@@ -67,7 +81,9 @@ class Agent:
         os.makedirs(os.path.join(self.proc_dir, "pressure"))
         self.set_host(avail_mib=16384)
         self.port = 19000 + os.getpid() % 1000
+        self.state_dir = os.path.join(self.dir, "state")
         conf = ['socket "%s"' % self.sock,
+                'state-dir "%s"' % self.state_dir,
                 "socket-group nogroup",
                 "tick 1s",
                 "stats-period 1",
@@ -86,7 +102,13 @@ class Agent:
         check(r.returncode == 0, "memcoopd --check accepts the test config"
               + ("" if r.returncode == 0 else ": " + r.stderr))
         self.logf = open(self.log_path, "w")
-        self.p = subprocess.Popen([memcoopd, "-d", "-v", "-f", self.conf],
+        self.start()
+
+    def start(self):
+        """memcoopd (again) on the same config, state and log."""
+        if os.path.exists(self.sock):   # left by one killed with SIGKILL
+            os.unlink(self.sock)
+        self.p = subprocess.Popen([self.memcoopd, "-d", "-v", "-f", self.conf],
                                   stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while not os.path.exists(self.sock):
@@ -133,7 +155,13 @@ class Agent:
         g = None
         while time.time() < deadline:
             self.alive()
-            g = self.status(name)
+            rc, out, err = self.ctl("status", "--json", name)
+            if rc == 5:         # not known yet (QMP still connecting)
+                time.sleep(0.3)
+                continue
+            if rc != 0:
+                raise Fail("memcoopctl status failed (%d): %s" % (rc, err))
+            g = json.loads(out)["guests"][0]
             if pred(g):
                 print("ok: " + what, flush=True)
                 return g
@@ -202,7 +230,7 @@ def scenario_basic(memcoopd, memcoopctl):
         g.wait_for(r"READY", timeout=180)
         # "busy" is the lab's own QMP socket, which already has its
         # client: memcoopd must wait for it without stalling anything
-        a = Agent(memcoopd, memcoopctl, ["guest-min 256M"],
+        a = Agent(memcoopd, memcoopctl, ["guest-min 256M", "restore-on-exit yes"],
                   [("vm1", g.qmp_path2, ["weight 150"]),
                    ("busy", g.qmp_path, [])])
         try:
@@ -338,8 +366,8 @@ def scenario_basic(memcoopd, memcoopctl):
                 time.sleep(0.5)
             rc = a.stop()
             check(rc == 0, "memcoopd exits 0 on SIGTERM")
-            check("shutdown: back to the upper limit" in a.log(),
-                  "shutdown restore logged")
+            check("stop: paced restore to the upper limit" in a.log(),
+                  "shutdown restore (restore-on-exit yes) logged")
             wait_actual(g, 448)
             print("ok: guest restored to its upper limit (448M) at exit",
                   flush=True)
@@ -606,6 +634,292 @@ def scenario_dir(memcoopd, memcoopctl):
                 p.wait()
 
 
+def target_file(a):
+    path = os.path.join(a.state_dir, "targets")
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def scenario_restart(memcoopd, memcoopctl):
+    with mclab.Guest(mem=512, qmp_extra=True, timeout=300, name="vm1") as g:
+        g.start("mct-agenthog")
+        g.wait_for(r"READY", timeout=180)
+        a = Agent(memcoopd, memcoopctl,
+                  ["host-floor 1G", "host-comfort 2G", "guest-min 256M",
+                   "guest-reserve 64M", "guest-slack 64M", "step-max 64M",
+                   "step-min 8M", "hold 2s", "calm-ticks 1",
+                   "restore-step 48M", "restore-period 1s",
+                   "restore-timeout 120s"],
+                  [("vm1", g.qmp_path2, [])])
+        try:
+            a.wait_guest("vm1", lambda x: x["state"] == "online" and
+                         x["usable"] > 0, "guest online with stats", 90)
+            a.set_host(avail_mib=700)           # below the floor
+            a.wait_guest("vm1", lambda x: 0 < x["target"] <= 448 * MIB,
+                         "host short: the guest is squeezed", 60)
+            # between floor and comfort: the policy holds it where it is
+            a.set_host(avail_mib=1500)
+            t, since = None, time.time()
+            while time.time() - since < 4:
+                st = a.status("vm1")
+                if st["target"] != t:
+                    t, since = st["target"], time.time()
+                time.sleep(0.3)
+            target = t // MIB
+            wait_actual(g, target, timeout=90)
+            check(("vm1 %d %d\n" % (t, g.qemu_pid)) == target_file(a),
+                  "the target (%dM) and QEMU's pid are in the state file" % target)
+            # SIGTERM is a restart: nothing moves
+            check(a.stop() == 0, "memcoopd exits 0 on SIGTERM")
+            time.sleep(3)
+            actual = g.balloon_actual() // MIB
+            check(abs(actual - target) <= 8,
+                  "after SIGTERM the guest stays at %dM (actual %dM)" % (target, actual))
+            check("paced restore" not in a.log() and
+                  "back to the upper limit" not in a.log(),
+                  "no restore on SIGTERM")
+            a.start()
+            st = a.wait_guest("vm1", lambda x: x["state"] == "online" and
+                              x["target"] != 0, "the new memcoopd sees the guest", 30)
+            check(st["target"] == t and "adopted" in st["reason"],
+                  "it adopted the target: %s" % json.dumps(st))
+            time.sleep(4)
+            st = a.status("vm1")
+            actual = g.balloon_actual() // MIB
+            check(st["target"] == t and abs(actual - target) <= 8,
+                  "and the guest stays there (target %dM, actual %dM)" %
+                  (st["target"] // MIB, actual))
+            # a real stop, memory back: paced, and not below the floor
+            a.set_host(avail_mib=1000)
+            rc, out, err = a.ctl("stop", "--restore")
+            check(rc == 0, "memcoopctl stop --restore (%d: %s)" % (rc, err))
+            wait_for("restore waits while the host is below its floor",
+                     lambda: "restore: host MemAvailable" in a.log(), 15)
+            time.sleep(2)
+            actual = g.balloon_actual() // MIB
+            check(abs(actual - target) <= 8 and a.p.poll() is None,
+                  "nothing restored below the floor (actual %dM)" % actual)
+            t0 = time.time()
+            a.set_host(avail_mib=4000)
+            rc = a.p.wait(90)
+            took = time.time() - t0
+            check(rc == 0, "memcoopd exits 0 after the restore")
+            steps = [(int(x), int(y)) for x, y in re.findall(
+                r"guest vm1: target (\d+)M -> (\d+)M: stop: paced restore",
+                a.log())]
+            need = -(-(512 - target) // 48)
+            check(len(steps) >= need and all(0 < y - x <= 48 for x, y in steps)
+                  and steps[-1][1] == 512,
+                  "restored in %d steps of at most 48M up to 512M: %s" % (len(steps), steps))
+            check(took >= need - 1.5,
+                  "one step per restore-period (%.1f s for %d steps)" % (took, need))
+            wait_actual(g, 512, timeout=90)
+            check(target_file(a) is None, "the state file is gone after the restore")
+            g.send("exit")
+            check(g.wait_exit(timeout=60) == 0, "guest program exit 0")
+            g.check_console()
+        finally:
+            a.stop()
+            if os.environ.get("V"):
+                print(a.log())
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+WATCHERS = r"""
+import socket, struct, sys, time
+path = sys.argv[1]
+def msg(t, p):
+    return struct.pack("<IHHII", 0x4c54434d, 1, t, len(p), 1) + p
+ok, socks = 0, []
+for i in range(64):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(path)
+        s.sendall(msg(1, b'{"version": 1}') + msg(6, b'{"guest": "g001"}'))
+        if len(s.recv(16)) == 16:
+            ok += 1
+            socks.append(s)
+    except OSError:
+        pass
+print(ok, flush=True)
+sys.stdin.read()
+"""
+
+
+def scenario_bounds(memcoopd, memcoopctl):
+    tmp = mclab.mkdtemp("agent-bounds")
+    os.chmod(tmp, 0o755)
+    a = None
+    holders = []
+    try:
+        conf = os.path.join(tmp, "missing.conf")
+        with open(conf, "w") as f:
+            f.write('qmp-dir "%s/nope"\nsocket "%s/x.sock"\n' % (tmp, tmp))
+        r = subprocess.run([memcoopd, "--check", "-f", conf],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 1 and "nope" in r.stderr,
+              "--check: a missing qmp-dir is an error (%d: %s)" %
+              (r.returncode, r.stderr.strip()))
+        # memcoopctl -t against a socket that accepts and never answers
+        mute_ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mute_ctl.bind(os.path.join(tmp, "mute.sock"))
+        mute_ctl.listen(4)
+        holders.append(mute_ctl)
+        t0 = time.time()
+        r = subprocess.run([memcoopctl, "-t", "2", "-s",
+                            os.path.join(tmp, "mute.sock"), "status"],
+                           capture_output=True, text=True, timeout=60)
+        took = time.time() - t0
+        check(r.returncode == 3 and "within 2 s" in r.stderr and took < 10,
+              "memcoopctl -t 2 gives up on a daemon that never answers "
+              "(%d after %.1f s: %s)" % (r.returncode, took, r.stderr.strip()))
+        # a QMP socket that accepts and never greets
+        qdir = os.path.join(tmp, "qmp")
+        os.mkdir(qdir)
+        mute_qmp = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mute_qmp.bind(os.path.join(qdir, "mute.qmp"))
+        mute_qmp.listen(4)
+        holders.append(mute_qmp)
+        # enough guests (offline, from the config) for a status > 256 KiB
+        guests = [("g%03d" % i, "/nonexistent/g%03d.qmp" % i, [])
+                  for i in range(1200)]
+        a = Agent(memcoopd, memcoopctl, ['qmp-dir "%s"' % qdir], guests)
+        rc, out, err = a.ctl("status")
+        check(rc == 1 and "ask for one guest" in err,
+              "a status over 256 KiB is an error to the client (%d: %s)" %
+              (rc, err.strip()))
+        rc, out, err = a.ctl("--json", "status", "g001")
+        check(rc == 0 and json.loads(out)["guests"][0]["name"] == "g001",
+              "the status of one guest still comes")
+        wait_for("a QMP socket that never greets is given up",
+                 lambda: "qmp mute: disconnected: no QMP greeting" in a.log(), 40)
+
+        # a client that pipelines status requests and never reads
+        rss0 = rss_kib(a.p.pid)
+        req = hdr(2, b'{"guest": "g001"}')
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(a.sock)
+        s.sendall(hdr(1, b'{"version": 1}'))
+        s.setblocking(False)
+        batch, sent, t0 = req * 1000, 0, time.time()
+        while sent < 100000 and time.time() - t0 < 5:
+            try:
+                n = s.send(batch)
+                sent += n // len(req)
+            except BlockingIOError:
+                time.sleep(0.05)
+        rc, out, err = a.ctl("-t", "5", "status", "g001")
+        check(rc == 0, "memcoopctl answered while a client does not read")
+        rss1 = rss_kib(a.p.pid)
+        check(sent < 100000 and rss1 - rss0 < 24 * 1024,
+              "the non-reader is throttled: %d requests taken, daemon RSS "
+              "+%d KiB" % (sent, rss1 - rss0))
+        time.sleep(14)          # the write timeout (10 s)
+        s.setblocking(True)
+        s.settimeout(5)
+        got, eof = 0, False
+        try:
+            while True:
+                b = s.recv(1 << 20)
+                if not b:
+                    eof = True
+                    break
+                got += len(b)
+        except ConnectionResetError:
+            eof = True          # closed with our requests unread: RST
+        except socket.timeout:
+            pass
+        s.close()
+        check(eof and got < 4 * MIB,
+              "and dropped: %d bytes then EOF (%s)" % (got, eof))
+
+        # 64 watchers that are not root: root keeps its slots
+        w = subprocess.Popen(["setpriv", "--reuid", "nobody", "--regid",
+                              "nogroup", "--clear-groups", sys.executable,
+                              "-c", WATCHERS, a.sock],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+        try:
+            n = int(w.stdout.readline())
+            check(n == 60, "60 of 64 unprivileged watchers accepted (%d)" % n)
+            rc, out, err = a.ctl("-t", "5", "status", "g001")
+            check(rc == 0, "root still gets in (%d: %s)" % (rc, err.strip()))
+            nobody = (int(subprocess.check_output(["id", "-u", "nobody"])),
+                      int(subprocess.check_output(["getent", "group", "nogroup"],
+                                                  text=True).split(":")[2]))
+            rc, out, err = a.ctl("-t", "5", "status", "g001", user=nobody)
+            check(rc == 3, "another unprivileged client is refused (%d)" % rc)
+        finally:
+            w.stdin.close()
+            w.wait(30)
+        a.alive()
+        check(a.stop() == 0, "memcoopd exits 0")
+    finally:
+        if a is not None:
+            a.stop()
+            if os.environ.get("V"):
+                print(a.log())
+        for h in holders:
+            h.close()
+
+
+KSM_FILES = {"run": "0", "pages_to_scan": "100", "sleep_millisecs": "20",
+             "pages_shared": "0", "pages_sharing": "0", "pages_unshared": "0",
+             "pages_volatile": "0", "full_scans": "0"}
+
+
+def scenario_ksmstate(memcoopd, memcoopctl):
+    fake = mclab.mkdtemp("agent-ksm-sysfs")
+    for k, v in KSM_FILES.items():
+        with open(os.path.join(fake, k), "w") as f:
+            f.write(v + "\n")
+
+    def run():
+        with open(os.path.join(fake, "run")) as f:
+            return f.read().strip()
+
+    a = Agent(memcoopd, memcoopctl, ["ksm on", 'ksm-sysfs "%s"' % fake], [])
+    try:
+        wait_for("ksm on: memcoopd sets run=1", lambda: run() == "1", 20)
+        orig = os.path.join(a.state_dir, "ksm.orig")
+        with open(orig) as f:
+            check("run 0\n" in f.read(), "the original run=0 is in %s" % orig)
+        a.p.kill()
+        a.p.wait()
+        check(run() == "1", "after SIGKILL nobody put KSM back (run=1)")
+        a.start()
+        wait_for("the next memcoopd takes the originals from the state file",
+                 lambda: "KSM settings of a previous memcoopd" in a.log(), 20)
+        check(a.stop() == 0, "memcoopd exits 0")
+        check(run() == "0" and not os.path.exists(orig),
+              "on exit the originals are back (run=%s), the file removed" % run())
+        # another KSM manager runs
+        os.makedirs(os.path.join(a.proc_dir, "4242"))
+        with open(os.path.join(a.proc_dir, "4242", "comm"), "w") as f:
+            f.write("ksmtuned\n")
+        a.start()
+        wait_for("ksmtuned running: memcoopd leaves KSM alone",
+                 lambda: "KSM is managed by ksmtuned (pid 4242)" in a.log(), 20)
+        rc, out, err = a.ctl("ksm", "on")
+        check(rc != 0 and "ksmtuned" in err,
+              "memcoopctl ksm on is refused (%d: %s)" % (rc, err.strip()))
+        time.sleep(2)
+        check(run() == "0", "run untouched (%s)" % run())
+        check(a.stop() == 0, "memcoopd exits 0")
+    finally:
+        a.stop()
+        if os.environ.get("V"):
+            print(a.log())
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__)
@@ -614,7 +928,9 @@ def main():
         return mclab.skip("needs root (setpriv to test the socket's access control)")
     memcoopd, memcoopctl, which = sys.argv[1:]
     fn = {"basic": scenario_basic, "pressure": scenario_pressure,
-          "killed": scenario_killed, "dir": scenario_dir}.get(which)
+          "killed": scenario_killed, "dir": scenario_dir,
+          "restart": scenario_restart, "bounds": scenario_bounds,
+          "ksmstate": scenario_ksmstate}.get(which)
     if fn is None:
         print(__doc__)
         return 2

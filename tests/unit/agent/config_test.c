@@ -56,6 +56,44 @@ test_example(void)
 	CU_ASSERT_STRING_EQUAL(c.metrics_addr, "127.0.0.1");
 	CU_ASSERT_EQUAL(c.tick_ms, 2000);
 	CU_ASSERT_EQUAL(c.ksm_mode, KSMC_UNSET);
+	/* the shipped file must not restore on every restart */
+	CU_ASSERT_EQUAL(c.shutdown_restore, 0);
+	config_free(&c);
+}
+
+/* Restart safety: the state directory and the paced restore. */
+static void
+test_restart_keywords(void)
+{
+	struct config c;
+
+	config_init(&c);
+	CU_ASSERT_EQUAL(c.shutdown_restore, 0);		/* SIGTERM: a restart */
+	CU_ASSERT_PTR_NULL(c.state_dir);		/* MEMCOOPD_STATE_DIR */
+	CU_ASSERT_EQUAL(c.restore_period_ms, 1000);
+	CU_ASSERT_EQUAL(c.restore_timeout_ms, 60000);
+	CU_ASSERT_EQUAL_FATAL(parse(&c, "state-dir \"/run/x\"\n"
+	    "restore-step 32M\nrestore-period 500ms\nrestore-timeout 2m\n"
+	    "restore-on-exit yes\n"), 0);
+	CU_ASSERT_STRING_EQUAL(c.state_dir, "/run/x");
+	CU_ASSERT_EQUAL(c.restore_step, 32 * MIB);
+	CU_ASSERT_EQUAL(c.restore_period_ms, 500);
+	CU_ASSERT_EQUAL(c.restore_timeout_ms, 120000);
+	CU_ASSERT_EQUAL(c.shutdown_restore, 1);
+	config_free(&c);
+	expect_error("restore-period 10ms\n", "t.conf:1: restore-period");
+	expect_error("restore-timeout 2h\n", "t.conf:1: restore-timeout");
+	expect_error("restore-step x\n", "t.conf:1: restore-step");
+
+	/* a qmp-dir that is not there is an error (--check says it) */
+	config_init(&c);
+	CU_ASSERT_EQUAL_FATAL(parse(&c, "qmp-dir \"/nonexistent/qmp\"\n"), 0);
+	CU_ASSERT_EQUAL(config_check_runtime(&c, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/qmp"));
+	CU_ASSERT_EQUAL_FATAL(parse(&c, "qmp-dir \"/\"\n"), 0);
+	CU_ASSERT_EQUAL(config_check_runtime(&c, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(parse(&c, "qmp-dir \"/dev/null\"\n"), 0);
+	CU_ASSERT_EQUAL(config_check_runtime(&c, err, sizeof(err)), -1);
 	config_free(&c);
 }
 
@@ -275,5 +313,6 @@ main(void)
 	CU_add_test(s, "sizes", test_sizes);
 	CU_add_test(s, "errors with line numbers", test_errors);
 	CU_add_test(s, "hostile input", test_hostile);
+	CU_add_test(s, "restart keywords, qmp-dir check", test_restart_keywords);
 	return td_run();
 }

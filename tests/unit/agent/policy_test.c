@@ -112,7 +112,8 @@ check_managed(const struct policy_guest *g)
 	uint64_t lo, hi, eff, base = g->cur_target != 0 ? g->cur_target :
 	    g->actual;
 
-	if (!g->online || g->set.mode == GMODE_MANUAL) {
+	if (!g->online || g->set.mode == GMODE_MANUAL ||
+	    (g->set.mode == GMODE_AUTO && g->maxmem == 0)) {
 		CU_ASSERT_FALSE(g->changed);
 		CU_ASSERT_EQUAL(g->target, g->cur_target);
 		return 0;
@@ -529,10 +530,10 @@ test_missing_and_absurd(void)
 	 * integration test, KiB): actual 327680, available 273728, usable
 	 * 229280, unused 224696 -- as virt.c converts them; with a usable
 	 * of 2^64-1 KiB (what libvirt's conversion saturates to) it is
-	 * absurd and the guest is left alone even when the host is short
-	 * and the guest size is unknown.
+	 * absurd and the guest is left alone even when the host is short.
+	 * (Its size is known: a guest of unknown size is never shrunk.)
 	 */
-	g[0] = mkguest("virsh", 0, 229280ULL * 1024, now);
+	g[0] = mkguest("virsh", 327680ULL * 1024, 229280ULL * 1024, now);
 	g[0].actual = 327680ULL * 1024;
 	g[0].stats.total = 273728ULL * 1024;
 	g[0].stats.free = 224696ULL * 1024;
@@ -774,6 +775,54 @@ test_random_inputs(void)
 #undef RND
 }
 
+/* An automatic guest of unknown size is left alone (it could not grow back). */
+static void
+test_unknown_size_manual(void)
+{
+	struct policy_guest g[1];
+	struct host_stats h;
+	uint64_t now = 1000000;
+
+	policy_defaults(&P);
+	h = mkhost(100 * MIB);			/* short: would take */
+	g[0] = mkguest("nosize", 2048 * MIB, 1800 * MIB, now);
+	g[0].st.calm_ticks = 10;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT(g[0].changed);		/* known size: shrunk */
+	g[0] = mkguest("nosize", 0, 1800 * MIB, now);
+	g[0].actual = 2048 * MIB;
+	g[0].st.calm_ticks = 10;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+	CU_ASSERT_EQUAL(g[0].target, g[0].cur_target);
+}
+
+/*
+ * The needy guest's minimum step: given while the host is above its floor
+ * even when the budget there is thinner than a step, not when the host is
+ * itself short and nobody gave anything.
+ */
+static void
+test_needy_step(void)
+{
+	struct policy_guest g[1];
+	struct host_stats h;
+	uint64_t now = 1000000;
+
+	policy_defaults(&P);
+	h = mkhost(P.host_floor + 2 * MIB);	/* budget 2M < step-min */
+	g[0] = mkguest("needy", 2048 * MIB, 20 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT_EQUAL(g[0].target, 1024 * MIB + P.step_min);
+	h = mkhost(P.host_floor - 2 * MIB);	/* short, no spare guest */
+	g[0] = mkguest("needy", 2048 * MIB, 20 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].changed);
+}
+
 int
 main(void)
 {
@@ -796,6 +845,9 @@ main(void)
 	CU_add_test(s, "fixed, manual, offline", test_modes);
 	CU_add_test(s, "take, give, hold, weights", test_take_and_give);
 	CU_add_test(s, "random inputs stay within limits", test_random_inputs);
+	CU_add_test(s, "auto guest of unknown size: manual",
+	    test_unknown_size_manual);
+	CU_add_test(s, "needy guest's step vs a short host", test_needy_step);
 	{
 		int fails = td_run();
 
