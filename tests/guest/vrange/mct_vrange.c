@@ -63,6 +63,7 @@
 #include <limits.h>
 #include <libmemcoop.h>
 
+#include "kvstat.h"
 #include "meminfo.h"
 
 #define PG		4096UL
@@ -90,19 +91,12 @@ static const char *cur_test = "?";
 static long
 counter_or(const char *name, long missing)
 {
-	char line[128], key[64];
 	long v;
-	FILE *f;
 
-	if ((f = fopen(DBG "vrange", "r")) == NULL)
-		FAIL("open %s: %s", DBG "vrange", strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%63s %ld", key, &v) == 2 && strcmp(key, name) == 0) {
-			fclose(f);
-			return v;
-		}
-	}
-	fclose(f);
+	if (kvstat_read(DBG "vrange", name, &v) == 0)
+		return v;
+	if (errno != ENOENT)
+		FAIL("read %s: %s", DBG "vrange", strerror(errno));
 	if (missing == -2)
 		FAIL("no counter %s", name);
 	return missing;
@@ -919,10 +913,11 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 	}
 	printf("race: %lu cycles, %lu purged, %lu SIGBUS, bulk sweeps %lu purged %lu, "
 	    "balloon purges %ld, reclaim purges %ld, oom purges %ld, lock busy %ld, "
-	    "deferred %ld, oom calls %ld waits %ld\n",
+	    "deferred %ld, owed %ld, oom calls %ld waits %ld\n",
 	    cycles, purged, faults, bulk_sweeps, bulk_purged, counter("purges_balloon"),
 	    counter("purges_reclaim"), counter("purges_oom"), counter("purge_lock_busy"),
-	    counter("deferred_purges"), counter("oom_calls"), counter_or("oom_waits", -1));
+	    counter("deferred_purges"), counter_or("owed_purges", -1), counter("oom_calls"),
+	    counter_or("oom_waits", -1));
 	fflush(stdout);
 	(void)system("grep -E '^(balloon_|rounds)' " DBG "relay; grep -E 'reclaim' " DBG "balloon");
 	CHECK(cycles > 0, "no cycles");

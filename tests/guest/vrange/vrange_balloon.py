@@ -35,6 +35,7 @@ def run(g):
     sys.stdout.write(out)
     if rc != 0:
         print(f'FAIL: mct-vrange race exited {rc}')
+        print('--- console tail ---\n' + g.console[-8000:])
         return 1
     m = re.search(r'balloon purges (\d+)', out)
     if not m or int(m.group(1)) == 0:
