@@ -222,7 +222,7 @@ static atomic_long_t mc_rescued;		/* ranges saved in the grace period */
 static atomic_long_t mc_objects;		/* live memory objects */
 static atomic_long_t mc_lock_busy;		/* trylocks refused (reclaim, OOM) */
 static atomic_long_t mc_oom_calls;		/* OOM notifier calls */
-static atomic_long_t mc_oom_waits;		/* ... that waited for the purge worker */
+static atomic_long_t mc_oom_waits;		/* ... that waited for pages */
 static atomic_long_t mc_budget_stops;		/* purge calls cut short by their budget */
 static atomic_t mc_punching;			/* ranges being punched now */
 static atomic_long_t mc_owed_purges;		/* ranges purged by their object's next writer */
