@@ -18,6 +18,7 @@
  *				then check that memory and slab came back
  *	mct-relay fasync	F_SETOWN/F_SETSIG on a registered fd signals only
  *				where the F_SETOWN caller may (sigio_perm)
+ *	mct-relay signals	suid, then fasync (one guest for both)
  *	mct-relay many-hold N SECS
  *				for relay_balloon.py: N silent registrations by
  *				unprivileged users (within the per-user cap),
@@ -2812,6 +2813,10 @@ main(int argc, char *argv[])
 		run_many_hold(atoi(argv[2]), atoi(argv[3]));
 	else if (strcmp(argv[1], "fasync") == 0)
 		test_fasync();
+	else if (strcmp(argv[1], "signals") == 0) {
+		test_suid();
+		test_fasync();
+	}
 	else if (strcmp(argv[1], "rmmod") == 0)
 		test_rmmod();
 	else if (strcmp(argv[1], "client") == 0 && argc >= 5 && argc <= 7)
@@ -2822,7 +2827,7 @@ main(int argc, char *argv[])
 		goto usage;
 	return 0;
 usage:
-	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|trust|suid|fasync|rmmod|"
+	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|trust|suid|fasync|signals|rmmod|"
 	    "oom HOLD_MIB HOG_MIB|oomlie HOLD_MIB HOG_MIB|many N|many-hold N SECS|fuzz SECS [PROCS]|"
 	    "client NAME MIB answer|silent|die [PRIO [nobody]]\n");
 	return 2;
