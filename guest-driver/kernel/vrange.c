@@ -1053,6 +1053,7 @@ static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 re
 	unsigned long freed = 0;
 
 	atomic_inc(&mc_punching);
+	atomic_long_inc(&mc_purge_ranges[reason]);	/* counted as it starts */
 	vr_set_state(obj, r, MC_VR_PURGED);
 	WRITE_ONCE(obj->purge_seq, obj->purge_seq + 1);
 	smp_mb();	/* the bump is visible before any page goes away */
@@ -1090,7 +1091,6 @@ static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 re
 	if (obj->mf)
 		mc_wtrack_forget(obj->mf, r->start, vr_len(r));
 	vr_post(obj, MEMCOOP_EVENT_PURGED, vr_addr(r), vr_len(r) << PAGE_SHIFT);
-	atomic_long_inc(&mc_purge_ranges[reason]);
 	atomic_dec(&mc_punching);
 	wake_up_all(&mc_purge_progress);
 	pr_debug("purged %lu pages at %#lx (+%lu) for reason %u\n",
