@@ -57,8 +57,9 @@
  * it posts PURGE_SOON, waits grace_ms (if anyone subscribed), and then
  * purges only the ranges still volatile (marking non-volatile wins).  The
  * shrinker (which refuses without __GFP_FS) and the OOM notifier only
- * trylock; a refused purge goes to a worker that waits for the lock (see
- * "Deferred purges").
+ * trylock; a refused purge is owed by the object's next writer (an ioctl
+ * of its own users purges before it lets go of the sem) and goes to a
+ * worker that waits for the lock (see "Deferred purges").
  *
  * Locking, outermost first:
  *   mmap_lock            (ioctls, faults) taken before vobj->sem
@@ -187,6 +188,9 @@ struct mc_vobj {
 	unsigned long nr_purged;	/* pages in PURGED ranges */
 	unsigned int nr_nodes;		/* range nodes in @ranges (at most max_ranges + 2) */
 	unsigned long purge_seq;	/* bumped under @sem (write) by every purge */
+	/* pages a trylock purge could not take, left to the next writer (per reason) */
+	atomic_long_t owed[MEMCOOP_REASON_OOM + 1];
+	unsigned long owed_at;		/* jiffies when @owed was last raised */
 	bool wtrack;			/* the file asked for WTRACK */
 };
 
@@ -218,8 +222,11 @@ static atomic_long_t mc_rescued;		/* ranges saved in the grace period */
 static atomic_long_t mc_objects;		/* live memory objects */
 static atomic_long_t mc_lock_busy;		/* trylocks refused (reclaim, OOM) */
 static atomic_long_t mc_oom_calls;		/* OOM notifier calls */
-static atomic_long_t mc_oom_waits;		/* ... that waited for the purge worker */
+static atomic_long_t mc_oom_waits;		/* ... that waited for pages */
 static atomic_long_t mc_budget_stops;		/* purge calls cut short by their budget */
+static atomic_t mc_punching;			/* ranges being punched now */
+static atomic_long_t mc_owed_purges;		/* ranges purged by their object's next writer */
+static DECLARE_WAIT_QUEUE_HEAD(mc_purge_progress);	/* pages freed, or a punch ended */
 
 static struct shrinker *mc_vr_shrinker;
 static struct vfsmount *mc_shm_mnt;	/* tmpfs with huge=never, or NULL: shm_mnt */
@@ -847,6 +854,8 @@ struct address_space *mc_vrange_mapping(struct mc_file *mf)
 
 /* ---- marking ----------------------------------------------------------- */
 
+static void mc_pay_owed(struct mc_vobj *obj);
+
 /*
  * mc_mark_volatile() - make [@a, @b) volatile; @vbase is the user address
  * of page offset 0 in the caller's mapping (for event addresses).
@@ -951,6 +960,7 @@ static int mc_mark_volatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b, unsigned 
 		cond_resched();
 	}
 unlock:
+	mc_pay_owed(obj);
 	up_write(&obj->sem);
 out:
 	vr_free(spare);
@@ -1022,6 +1032,7 @@ static int mc_mark_nonvolatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b)
 			vr_insert(obj, hole);
 		}
 	}
+	mc_pay_owed(obj);
 	up_write(&obj->sem);
 	vr_free(s1);
 	vr_free(s2);
@@ -1038,10 +1049,11 @@ static int mc_mark_nonvolatile(struct mc_vobj *obj, pgoff_t a, pgoff_t b)
 static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 reason)
 {
 	struct address_space *mapping = obj->shm->f_mapping;
-	unsigned long before = mapping->nrpages, after;
 	pgoff_t idx = r->start;
-	unsigned long freed;
+	unsigned long freed = 0;
 
+	atomic_inc(&mc_punching);
+	atomic_long_inc(&mc_purge_ranges[reason]);	/* counted as it starts */
 	vr_set_state(obj, r, MC_VR_PURGED);
 	WRITE_ONCE(obj->purge_seq, obj->purge_seq + 1);
 	smp_mb();	/* the bump is visible before any page goes away */
@@ -1051,10 +1063,11 @@ static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 re
 	 * what it frees, not its length.  In pieces of at most MC_PUNCH_PAGES,
 	 * so that pages reach the buddy allocator while a large range is still
 	 * being punched; the range is PURGED already, so faults in it get
-	 * SIGBUS meanwhile.
+	 * SIGBUS meanwhile.  The pages freed are counted after every piece,
+	 * so that an OOM notifier waiting for this purge sees them arrive.
 	 */
 	while (idx < r->end) {
-		unsigned long index = idx;
+		unsigned long index = idx, before = mapping->nrpages, after;
 		pgoff_t stop;
 		loff_t pos;
 
@@ -1066,16 +1079,20 @@ static unsigned long mc_purge_range(struct mc_vobj *obj, struct mc_vr *r, u32 re
 		unmap_mapping_range(mapping, pos, (loff_t)(stop - index) << PAGE_SHIFT, 0);
 		shmem_truncate_range(file_inode(obj->shm), pos, ((loff_t)stop << PAGE_SHIFT) - 1);
 		idx = stop;
+		after = mapping->nrpages;
+		if (before > after) {
+			freed += before - after;
+			atomic_long_add(before - after, &mc_purged_total);
+			atomic_long_add(before - after, &mc_purge_pages[reason]);
+			wake_up_all(&mc_purge_progress);
+		}
 		cond_resched();
 	}
-	after = mapping->nrpages;
-	freed = before > after ? before - after : 0;
 	if (obj->mf)
 		mc_wtrack_forget(obj->mf, r->start, vr_len(r));
 	vr_post(obj, MEMCOOP_EVENT_PURGED, vr_addr(r), vr_len(r) << PAGE_SHIFT);
-	atomic_long_add(freed, &mc_purged_total);
-	atomic_long_add(freed, &mc_purge_pages[reason]);
-	atomic_long_inc(&mc_purge_ranges[reason]);
+	atomic_dec(&mc_punching);
+	wake_up_all(&mc_purge_progress);
 	pr_debug("purged %lu pages at %#lx (+%lu) for reason %u\n",
 		 freed, r->start, vr_len(r), reason);
 	return freed;
@@ -1215,6 +1232,57 @@ enum mc_purge_mode {
 	MC_PURGE_WAIT,		/* balloon: PURGE_SOON, grace period, wait for locks */
 };
 
+/*
+ * A trylock purge (reclaim, OOM) was refused @obj's sem: the object is in
+ * use.  Leave @pages for @reason to whoever holds the sem for writing next
+ * (mc_pay_owed()), one of the object's own users, who is running already;
+ * the worker (mc_purge_later()) is the fallback.
+ */
+static void mc_purge_owe(struct mc_vobj *obj, u32 reason, unsigned long pages)
+{
+	if (reason != MEMCOOP_REASON_RECLAIM && reason != MEMCOOP_REASON_OOM)
+		return;
+	WRITE_ONCE(obj->owed_at, jiffies);
+	if (atomic_long_read(&obj->owed[reason]) < (long)pages)
+		atomic_long_set(&obj->owed[reason], pages);
+}
+
+/*
+ * mc_pay_owed() - purge what mc_purge_owe() left to @obj's next writer:
+ * its VOLATILE ranges with resident pages, lowest offset first, until the
+ * pages owed are freed.  A debt older than MC_OOM_EPISODE is forgotten
+ * (the pressure that raised it is over).  Bounded like every purge call:
+ * purge_max_ranges nodes looked at, purge_budget_ms.  A no-op (two atomic
+ * reads) when nothing is owed.  Caller holds obj->sem for writing; may
+ * sleep.
+ */
+static void mc_pay_owed(struct mc_vobj *obj)
+{
+	unsigned long deadline = jiffies + msecs_to_jiffies(READ_ONCE(purge_budget_ms));
+	unsigned int nodes = READ_ONCE(purge_max_ranges);
+	u32 reason;
+
+	for (reason = MEMCOOP_REASON_OOM; reason >= MEMCOOP_REASON_RECLAIM; reason--) {
+		unsigned long want, freed = 0;
+		struct mc_vr *r;
+
+		if (!atomic_long_read(&obj->owed[reason]))
+			continue;
+		want = atomic_long_xchg(&obj->owed[reason], 0);
+		if (time_after(jiffies, READ_ONCE(obj->owed_at) + MC_OOM_EPISODE))
+			continue;
+		for (r = vr_first_after(obj, 0); r && freed < want && nodes; r = vr_next(r)) {
+			nodes--;
+			if (!vr_on_lru(r))
+				continue;
+			freed += mc_purge_range(obj, r, reason);
+			atomic_long_inc(&mc_owed_purges);
+			if (time_after_eq(jiffies, deadline))
+				return;
+		}
+	}
+}
+
 static bool mc_purge_lock(struct mc_vobj *obj, enum mc_purge_mode mode)
 {
 	if (mode != MC_PURGE_TRY) {
@@ -1298,6 +1366,7 @@ static unsigned long mc_purge(unsigned long pages, u32 reason, enum mc_purge_mod
 			struct mc_vr *r;
 
 			if (!mc_purge_lock(obj, mode)) {
+				mc_purge_owe(obj, reason, pages - freed);
 				if (busy)
 					*busy = true;
 				goto put;
@@ -1345,17 +1414,19 @@ unsigned long mc_vrange_purgeable(void)
  * under oom_lock.  But an rwsem with waiters queued refuses every trylock,
  * even between two holders, so an object in heavy use (threads marking
  * ranges and faulting) is never purgeable that way.  When a trylock purge
- * is refused, the purge is handed to mc_vr_work on a WQ_MEM_RECLAIM
- * workqueue, which queues for the sem like any other writer.  The OOM
- * notifier waits for it, oom_purge_wait_ms in all per OOM episode (calls
- * less than MC_OOM_EPISODE apart), and reports only the pages it freed.
+ * is refused, the object owes the purge to its next writer
+ * (mc_pay_owed(), usually within microseconds, as the refusal means its
+ * users are busy in it), and the purge is handed to mc_vr_work on a
+ * WQ_MEM_RECLAIM workqueue, which queues for the sem like any other
+ * writer.  The OOM notifier waits for pages from either, or from a purge
+ * already punching, oom_purge_wait_ms without progress per OOM episode
+ * (calls less than MC_OOM_EPISODE apart), and reports only pages freed.
  */
 static struct workqueue_struct *mc_vr_wq;
 static atomic_long_t mc_deferred_want[MEMCOOP_REASON_OOM + 1];
 static DEFINE_SPINLOCK(mc_deferred_lock);
 static struct mem_cgroup *mc_deferred_memcg;	/* reclaim inside it (referenced) */
 static atomic_long_t mc_deferred_runs;
-static DECLARE_WAIT_QUEUE_HEAD(mc_deferred_wait);
 static unsigned long mc_oom_last;		/* jiffies of the last OOM call (oom_lock) */
 static unsigned int mc_oom_patience_ms;		/* wait left in this episode (oom_lock) */
 
@@ -1377,7 +1448,7 @@ static void mc_vr_workfn(struct work_struct *work)
 		mem_cgroup_put(memcg);
 	}
 	atomic_long_inc(&mc_deferred_runs);
-	wake_up_all(&mc_deferred_wait);
+	wake_up_all(&mc_purge_progress);
 }
 
 static DECLARE_WORK(mc_vr_work, mc_vr_workfn);
@@ -1436,8 +1507,9 @@ static unsigned long mc_vr_scan(struct shrinker *s, struct shrink_control *sc)
 /*
  * Runs under oom_lock (so one at a time); may sleep.  Reports the pages
  * really freed, nothing else: a purge that freed nothing lets the OOM
- * killer act.  When the owner of the ranges holds them busy, waits for the
- * worker, but oom_purge_wait_ms in all per episode: a kill that follows
+ * killer act.  When the owner of the ranges holds them busy, or another
+ * purge is punching, waits for the pages freed meanwhile (by any purge),
+ * but oom_purge_wait_ms without progress per episode: a kill that follows
  * within MC_OOM_EPISODE belongs to the same episode and does not renew it.
  * Runs first (mc_vr_oom_nb); when it freed pages it ends the chain, so the
  * relay's CRITICAL requests and the balloon's deflate wait for an OOM that
@@ -1454,18 +1526,26 @@ static int mc_vr_oom_notify(struct notifier_block *nb, unsigned long unused, voi
 		mc_oom_patience_ms = min(READ_ONCE(oom_purge_wait_ms),
 					 (unsigned int)MC_GRACE_MAX_MS);
 	n = mc_purge(want, MEMCOOP_REASON_OOM, MC_PURGE_TRY, &busy, NULL);
-	if (!n && busy && mc_oom_patience_ms) {
-		before = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]);
+	/*
+	 * Nothing freed, but volatile memory is on its way back: an object
+	 * was busy (its writers now owe the purge, the worker queues for its
+	 * sem), or another purge (kswapd's, the balloon's) is punching ranges
+	 * it took off the LRU, so that there was nothing left to collect.
+	 * Wait for pages, from any purge, within the episode's patience.
+	 */
+	if (!n && (busy || atomic_read(&mc_punching)) && mc_oom_patience_ms) {
+		before = atomic_long_read(&mc_purged_total);
 		t0 = jiffies;
 		atomic_long_inc(&mc_oom_waits);
-		mc_purge_later(want, MEMCOOP_REASON_OOM, NULL);
-		wait_event_timeout(mc_deferred_wait,
-				   atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) != before ||
-				   !work_busy(&mc_vr_work),
+		if (busy)
+			mc_purge_later(want, MEMCOOP_REASON_OOM, NULL);
+		wait_event_timeout(mc_purge_progress,
+				   atomic_long_read(&mc_purged_total) != before ||
+				   (!work_busy(&mc_vr_work) && !atomic_read(&mc_punching)),
 				   msecs_to_jiffies(mc_oom_patience_ms));
 		waited = jiffies_to_msecs(jiffies - t0);
 		mc_oom_patience_ms -= min(waited, mc_oom_patience_ms);
-		n = atomic_long_read(&mc_purge_pages[MEMCOOP_REASON_OOM]) - before;
+		n = atomic_long_read(&mc_purged_total) - before;
 	}
 	mc_oom_last = jiffies ? jiffies : 1;
 	/* the patience bounds waiting without progress: pages freed renew it */
@@ -1633,6 +1713,7 @@ static int mc_vr_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "deferred_purges %ld\n", atomic_long_read(&mc_deferred_runs));
 	seq_printf(m, "oom_calls %ld\n", atomic_long_read(&mc_oom_calls));
 	seq_printf(m, "oom_waits %ld\n", atomic_long_read(&mc_oom_waits));
+	seq_printf(m, "owed_purges %ld\n", atomic_long_read(&mc_owed_purges));
 	seq_printf(m, "purge_budget_stops %ld\n", atomic_long_read(&mc_budget_stops));
 	seq_printf(m, "sigbus %ld\n", atomic_long_read(&mc_sigbus));
 	seq_printf(m, "refaults %ld\n", atomic_long_read(&mc_refaults));

@@ -90,12 +90,18 @@ memcoop_read_events(struct memcoop *mc, struct memcoop_event *ev, int max)
 	return (int)n;
 }
 
+/*
+ * One sentence per errno the ABI documents (proto/memcoop.h,
+ * docs/memcoop-ko.md), saying which call or limit gives it; anything else
+ * is the C library's text.
+ */
 const char *
 memcoop_strerror(int err)
 {
 	switch (err) {
 	case ENOENT:
-		return "no such request, or /dev/memcoop missing (is memcoop.ko loaded?)";
+		return "no such request (answered too late, or not this fd's), or /dev/memcoop "
+		    "missing (is memcoop.ko loaded?)";
 	case ENOTTY:
 		return "this kernel's memcoop does not know that request";
 	case EINVAL:
@@ -108,6 +114,21 @@ memcoop_strerror(int err)
 		return "value out of range (e.g. freed more than was asked)";
 	case EFAULT:
 		return "bad pointer passed to the driver";
+	case EPERM:
+		return "priority 0..7 needs CAP_SYS_RESOURCE or the group relay_priv_gid; "
+		    "unprivileged clients register at 8..15";
+	case EMFILE:
+		return "too many registrations for this user (module parameter "
+		    "relay_user_clients), or too many open files";
+	case ENOSPC:
+		return "a memcoop limit is reached: registrations in all (relay_max_clients), "
+		    "range nodes per fd (max_ranges) or write-tracking memory per fd (wt_max_kib)";
+	case ENOMEM:
+		return "the kernel had no memory for the driver's bookkeeping; nothing was changed";
+	case EAGAIN:
+		return "no event pending on the non-blocking fd";
+	case EACCES:
+		return "permission denied opening /dev/memcoop (its mode should be 0666)";
 	default:
 		return strerror(err);
 	}

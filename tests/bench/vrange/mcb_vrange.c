@@ -55,6 +55,7 @@
 #include <libmemcoop.h>
 
 #include "../bench_median.h"
+#include "kvstat.h"
 #include "meminfo.h"
 
 #define PG	4096UL
@@ -84,19 +85,9 @@ now(void)
 static long
 vstat(const char *name)
 {
-	char line[128], key[64];
 	long v;
-	FILE *f = fopen("/sys/kernel/debug/memcoop/vrange", "r");
 
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%63s %ld", key, &v) == 2 && strcmp(key, name) == 0) {
-			fclose(f);
-			return v;
-		}
-	fclose(f);
-	return -1;
+	return kvstat_read("/sys/kernel/debug/memcoop/vrange", name, &v) == 0 ? v : -1;
 }
 
 /* ---- background memory pressure --------------------------------------- */

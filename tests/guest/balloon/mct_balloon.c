@@ -17,8 +17,6 @@
  *   free                     unmap everything "alloc" mapped
  *   counters                 the balloon debugfs counters, "name value"
  *   vmstat                   /proc/vmstat, "name value"
- *   pcp                      pages on the per-cpu free lists (/proc/zoneinfo
- *                            "count:"), free but not in MemFree
  *   cpu                      busy and idle jiffies from /proc/stat, and HZ
  *   pressure MIB             start a child that maps, touches and unmaps
  *                            MIB MiB in a loop (until "pressure-stop")
@@ -365,20 +363,6 @@ static int agent(void)
 			}
 			fclose(f);
 			answer(id, "OK");
-		} else if (!strcmp(cmd, "pcp")) {
-			long long n = 0, v;
-			char l[256];
-			FILE *f = fopen("/proc/zoneinfo", "r");
-
-			if (!f) {
-				answer(id, "ERR /proc/zoneinfo: %s", strerror(errno));
-				continue;
-			}
-			while (fgets(l, sizeof(l), f))
-				if (sscanf(l, " count: %lld", &v) == 1)
-					n += v;
-			fclose(f);
-			answer(id, "OK %lld", n);
 		} else if (!strcmp(cmd, "cpu")) {
 			unsigned long long v[8] = {0};
 			FILE *f = fopen("/proc/stat", "r");

@@ -16,6 +16,13 @@
  *	mct-relay fuzz SECS [PROCS]
  *				random ioctl/close/fork from several processes,
  *				then check that memory and slab came back
+ *	mct-relay fasync	F_SETOWN/F_SETSIG on a registered fd signals only
+ *				where the F_SETOWN caller may (sigio_perm)
+ *	mct-relay signals	suid, then fasync (one guest for both)
+ *	mct-relay many-hold N SECS
+ *				for relay_balloon.py: N silent registrations by
+ *				unprivileged users (within the per-user cap),
+ *				held SECS seconds
  *	mct-relay client NAME MIB answer|silent|die [PRIO [nobody]]
  *				for host-driven tests (relay_balloon.py): hold
  *				MIB of memory, register (at PRIO, as nobody with
@@ -2175,6 +2182,110 @@ test_suid(void)
 	printf("suid: ok\n");
 }
 
+/* ---------------------------------------------------------------- fasync */
+
+#define FASYNC_SIG	(SIGRTMIN + 3)
+
+/*
+ * A process of @uid that waits up to 4 s for FASYNC_SIG: exit 3 if it
+ * came, 0 if not.  'r' on @ready once it is blocked and waiting.
+ */
+static pid_t
+fasync_target(uid_t uid, int ready)
+{
+	struct timespec to = { 4, 0 };
+	sigset_t set;
+	pid_t pid;
+
+	fflush(stdout);
+	if ((pid = fork()) != 0)
+		return pid;
+	if (uid)
+		become(uid, 0);
+	sigemptyset(&set);
+	sigaddset(&set, FASYNC_SIG);
+	CHECK_OK(sigprocmask(SIG_BLOCK, &set, NULL));
+	CHECK_EQ(write(ready, "r", 1), 1);
+	_exit(sigtimedwait(&set, NULL, &to) == FASYNC_SIG ? 3 : 0);
+}
+
+/*
+ * NOBODY registers, points its fd's fasync at @target (F_SETOWN,
+ * F_SETSIG, O_ASYNC) and waits for a shrink request; returns whether the
+ * target received the signal.
+ */
+static int
+fasync_case(const char *what, uid_t tuid)
+{
+	int tp[2], rp[2], status, i;
+	pid_t target, client;
+	char c;
+
+	CHECK_OK(pipe(tp));
+	CHECK_OK(pipe(rp));
+	target = fasync_target(tuid, tp[1]);
+	CHECK(target != -1);
+	CHECK_EQ(read(tp[0], &c, 1), 1);
+	if ((client = fork()) == 0) {
+		struct memcoop_event ev;
+		int fd;
+
+		become(NOBODY, 0);
+		fd = dev_open(MEMCOOP_FEATURE_RELAY);
+		CHECK_OK(reg(fd, "fasync", MEMCOOP_PRIO_UNPRIV, 100000, 0));
+		CHECK_OK(fcntl(fd, F_SETOWN, target));
+		CHECK_OK(fcntl(fd, F_SETSIG, FASYNC_SIG));
+		CHECK_OK(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC));
+		CHECK_EQ(write(rp[1], "r", 1), 1);
+		if (!next_event(fd, &ev, 30000))
+			fail(__LINE__, "no shrink request in 30 s");
+		(void)answer(fd, ev.seq, 0);
+		CHECK_EQ(write(rp[1], "q", 1), 1);
+		_exit(0);
+	}
+	CHECK(client != -1);
+	CHECK_EQ(read(rp[0], &c, 1), 1);
+	CHECK_OK(fcntl(rp[0], F_SETFL, O_NONBLOCK));
+	for (i = 0; i < 100 && read(rp[0], &c, 1) != 1; i++) {
+		trigger();
+		msleep(100);
+	}
+	CHECK(i < 100);
+	CHECK_EQ(waitpid(client, &status, 0), client);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(waitpid(target, &status, 0), target);
+	CHECK(WIFEXITED(status));
+	printf("fasync: nobody's fd owned by %s (uid %u): %s\n", what, (unsigned int)tuid,
+	    WEXITSTATUS(status) == 3 ? "signal delivered" : "no signal");
+	close(tp[0]);
+	close(tp[1]);
+	close(rp[0]);
+	close(rp[1]);
+	return WEXITSTATUS(status) == 3;
+}
+
+/*
+ * fasync on a registered fd: the kernel's send_sigio() sends with the
+ * F_SETOWN caller's credentials (sigio_perm(), the kill() rule), so
+ * nobody's fd cannot signal root or another user; the same set-up aimed
+ * at one of nobody's own processes does deliver (the path works).  The
+ * signal is the one F_SETSIG chose (the caller may send it to itself
+ * anyway); the driver picks none.
+ */
+static void
+test_fasync(void)
+{
+	set_param("reclaim_interval_ms", 0);
+	if (fasync_case("root", 0))
+		fail(__LINE__, "nobody's fasync signalled a root process");
+	if (fasync_case("another user", NOBODY2))
+		fail(__LINE__, "nobody's fasync signalled another user's process");
+	if (!fasync_case("itself", NOBODY))
+		fail(__LINE__, "fasync to nobody's own process delivered nothing: path not tested");
+	set_param("reclaim_interval_ms", 100);
+	printf("fasync: ok\n");
+}
+
 /* ---------------------------------------------------------------- oomlie */
 
 /* Seconds until a hog touching @mib MiB (more than RAM) is OOM-killed. */
@@ -2420,6 +2531,68 @@ test_many(int n)
 	printf("many: ok\n");
 }
 
+/*
+ * For relay_balloon.py's case "many": @n silent registrations by
+ * unprivileged users, each within the per-user cap (relay_user_clients
+ * per uid, uids 62000 and up), at priorities 8..15.  Prints "READY many N
+ * ms=T" once all are in, holds them @secs seconds (the host runs a balloon
+ * round meanwhile), then kills the holders and prints "MANY done
+ * clients=C exit_ms=T" when the relay has let go of them all.
+ */
+static void
+run_many_hold(int n, int secs)
+{
+	unsigned int cap = get_param("relay_user_clients");
+	int nproc = (n + (int)cap - 1) / (int)cap, i, got = 0, status, p[2];
+	pid_t *kids = calloc((size_t)nproc, sizeof(*kids));
+	uint64_t t0 = now_ns();
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	CHECK(kids != NULL);
+	CHECK_OK(pipe(p));
+	for (i = 0; i < nproc; i++) {
+		if ((kids[i] = fork()) == 0) {
+			int k, want = i < nproc - 1 ? (int)cap : n - i * (int)cap;
+
+			close(p[0]);
+			become(62000 + (uid_t)i, 0);
+			for (k = 0; k < want; k++) {
+				int fd = dev_open(MEMCOOP_FEATURE_RELAY);
+
+				if (reg(fd, "many", (uint32_t)(MEMCOOP_PRIO_UNPRIV + k % 8), 100, 0))
+					fail(__LINE__, "registration %d of uid %u: %s", k,
+					    (unsigned int)getuid(), strerror(errno));
+			}
+			CHECK_EQ(write(p[1], &want, sizeof(want)), sizeof(want));
+			for (;;)
+				pause();
+		}
+		CHECK(kids[i] != -1);
+	}
+	close(p[1]);
+	for (i = 0; i < nproc; i++) {
+		int ok;
+
+		CHECK_EQ(read(p[0], &ok, sizeof(ok)), sizeof(ok));
+		got += ok;
+	}
+	CHECK_EQ(got, n);
+	printf("READY many %lld ms=%llu\n", relay_stat("clients"),
+	    (unsigned long long)((now_ns() - t0) / 1000000));
+	sleep((unsigned int)secs);
+	t0 = now_ns();
+	for (i = 0; i < nproc; i++)
+		kill(kids[i], SIGKILL);
+	for (i = 0; i < nproc; i++) {
+		CHECK_EQ(waitpid(kids[i], &status, 0), kids[i]);
+		CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	}
+	printf("MANY done clients=%lld exit_ms=%llu\n", relay_stat("clients"),
+	    (unsigned long long)((now_ns() - t0) / 1000000));
+	close(p[0]);
+	free(kids);
+}
+
 /* ------------------------------------------------------------------ rmmod */
 
 /*
@@ -2636,6 +2809,14 @@ main(int argc, char *argv[])
 		test_oomlie((unsigned int)atoi(argv[2]), (unsigned int)atoi(argv[3]));
 	else if (strcmp(argv[1], "many") == 0 && argc == 3)
 		test_many(atoi(argv[2]));
+	else if (strcmp(argv[1], "many-hold") == 0 && argc == 4)
+		run_many_hold(atoi(argv[2]), atoi(argv[3]));
+	else if (strcmp(argv[1], "fasync") == 0)
+		test_fasync();
+	else if (strcmp(argv[1], "signals") == 0) {
+		test_suid();
+		test_fasync();
+	}
 	else if (strcmp(argv[1], "rmmod") == 0)
 		test_rmmod();
 	else if (strcmp(argv[1], "client") == 0 && argc >= 5 && argc <= 7)
@@ -2646,8 +2827,8 @@ main(int argc, char *argv[])
 		goto usage;
 	return 0;
 usage:
-	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|trust|suid|rmmod|"
-	    "oom HOLD_MIB HOG_MIB|oomlie HOLD_MIB HOG_MIB|many N|fuzz SECS [PROCS]|"
+	fprintf(stderr, "usage: mct-relay badargs|requests|exit|fork|threads|lib|trust|suid|fasync|signals|rmmod|"
+	    "oom HOLD_MIB HOG_MIB|oomlie HOLD_MIB HOG_MIB|many N|many-hold N SECS|fuzz SECS [PROCS]|"
 	    "client NAME MIB answer|silent|die [PRIO [nobody]]\n");
 	return 2;
 }

@@ -22,6 +22,9 @@ holds memory, registers it as its estimate and prints every request:
           be asked in the balloon's round, the round must end within the
           deadline plus 20%, and the balloon reach the target, with no OOM
           kill.
+  many    (only when named) 10^4 silent unprivileged registrations
+          beside an honest root client at priority 4: the rounds stay
+          within the deadline plus 20%, no lockup, no OOM kill.
 
 relay_balloon.py [--smp N] [CASE...]: guests with N vCPUs (1).
 Exit 0 pass, 1 fail.
@@ -227,6 +230,61 @@ def case_capture(failures):
         check("Killed process" not in con, "no OOM kill", failures)
 
 
+
+def case_many(failures):
+    # 10^4 silent registrations by unprivileged users (each within the
+    # per-user cap) beside an honest root client at priority 4 holding
+    # 400 MiB (each open file costs about 24 KiB of kernel memory: 10^4
+    # take 240 MiB); the host takes 450 MiB with a 5 s deadline.  The registrations must go in and
+    # out without a lockup (the lab fails on one), the honest client be
+    # asked, every balloon round end within the deadline plus 20%, and the
+    # balloon reach the target, with no OOM kill.
+    take, deadline_ms, n = 450, 5000, 10000
+    target = MEM - take
+    with mclab.Guest(mem=MEM, smp=SMP, driver="memcoop",
+                     modparams={"relay_deadline_ms": str(deadline_ms),
+                                "relay_max_clients": str(n + 100)},
+                     timeout=400, name="relay-many") as g:
+        g.start("sh", "-c", "mct-relay many-hold %d 20 & "
+                "exec mct-relay client honest 400 answer 4" % n)
+        m = g.wait_for(r"READY many (\d+) ms=(\d+)", timeout=240)
+        print("many: %s registrations in %.1f s" % (m.group(1), int(m.group(2)) / 1e3),
+              flush=True)
+        check(int(m.group(1)) >= n, "%d registrations held" % n, failures)
+        g.wait_for(r"READY honest", timeout=60)
+        t0 = time.monotonic()
+        g.set_target(target)
+        try:
+            g.wait_for(r"REQ seq=\d+ reason=1 .* client=honest", timeout=60)
+            asked = True
+        except mclab.LabError:
+            asked = False
+        check(asked, "the honest client was asked in the balloon's round", failures)
+        try:
+            g.wait_actual(target, timeout=60)
+            reached = time.monotonic() - t0
+        except mclab.LabError as e:
+            print("many: %s" % e, flush=True)
+            reached = None
+        check(reached is not None, "the balloon reached the target", failures)
+        st = stats(g)
+        print("many: %d balloon calls, last round %.1f ms, max %.1f ms (deadline %d ms), "
+              "target reached after %s s" % (
+                  st["balloon_calls"], st["last_round_ns"] / 1e6, st["max_round_ns"] / 1e6,
+                  deadline_ms, "%.2f" % reached if reached is not None else "-"), flush=True)
+        check(st["balloon_calls"] >= 1 and st["max_round_ns"] <= 1.2 * deadline_ms * 1e6,
+              "no balloon round waited past the deadline plus 20%", failures)
+        check(st["clients"] > n, "the registrations were still there after the round (%d)" %
+              st["clients"], failures)
+        m = g.wait_for(r"MANY done clients=(\d+) exit_ms=(\d+)", timeout=120)
+        print("many: the holders exited in %.1f s, %s clients left (the honest one)" % (
+            int(m.group(2)) / 1e3, m.group(1)), flush=True)
+        check(int(m.group(1)) <= 1, "the registrations went away with their processes",
+              failures)
+        rc, con = finish(g)
+        check(rc == 0, "client exited 0", failures)
+        check("Killed process" not in con, "no OOM kill", failures)
+
 def main():
     global SMP
     mclab.install_signal_handlers()
@@ -239,7 +297,7 @@ def main():
     for name in cases:
         try:
             {"answer": case_answer, "silent": case_silent, "die": case_die,
-             "capture": case_capture}[name](failures)
+             "capture": case_capture, "many": case_many}[name](failures)
         except mclab.LabError as e:
             print("FAIL: %s: %s" % (name, e), flush=True)
             if last_guest_output:

@@ -26,6 +26,8 @@
  *   mct-vrange rescueloop  a rescue-and-remark PURGE_SOON subscriber cannot
  *                          hold the balloon's purge past its deadline
  *   mct-vrange thp         no huge page fills a purged hole
+ *   mct-vrange oomorder    OOM beside volatile memory: the purge runs first,
+ *                          no CRITICAL request reaches a relay client, no kill
  *   mct-vrange race S      like threads, but announces READY for a host
  *                          script that flaps the balloon meanwhile
  *
@@ -63,6 +65,7 @@
 #include <limits.h>
 #include <libmemcoop.h>
 
+#include "kvstat.h"
 #include "meminfo.h"
 
 #define PG		4096UL
@@ -90,19 +93,12 @@ static const char *cur_test = "?";
 static long
 counter_or(const char *name, long missing)
 {
-	char line[128], key[64];
 	long v;
-	FILE *f;
 
-	if ((f = fopen(DBG "vrange", "r")) == NULL)
-		FAIL("open %s: %s", DBG "vrange", strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%63s %ld", key, &v) == 2 && strcmp(key, name) == 0) {
-			fclose(f);
-			return v;
-		}
-	}
-	fclose(f);
+	if (kvstat_read(DBG "vrange", name, &v) == 0)
+		return v;
+	if (errno != ENOENT)
+		FAIL("read %s: %s", DBG "vrange", strerror(errno));
 	if (missing == -2)
 		FAIL("no counter %s", name);
 	return missing;
@@ -919,10 +915,11 @@ run_race(int seconds, int nthreads, int bulk_mb, int use_purger, int announce)
 	}
 	printf("race: %lu cycles, %lu purged, %lu SIGBUS, bulk sweeps %lu purged %lu, "
 	    "balloon purges %ld, reclaim purges %ld, oom purges %ld, lock busy %ld, "
-	    "deferred %ld, oom calls %ld waits %ld\n",
+	    "deferred %ld, owed %ld, oom calls %ld waits %ld\n",
 	    cycles, purged, faults, bulk_sweeps, bulk_purged, counter("purges_balloon"),
 	    counter("purges_reclaim"), counter("purges_oom"), counter("purge_lock_busy"),
-	    counter("deferred_purges"), counter("oom_calls"), counter_or("oom_waits", -1));
+	    counter("deferred_purges"), counter_or("owed_purges", -1), counter("oom_calls"),
+	    counter_or("oom_waits", -1));
 	fflush(stdout);
 	(void)system("grep -E '^(balloon_|rounds)' " DBG "relay; grep -E 'reclaim' " DBG "balloon");
 	CHECK(cycles > 0, "no cycles");
@@ -1916,6 +1913,191 @@ t_rescueloop(void)
 	printf("rescueloop: ok\n");
 }
 
+/* A "name value" counter of @path; the test fails without it. */
+static long
+kv(const char *path, const char *name)
+{
+	long v;
+
+	if (kvstat_read(path, name, &v) != 0)
+		FAIL("%s %s: %s", path, name, strerror(errno));
+	return v;
+}
+
+/*
+ * A relay client (nobody, priority MEMCOOP_PRIO_UNPRIV, 4 MiB resident):
+ * writes 'C' to @wfd for every CRITICAL shrink request, 's' for any other,
+ * and answers each with 0 pages.  Runs until killed.
+ */
+static void
+oomorder_client(int wfd)
+{
+	int fd = open_fd(MEMCOOP_FEATURE_RELAY);
+	struct memcoop_register reg = { .priority = MEMCOOP_PRIO_UNPRIV, .reclaimable = 1024 };
+	struct memcoop_event ev;
+	char *own = malloc(4 << 20);
+
+	as_nobody();
+	if (own == NULL)
+		_exit(3);
+	memset(own, 1, 4 << 20);
+	memcpy(reg.name, "oomorder", 9);
+	if (ioctl(fd, MEMCOOP_IOC_REGISTER, &reg) != 0)
+		_exit(4);
+	if (write(wfd, "r", 1) != 1)
+		_exit(5);
+	for (;;) {
+		struct memcoop_answer ans = { 0 };
+
+		if (!next_event(fd, &ev, 60000))
+			_exit(6);
+		if (ev.type != MEMCOOP_EVENT_SHRINK)
+			continue;
+		if (write(wfd, ev.shrink.level == MEMCOOP_LEVEL_CRITICAL ? "C" : "s", 1) != 1)
+			_exit(7);
+		ans.seq = ev.seq;
+		(void)ioctl(fd, MEMCOOP_IOC_ANSWER, &ans);
+	}
+}
+
+#define OO_CHUNK	(4UL << 20)
+
+/*
+ * The volatile memory (nobody): @n chunks of 4 MiB, each followed by a
+ * non-volatile page so that they stay separate ranges (an OOM purge takes
+ * a few, not all).  'r' on @wfd when ready; then sleeps until killed.
+ */
+static void
+oomorder_holder(int wfd, size_t n)
+{
+	int fd = open_fd(MEMCOOP_FEATURE_VRANGE);
+	size_t step = OO_CHUNK + PG, i;
+	char *p;
+
+	as_nobody();
+	p = map(fd, n * step, 0);
+	for (i = 0; i < n; i++) {
+		fill(p + i * step, step, (unsigned int)i);
+		vol(fd, p + i * step, OO_CHUNK);
+	}
+	if (write(wfd, "r", 1) != 1)
+		_exit(5);
+	for (;;)
+		pause();
+}
+
+/* Read the client's reports so far: *@crit CRITICAL requests, *@other others. */
+static void
+oomorder_drain(int rfd, int *crit, int *other)
+{
+	char buf[256];
+	ssize_t n, i;
+
+	while ((n = read(rfd, buf, sizeof(buf))) > 0)
+		for (i = 0; i < n; i++) {
+			if (buf[i] == 'C')
+				(*crit)++;
+			else if (buf[i] == 's')
+				(*other)++;
+		}
+}
+
+/*
+ * The OOM notifiers' order: with volatile memory left when OOM strikes,
+ * the purge (it costs nobody anything) runs first and ends the chain: no
+ * CRITICAL shrink request reaches a registered relay client, the relay's
+ * OOM notifier is not even called, and nothing is killed.  First a manual
+ * OOM (sysrq f runs the notifier chain, then kills whoever is worst: a
+ * sacrificial child), then a real shortage: a child takes more than is
+ * available beside the volatile memory, and must survive.
+ */
+static void
+t_oomorder(void)
+{
+	long avail = meminfo_kib("MemAvailable:") / 1024, oomk0, ocalls0, op0, amb;
+	size_t n = (size_t)avail / 2 / 4;
+	int cp[2], hp[2], crit = 0, other = 0, st;
+	pid_t client, holder, victim, hog;
+	char c;
+
+	cur_test = "oomorder";
+	write_file("/proc/sys/kernel/sysrq", "1");
+	set_oom_adj("-1000");		/* the children inherit it: only the victims die */
+	CHECK(pipe(cp) == 0 && pipe(hp) == 0, "pipe");
+	if ((client = fork()) == 0) {
+		close(cp[0]);
+		oomorder_client(cp[1]);
+	}
+	if ((holder = fork()) == 0) {
+		close(hp[0]);
+		oomorder_holder(hp[1], n);
+	}
+	close(cp[1]);
+	close(hp[1]);
+	CHECK(read(cp[0], &c, 1) == 1 && read(hp[0], &c, 1) == 1, "client or holder failed");
+	CHECK(fcntl(cp[0], F_SETFL, O_NONBLOCK) == 0, "fcntl");
+	printf("oomorder: %zu MiB volatile in %zu ranges (%ld resident), relay client registered\n",
+	    n * 4, n, counter("volatile_resident"));
+
+	/* 1. the chain alone */
+	if ((victim = fork()) == 0) {
+		set_oom_adj("1000");
+		for (;;)
+			pause();
+	}
+	op0 = counter("purged_pages_oom");
+	ocalls0 = kv(DBG "relay", "oom_calls");
+	write_file("/proc/sysrq-trigger", "f");
+	CHECK(waitpid(victim, &st, 0) == victim && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+	    "the sacrificial child was not OOM-killed (%#x)", st);
+	usleep(200000);
+	oomorder_drain(cp[0], &crit, &other);
+	printf("oomorder: sysrq OOM: %ld pages purged for OOM, relay OOM calls +%ld, "
+	    "%d CRITICAL and %d other requests\n", counter("purged_pages_oom") - op0,
+	    kv(DBG "relay", "oom_calls") - ocalls0, crit, other);
+	CHECK(counter("purged_pages_oom") > op0, "the OOM notifier chain purged nothing");
+	CHECK(kv(DBG "relay", "oom_calls") == ocalls0,
+	    "the relay's OOM notifier ran although the purge had freed memory");
+	CHECK(crit == 0, "%d CRITICAL requests reached the client beside volatile memory", crit);
+
+	/* 2. a real shortage */
+	oomk0 = kv("/proc/vmstat", "oom_kill");
+	amb = meminfo_kib("MemAvailable:") / 1024 - 16 + (long)counter("volatile_resident") / 512;
+	if ((hog = fork()) == 0) {
+		size_t len = (size_t)amb << 20, j;
+		char *a;
+
+		set_oom_adj("0");
+		a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (a == MAP_FAILED)
+			_exit(2);
+		for (j = 0; j < len; j += PG)
+			a[j] = 1;
+		_exit(0);
+	}
+	CHECK(waitpid(hog, &st, 0) == hog, "waitpid");
+	usleep(200000);
+	oomorder_drain(cp[0], &crit, &other);
+	printf("oomorder: a child took %ld MiB: status %#x, OOM kills +%ld, relay OOM calls +%ld, "
+	    "%d CRITICAL and %d other requests, %ld resident volatile left\n", amb, st,
+	    kv("/proc/vmstat", "oom_kill") - oomk0, kv(DBG "relay", "oom_calls") - ocalls0,
+	    crit, other, counter("volatile_resident"));
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the allocating child did not survive (%#x)",
+	    st);
+	CHECK(kv("/proc/vmstat", "oom_kill") == oomk0, "OOM kill beside volatile memory");
+	CHECK(crit == 0, "%d CRITICAL requests reached the client beside volatile memory", crit);
+
+	kill(client, SIGKILL);
+	kill(holder, SIGKILL);
+	CHECK(waitpid(client, &st, 0) == client && WIFSIGNALED(st), "client died early (%#x)", st);
+	CHECK(waitpid(holder, &st, 0) == holder && WIFSIGNALED(st), "holder died early (%#x)", st);
+	close(cp[0]);
+	close(hp[0]);
+	set_oom_adj("0");
+	leak_check();
+	printf("oomorder: ok\n");
+}
+
 #define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -2058,6 +2240,8 @@ main(int argc, char **argv)
 		t_memcg();
 	else if (strcmp(cmd, "pressure") == 0)
 		t_pressure();
+	else if (strcmp(cmd, "oomorder") == 0)
+		t_oomorder();
 	else if (strcmp(cmd, "oomempty") == 0)
 		t_oomempty(argc > 2 ? atoi(argv[2]) : 64);
 	else if (strcmp(cmd, "manyranges") == 0)
@@ -2072,7 +2256,7 @@ main(int argc, char **argv)
 		    argc > 4 ? atoi(argv[4]) : 3, argc > 5 ? atoi(argv[5]) : 3);
 	else {
 		fprintf(stderr, "usage: mct-vrange semantics|badargs|fork|events|"
-		    "pressure|threads [s [n [bulk_mb]]]|race [s [n [bulk_mb [purger]]]]|alloc|memcg|"
+		    "pressure|oomorder|threads [s [n [bulk_mb]]]|race [s [n [bulk_mb [purger]]]]|alloc|memcg|"
 		    "fuzz [s [seed]]\n");
 		return 2;
 	}
