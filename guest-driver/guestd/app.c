@@ -29,7 +29,7 @@
 #include "meminfo.h"
 
 #define SETTLE_MS		20	/* sampling period after the action */
-#define SETTLE_FLAT		3	/* samples without progress: settled */
+#define SETTLE_FLAT		5	/* samples without progress: settled */
 #define ANSWER_MARGIN_MS	10	/* answer this long before the deadline */
 #define YIELD_MIN		0.05
 #define YIELD_WEIGHT		0.25	/* weight of the newest sample */
@@ -321,7 +321,8 @@ finish(struct app *a)
 
 	evtimer_del(a->ev_measure);
 	evtimer_del(a->ev_deadline);
-	if (a->action_bytes > 0)
+	/* a failure says nothing about what asking does */
+	if (a->action_bytes > 0 && a->action_ok)
 		yield_learn(&a->yield, a->action_bytes, freed);
 	log_info("app %s: shrink asked %s: %s, freed %s (%s -> %s) in %llu ms,"
 	    " yield %.2f", a->conf->name, fmt_size((int64_t)want), a->note,
@@ -344,7 +345,7 @@ measure_cb(int fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	sample(a);
-	if (a->best < prev || prev < 0)
+	if (a->best >= 0 && (a->best < prev || prev < 0))
 		a->flat = 0;
 	else
 		a->flat++;
@@ -435,13 +436,16 @@ app_action_done(struct app *a, int ok, const char *fmt, ...)
 	switch (was) {
 	case BUSY_SHRINK:
 		a->action_over = 1;
-		if (a->answered) {
-			sample(a);
+		a->action_ok = ok;
+		sample(a);
+		if (a->answered)
 			finish(a);
-		} else {
-			sample(a);
+		else if (!ok || a->before < 0) {
+			/* nothing to wait for: what left has left */
+			answer(a);
+			finish(a);
+		} else
 			arm(a->ev_measure, SETTLE_MS);
-		}
 		return;
 	case BUSY_GROW:
 	case BUSY_RESTORE:

@@ -49,6 +49,18 @@ attach_parse_reply(char *buf, size_t len, int *status, char **text)
 	return 0;
 }
 
+int
+attach_jcmd_quiet_ok(int status, const char *text)
+{
+	if (status != 0)
+		return 0;
+	for (; *text != '\0'; text++)
+		if (*text != ' ' && *text != '\n' && *text != '\r' &&
+		    *text != '\t')
+			return 0;
+	return 1;
+}
+
 static int
 has_flag(const char *s, const char *flag)
 {

@@ -33,6 +33,12 @@ int	attach_jcmd_request(char *buf, size_t cap, const char *cmdline);
  * if it does not start with a status line.
  */
 int	attach_parse_reply(char *buf, size_t len, int *status, char **text);
+/*
+ * For commands that print nothing when they work (GC.run, VM.set_flag): 1 if
+ * the status is 0 and the text is blank.  jcmd reports a refused command
+ * with status 0 and a sentence ("only 'writeable' flags can be set").
+ */
+int	attach_jcmd_quiet_ok(int status, const char *text);
 /* The collector named in VM.flags output ("-XX:+UseG1GC ..."). */
 enum jvm_gc attach_gc_kind(const char *vmflags);
 const char *attach_gc_name(enum jvm_gc);

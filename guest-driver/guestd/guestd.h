@@ -156,6 +156,7 @@ struct app {
 	int64_t			 before;	/* measured at the baseline, -1 */
 	int64_t			 best;		/* lowest measured since */
 	int			 action_over;	/* app_action_done() seen */
+	int			 action_ok;	/* and it said it worked */
 	int			 answered;
 	unsigned int		 flat;		/* samples without progress */
 	char			 note[LAST_MAX]; /* the adapter's words */

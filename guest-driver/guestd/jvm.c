@@ -399,7 +399,7 @@ start_op(struct jvm *j, enum jvm_op op, uint64_t bytes)
 static void
 shrink_gc_done(struct jvm *j, int status, const char *text)
 {
-	if (status != 0)
+	if (!attach_jcmd_quiet_ok(status, text))
 		return op_end(j, 0, "jvm %d: GC.run: status %d: %.80s",
 		    (int)j->pid, status, text);
 	if (j->soft_lowered)
@@ -409,18 +409,10 @@ shrink_gc_done(struct jvm *j, int status, const char *text)
 		op_end(j, 1, "GC.run (%s)", attach_gc_name(j->gc));
 }
 
-static int
-jcmd_failed(int status, const char *text)
-{
-	/* jcmd reports a refused command in its text with status 0 */
-	return status != 0 || strstr(text, "Exception") != NULL ||
-	    strstr(text, "rror") != NULL || strstr(text, "cannot") != NULL;
-}
-
 static void
 shrink_soft_done(struct jvm *j, int status, const char *text)
 {
-	if (jcmd_failed(status, text))
+	if (!attach_jcmd_quiet_ok(status, text))
 		log_warnx("app %s: VM.set_flag SoftMaxHeapSize: %.120s",
 		    j->app->conf->name, text);
 	else
@@ -490,7 +482,7 @@ soft_set_done(struct jvm *j, int status, const char *text)
 {
 	uint64_t was = j->soft_set;
 
-	if (jcmd_failed(status, text))
+	if (!attach_jcmd_quiet_ok(status, text))
 		return op_end(j, 0, "jvm %d: VM.set_flag SoftMaxHeapSize: "
 		    "%.80s", (int)j->pid, text);
 	j->soft_set = j->target;
