@@ -132,6 +132,9 @@ def run(app, driver, args, classes):
     res["during"] = hostapps.phase(smp, mark, end)
     res["after"] = hostapps.phase(smp, end, end + args.after + 5)
     res["alive"] = "APP-ALIVE" in out
+    for ph in ("before", "during", "after"):
+        if res[ph]["n"] == 0 and not res["alive"]:     # killed: it served nothing
+            res[ph].update(ops_s=0.0, hit=0.0, rss_mib=0.0)
     m = re.search(r"^OOM-KILLS (\d+)$", out, re.M)
     res["oom_kills"] = int(m.group(1)) if m else -1
     res["killed"] = re.findall(r"^OOM-KILLED .*?Killed process \d+ \((\S+)\)", out, re.M)
