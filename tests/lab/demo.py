@@ -42,6 +42,7 @@ BEFORE_S = 10
 POLICY_S = 70
 
 GUESTD_START = r"""
+%(carry)s
 if command -v memcoop-guestd > /dev/null && [ -c /dev/memcoop ]; then
 	printf 'socket "/tmp/guestd.sock"\napp redis {\n\ttype redis\n\taddress "127.0.0.1:6379"\n\tfloor 32M\n}\n' > /tmp/guestd.conf
 	chmod 600 /tmp/guestd.conf
@@ -138,12 +139,13 @@ def demo(srcdir, builddir):
         for name, driver in (("stock", "stock"), ("memcoop", "memcoop")):
             script = hostapps.REDIS_SCRIPT % {
                 "maxmem_mib": REDIS_MIB, "keys": keys, "fill_n": keys * 3 // 2,
-                "value": VALUE, "before": GUESTD_START if driver == "memcoop" else "",
+                "value": VALUE, "before": GUESTD_START % {"carry": hostapps.carry_guestd(builddir)}
+                if driver == "memcoop" else "",
                 "after": GUESTD_STOP if driver == "memcoop" else ""}
             g = mclab.Guest(mem=MEM_MIB, driver=driver, qmp_extra=True, name=name,
                             builddir=builddir, timeout=600, host_usr=True)
             guests[name] = g
-            g.start("sh", "-c", script)
+            g.start("eval", script)
             say("   %-8s booted in %.1fs (driver %s, QEMU pid %d)" % (
                 name, g.boot_seconds, "virtio_balloon" if driver == "stock" else "memcoop.ko",
                 g.qemu_pid))

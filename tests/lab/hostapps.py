@@ -56,6 +56,19 @@ def carry(files, guest_dir="/tmp/classes"):
     return "\n".join(lines) + "\n"
 
 
+
+def carry_guestd(builddir):
+    """A snippet that puts the build's memcoop-guestd (dynamically linked:
+    its libraries are the host's /usr) on the guest's PATH, or "" when the
+    build has none.  The script is then too long for one argument of
+    `sh -c`: run it with Guest.start("eval", script)."""
+    path = os.path.join(builddir, "guest-driver", "guestd", "memcoop-guestd")
+    if not os.path.exists(path):
+        return ""
+    return carry({"memcoop-guestd": open(path, "rb").read()}, "/tmp/bin") + \
+        "chmod 755 /tmp/bin/memcoop-guestd\nexport PATH=$PATH:/tmp/bin\n"
+
+
 # ---------------------------------------------------------------------------
 # Redis under redis-benchmark load, sampled once a second
 

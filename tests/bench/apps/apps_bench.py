@@ -45,6 +45,7 @@ import mclab                # noqa: E402
 from squeeze import bench   # noqa: E402
 
 GUESTD_START = r"""
+%(carry)s
 cat > /tmp/guestd.conf <<'MCLAB_EOF'
 socket "/tmp/guestd.sock"
 %(conf)s
@@ -72,7 +73,8 @@ def have_guestd(builddir):
 
 def script(app, driver, args, classes):
     guestd = driver == "memcoop" and args.guestd
-    before = GUESTD_START % {"conf": GUESTD_CONF[app]} if guestd else ""
+    before = GUESTD_START % {"conf": GUESTD_CONF[app],
+                             "carry": hostapps.carry_guestd(args.builddir)} if guestd else ""
     after = GUESTD_STOP if guestd else ""
     if app == "redis":
         fits = args.redis * 1048576 // (args.value + 200)
@@ -92,7 +94,7 @@ def run(app, driver, args, classes):
     name = "apps-%s-%s" % (app, driver)
     with mclab.Guest(mem=args.mem, driver=driver, timeout=900, name=name,
                      host_usr=True) as g:
-        g.start("sh", "-c", script(app, driver, args, classes))
+        g.start("eval", script(app, driver, args, classes))
         m = g.wait_for(r"FILLED keys=(\d+).* secs=([\d.]+)|Exception in thread.*|"
                        r"Error: .*|Killed", timeout=600)
         if not m.group(0).startswith("FILLED"):
@@ -202,7 +204,7 @@ def main():
     missing = hostapps.missing_programs()
     if missing:
         return mclab.skip("missing prerequisite: %s (sh .ci/deps.sh)" % ", ".join(missing))
-    builddir = mclab.Lab().builddir
+    builddir = args.builddir = mclab.Lab().builddir
     if args.guestd == "auto":
         args.guestd = have_guestd(builddir)
     elif args.guestd == "yes" and not have_guestd(builddir):
