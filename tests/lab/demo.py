@@ -36,10 +36,11 @@ MEM_MIB = 1024
 REDIS_MIB = 600
 VALUE = 4000
 KEYSPACE_PCT = 160
-SHORT_MIB = 1024        # how far the host is below its floor
+SQUEEZE_MIB = 512       # what the operator takes from each guest
 GUEST_MIN_MIB = 512     # each guest's lower limit
 BEFORE_S = 10
-POLICY_S = 70
+SQUEEZE_WAIT_S = 60
+POLICY_S = 40
 
 GUESTD_START = r"""
 %(carry)s
@@ -87,19 +88,41 @@ def host_avail_mib():
     raise mclab.LabError("no MemAvailable in /proc/meminfo")
 
 
-def plot(path, series, samples, offsets):
-    """Per guest over time: target, actual, Redis RSS (MiB), ops/s."""
+def plot(path, series, samples, offsets, events):
+    """Per guest over time: target, actual, Redis RSS (MiB), ops/s.  Debian's
+    matplotlib; when this interpreter lacks it (a python3 of one's own on
+    PATH), Debian's /usr/bin/python3 draws it from a JSON file."""
+    data = {"path": path, "series": series, "samples": samples, "offsets": offsets,
+            "events": events}
+    try:
+        import matplotlib   # noqa: F401
+    except ImportError:
+        if not os.path.exists("/usr/bin/python3") or sys.executable == "/usr/bin/python3":
+            raise mclab.LabError("no matplotlib (python3-matplotlib: sh .ci/deps.sh)")
+        js = path + ".json"
+        with open(js, "w") as f:
+            json.dump(data, f)
+        r = subprocess.run(["/usr/bin/python3", os.path.abspath(__file__), js])
+        os.unlink(js)
+        if r.returncode:
+            raise mclab.LabError("plotting with /usr/bin/python3 failed")
+        return
+    _draw(**data)
+
+
+def _draw(path, series, samples, offsets, events):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(len(series), 1, figsize=(10, 4 * len(series)), sharex=True)
     for ax, (name, pts) in zip(axes, series.items()):
         t = [p[0] for p in pts]
-        ax.plot(t, [p[1] for p in pts], label="target (memcoopd)", drawstyle="steps-post")
+        ax.plot(t, [p[1] if p[1] else float("nan") for p in pts], label="target (memcoopd)",
+                drawstyle="steps-post")
         ax.plot(t, [p[2] for p in pts], label="actual (balloon)")
         smp = samples[name]
-        st = [s["t"] + offsets[name] for s in smp]
-        ax.plot(st, [s.get("rss_kib", 0) / 1024 for s in smp], label="Redis RSS")
+        st = [x["t"] + offsets[name] for x in smp]
+        ax.plot(st, [x.get("rss_kib", 0) / 1024 for x in smp], label="Redis RSS")
         ax.set_ylabel("MiB")
         ax.set_ylim(0, MEM_MIB + 64)
         ax.set_title("guest %s" % name)
@@ -111,11 +134,13 @@ def plot(path, series, samples, offsets):
                  label="Redis ops/s")
         ax2.set_ylabel("ops/s")
         ax2.set_ylim(bottom=0)
-        lines = ax.get_legend_handles_labels()
-        lines2 = ax2.get_legend_handles_labels()
-        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower left", fontsize=8)
-        ax.axvline(0, color="black", linestyle=":")
-    axes[-1].set_xlabel("seconds since memcoopd started (automatic policy)")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, loc="lower left", fontsize=8)
+        for when, what in events:
+            ax.axvline(when, color="black", linestyle=":")
+            ax.text(when, MEM_MIB, " " + what, fontsize=8, va="top")
+    axes[-1].set_xlabel("seconds since memcoopd started")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -138,7 +163,7 @@ def demo(srcdir, builddir):
         keys = fits * KEYSPACE_PCT // 100
         for name, driver in (("stock", "stock"), ("memcoop", "memcoop")):
             script = hostapps.REDIS_SCRIPT % {
-                "maxmem_mib": REDIS_MIB, "keys": keys, "fill_n": keys * 3 // 2,
+                "maxmem_mib": REDIS_MIB, "keys": keys, "fill_n": fits * 11 // 10,
                 "value": VALUE, "before": GUESTD_START % {"carry": hostapps.carry_guestd(builddir)}
                 if driver == "memcoop" else "",
                 "after": GUESTD_STOP if driver == "memcoop" else ""}
@@ -161,41 +186,69 @@ def demo(srcdir, builddir):
             g.wait_for(r"SAMPLE t=", timeout=60)
         time.sleep(BEFORE_S)
 
-        avail = host_avail_mib()
-        floor = avail + SHORT_MIB
         with open(conf, "w") as f:
             f.write('socket "%s"\nbackend qmp\ntick 1s\nstats-period 1\nauto yes\n'
-                    'host-floor %dM\nhost-comfort %dM\nguest-reserve 64M\nguest-slack 64M\n'
-                    'step-max 128M\ncalm-ticks 2\nhold 30s\n'
-                    'ksm unmanaged\nmetrics off\nrestore-on-exit no\n' % (
-                        sock, floor, floor + 256))
+                    'guest-reserve 64M\nguest-slack 64M\nstep-max 128M\nhold 10s\n'
+                    'ksm unmanaged\nmetrics off\nrestore-on-exit no\n' % sock)
             for name, g in guests.items():
                 f.write('guest %s {\n\tqmp "%s"\n\tmode auto\n\tmin %dM\n}\n' % (
                     name, g.qmp_path2, GUEST_MIN_MIB))
-        say("== memcoopd, automatic mode: host MemAvailable %d MiB, host-floor %d MiB: "
-            "the host is short by %d MiB;" % (avail, floor, SHORT_MIB))
-        say("   each guest's lower limit is %d MiB; the policy decides the rest" %
-            GUEST_MIN_MIB)
-        for g in guests.values():
-            g.send("policy")
-        marks = {n: float(g.wait_for(r"MARK squeeze t=([\d.]+)", timeout=30).group(1))
-                 for n, g in guests.items()}
         t_start = time.monotonic()
         agent = subprocess.Popen([os.path.join(builddir, "host-agent", "memcoopd"), "-d", "-v",
                                   "-f", conf], stdout=open(log, "w"), stderr=subprocess.STDOUT)
         series = {n: [] for n in guests}
-        status = None
-        while time.monotonic() - t_start < POLICY_S:
-            rc, out, _ = ctl(builddir, sock, "-j", "status")
-            now = time.monotonic() - t_start
-            if rc == 0:
-                status = json.loads(out)
-                for x in status.get("guests", []):
-                    if x["name"] in series and x["state"] == "online":
-                        series[x["name"]].append((now, x["target"] >> 20, x["actual"] >> 20))
-            if agent.poll() is not None:
-                raise mclab.LabError("memcoopd exited:\n" + open(log).read()[-2000:])
-            time.sleep(1)
+
+        def watch(seconds, until=None):
+            t_end = time.monotonic() + seconds
+            while time.monotonic() < t_end:
+                rc, out, _ = ctl(builddir, sock, "-j", "status")
+                now = time.monotonic() - t_start
+                if rc == 0:
+                    for x in json.loads(out).get("guests", []):
+                        if x["name"] in series and x["state"] == "online":
+                            series[x["name"]].append((now, x["target"] >> 20,
+                                                      x["actual"] >> 20, x["mode"]))
+                if agent.poll() is not None:
+                    raise mclab.LabError("memcoopd exited:\n" + open(log).read()[-2000:])
+                if until and until():
+                    return
+                time.sleep(1)
+
+        say("== memcoopd manages both guests, automatic mode, lower limit %d MiB each" %
+            GUEST_MIN_MIB)
+        watch(BEFORE_S)
+        target = MEM_MIB - SQUEEZE_MIB
+        say("== squeeze: the operator takes %d MiB from each guest: memcoopctl set GUEST "
+            "target %dM" % (SQUEEZE_MIB, target))
+        for g in guests.values():
+            g.send("squeeze")
+        marks = {n: float(g.wait_for(r"MARK squeeze t=([\d.]+)", timeout=30).group(1))
+                 for n, g in guests.items()}
+        t_squeeze = time.monotonic() - t_start
+        for name in guests:
+            rc, out, err = ctl(builddir, sock, "set", name, "target", "%dM" % target)
+            if rc != 0:
+                raise mclab.LabError("memcoopctl set %s failed: %s" % (name, err.strip()))
+
+        def all_reached():
+            for name in guests:
+                pts = series[name]
+                if not pts or pts[-1][2] > target + 4:
+                    return False
+            return True
+        watch(SQUEEZE_WAIT_S, all_reached)
+        reached = {}
+        for name in guests:
+            hit = [p[0] - t_squeeze for p in series[name]
+                   if p[0] >= t_squeeze and p[2] <= target + 4]
+            reached[name] = hit[0] if hit else None
+        watch(5)
+        t_auto = time.monotonic() - t_start
+        say("== back to automatic: memcoopctl set GUEST mode auto; the policy decides "
+            "for %d s" % POLICY_S)
+        for name in guests:
+            ctl(builddir, sock, "set", name, "mode", "auto")
+        watch(POLICY_S)
         text_status = ctl(builddir, sock, "status")[1].rstrip()
         agent.terminate()
         agent.wait(10)
@@ -209,16 +262,18 @@ def demo(srcdir, builddir):
             out = g.output
             smp = hostapps.samples(out)
             mark = marks[name]
+            auto = mark + t_auto - t_squeeze
             before = hostapps.phase(smp, mark - BEFORE_S, mark)
-            during = hostapps.phase(smp, mark, mark + POLICY_S / 2)
-            after = hostapps.phase(smp, mark + POLICY_S / 2, mark + POLICY_S + 30)
+            during = hostapps.phase(smp, mark, auto)
+            after = hostapps.phase(smp, auto, auto + POLICY_S + 30)
             first = [s for s in smp if s["t"] < mark and "evicted" in s]
             last = [s for s in smp if "evicted" in s]
             m = re.search(r"^OOM-KILLS (\d+)$", out, re.M)
             results[name] = {
                 "actual": actual, "exit": rc, "samples": smp,
-                "offset": -mark,
-                "given": MEM_MIB - actual if actual >= 0 else -1,
+                "offset": t_squeeze - mark,
+                "reached": reached[name],
+                "lowest": min([p[2] for p in series[name]], default=-1),
                 "oom": int(m.group(1)) if m else -1,
                 "alive": "APP-ALIVE" in out,
                 "phases": (before, during, after),
@@ -244,28 +299,33 @@ def demo(srcdir, builddir):
             for line in mc["guestd"] + mc["guestd_log"][-12:]:
                 say("   " + line)
         say("")
-        say("== report (%d s of automatic policy; 'during' is its first half, 'after' "
-            "the second)" % POLICY_S)
-        say("%-8s %-11s %-5s %-6s %-28s %-22s %s" % (
-            "guest", "gave host", "OOM", "Redis", "ops/s before/during/after",
-            "hit % before/dur/after", "keys before -> end (evicted)"))
+        say("== report: 'during' is the squeeze to %d MiB, 'after' the %d s of automatic "
+            "policy" % (target, POLICY_S))
+        say("%-8s %-12s %-8s %-5s %-6s %-26s %-20s %s" % (
+            "guest", "reached in", "end", "OOM", "Redis", "ops/s before/during/after",
+            "hit % before/dur/aft", "keys before -> end (evicted)"))
         for name, r in results.items():
             b, d, a = r["phases"]
-            say("%-8s %-11s %-5d %-6s %-28s %-22s %.0f -> %.0f (%.0f)" % (
-                name, "%d MiB" % r["given"], r["oom"], "alive" if r["alive"] else "DEAD",
+            say("%-8s %-12s %-8s %-5d %-6s %-26s %-20s %.0f -> %.0f (%.0f)" % (
+                name, "%.1fs" % r["reached"] if r["reached"] is not None else
+                ">%ds (lowest %d)" % (SQUEEZE_WAIT_S, r["lowest"]),
+                "%d MiB" % r["actual"], r["oom"], "alive" if r["alive"] else "DEAD",
                 "%.0f / %.0f / %.0f" % (b["ops_s"], d["ops_s"], a["ops_s"]),
                 "%.0f / %.0f / %.0f" % (100 * b["hit"], 100 * d["hit"], 100 * a["hit"]),
                 r["keys_before"], r["keys_end"], r["lost"]))
         png = os.path.join(builddir, "memcoop-demo.png")
         plot(png, series, {n: r["samples"] for n, r in results.items()},
-             {n: r["offset"] for n, r in results.items()})
+             {n: r["offset"] for n, r in results.items()},
+             [(t_squeeze, "operator: target %dM" % target), (t_auto, "mode auto")])
         say("")
         say("plot: %s" % png)
-        ok = mc["oom"] == 0 and mc["alive"]
-        say("demo: the memcoop guest gave %d MiB %s; the stock guest gave %d MiB%s" % (
-            mc["given"], "with Redis alive and no OOM kill" if ok else
-            "but Redis died or the OOM killer ran", results["stock"]["given"],
-            "" if results["stock"]["alive"] else " and lost Redis"))
+        st = results["stock"]
+        ok = mc["oom"] == 0 and mc["alive"] and mc["reached"] is not None
+        say("demo: memcoop %s; stock: %s, %d OOM kill(s), Redis %s" % (
+            "reached the target with Redis alive and no OOM kill" if ok else
+            "did NOT reach the target cleanly",
+            "reached" if st["reached"] is not None else "not reached", st["oom"],
+            "alive" if st["alive"] else "killed"))
         return 0 if ok else 1
     finally:
         if agent is not None:
@@ -274,3 +334,8 @@ def demo(srcdir, builddir):
         for g in guests.values():
             g.close()
         subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":     # plot(): drawing with Debian's python3
+    with open(sys.argv[1]) as f:
+        _draw(**json.load(f))

@@ -73,7 +73,8 @@ def carry_guestd(builddir):
 # Redis under redis-benchmark load, sampled once a second
 
 # The guest side of a Redis run: redis-server (maxmemory, allkeys-lru),
-# filled by redis-benchmark SETs over a key space larger than the cache,
+# filled with @fill_n keys by a Lua loop (redis-benchmark's own key names),
+# from a key space (@keys) larger than the cache,
 # then served: one redis-benchmark of GETs (2 clients) and one of SETs
 # (1 client, a miss refilled), uniform over the same key space.  A sampler
 # prints a SAMPLE line a second (the fields of sample_fields()).  %(before)s
@@ -85,7 +86,13 @@ redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
 	--daemonize yes --logfile /tmp/redis.log --pidfile /tmp/redis.pid || exit 91
 for i in $(seq 200); do redis-cli ping > /dev/null 2>&1 && break; sleep 0.1; done
 t0=$(cut -d' ' -f1 /proc/uptime)
-redis-benchmark -t set -n %(fill_n)d -r %(keys)d -d %(value)d -P 16 -c 4 -q > /dev/null 2>&1
+i=0	# the keys redis-benchmark -r uses (key:%%012d), set by Redis itself (fast)
+while [ $i -lt %(fill_n)d ]; do
+	redis-cli eval "for k = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+		redis.call('SET', string.format('key:%%012d', k), string.rep('x', tonumber(ARGV[3]))) end" \
+		0 $i $((i + 4999)) %(value)d > /dev/null || exit 92
+	i=$((i + 5000))
+done
 echo "FILLED keys=$(redis-cli dbsize) secs=$(awk -v a=$t0 '{print $1 - a}' /proc/uptime)"
 %(before)s
 redis-benchmark -t get -r %(keys)d -n 2000000000 -c 2 -q > /dev/null 2>&1 &

@@ -80,7 +80,7 @@ def script(app, driver, args, classes):
         fits = args.redis * 1048576 // (args.value + 200)
         keys = fits * args.keyspace // 100
         return hostapps.REDIS_SCRIPT % {"maxmem_mib": args.redis, "keys": keys,
-                                        "fill_n": keys * 3 // 2, "value": args.value,
+                                        "fill_n": fits * 11 // 10, "value": args.value,
                                         "before": before, "after": after}
     return hostapps.JVM_SCRIPT % {"carry": hostapps.carry(classes), "xmx_mib": args.jvm_xmx,
                                   "cache_mib": args.jvm_cache, "key_pct": args.keyspace,
