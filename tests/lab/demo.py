@@ -1,24 +1,25 @@
-"""The main job: guests, Redis, memcoopd's automatic policy, report, plot.
+"""The main job: guests, Redis, memcoopd, report, plot.
 
 Boots two 1 GiB swapless guests side by side, one with the stock
 virtio_balloon and one with memcoop.ko (+ memcoop-guestd with its Redis
 adapter, when the build has it).  Each runs Debian's redis-server (the
 host's /usr over 9p: the lab's --host-usr) with maxmemory 600 MiB and
 allkeys-lru, filled and then served by redis-benchmark over a key space
-larger than the cache.  Then memcoopd manages both through QMP in
-automatic mode with a host floor set 1 GiB above the host's MemAvailable:
-the host is short, and the policy, not an operator, decides each tick how
-much to take from which guest (each guest's lower limit: 512 MiB).  Its
-log says why it changed each target.
+larger than the cache.  memcoopd manages both through QMP in automatic
+mode (lower limit 512 MiB each).  The operator takes 512 MiB from each
+guest (memcoopctl set GUEST target 512M); then both go back to automatic
+mode and the policy decides from the guests' and the host's memory
+whether to give memory back; its log says why it changed each target.
 
-Reported per guest: memory given to the host, OOM kills, Redis alive,
-ops/s and hit rate before/during/after (Redis's own counters), keys held
-before and at the end and keys lost (evicted); and a PNG plot per guest
-over time (target, actual, Redis RSS, ops/s) whose path is printed.
-Takes about 5 minutes on 2 cores (TCG).
+Reported per guest: time to the target, the balloon at the end, OOM
+kills, Redis alive, ops/s and hit rate before/during the squeeze and
+under the automatic policy (Redis's own counters), keys held before and
+at the end and keys evicted; and a PNG plot per guest over time (target,
+actual, Redis RSS, ops/s) whose path is printed.  About 5 minutes on 2
+idle cores (TCG).
 
-Exit 0 when the run completed and the memcoop guest kept Redis alive
-without an OOM kill; 1 otherwise.
+Exit 0 when the memcoop guest reached the target with Redis alive and no
+OOM kill; 1 otherwise.
 """
 
 import json
