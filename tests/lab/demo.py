@@ -46,7 +46,7 @@ POLICY_S = 40
 GUESTD_START = r"""
 %(carry)s
 if command -v memcoop-guestd > /dev/null && [ -c /dev/memcoop ]; then
-	printf 'socket "/tmp/guestd.sock"\napp redis {\n\ttype redis\n\taddress "127.0.0.1:6379"\n\tfloor 32M\n}\n' > /tmp/guestd.conf
+	printf 'socket "/tmp/guestd.sock"\napp redis {\n\ttype redis\n\taddress "127.0.0.1:6379"\n\tfloor 32M\n\tdeadline-ms 3000\n}\n' > /tmp/guestd.conf
 	chmod 600 /tmp/guestd.conf
 	memcoop-guestd -f /tmp/guestd.conf > /tmp/guestd.log 2>&1 &
 	echo "GUESTD started"

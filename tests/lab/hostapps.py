@@ -102,14 +102,14 @@ ls=$!
 sample() {
 	pid=$(cat /tmp/redis.pid 2>/dev/null)
 	rss=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status 2>/dev/null)
-	st=$(timeout 2 redis-cli info 2>/dev/null | tr -d '\r' | awk -F: '
+	st=$(timeout 10 redis-cli info 2>/dev/null | tr -d '\r' | awk -F: '
 		$1 == "total_commands_processed" {o = $2} $1 == "keyspace_hits" {h = $2}
 		$1 == "keyspace_misses" {m = $2} $1 == "evicted_keys" {e = $2}
 		$1 == "maxmemory" {x = $2} $1 == "used_memory" {u = $2}
 		END {if (o != "") printf "ops=%%s hits=%%s misses=%%s evicted=%%s maxmemory=%%s used=%%s", o, h, m, e, x, u}')
 	echo "SAMPLE t=$(cut -d' ' -f1 /proc/uptime) rss_kib=${rss:-0}" \
 		"avail_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)" \
-		"keys=$(timeout 2 redis-cli dbsize 2>/dev/null || echo 0) ${st:-down=1}"
+		"keys=$(timeout 10 redis-cli dbsize 2>/dev/null || echo 0) ${st:-down=1}"
 }
 (while :; do sample; sleep 1; done) &
 sp=$!

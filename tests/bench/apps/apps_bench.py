@@ -62,7 +62,7 @@ kill $gd 2>/dev/null; wait $gd 2>/dev/null
 sed 's/^/GUESTD-LOG /' /tmp/guestd.log
 """
 GUESTD_CONF = {
-    "redis": 'app redis {\n\ttype redis\n\taddress "127.0.0.1:6379"\n\tfloor 32M\n}',
+    "redis": 'app redis {\n\ttype redis\n\taddress "127.0.0.1:6379"\n\tfloor 32M\n\tdeadline-ms 3000\n}',
     "jvm": 'app jvm {\n\ttype jvm\n\tpid-file /tmp/java.pid\n\tdeadline-ms 3000\n}',
 }
 
