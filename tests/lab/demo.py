@@ -238,8 +238,10 @@ def demo(srcdir, builddir):
                     return False
             return True
         watch(SQUEEZE_WAIT_S, all_reached)
-        reached = {}
+        reached, lowest = {}, {}
         for name in guests:
+            lowest[name] = min([p[2] for p in series[name] if p[0] >= t_squeeze],
+                               default=-1)
             hit = [p[0] - t_squeeze for p in series[name]
                    if p[0] >= t_squeeze and p[2] <= target + 4]
             reached[name] = hit[0] if hit else None
@@ -274,7 +276,7 @@ def demo(srcdir, builddir):
                 "actual": actual, "exit": rc, "samples": smp,
                 "offset": t_squeeze - mark,
                 "reached": reached[name],
-                "lowest": min([p[2] for p in series[name]], default=-1),
+                "lowest": lowest[name],
                 "oom": int(m.group(1)) if m else -1,
                 "alive": "APP-ALIVE" in out,
                 "phases": (before, during, after),
@@ -302,12 +304,12 @@ def demo(srcdir, builddir):
         say("")
         say("== report: 'during' is the squeeze to %d MiB, 'after' the %d s of automatic "
             "policy" % (target, POLICY_S))
-        say("%-8s %-12s %-8s %-5s %-6s %-26s %-20s %s" % (
+        say("%-8s %-18s %-8s %-5s %-6s %-26s %-20s %s" % (
             "guest", "reached in", "end", "OOM", "Redis", "ops/s before/during/after",
             "hit % before/dur/aft", "keys before -> end (evicted)"))
         for name, r in results.items():
             b, d, a = r["phases"]
-            say("%-8s %-12s %-8s %-5d %-6s %-26s %-20s %.0f -> %.0f (%.0f)" % (
+            say("%-8s %-18s %-8s %-5d %-6s %-26s %-20s %.0f -> %.0f (%.0f)" % (
                 name, "%.1fs" % r["reached"] if r["reached"] is not None else
                 ">%ds (lowest %d)" % (SQUEEZE_WAIT_S, r["lowest"]),
                 "%d MiB" % r["actual"], r["oom"], "alive" if r["alive"] else "DEAD",
