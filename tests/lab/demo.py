@@ -142,6 +142,7 @@ def _draw(path, series, samples, offsets, events):
             ax.axvline(when, color="black", linestyle=":")
             ax.text(when, MEM_MIB, " " + what, fontsize=8, va="top")
     axes[-1].set_xlabel("seconds since memcoopd started")
+    axes[-1].set_xlim(left=-BEFORE_S - 5)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
