@@ -95,9 +95,9 @@ while [ $i -lt %(fill_n)d ]; do
 done
 echo "FILLED keys=$(redis-cli dbsize) secs=$(awk -v a=$t0 '{print $1 - a}' /proc/uptime)"
 %(before)s
-redis-benchmark -t get -r %(keys)d -n 2000000000 -c 2 -q > /dev/null 2>&1 &
+redis-benchmark -t get -r %(keys)d -n 2000000000 -c 2 -q > /tmp/load-get.log 2>&1 &
 lg=$!
-redis-benchmark -t set -r %(keys)d -d %(value)d -n 2000000000 -c 1 -q > /dev/null 2>&1 &
+redis-benchmark -t set -r %(keys)d -d %(value)d -n 2000000000 -c 1 -q > /tmp/load-set.log 2>&1 &
 ls=$!
 sample() {
 	pid=$(cat /tmp/redis.pid 2>/dev/null)
@@ -118,6 +118,9 @@ echo "MARK squeeze t=$(cut -d' ' -f1 /proc/uptime)"
 read x < /dev/ttyS2
 kill $sp $lg $ls 2> /dev/null
 sample
+for f in /tmp/load-get.log /tmp/load-set.log; do	# redis-benchmark's last words
+	echo "LOADGEN $f: $(tail -c 300 $f | tr '\r' '\n' | grep . | tail -2 | tr '\n' ' ')"
+done
 %(after)s
 if timeout 5 redis-cli ping 2>/dev/null | grep -q PONG; then echo "APP-ALIVE"; else echo "APP-DEAD"; fi
 redis-cli shutdown nosave > /dev/null 2>&1
