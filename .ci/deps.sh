@@ -16,11 +16,11 @@ PKGS="build-essential pkg-config meson ninja-build sparse pahole
 linux-headers-amd64 linux-libc-dev kmod dkms cpio gzip xz-utils busybox-static
 mmdebstrap util-linux
 bc bison flex libelf-dev libssl-dev
+redis-server redis-tools memcached openjdk-17-jre-headless python3-matplotlib
 qemu-system-x86 qemu-utils socat
 libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 libevent-dev libcunit1-dev libjansson-dev
-jq procps python3
-redis-server redis-tools memcached openjdk-17-jre-headless python3-matplotlib"
+jq procps python3"
 
 missing=""
 for p in $PKGS; do
