@@ -11,6 +11,8 @@ public class Garbage {
             for (int j = 0; j < b.length; j += 4096)
                 b[j] = (byte) j;
             held.add(b);
+            if (i % 32 == 31)
+                System.out.println("GARBAGE-MIB " + (i + 1));
         }
         sink = held;
         held = null;
