@@ -389,6 +389,7 @@ start_request(struct app *a, const struct app_req *r)
 	a->note[0] = '\0';
 	a->requests++;
 	a->asked_total += want;
+	a->calm_since_ms = 0;
 	arm(a->ev_deadline, r->deadline_ms > now + ANSWER_MARGIN_MS ?
 	    r->deadline_ms - now - ANSWER_MARGIN_MS : 0);
 	ask = yield_scale(&a->yield, want);
@@ -624,15 +625,23 @@ app_tick(struct app *a, const struct gconf *c)
 		    memcoop_set_reclaimable(a->mc, est) == 0)
 			a->estimate_pages = est;
 	}
+	/* room now, and all through the last period (a balloon still
+	 * inflating takes MemAvailable down again) */
+	avail = meminfo_kib("MemAvailable:");
+	if (avail < 0 ||
+	    (uint64_t)avail * 1024 < c->grow_margin + c->grow_step)
+		a->calm_since_ms = 0;
+	else if (a->calm_since_ms == 0)
+		a->calm_since_ms = now;
 	if (!a->ops->lowered(a) || now < a->last_shrink_ms + c->grow_period_ms ||
 	    now < a->last_grow_ms + c->grow_period_ms)
 		return;
-	avail = meminfo_kib("MemAvailable:");
-	if (avail < 0 ||
-	    (uint64_t)avail * 1024 < c->grow_margin + c->grow_step) {
-		log_debug("app %s: no grow-back: MemAvailable %s, margin %s",
-		    a->conf->name, fmt_size((int64_t)avail * 1024),
-		    fmt_size((int64_t)c->grow_margin));
+	if (a->calm_since_ms == 0 || now < a->calm_since_ms + c->grow_period_ms) {
+		log_debug("app %s: no grow-back: MemAvailable %s, margin %s, "
+		    "room for %llu ms", a->conf->name,
+		    fmt_size((int64_t)avail * 1024),
+		    fmt_size((int64_t)c->grow_margin), (unsigned long long)
+		    (a->calm_since_ms != 0 ? now - a->calm_since_ms : 0));
 		return;
 	}
 	a->busy = BUSY_GROW;

@@ -170,6 +170,7 @@ struct app {
 	struct yield_state	 yield;
 	uint64_t		 last_shrink_ms;
 	uint64_t		 last_grow_ms;
+	uint64_t		 calm_since_ms;	/* MemAvailable above the margin */
 	int			 doomed;	/* removed by a reload */
 	char			 last[LAST_MAX];
 };

@@ -275,7 +275,8 @@ def main():
     for what in bad:
         print("FAIL: %s" % what)
     if not bad:
-        print("PASS: memcoop-guestd served Redis, a G1 JVM and a cgroup in the guest")
+        print("PASS: memcoop-guestd served Redis, %s a cgroup in the guest" % (
+            "a G1 JVM and" if java else "and"))
     mclab.cleanup_tmp(failed=bool(bad))
     return 1 if bad else 0
 
