@@ -6,13 +6,15 @@ public class Garbage {
     public static void main(String[] args) throws Exception {
         int mib = Integer.parseInt(args[0]);
         java.util.List<byte[]> held = new java.util.ArrayList<>();
-        for (int i = 0; i < mib; i++) {
-            byte[] b = new byte[1 << 20];
+        // 256 KiB arrays: below G1's humongous size (half a region), so a
+        // MiB of garbage takes a MiB of heap
+        for (int i = 0; i < mib * 4; i++) {
+            byte[] b = new byte[1 << 18];
             for (int j = 0; j < b.length; j += 4096)
                 b[j] = (byte) j;
             held.add(b);
-            if (i % 32 == 31)
-                System.out.println("GARBAGE-MIB " + (i + 1));
+            if (i % 128 == 127)
+                System.out.println("GARBAGE-MIB " + (i + 1) / 4);
         }
         sink = held;
         held = null;

@@ -139,10 +139,14 @@ sed 's/^/GLOG /' /tmp/g.log
 
 JAVA = r"""
 %(carry)s
-java -XX:+UseG1GC -Xms16m -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto \
+java -XX:+UseG1GC -Xms16m -Xmx384m -XX:TieredStopAtLevel=1 -Xshare:auto \
 	-cp /tmp/classes Garbage 128 > /tmp/java.log 2>&1 &
 echo $! > /tmp/java.pid
-for i in $(seq 6000); do grep -q GARBAGE-READY /tmp/java.log && break; sleep 0.1; done
+for i in $(seq 6000); do
+	grep -q GARBAGE-READY /tmp/java.log && break
+	kill -0 $(cat /tmp/java.pid) 2> /dev/null || break
+	sleep 0.1
+done
 grep -q GARBAGE-READY /tmp/java.log || { cat /tmp/java.log; exit 94; }
 echo "STEP java $(cut -d' ' -f1 /proc/uptime)"
 """
