@@ -178,11 +178,11 @@ def main():
     else:
         parts = {"java": NO_JAVA, "ctl_jvm": ""}
     bad = []
-    with mclab.Guest(mem=MEM, host_usr=True, name="guestd-apps", timeout=1200 if java else 420,
+    with mclab.Guest(mem=MEM, host_usr=True, name="guestd-apps", timeout=540,
                      modparams={"relay_deadline_ms": RELAY_DEADLINE_MS}) as g:
         g.start("sh", "-c", SCRIPT % parts)
         try:
-            m = g.wait_for(r"READY-SQUEEZE memfree=(\d+)", timeout=900 if java else 240)
+            m = g.wait_for(r"READY-SQUEEZE memfree=(\d+)", timeout=400)
         except mclab.LabError:
             sys.stdout.write(g.output)
             raise
