@@ -9,7 +9,7 @@
  * SETTLE_MS while it keeps falling.  The answer goes out when it stops
  * falling, when the action's deadline-ms is over, or ANSWER_MARGIN_MS before
  * the driver's deadline, whichever comes first: always in time, always what
- * was measured.  Requests that arrive meanwhile wait in a short queue.
+ * was measured.  Requests that arrive meanwhile are answered 0 at once.
  */
 #include <sys/time.h>
 #include <errno.h>
@@ -291,27 +291,6 @@ arm(struct event *ev, uint64_t ms)
 	evtimer_add(ev, &tv);
 }
 
-static void
-next_request(struct app *a)
-{
-	struct app_req r;
-
-	while (a->busy == BUSY_NONE && a->nqueue > 0) {
-		r = a->queue[0];
-		memmove(a->queue, a->queue + 1,
-		    --a->nqueue * sizeof(a->queue[0]));
-		if (now_ms() + ANSWER_MARGIN_MS >= r.deadline_ms) {
-			/* too late to act: say nothing left, at once */
-			if (r.seq != 0 && a->mc != NULL)
-				memcoop_answer(a->mc, r.seq, 0);
-			log_info("app %s: request %llu expired while queued",
-			    a->conf->name, (unsigned long long)r.seq);
-			continue;
-		}
-		start_request(a, &r);
-	}
-}
-
 /* Answered and the adapter done: log, learn, serve the next one. */
 static void
 finish(struct app *a)
@@ -333,7 +312,6 @@ finish(struct app *a)
 	    (unsigned long long)ms, a->note);
 	a->busy = BUSY_NONE;
 	a->last_shrink_ms = now_ms();
-	next_request(a);
 }
 
 static void
@@ -389,6 +367,7 @@ start_request(struct app *a, const struct app_req *r)
 	a->note[0] = '\0';
 	a->requests++;
 	a->asked_total += want;
+	a->calm_since_ms = 0;
 	arm(a->ev_deadline, r->deadline_ms > now + ANSWER_MARGIN_MS ?
 	    r->deadline_ms - now - ANSWER_MARGIN_MS : 0);
 	ask = yield_scale(&a->yield, want);
@@ -454,7 +433,6 @@ app_action_done(struct app *a, int ok, const char *fmt, ...)
 		app_set_last(a, "%s: %s", was == BUSY_GROW ? "grow" : "restore",
 		    a->note);
 		a->busy = BUSY_NONE;
-		next_request(a);
 		return;
 	case BUSY_NONE:
 		/* a probe's failure */
@@ -463,22 +441,27 @@ app_action_done(struct app *a, int ok, const char *fmt, ...)
 	}
 }
 
+/*
+ * A request while the application is busy (an earlier request's action
+ * still running, a grow-back step) is answered at once with 0: the running
+ * action frees what it can anyway, and an answer in time with nothing is
+ * honest, where one after the deadline would demote the client.
+ */
 static void
-queue_request(struct app *a, const struct app_req *r)
+serve_request(struct app *a, const struct app_req *r)
 {
 	if (a->busy == BUSY_NONE) {
 		start_request(a, r);
 		return;
 	}
-	if (a->nqueue == APP_REQ_QUEUE) {
-		log_warnx("app %s: %d requests waiting, request %llu answered "
-		    "with 0", a->conf->name, APP_REQ_QUEUE,
-		    (unsigned long long)r->seq);
-		if (r->seq != 0 && a->mc != NULL)
-			memcoop_answer(a->mc, r->seq, 0);
-		return;
-	}
-	a->queue[a->nqueue++] = *r;
+	log_debug("app %s: busy, request %llu answered with 0", a->conf->name,
+	    (unsigned long long)r->seq);
+	a->requests++;
+	a->asked_total += r->pages * page_size();
+	if (r->seq != 0 && a->mc != NULL &&
+	    memcoop_answer(a->mc, r->seq, 0) == -1)
+		log_warnx("app %s: answer to request %llu: %s", a->conf->name,
+		    (unsigned long long)r->seq, memcoop_strerror(errno));
 }
 
 void
@@ -503,6 +486,10 @@ app_shrink_manual(struct app *a, uint64_t bytes)
 {
 	struct app_req r;
 
+	if (a->busy != BUSY_NONE) {
+		errno = EBUSY;
+		return -1;
+	}
 	r.seq = 0;
 	r.pages = (bytes + page_size() - 1) / page_size();
 	r.deadline_ms = now_ms() + a->conf->deadline_ms + ANSWER_MARGIN_MS;
@@ -510,7 +497,7 @@ app_shrink_manual(struct app *a, uint64_t bytes)
 		errno = EINVAL;
 		return -1;
 	}
-	queue_request(a, &r);
+	serve_request(a, &r);
 	return 0;
 }
 
@@ -541,7 +528,7 @@ relay_cb(int fd, short what, void *arg)
 		    (unsigned long long)r.seq, (unsigned long long)r.pages,
 		    ev[i].shrink.reason,
 		    (long long)r.deadline_ms - (long long)now_ms());
-		queue_request(a, &r);
+		serve_request(a, &r);
 	}
 }
 
@@ -624,15 +611,23 @@ app_tick(struct app *a, const struct gconf *c)
 		    memcoop_set_reclaimable(a->mc, est) == 0)
 			a->estimate_pages = est;
 	}
+	/* room now, and all through the last period (a balloon still
+	 * inflating takes MemAvailable down again) */
+	avail = meminfo_kib("MemAvailable:");
+	if (avail < 0 ||
+	    (uint64_t)avail * 1024 < c->grow_margin + c->grow_step)
+		a->calm_since_ms = 0;
+	else if (a->calm_since_ms == 0)
+		a->calm_since_ms = now;
 	if (!a->ops->lowered(a) || now < a->last_shrink_ms + c->grow_period_ms ||
 	    now < a->last_grow_ms + c->grow_period_ms)
 		return;
-	avail = meminfo_kib("MemAvailable:");
-	if (avail < 0 ||
-	    (uint64_t)avail * 1024 < c->grow_margin + c->grow_step) {
-		log_debug("app %s: no grow-back: MemAvailable %s, margin %s",
-		    a->conf->name, fmt_size((int64_t)avail * 1024),
-		    fmt_size((int64_t)c->grow_margin));
+	if (a->calm_since_ms == 0 || now < a->calm_since_ms + c->grow_period_ms) {
+		log_debug("app %s: no grow-back: MemAvailable %s, margin %s, "
+		    "room for %llu ms", a->conf->name,
+		    fmt_size((int64_t)avail * 1024),
+		    fmt_size((int64_t)c->grow_margin), (unsigned long long)
+		    (a->calm_since_ms != 0 ? now - a->calm_since_ms : 0));
 		return;
 	}
 	a->busy = BUSY_GROW;
@@ -684,15 +679,10 @@ app_new(struct event_base *base, struct app_conf *ac)
 void
 app_free(struct app *a)
 {
-	unsigned int i;
-
 	if (a->busy == BUSY_SHRINK && !a->answered) {
 		sample(a);
 		answer(a);
 	}
-	for (i = 0; i < a->nqueue; i++)
-		if (a->queue[i].seq != 0 && a->mc != NULL)
-			memcoop_answer(a->mc, a->queue[i].seq, 0);
 	a->ops->free(a);
 	event_free(a->ev_measure);
 	event_free(a->ev_deadline);

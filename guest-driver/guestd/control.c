@@ -183,8 +183,8 @@ control_listen(struct guestd *g, const char *path)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	strcpy(sun.sun_path, path);
-	snprintf(sock_path, sizeof(sock_path), "%s", path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	memcpy(sock_path, sun.sun_path, sizeof(sock_path));
 	if (unlink(path) == -1 && errno != ENOENT)
 		return -1;
 	old = umask(0117);

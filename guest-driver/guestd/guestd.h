@@ -126,8 +126,6 @@ struct app_req {
 	uint64_t	 deadline_ms;	/* the driver's, CLOCK_MONOTONIC */
 };
 
-#define APP_REQ_QUEUE	4
-
 struct yield_state {
 	double		 yield;		/* learned freed/asked, 0.05..1 */
 	unsigned int	 samples;
@@ -146,11 +144,9 @@ struct app {
 	int			 reg_errno;	/* why not, said once */
 	uint64_t		 estimate_pages; /* registered estimate */
 
-	/* the request being served and those waiting */
+	/* the request being served */
 	enum app_busy		 busy;
 	struct app_req		 cur;
-	struct app_req		 queue[APP_REQ_QUEUE];
-	unsigned int		 nqueue;
 	uint64_t		 start_ms;
 	uint64_t		 action_bytes;	/* what the adapter was asked */
 	int64_t			 before;	/* measured at the baseline, -1 */
@@ -170,6 +166,7 @@ struct app {
 	struct yield_state	 yield;
 	uint64_t		 last_shrink_ms;
 	uint64_t		 last_grow_ms;
+	uint64_t		 calm_since_ms;	/* MemAvailable above the margin */
 	int			 doomed;	/* removed by a reload */
 	char			 last[LAST_MAX];
 };

@@ -126,8 +126,8 @@ op_end(struct redis *r, int ok, const char *fmt, ...)
 		redis_close(r);
 	if (op == ROP_PROBE) {
 		if (!ok) {
-			log_warnx("app %s: %s", r->app->conf->name, msg);
-			app_set_last(r->app, "%s", msg);
+			log_warnx("app %s: probe: %s", r->app->conf->name, msg);
+			app_set_last(r->app, "probe: %s", msg);
 		}
 		return;
 	}

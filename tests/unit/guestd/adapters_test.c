@@ -276,6 +276,8 @@ redis_case(enum fake f, const char *password, const char *want,
 	pid = fake_start(f, sock, sizeof(sock));
 	a = redis_app(sock, password, 300);
 	CU_ASSERT_EQUAL(app_shrink_manual(a, 100 * MIB), 0);
+	/* one request at a time */
+	CU_ASSERT_EQUAL(app_shrink_manual(a, MIB), -1);
 	ms = wait_idle(a, 5000);
 	CU_ASSERT_EQUAL(a->busy, BUSY_NONE);
 	/* deadline-ms 300 bounds every wait, with room for a loaded host */
