@@ -35,7 +35,7 @@ import mclab
 
 MEM_MIB = 1024
 REDIS_MIB = 600
-VALUE = 4000
+VALUE = 16384        # bytes; small values fragment jemalloc and give little RSS back (docs/memcoop-guestd.md)
 KEYSPACE_PCT = 160
 SQUEEZE_MIB = 512       # what the operator takes from each guest
 GUEST_MIN_MIB = 512     # each guest's lower limit
