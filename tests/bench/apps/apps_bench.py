@@ -186,7 +186,7 @@ def main():
     ap.add_argument("--mem", type=int, default=1024)
     ap.add_argument("--take", type=int, default=512)
     ap.add_argument("--redis", type=int, default=600, help="Redis maxmemory, MiB")
-    ap.add_argument("--value", type=int, default=4000, help="value bytes")
+    ap.add_argument("--value", type=int, default=16384, help="value bytes (small values fragment jemalloc: Redis then gives little RSS back, docs/memcoop-guestd.md)")
     ap.add_argument("--keyspace", type=int, default=160,
                     help="key space, percent of the keys that fit")
     ap.add_argument("--jvm-cache", type=int, default=96)
