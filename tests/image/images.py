@@ -329,6 +329,9 @@ class ImageGuest(mclab.Guest):
             "-chardev", "socket,id=ctl,path=%s,server=on,wait=off" % self.ctl_path,
             "-serial", "chardev:ctl",
             "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
+        if self.qmp_path2:
+            argv += ["-chardev", "socket,id=qmp2,path=%s,server=on,wait=off" % self.qmp_path2,
+                     "-mon", "chardev=qmp2,mode=control"]
         if self.balloon:
             argv += ["-device", "virtio-balloon-pci,id=balloon0"]
         mclab._log(" ".join(shlex.quote(a) for a in argv))
