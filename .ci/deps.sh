@@ -8,6 +8,8 @@
 # pahole: 6.12+ headers ship vmlinux, so Kbuild makes BTF for the module.
 # bc bison flex libelf-dev libssl-dev: the lab's debug kernel
 # (tests/lab/debugkernel.py), built from linux-source-6.12 when first used.
+# redis-server redis-tools memcached openjdk-17-jre-headless: run in lab guests
+# from the host's /usr (mclab run --host-usr); python3-matplotlib: the demo's plot.
 set -eu
 
 PKGS="build-essential pkg-config meson ninja-build sparse pahole
@@ -17,7 +19,8 @@ bc bison flex libelf-dev libssl-dev
 qemu-system-x86 qemu-utils socat
 libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 libevent-dev libcunit1-dev libjansson-dev
-jq procps python3"
+jq procps python3
+redis-server redis-tools memcached openjdk-17-jre-headless python3-matplotlib"
 
 missing=""
 for p in $PKGS; do

@@ -119,6 +119,17 @@ case "$MCLAB_DRIVER" in
 memcoop) insmod /lib/modules/mc/memcoop.ko $MCLAB_PARAMS || fail "insmod memcoop.ko" ;;
 stock) insmod /lib/modules/mc/virtio_balloon.ko $MCLAB_PARAMS || fail "insmod virtio_balloon.ko" ;;
 esac
+if [ -n "$MCLAB_HOST_USR" ]; then	# --host-usr: the host's /usr, read-only (9p)
+	for m in $MCLAB_9P_MODULES; do insmod /lib/modules/mc/$m.ko || fail "insmod $m"; done
+	o=trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144
+	mkdir -p /usr /etc/java-17-openjdk /etc/alternatives
+	mount -t 9p -o $o hostusr /usr || fail "mount the host's /usr"
+	mount -t 9p -o $o hostjava /etc/java-17-openjdk 2> /dev/null
+	mount -t 9p -o $o hostalt /etc/alternatives 2> /dev/null
+	ln -s usr/lib64 /lib64
+	ln -s /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu
+	export PATH=$PATH:/usr/sbin:/usr/bin
+fi
 echo "MCLAB-READY $(cut -d' ' -f1 /proc/uptime)" > $out
 cd /tmp
 /bin/sh /mclab/cmd > $out 2>&1 < /dev/null
@@ -486,6 +497,50 @@ def _fetch_kernel(ver, kdir):
             f.write("".join(m + "\n" for m in mine))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --host-usr: the 9p modules, in load order (those a kernel lacks as a
+# module, fscache in 6.12, are skipped), and the host directories shared
+# read-only: mount tag -> path (OpenJDK's conf links point to hostjava,
+# /usr/bin/java to hostalt).
+P9_MODULES = ["netfs", "fscache", "9pnet", "9pnet_virtio", "9p"]
+HOST_SHARES = {"hostusr": "/usr", "hostjava": "/etc/java-17-openjdk",
+               "hostalt": "/etc/alternatives"}
+
+
+def fetch_9p_modules(ver):
+    """[(name, path)] of the 9p modules of kernel @ver, in load order,
+    unpacked once from its Debian package into the kernel's cache."""
+    mdir = os.path.join(fetch_kernel(ver), "modules-9p")
+    os.makedirs(mdir, exist_ok=True)
+    with _flock(os.path.join(mdir, ".lock")):
+        if not os.path.exists(os.path.join(mdir, ".complete")):
+            apt = _apt_for(ver)
+            pkg = "linux-image-" + ver
+            if pkg not in apt.pkgnames(pkg):
+                pkg += "-unsigned"
+            pkgs = [pkg] + [d for d in apt.depends(pkg) if d.startswith("linux-modules-")]
+            sys.stderr.write("mclab: fetching the 9p modules of %s\n" % ver)
+            tmp = tempfile.mkdtemp(prefix="mclab-9p-", dir=mdir)
+            try:
+                for deb in apt.download(pkgs, tmp):
+                    subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+                for m in P9_MODULES:
+                    found = glob.glob(os.path.join(tmp, "**", m + ".ko*"), recursive=True)
+                    if found:
+                        data = open(found[0], "rb").read()
+                        if found[0].endswith(".xz"):
+                            data = lzma.decompress(data)
+                        with open(os.path.join(mdir, m + ".ko"), "wb") as f:
+                            f.write(data)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            open(os.path.join(mdir, ".complete"), "w").close()
+    mods = [(m, os.path.join(mdir, m + ".ko")) for m in P9_MODULES
+            if os.path.exists(os.path.join(mdir, m + ".ko"))]
+    if "9p" not in dict(mods):
+        raise LabError("kernel %s has no 9p module: --host-usr cannot work" % ver)
+    return mods
 
 
 def kernel_tree(ver):
@@ -860,8 +915,10 @@ class Lab:
                         os.unlink(old)
         return path
 
-    def initrd(self, dest, cmd, driver="memcoop", modparams=None, base_modules=None):
-        """Write base + per-run cpio to @dest."""
+    def initrd(self, dest, cmd, driver="memcoop", modparams=None, base_modules=None,
+               host_usr=False):
+        """Write base + per-run cpio to @dest (@host_usr: with the 9p
+        modules, and the init mounting the host's /usr)."""
         base = self.base_initramfs(with_module=(driver == "memcoop"))
         params = " ".join("%s=%s" % (k, v) for k, v in (modparams or {}).items())
         for k in (modparams or {}):
@@ -872,6 +929,12 @@ class Lab:
             shlex.quote(" ".join(base_modules if base_modules is not None else
                                  [m for m in VIRTIO_MODULES if m in self.kernel()[1]])))
         c = Cpio()
+        if host_usr:
+            p9 = fetch_9p_modules(self.kernel_version())
+            conf += "MCLAB_HOST_USR=1\nMCLAB_9P_MODULES=%s\n" % shlex.quote(
+                " ".join(m for m, _ in p9))
+            for m, p in p9:
+                c.file("lib/modules/mc/%s.ko" % m, open(p, "rb").read(), 0o644)
         c.file("mclab/run.conf", conf.encode(), 0o644)
         c.file("mclab/cmd", (shlex.join(cmd) + "\n").encode(), 0o644)
         with open(dest, "wb") as f:
@@ -1043,7 +1106,8 @@ class Guest:
     def __init__(self, mem=512, smp=1, driver="memcoop", modparams=None,
                  balloon_opts=None, timeout=300, kvm=False, append="",
                  builddir=None, qmp_extra=False, name="guest", balloon=True, module=None,
-                 kernel=None, qemu=None):
+                 kernel=None, qemu=None, host_usr=False):
+        self.host_usr = host_usr    # the host's /usr read-only at /usr (9p)
         if driver not in ("memcoop", "stock", "none"):
             raise LabError("driver must be memcoop, stock or none")
         if module is not None and driver != "memcoop":
@@ -1085,7 +1149,7 @@ class Guest:
             raise LabError("no command to run in the guest")
         vmlinuz, _ = self.lab.kernel()
         initrd = self.lab.initrd(os.path.join(self.tmp, "initrd.cpio"), list(cmd),
-                                 self.driver, self.modparams)
+                                 self.driver, self.modparams, host_usr=self.host_usr)
         for p in (self.console_path, self.out_path):
             open(p, "wb").close()
         argv = [self.qemu_bin] + [a for d in self.qemu_fw for a in ("-L", d)] + [
@@ -1106,6 +1170,10 @@ class Guest:
         if self.qmp_path2:
             argv += ["-chardev", "socket,id=qmp2,path=%s,server=on,wait=off" % self.qmp_path2,
                      "-mon", "chardev=qmp2,mode=control"]
+        for tag, path in (HOST_SHARES.items() if self.host_usr else ()):
+            if os.path.isdir(path):
+                argv += ["-fsdev", "local,id=%s,path=%s,security_model=none,readonly=on" % (
+                    tag, path), "-device", "virtio-9p-pci,fsdev=%s,mount_tag=%s" % (tag, tag)]
         if self.balloon:
             dev = "virtio-balloon-pci,id=balloon0"
             for k, v in self.balloon_opts.items():

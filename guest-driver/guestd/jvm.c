@@ -1,0 +1,594 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The JVM adapter (HotSpot): the attach protocol (attach.h) spoken in the
+ * event loop, no jcmd process.  The first request asks VM.flags which
+ * collector runs.  Shrink: G1, Parallel, Serial: GC.run (a full GC; G1 and
+ * Serial then uncommit the free heap down to MaxHeapFreeRatio); ZGC and
+ * Shenandoah: VM.set_flag SoftMaxHeapSize (the committed heap target) lowered
+ * by the amount, then GC.run.  Grow-back raises SoftMaxHeapSize again; exit
+ * restores it.
+ *
+ * SIGQUIT kills a process that does not catch it, so the attach listener
+ * is only started in a process that maps libjvm.so and catches SIGQUIT
+ * (/proc/PID/status SigCgt; not with -Xrs).  Every wait (the socket to
+ * appear, the connection, the reply) is bounded by deadline-ms.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "attach.h"
+#include "guestd.h"
+#include "io.h"
+#include "log.h"
+
+#define JVM_POLL_MS	50	/* waiting for the attach socket */
+#define SOFTMAX_FLOOR	(32 * MIB)
+
+enum jvm_op {
+	JOP_NONE = 0,
+	JOP_SHRINK,
+	JOP_GROW,
+	JOP_RESTORE,
+};
+
+struct jvm;
+typedef void (*jvm_reply)(struct jvm *, int status, const char *text);
+
+struct jvm {
+	struct app		*app;
+	pid_t			 pid;
+	enum jvm_gc		 gc;
+	uint64_t		 maxheap;	/* MaxHeapSize */
+	int			 soft_lowered;
+	uint64_t		 soft_orig;	/* SoftMaxHeapSize found */
+	uint64_t		 soft_set;	/* what we set */
+
+	enum jvm_op		 op;
+	uint64_t		 bytes;
+	uint64_t		 target;
+	uint64_t		 op_start;
+	struct event		*ev_timeout;
+	struct event		*ev_poll;
+	struct bufferevent	*bev;
+	char			 sock[108];
+	char			 trigger[128];
+	char			 cmdline[128];	/* the request in flight */
+	jvm_reply		 on_reply;
+	char			 why[200];
+};
+
+static struct jvm *
+J(struct app *a)
+{
+	return a->priv;
+}
+
+static void
+conn_close(struct jvm *j)
+{
+	if (j->bev != NULL)
+		bufferevent_free(j->bev);
+	j->bev = NULL;
+	if (j->trigger[0] != '\0') {
+		unlink(j->trigger);
+		j->trigger[0] = '\0';
+	}
+}
+
+static void
+op_end(struct jvm *j, int ok, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+op_end(struct jvm *j, int ok, const char *fmt, ...)
+{
+	char msg[LAST_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	evtimer_del(j->ev_timeout);
+	evtimer_del(j->ev_poll);
+	conn_close(j);
+	if (!ok)
+		j->gc = GC_UNKNOWN;	/* look again next time */
+	if (j->op == JOP_NONE)
+		return;
+	j->op = JOP_NONE;
+	app_action_done(j->app, ok, "%s", msg);
+}
+
+static void
+timeout_cb(int fd, short what, void *arg)
+{
+	struct jvm *j = arg;
+
+	(void)fd;
+	(void)what;
+	op_end(j, 0, "jvm %d: %s: no answer in time (deadline-ms)",
+	    (int)j->pid, j->cmdline);
+}
+
+/* ---- finding the process ---- */
+
+static int
+comm_is(pid_t pid, const char *name)
+{
+	char path[64], buf[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	if (io_read_path(path, buf, sizeof(buf)) <= 0)
+		return 0;
+	buf[strcspn(buf, "\n")] = '\0';
+	return strcmp(buf, name) == 0;
+}
+
+static pid_t
+find_process(const char *name)
+{
+	struct dirent *de;
+	pid_t best = -1, p;
+	DIR *d;
+
+	if ((d = opendir("/proc")) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		p = (pid_t)atoi(de->d_name);
+		if (p > 0 && (best == -1 || p < best) && comm_is(p, name))
+			best = p;
+	}
+	closedir(d);
+	return best;
+}
+
+static pid_t
+resolve_pid(struct jvm *j)
+{
+	const struct app_conf *c = j->app->conf;
+	char buf[32], *end;
+	pid_t p = -1;
+	long v;
+
+	if (c->pid != 0)
+		p = c->pid;
+	else if (c->pid_file != NULL) {
+		if (io_read_path(c->pid_file, buf, sizeof(buf)) > 0) {
+			errno = 0;
+			v = strtol(buf, &end, 10);
+			if (errno == 0 && v > 0 && v < 0x7fffffff &&
+			    (*end == '\n' || *end == '\0'))
+				p = (pid_t)v;
+		}
+	} else if (j->pid > 0 && comm_is(j->pid, c->process))
+		p = j->pid;
+	else
+		p = find_process(c->process);
+	if (p > 0 && kill(p, 0) == -1 && errno == ESRCH)
+		p = -1;
+	if (p != j->pid) {
+		j->gc = GC_UNKNOWN;
+		j->soft_lowered = 0;
+		if (p > 0)
+			log_info("app %s: JVM is pid %d", j->app->conf->name,
+			    (int)p);
+	}
+	j->pid = p;
+	return p;
+}
+
+/* 1 if @pid maps libjvm.so and catches SIGQUIT (so SIGQUIT is safe). */
+static int
+is_hotspot(pid_t pid, char *why, size_t wl)
+{
+	char path[64], line[512], status[4096], *p;
+	unsigned long long cgt;
+	int jvm = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(why, wl, "%s: %s", path, strerror(errno));
+		return 0;
+	}
+	while (!jvm && fgets(line, sizeof(line), f) != NULL)
+		jvm = strstr(line, "/libjvm.so") != NULL;
+	fclose(f);
+	if (!jvm) {
+		snprintf(why, wl, "pid %d does not map libjvm.so: not a HotSpot"
+		    " JVM, not signalled", (int)pid);
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (io_read_path(path, status, sizeof(status)) == -1 ||
+	    (p = strstr(status, "\nSigCgt:")) == NULL ||
+	    sscanf(p + 8, "%llx", &cgt) != 1) {
+		snprintf(why, wl, "%s: no SigCgt", path);
+		return 0;
+	}
+	if (!(cgt & (1ULL << (SIGQUIT - 1)))) {
+		snprintf(why, wl, "JVM %d does not catch SIGQUIT (-Xrs?): "
+		    "attach would kill it, not signalled", (int)pid);
+		return 0;
+	}
+	return 1;
+}
+
+/* ---- one attach request ---- */
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct jvm *j = arg;
+
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > ATTACH_REPLY_MAX)
+		op_end(j, 0, "jvm %d: %s: reply over %d bytes", (int)j->pid,
+		    j->cmdline, ATTACH_REPLY_MAX);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct jvm *j = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+	jvm_reply cb = j->on_reply;
+	char *buf, *text;
+	int status;
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (!(what & BEV_EVENT_EOF))
+		return (void)op_end(j, 0, "jvm %d: %s: %s", (int)j->pid,
+		    j->cmdline, evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
+	if (len == 0)
+		return (void)op_end(j, 0, "jvm %d: %s: the JVM closed the "
+		    "attach socket without answering (gone?)", (int)j->pid,
+		    j->cmdline);
+	if ((buf = malloc(len + 1)) == NULL)
+		return (void)op_end(j, 0, "out of memory");
+	evbuffer_remove(in, buf, len);
+	if (attach_parse_reply(buf, len, &status, &text) == -1) {
+		free(buf);
+		return (void)op_end(j, 0, "jvm %d: %s: the reply has no "
+		    "status line", (int)j->pid, j->cmdline);
+	}
+	bufferevent_free(j->bev);
+	j->bev = NULL;
+	j->on_reply = NULL;
+	cb(j, status, text);
+	free(buf);
+}
+
+static void
+connect_now(struct jvm *j)
+{
+	struct sockaddr_un sun;
+	char req[256];
+	int n;
+
+	if (j->trigger[0] != '\0') {
+		unlink(j->trigger);
+		j->trigger[0] = '\0';
+	}
+	if ((n = attach_jcmd_request(req, sizeof(req), j->cmdline)) < 0)
+		return op_end(j, 0, "jvm: request too long");
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", j->sock);
+	j->bev = bufferevent_socket_new(j->app->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (j->bev == NULL)
+		return op_end(j, 0, "out of memory");
+	bufferevent_setcb(j->bev, read_cb, NULL, event_cb, j);
+	bufferevent_enable(j->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(j->bev, (struct sockaddr *)&sun,
+	    sizeof(sun)) == -1)
+		return op_end(j, 0, "jvm %d: connect %s: %s", (int)j->pid,
+		    j->sock, strerror(errno));
+	bufferevent_write(j->bev, req, (size_t)n);
+}
+
+static int
+socket_ready(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static void
+poll_cb(int fd, short what, void *arg)
+{
+	struct jvm *j = arg;
+	struct timeval tv = { 0, JVM_POLL_MS * 1000 };
+
+	(void)fd;
+	(void)what;
+	if (socket_ready(j->sock))
+		return connect_now(j);
+	if (kill(j->pid, 0) == -1 && errno == ESRCH)
+		return op_end(j, 0, "jvm %d: exited while attaching",
+		    (int)j->pid);
+	evtimer_add(j->ev_poll, &tv);
+}
+
+/* Send jcmd @cmdline; @cb gets the reply (the op's timeout bounds it). */
+static void
+jcmd(struct jvm *j, jvm_reply cb, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+jcmd(struct jvm *j, jvm_reply cb, const char *fmt, ...)
+{
+	va_list ap;
+	int fd;
+
+	va_start(ap, fmt);
+	vsnprintf(j->cmdline, sizeof(j->cmdline), fmt, ap);
+	va_end(ap);
+	j->on_reply = cb;
+	snprintf(j->sock, sizeof(j->sock), "/proc/%d/root/tmp/.java_pid%d",
+	    (int)j->pid, (int)j->pid);
+	if (socket_ready(j->sock))
+		return connect_now(j);
+	if (!is_hotspot(j->pid, j->why, sizeof(j->why)))
+		return op_end(j, 0, "%s", j->why);
+	/* the trigger: .attach_pid<PID> in its cwd, else in its /tmp */
+	snprintf(j->trigger, sizeof(j->trigger), "/proc/%d/cwd/.attach_pid%d",
+	    (int)j->pid, (int)j->pid);
+	fd = open(j->trigger, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		snprintf(j->trigger, sizeof(j->trigger),
+		    "/proc/%d/root/tmp/.attach_pid%d", (int)j->pid, (int)j->pid);
+		fd = open(j->trigger, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	}
+	if (fd == -1) {
+		j->trigger[0] = '\0';
+		return op_end(j, 0, "jvm %d: cannot create .attach_pid: %s",
+		    (int)j->pid, strerror(errno));
+	}
+	close(fd);
+	if (kill(j->pid, SIGQUIT) == -1)
+		return op_end(j, 0, "jvm %d: SIGQUIT: %s", (int)j->pid,
+		    strerror(errno));
+	log_debug("app %s: started the attach listener of %d",
+	    j->app->conf->name, (int)j->pid);
+	poll_cb(-1, 0, j);
+}
+
+static int
+start_op(struct jvm *j, enum jvm_op op, uint64_t bytes)
+{
+	uint64_t ms = j->app->conf->deadline_ms;
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+
+	j->op = op;
+	j->bytes = bytes;
+	j->op_start = now_ms();
+	if (resolve_pid(j) <= 0) {
+		op_end(j, 0, "no JVM found (%s)", j->app->conf->pid_file ?
+		    j->app->conf->pid_file : j->app->conf->process ?
+		    j->app->conf->process : "pid");
+		return -1;
+	}
+	evtimer_add(j->ev_timeout, &tv);
+	return 0;
+}
+
+/* ---- shrink ---- */
+
+static void
+shrink_gc_done(struct jvm *j, int status, const char *text)
+{
+	if (!attach_jcmd_quiet_ok(status, text))
+		return op_end(j, 0, "jvm %d: GC.run: status %d: %.80s",
+		    (int)j->pid, status, text);
+	if (j->soft_lowered)
+		op_end(j, 1, "SoftMaxHeapSize %s, GC.run (%s)",
+		    fmt_size((int64_t)j->soft_set), attach_gc_name(j->gc));
+	else
+		op_end(j, 1, "GC.run (%s)", attach_gc_name(j->gc));
+}
+
+static void
+shrink_soft_done(struct jvm *j, int status, const char *text)
+{
+	if (!attach_jcmd_quiet_ok(status, text))
+		log_warnx("app %s: VM.set_flag SoftMaxHeapSize: %.120s",
+		    j->app->conf->name, text);
+	else
+		j->soft_set = j->target;
+	jcmd(j, shrink_gc_done, "GC.run");
+}
+
+static void
+shrink_act(struct jvm *j)
+{
+	uint64_t from;
+
+	app_baseline(j->app);
+	if (j->gc == GC_EPSILON)
+		return op_end(j, 1, "Epsilon GC never frees: nothing to do");
+	if (j->gc != GC_Z && j->gc != GC_SHENANDOAH)
+		return jcmd(j, shrink_gc_done, "GC.run");
+	if (!j->soft_lowered) {
+		j->soft_orig = j->soft_orig != 0 ? j->soft_orig : j->maxheap;
+		j->soft_set = j->soft_orig;
+		j->soft_lowered = 1;
+	}
+	from = j->soft_set;
+	j->target = from > SOFTMAX_FLOOR + j->bytes ? from - j->bytes :
+	    SOFTMAX_FLOOR;
+	jcmd(j, shrink_soft_done, "VM.set_flag SoftMaxHeapSize %" PRIu64,
+	    j->target);
+}
+
+static void
+flags_done(struct jvm *j, int status, const char *text)
+{
+	uint64_t v;
+
+	if (status != 0)
+		return op_end(j, 0, "jvm %d: VM.flags: status %d: %.80s",
+		    (int)j->pid, status, text);
+	j->gc = attach_gc_kind(text);
+	if (attach_flag_u64(text, "MaxHeapSize", &v) == 0)
+		j->maxheap = v;
+	if (!j->soft_lowered && attach_flag_u64(text, "SoftMaxHeapSize",
+	    &v) == 0)
+		j->soft_orig = v;
+	log_info("app %s: JVM %d runs %s GC, MaxHeapSize %s",
+	    j->app->conf->name, (int)j->pid, attach_gc_name(j->gc),
+	    fmt_size((int64_t)j->maxheap));
+	if (j->op == JOP_SHRINK)
+		shrink_act(j);
+}
+
+static void
+jvm_shrink(struct app *a, uint64_t bytes)
+{
+	struct jvm *j = J(a);
+
+	if (start_op(j, JOP_SHRINK, bytes) == -1)
+		return;
+	if (j->gc == GC_UNKNOWN)
+		return jcmd(j, flags_done, "VM.flags");
+	shrink_act(j);
+}
+
+/* ---- grow, restore ---- */
+
+static void
+soft_set_done(struct jvm *j, int status, const char *text)
+{
+	uint64_t was = j->soft_set;
+
+	if (!attach_jcmd_quiet_ok(status, text))
+		return op_end(j, 0, "jvm %d: VM.set_flag SoftMaxHeapSize: "
+		    "%.80s", (int)j->pid, text);
+	j->soft_set = j->target;
+	if (j->target >= j->soft_orig)
+		j->soft_lowered = 0;
+	op_end(j, 1, "SoftMaxHeapSize %s -> %s%s", fmt_size((int64_t)was),
+	    fmt_size((int64_t)j->target), j->soft_lowered ? "" : " (restored)");
+}
+
+static void
+jvm_grow(struct app *a, uint64_t bytes)
+{
+	struct jvm *j = J(a);
+
+	if (!j->soft_lowered)
+		return app_action_done(a, 1, "nothing lowered");
+	if (start_op(j, JOP_GROW, bytes) == -1)
+		return;
+	j->target = j->soft_set + bytes >= j->soft_orig ? j->soft_orig :
+	    j->soft_set + bytes;
+	jcmd(j, soft_set_done, "VM.set_flag SoftMaxHeapSize %" PRIu64,
+	    j->target);
+}
+
+static void
+jvm_restore(struct app *a)
+{
+	struct jvm *j = J(a);
+
+	evtimer_del(j->ev_timeout);
+	evtimer_del(j->ev_poll);
+	conn_close(j);
+	j->op = JOP_NONE;
+	if (!j->soft_lowered)
+		return app_action_done(a, 1, "nothing lowered");
+	if (start_op(j, JOP_RESTORE, 0) == -1)
+		return;
+	j->target = j->soft_orig;
+	jcmd(j, soft_set_done, "VM.set_flag SoftMaxHeapSize %" PRIu64,
+	    j->target);
+}
+
+static int
+jvm_lowered(struct app *a)
+{
+	return J(a)->soft_lowered;
+}
+
+static pid_t
+jvm_pid(struct app *a)
+{
+	return J(a)->pid > 0 ? J(a)->pid : -1;
+}
+
+static int
+jvm_cannot_free(struct app *a)
+{
+	return J(a)->gc == GC_EPSILON;
+}
+
+static void
+jvm_probe(struct app *a)
+{
+	if (J(a)->op == JOP_NONE)
+		resolve_pid(J(a));
+}
+
+static int
+jvm_init(struct app *a)
+{
+	struct jvm *j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->app = a;
+	j->ev_timeout = evtimer_new(a->base, timeout_cb, j);
+	j->ev_poll = evtimer_new(a->base, poll_cb, j);
+	if (j->ev_timeout == NULL || j->ev_poll == NULL) {
+		free(j);
+		return -1;
+	}
+	a->priv = j;
+	return 0;
+}
+
+static void
+jvm_free(struct app *a)
+{
+	struct jvm *j = J(a);
+
+	conn_close(j);
+	event_free(j->ev_timeout);
+	event_free(j->ev_poll);
+	free(j);
+	a->priv = NULL;
+}
+
+const struct adapter_ops jvm_ops = {
+	.name = "jvm",
+	.init = jvm_init,
+	.free = jvm_free,
+	.shrink = jvm_shrink,
+	.grow = jvm_grow,
+	.lowered = jvm_lowered,
+	.restore = jvm_restore,
+	.pid = jvm_pid,
+	.cannot_free = jvm_cannot_free,
+	.probe = jvm_probe,
+};

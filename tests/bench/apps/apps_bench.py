@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Unmodified applications squeezed: stock virtio_balloon against memcoop.ko
++ memcoop-guestd, alternating in one run.
+
+Per application (--apps redis,jvm) and driver, a 1 GiB swapless guest
+(--host-usr: Debian's own programs) runs:
+  redis: redis-server with maxmemory --redis MiB (allkeys-lru), filled by
+         redis-benchmark SETs of --value bytes over a key space --keyspace
+         percent of what fits, then served by redis-benchmark (GETs from
+         2 clients, SETs from 1) over that key space;
+  jvm:   CacheService (tests/bench/apps), a G1 JVM holding an LRU cache of
+         --jvm-cache MiB whose heap stays committed after a --jvm-batch MiB
+         start-up job, serving the same kind of load itself.
+After --before s of load the host lowers the balloon target by --take MiB
+in one QMP `balloon` command and watches query-balloon for --limit s,
+then --after s more.  With memcoop.ko the guest runs memcoop-guestd with
+the application's adapter (redis: maxmemory + MEMORY PURGE; jvm: GC.run
+through the attach socket), when the build has it; without it the run is
+labelled "memcoop.ko alone".
+
+Reported per run: time to target (">LIMIT" when not reached), OOM kills
+(the guest's dmesg), whether the application is alive at the end, ops/s
+and hit rate before/during/after (from the server's own counters), RSS
+before and after and "freed alive" (the RSS drop of an application still
+alive at the end; a killed one gave nothing back, it was taken), against
+the --take MiB asked.  --rounds N alternates stock/memcoop N times per
+application; the BENCH lines are the medians.  BENCH: value = memcoop,
+baseline = stock, ratio above 1 favours memcoop (squeeze.py's bench()).
+
+Exit 0 when every run completed (the numbers are the result); 1 when a
+run failed (boot, the application never filled, the lab).
+"""
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "lab"))
+sys.path.insert(0, os.path.join(here, "..", "squeeze"))
+import hostapps             # noqa: E402
+import mclab                # noqa: E402
+from squeeze import bench   # noqa: E402
+
+GUESTD_START = r"""
+cat > /tmp/guestd.conf <<'MCLAB_EOF'
+socket "/tmp/guestd.sock"
+%(conf)s
+MCLAB_EOF
+chmod 600 /tmp/guestd.conf
+memcoop-guestd -f /tmp/guestd.conf > /tmp/guestd.log 2>&1 &
+gd=$!
+sleep 2
+memcoop-guestd status -s /tmp/guestd.sock 2>&1 | sed 's/^/GUESTD-STATUS /'
+"""
+GUESTD_STOP = r"""
+memcoop-guestd status -s /tmp/guestd.sock 2>&1 | sed 's/^/GUESTD-STATUS /'
+kill $gd 2>/dev/null; wait $gd 2>/dev/null
+sed 's/^/GUESTD-LOG /' /tmp/guestd.log
+"""
+GUESTD_CONF = {
+    "redis": 'app redis {\n\ttype redis\n\taddress "127.0.0.1:6379"\n\tfloor 32M\n}',
+    "jvm": 'app jvm {\n\ttype jvm\n\tpid-file /tmp/java.pid\n\tdeadline-ms 3000\n}',
+}
+
+
+def have_guestd(builddir):
+    return os.path.exists(os.path.join(builddir, "guest-driver", "guestd", "memcoop-guestd"))
+
+
+def script(app, driver, args, classes):
+    guestd = driver == "memcoop" and args.guestd
+    before = GUESTD_START % {"conf": GUESTD_CONF[app]} if guestd else ""
+    after = GUESTD_STOP if guestd else ""
+    if app == "redis":
+        fits = args.redis * 1048576 // (args.value + 200)
+        keys = fits * args.keyspace // 100
+        return hostapps.REDIS_SCRIPT % {"maxmem_mib": args.redis, "keys": keys,
+                                        "fill_n": keys * 3 // 2, "value": args.value,
+                                        "before": before, "after": after}
+    return hostapps.JVM_SCRIPT % {"carry": hostapps.carry(classes), "xmx_mib": args.jvm_xmx,
+                                  "cache_mib": args.jvm_cache, "key_pct": args.keyspace,
+                                  "batch_mib": args.jvm_batch, "value": args.value,
+                                  "before": before, "after": after}
+
+
+def run(app, driver, args, classes):
+    res = {"app": app, "driver": driver}
+    target = args.mem - args.take
+    name = "apps-%s-%s" % (app, driver)
+    with mclab.Guest(mem=args.mem, driver=driver, timeout=900, name=name,
+                     host_usr=True) as g:
+        g.start("sh", "-c", script(app, driver, args, classes))
+        m = g.wait_for(r"FILLED keys=(\d+).* secs=([\d.]+)|Exception in thread.*|"
+                       r"Error: .*|Killed", timeout=600)
+        if not m.group(0).startswith("FILLED"):
+            raise mclab.LabError("%s did not fill: %s" % (app, m.group(0)))
+        res["fill_keys"], res["fill_s"] = int(m.group(1)), float(m.group(2))
+        g.wait_for(r"SAMPLE t=", timeout=120)
+        time.sleep(args.before)
+        g.send("squeeze")
+        mark = float(g.wait_for(r"MARK squeeze t=([\d.]+)", timeout=60).group(1))
+        t0 = time.monotonic()
+        g.qmp("balloon", value=target << 20)
+        reached, lowest = None, args.mem
+        while time.monotonic() - t0 < args.limit and g.proc.poll() is None:
+            try:
+                actual = g.balloon_actual() >> 20
+            except (OSError, mclab.QMPError):
+                break
+            lowest = min(lowest, actual)
+            if actual <= target:
+                reached = time.monotonic() - t0
+                break
+            time.sleep(0.05)
+        res["reached_s"], res["lowest_mib"] = reached, lowest
+        time.sleep(args.after)
+        g.send("quit")
+        try:
+            res["rc"] = g.wait_exit(timeout=180)
+        finally:
+            out, con = g.output, g.console
+            logdir = os.environ.get("MCLAB_BUILDDIR", ".")
+            for kind, text in (("output", out), ("console", con)):
+                with open(os.path.join(logdir, "%s-%s.log" % (name, kind)), "w") as f:
+                    f.write(text)
+    smp = hostapps.samples(out)
+    end = mark + (reached if reached is not None else args.limit)
+    res["before"] = hostapps.phase(smp, mark - args.before, mark)
+    res["during"] = hostapps.phase(smp, mark, end)
+    res["after"] = hostapps.phase(smp, end, end + args.after + 5)
+    res["alive"] = "APP-ALIVE" in out
+    for ph in ("before", "during", "after"):
+        if res[ph]["n"] == 0 and not res["alive"]:     # killed: it served nothing
+            res[ph].update(ops_s=0.0, hit=0.0, rss_mib=0.0)
+    m = re.search(r"^OOM-KILLS (\d+)$", out, re.M)
+    res["oom_kills"] = int(m.group(1)) if m else -1
+    res["killed"] = re.findall(r"^OOM-KILLED .*?Killed process \d+ \((\S+)\)", out, re.M)
+    last = smp[-1] if smp else {}
+    res["rss_end_mib"] = last.get("rss_kib", 0) / 1024 if res["alive"] else 0.0
+    res["freed_alive_mib"] = max(0.0, res["before"]["rss_mib"] - res["rss_end_mib"]) \
+        if res["alive"] else 0.0
+    res["guestd"] = [l[len("GUESTD-STATUS "):] for l in out.splitlines()
+                     if l.startswith("GUESTD-STATUS ")]
+    res["guestd_log"] = [l[len("GUESTD-LOG "):] for l in out.splitlines()
+                         if l.startswith("GUESTD-LOG ")]
+    return res
+
+
+def show(r, args):
+    label = r["driver"] if r["driver"] == "stock" else (
+        "memcoop+guestd" if args.guestd else "memcoop.ko alone")
+    p = lambda ph: "%.0f ops/s hit %.1f%% rss %.0f MiB" % (   # noqa: E731
+        r[ph]["ops_s"], 100 * r[ph]["hit"], r[ph]["rss_mib"])
+    print("%s %s: filled %d keys in %.0f s; target %d MiB %s (lowest %d MiB); OOM kills %d%s; "
+          "%s %s" % (
+              r["app"], label, r["fill_keys"], r["fill_s"], args.mem - args.take,
+              "reached in %.2f s" % r["reached_s"] if r["reached_s"] is not None
+              else "NOT reached in %d s" % args.limit, r["lowest_mib"], r["oom_kills"],
+              " (%s)" % ", ".join(r["killed"]) if r["killed"] else "",
+              r["app"], "alive" if r["alive"] else "DEAD"), flush=True)
+    for ph in ("before", "during", "after"):
+        print("%s %s:   %-6s %s" % (r["app"], label, ph, p(ph)), flush=True)
+    print("%s %s:   RSS freed by the live application %.0f MiB of %d MiB asked" % (
+        r["app"], label, r["freed_alive_mib"], args.take), flush=True)
+    for line in r["guestd"][-3:]:
+        print("%s %s:   guestd status: %s" % (r["app"], label, line), flush=True)
+    for line in r["guestd_log"][-8:]:
+        print("%s %s:   guestd log: %s" % (r["app"], label, line), flush=True)
+
+
+def med(rs, f):
+    xs = [f(r) for r in rs]
+    if any(x is None for x in xs):
+        return None if sum(x is None for x in xs) * 2 >= len(xs) else \
+            statistics.median([x for x in xs if x is not None])
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mem", type=int, default=1024)
+    ap.add_argument("--take", type=int, default=512)
+    ap.add_argument("--redis", type=int, default=600, help="Redis maxmemory, MiB")
+    ap.add_argument("--value", type=int, default=4000, help="value bytes")
+    ap.add_argument("--keyspace", type=int, default=160,
+                    help="key space, percent of the keys that fit")
+    ap.add_argument("--jvm-cache", type=int, default=96)
+    ap.add_argument("--jvm-batch", type=int, default=480)
+    ap.add_argument("--jvm-xmx", type=int, default=700)
+    ap.add_argument("--before", type=int, default=10)
+    ap.add_argument("--after", type=int, default=20)
+    ap.add_argument("--limit", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--apps", default="redis,jvm")
+    ap.add_argument("--drivers", default="stock,memcoop")
+    ap.add_argument("--guestd", choices=["auto", "yes", "no"], default="auto")
+    args = ap.parse_args()
+    mclab.install_signal_handlers()
+    missing = hostapps.missing_programs()
+    if missing:
+        return mclab.skip("missing prerequisite: %s (sh .ci/deps.sh)" % ", ".join(missing))
+    builddir = mclab.Lab().builddir
+    if args.guestd == "auto":
+        args.guestd = have_guestd(builddir)
+    elif args.guestd == "yes" and not have_guestd(builddir):
+        print("FAIL: --guestd yes but the build has no memcoop-guestd", flush=True)
+        return 1
+    else:
+        args.guestd = args.guestd == "yes"
+    tmp = mclab.mkdtemp("apps-bench")
+    classes = hostapps.javac([os.path.join(here, "CacheService.java")], tmp)
+    results = {}
+    for rnd in range(args.rounds):
+        for app in args.apps.split(","):
+            for d in args.drivers.split(","):
+                try:
+                    r = run(app, d, args, classes)
+                except mclab.LabError as e:
+                    print("%s %s round %d: run failed: %s" % (app, d, rnd + 1, e), flush=True)
+                    return 1
+                results.setdefault((app, d), []).append(r)
+                show(r, args)
+    print("memcoop side: %s" % ("memcoop.ko + memcoop-guestd" if args.guestd else
+                                "memcoop.ko alone (this build has no memcoop-guestd)"),
+          flush=True)
+    for app in args.apps.split(","):
+        m, s = results.get((app, "memcoop")), results.get((app, "stock"))
+        if not m or not s:
+            continue
+        pre = "apps_%s_" % app
+        bench(pre + "time_to_target", med(m, lambda r: r["reached_s"]), "s",
+              med(s, lambda r: r["reached_s"]), never=float(args.limit))
+        bench(pre + "oom_kills", med(m, lambda r: r["oom_kills"]), "count",
+              med(s, lambda r: r["oom_kills"]))
+        bench(pre + "alive", med(m, lambda r: float(r["alive"])), "fraction",
+              med(s, lambda r: float(r["alive"])), higher_better=True)
+        for ph in ("before", "during", "after"):
+            bench(pre + "ops_" + ph, med(m, lambda r: r[ph]["ops_s"]), "ops/s",
+                  med(s, lambda r: r[ph]["ops_s"]), higher_better=True)
+            bench(pre + "hit_" + ph, med(m, lambda r: r[ph]["hit"]), "fraction",
+                  med(s, lambda r: r[ph]["hit"]), higher_better=True)
+        bench(pre + "rss_freed_alive", med(m, lambda r: r["freed_alive_mib"]), "MiB",
+              med(s, lambda r: r["freed_alive_mib"]), higher_better=True)
+    mclab.cleanup_tmp()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
