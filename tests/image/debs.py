@@ -73,8 +73,11 @@ def ensure(src=SRCDIR, builddir=None):
     with mclab._flock(os.path.join(top, ".lock")):
         if not os.path.exists(os.path.join(out, ".complete")):
             shutil.rmtree(out, ignore_errors=True)
-            for old in glob.glob(os.path.join(top, "*")):   # one build kept
-                shutil.rmtree(old, ignore_errors=True)
+            # builds of other contents: kept a day (a test running now
+            # may be using one), then removed
+            for old in glob.glob(os.path.join(top, "*", ".complete")):
+                if time.time() - os.stat(old).st_mtime > 24 * 3600:
+                    shutil.rmtree(os.path.dirname(old), ignore_errors=True)
             build(src, files, out)
     return {os.path.basename(p).split("_")[0]: p
             for p in sorted(glob.glob(os.path.join(out, "*.deb")))}
