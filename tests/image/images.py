@@ -352,6 +352,42 @@ class ImageGuest(mclab.Guest):
         return self
 
 
+# The guest packages a run installs (those the tree builds).
+GUEST_PACKAGES = ["memcoop-dkms", "libmemcoop0", "memcoop-guestd"]
+
+
+def run_cmd(name, cmd, builddir=None, mem=1024, smp=1, timeout=600, stream=None):
+    """`mclab run --image NAME -- CMD`: the tree's guest packages installed
+    into image @name (debs.py, install_debs()), the image booted, @cmd run
+    by its test unit with the build's in-guest programs first on its PATH
+    (from the 9p share); returns (exit status, guest)."""
+    import debs
+    built = debs.ensure(builddir=builddir)
+    tmp = mclab.mkdtemp("image-run-" + name)
+    upper = os.path.join(tmp, "overlay")
+    ensure(name)
+    rc, out = install_debs(name, upper, [built[p] for p in GUEST_PACKAGES if p in built])
+    if rc != 0:
+        raise ImageError("dpkg -i in %s failed:\n%s" % (name, out[-3000:]))
+    disk = os.path.join(tmp, "disk.img")
+    make_disk(name, upper, disk)
+    vmlinuz, initrd = boot_files(name, upper, tmp)
+    share = os.path.join(tmp, "share")
+    os.makedirs(os.path.join(share, "bin"))
+    for prog in mclab.Lab(builddir).programs():
+        shutil.copy2(prog, os.path.join(share, "bin"))
+    with open(os.path.join(share, "run"), "w") as f:
+        f.write("PATH=/mnt/mclab/bin:$PATH\nexport PATH\n%s\n" % shlex.join(cmd))
+    g = ImageGuest(disk, vmlinuz, initrd, share, mem=mem, smp=smp, timeout=timeout,
+                   name=cmd[0], builddir=builddir)
+    try:
+        g.start()
+        return g.wait_exit(stream=stream), g
+    finally:
+        g.close()
+        mclab.cleanup_tmp()
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] not in ("ensure", "info"):
         sys.exit("usage: images.py ensure|info %s" % "|".join(IMAGES))
