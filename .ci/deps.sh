@@ -8,6 +8,8 @@
 # pahole: 6.12+ headers ship vmlinux, so Kbuild makes BTF for the module.
 # bc bison flex libelf-dev libssl-dev: the lab's debug kernel
 # (tests/lab/debugkernel.py), built from linux-source-6.12 when first used.
+# debhelper dh-dkms lintian: the Debian packages (debian/, suite deb);
+# e2fsprogs zstd: the Debian guest images of tests/image/ (mmdebstrap).
 # redis-server redis-tools memcached openjdk-17-jre-headless: run in lab guests
 # from the host's /usr (mclab run --host-usr); python3-matplotlib: the demo's plot.
 set -eu
