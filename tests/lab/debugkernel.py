@@ -56,6 +56,19 @@ def kernel_args(release):
     return "watchdog_thresh=60 rcupdate.rcu_cpu_stall_timeout=120"
 
 
+# How much longer the lab waits for a debug-kernel guest (boot, program,
+# balloon, output): KASAN's checks of every access and lockdep's of every
+# lock made its guests 2-4 times slower than Debian's kernel under TCG on
+# this loaded 2-core host.  meson's own limits get the same factor
+# (tests/run: meson test -C build-debug --timeout-multiplier).
+TIMEOUT_SCALE = 4
+
+
+def timeout_scale(release):
+    """The factor for the lab's timeouts on a guest running @release."""
+    return TIMEOUT_SCALE if is_debug_release(release) else 1
+
+
 def _fragment():
     with open(FRAGMENT) as f:
         text = f.read()

@@ -1134,6 +1134,7 @@ class Guest:
         self.boot_seconds = None
         self.exit_code = None
         self._checked = False
+        self.scale = 1         # start(): longer waits on the debug kernel
 
     # -- lifecycle -----------------------------------------------------------
     def __enter__(self):
@@ -1148,6 +1149,7 @@ class Guest:
         if not cmd:
             raise LabError("no command to run in the guest")
         vmlinuz, _ = self.lab.kernel()
+        self.scale = debugkernel.timeout_scale(self.lab.kernel_version())
         initrd = self.lab.initrd(os.path.join(self.tmp, "initrd.cpio"), list(cmd),
                                  self.driver, self.modparams, host_usr=self.host_usr)
         for p in (self.console_path, self.out_path):
@@ -1257,6 +1259,7 @@ class Guest:
 
     def _wait_re(self, pattern, timeout, what="output", source=None):
         rx = re.compile(pattern)
+        timeout *= self.scale
         deadline = time.monotonic() + timeout
         while True:
             text = source() if source else self.raw_output
@@ -1281,7 +1284,7 @@ class Guest:
 
     def wait_exit(self, timeout=None, stream=None):
         """Wait for the program to exit; check the console; its status."""
-        timeout = self.timeout if timeout is None else timeout
+        timeout = (self.timeout if timeout is None else timeout) * self.scale
         rx = re.compile(r"\nMCLAB-EXIT (\d+)\n")
         deadline = time.monotonic() + timeout
         shown = 0
@@ -1344,6 +1347,7 @@ class Guest:
         """Wait until query-balloon's actual is within tolerance of @mib;
         return the seconds it took (raises LabError on timeout)."""
         t0 = time.monotonic()
+        timeout *= self.scale
         want = int(mib) << 20
         while True:
             a = self.balloon_actual()
