@@ -79,6 +79,10 @@ enum {
 	GST_AVAIL	= 1 << 6,	/* MemAvailable ("usable" in libvirt) */
 	GST_CACHES	= 1 << 7,	/* disk caches */
 	GST_OOM_KILLS	= 1 << 8,	/* OOM kills, cumulative (if reported) */
+	/* Linux 6.12+ guests under QEMU 9.1+: reclaim the guest waited for */
+	GST_ALLOC_STALLS = 1 << 9,	/* allocations that entered direct reclaim */
+	GST_DIRECT_SCAN	= 1 << 10,	/* bytes scanned by direct reclaim */
+	GST_DIRECT_RECLAIM = 1 << 11,	/* bytes reclaimed by direct reclaim */
 };
 
 struct guest_stats {
@@ -94,6 +98,9 @@ struct guest_stats {
 	uint64_t	 avail;
 	uint64_t	 caches;
 	uint64_t	 oom_kills;
+	uint64_t	 alloc_stalls;
+	uint64_t	 direct_scan;
+	uint64_t	 direct_reclaim;
 };
 
 enum guest_state {
@@ -107,6 +114,9 @@ struct policy_gstate {
 	int		 last_dir;	/* -1 shrank, +1 grew, 0 none yet */
 	unsigned int	 calm_ticks;	/* consecutive ticks without pressure */
 	unsigned int	 press_ticks;	/* consecutive ticks under pressure */
+	uint64_t	 last_stall;	/* when a stall was last seen (ms); 0 never */
+	uint64_t	 stall_until;	/* given memory after a stall: no shrinking
+					   before this (ms) */
 };
 
 struct guest {
@@ -126,6 +136,7 @@ struct guest {
 	struct guest_stats	 prev;		/* the one before, for rates */
 	struct policy_gstate	 pst;
 	char			 reason[REASON_MAX]; /* why the target last changed */
+	char			 explain[REASON_MAX]; /* the policy's view at the last tick */
 	uint64_t		 ksm_saving;	/* bytes, from ksm_guest_saving_bytes() */
 	uint64_t		 changes;	/* targets set for this guest */
 };
@@ -211,6 +222,8 @@ struct policy_params {
 	uint64_t	 majflt_rate_high; /* guest major faults/s counted as pressure */
 	unsigned int	 calm_ticks;	/* ticks without pressure before shrinking */
 	uint64_t	 stats_max_age;	/* older stats are not trusted */
+	uint64_t	 stall_hold_ms;	/* no shrinking this long after a stall
+					   was answered with memory */
 };
 
 struct config {
@@ -268,7 +281,9 @@ struct policy_guest {
 	/* outputs */
 	uint64_t		 target;	/* new target (== cur_target if unchanged) */
 	int			 changed;
+	int			 stalled;	/* stalled since the previous stats */
 	char			 reason[REASON_MAX];
+	char			 explain[REASON_MAX]; /* class and what held it */
 };
 
 /* Bounds the operator and the guest allow: [*lo, *hi]; 0 if unknown. */
@@ -278,6 +293,15 @@ int	 policy_limits(const struct policy_params *, const struct policy_guest *,
 int	 policy_run(const struct policy_params *, const struct host_stats *,
 	    struct policy_guest *, size_t n, uint64_t now);
 void	 policy_defaults(struct policy_params *);
+/*
+ * What the next tick would do if @set were @g's settings (memcoopd.c):
+ * the policy run on a copy of every guest with the last stats; nothing is
+ * applied.  0 with *@target, *@changed and @reason/@explain filled (both
+ * REASON_MAX), -1 on ENOMEM.
+ */
+int	 policy_preview(struct memcoopd *, const struct guest *g,
+	    const struct guest_settings *set, uint64_t *target, int *changed,
+	    char *reason, char *explain);
 
 /* ------------------------------------------------------------------ */
 /* The daemon (memcoopd.c) and the guest list (guest.c) */

@@ -398,6 +398,12 @@ global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
 			return perr(pc, "hold: expected a duration (e.g. 30s)");
 		return 0;
 	}
+	if (strcmp(k, "stall-hold") == 0) {
+		if (parse_duration(v, &p->stall_hold_ms) == -1)
+			return perr(pc, "stall-hold: expected a duration "
+			    "(e.g. 30s)");
+		return 0;
+	}
 	if (strcmp(k, "stats-max-age") == 0) {
 		if (parse_duration(v, &p->stats_max_age) == -1 ||
 		    p->stats_max_age == 0)

@@ -5,9 +5,17 @@
  * targets with a reason for each change.  No I/O, no clock: the caller
  * passes the time, the unit tests pass recorded inputs.
  *
+ * A guest stalls when, between its previous stats and these, it had an
+ * OOM kill, an allocation stall or direct reclaim (the Linux 6.12 stats,
+ * when QEMU reports them), or, from a guest without the allocation-stall
+ * counter, swapped in above swap-rate-high or major faulted above
+ * majflt-rate-high.  A counter going backwards (the guest rebooted) makes
+ * that tick's rates unknown, never a stall; a counter missing from either
+ * sample is not counted.
+ *
  * Each guest is classified from its stats:
- *   needy   MemAvailable below guest-reserve, or swapping, or major
- *           faulting above the configured rates, or a new OOM kill;
+ *   needy   stalling, or MemAvailable below guest-reserve, or swapping or
+ *           major faulting above the configured rates;
  *   tight   MemAvailable below guest-reserve + guest-slack;
  *   spare   MemAvailable above guest-reserve + 2 * guest-slack (it can
  *           give MemAvailable - reserve - slack);
@@ -19,7 +27,8 @@
  * Then, in one tick:
  *   - needy guests (and tight guests when the host is comfortable) ask
  *     for memory; the host funds them from its MemAvailable above the
- *     floor, minus what is already promised;
+ *     floor, minus what is already promised; stalling guests are served
+ *     first, the others share what is left in proportion to weight;
  *   - what the host cannot fund, plus the host's own deficit up to
  *     host-comfort (minus inflation already under way), is taken from
  *     spare guests in proportion to spare / weight;
@@ -28,7 +37,8 @@
  *     pressure, a guest's target moves only on stats taken after its
  *     last change and never while its balloon is still behind the last
  *     target, and the direction of a guest's target never reverses
- *     within hold.
+ *     within hold; a guest given memory while it stalled is not shrunk
+ *     for stall-hold after that.
  * Every target is clamped to the operator's limits and to what the guest
  * has (policy_limits()); nothing here can produce a target outside them.
  * An automatic guest whose size is unknown (maxmem 0) is left alone as if
@@ -85,6 +95,7 @@ policy_defaults(struct policy_params *p)
 	p->majflt_rate_high = 100;
 	p->calm_ticks = 3;
 	p->stats_max_age = 30000;
+	p->stall_hold_ms = 30000;
 }
 
 int
@@ -132,18 +143,67 @@ struct gwork {
 	uint64_t	 lo, hi, base;
 	uint64_t	 spare;		/* may give */
 	uint64_t	 need;		/* asks for */
+	int		 stall;		/* stalled since the previous stats */
+	int		 fresh;		/* stats taken after the last change */
 	int		 may_shrink;
 	int		 may_grow;
 	char		 why[96];	/* the classification, for reasons */
 };
+
+/* The cumulative counters, for the reset check. */
+static const struct {
+	uint32_t	 bit;
+	size_t		 off;
+} counters[] = {
+	{ GST_SWAP_IN, offsetof(struct guest_stats, swap_in) },
+	{ GST_SWAP_OUT, offsetof(struct guest_stats, swap_out) },
+	{ GST_MAJFLT, offsetof(struct guest_stats, majflt) },
+	{ GST_MINFLT, offsetof(struct guest_stats, minflt) },
+	{ GST_OOM_KILLS, offsetof(struct guest_stats, oom_kills) },
+	{ GST_ALLOC_STALLS, offsetof(struct guest_stats, alloc_stalls) },
+	{ GST_DIRECT_SCAN, offsetof(struct guest_stats, direct_scan) },
+	{ GST_DIRECT_RECLAIM, offsetof(struct guest_stats, direct_reclaim) },
+};
+
+static uint64_t
+counter(const struct guest_stats *s, size_t i)
+{
+	return *(const uint64_t *)((const char *)s + counters[i].off);
+}
+
+/* Did a counter both samples carry go backwards (the guest rebooted)? */
+static int
+counters_reset(const struct guest_stats *s, const struct guest_stats *o)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		if ((s->valid & o->valid & counters[i].bit) &&
+		    counter(s, i) < counter(o, i))
+			return 1;
+	return 0;
+}
+
+/* Did counter @bit, carried by both samples, grow? */
+static int
+grew(const struct guest_stats *s, const struct guest_stats *o, uint32_t bit)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		if (counters[i].bit == bit)
+			return (s->valid & o->valid & bit) &&
+			    counter(s, i) > counter(o, i);
+	return 0;
+}
 
 static void
 classify(const struct policy_params *p, struct policy_guest *g,
     struct gwork *w, uint64_t now)
 {
 	const struct guest_stats *s = &g->stats, *o = &g->prev;
-	uint64_t dt, swap = 0, majflt = 0, avail;
-	int oom = 0;
+	uint64_t dt, swap = 0, swapin = 0, majflt = 0, avail;
+	const char *stall = NULL;
 
 	w->cls = GC_UNKNOWN;
 	snprintf(w->why, sizeof(w->why), "no usable stats");
@@ -160,23 +220,44 @@ classify(const struct policy_params *p, struct policy_guest *g,
 	if (g->actual != 0 && avail > g->actual)
 		return;
 
-	if (o->when != 0 && o->when < s->when) {
+	if (o->when != 0 && o->when < s->when && !counters_reset(s, o)) {
 		dt = s->when - o->when;
 		if ((s->valid & o->valid & (GST_SWAP_IN | GST_SWAP_OUT)) ==
 		    (GST_SWAP_IN | GST_SWAP_OUT))
 			swap = rate(s->swap_in, o->swap_in, dt) +
 			    rate(s->swap_out, o->swap_out, dt) / 2;
+		if (s->valid & o->valid & GST_SWAP_IN)
+			swapin = rate(s->swap_in, o->swap_in, dt);
 		if (s->valid & o->valid & GST_MAJFLT)
 			majflt = rate(s->majflt, o->majflt, dt);
-		if ((s->valid & o->valid & GST_OOM_KILLS) &&
-		    s->oom_kills > o->oom_kills)
-			oom = 1;
+		if (grew(s, o, GST_OOM_KILLS))
+			stall = "OOM kill in guest";
+		else if (grew(s, o, GST_ALLOC_STALLS))
+			stall = "allocation stall in guest";
+		else if (grew(s, o, GST_DIRECT_SCAN) ||
+		    grew(s, o, GST_DIRECT_RECLAIM))
+			stall = "direct reclaim in guest";
+		else if (!(s->valid & o->valid & GST_ALLOC_STALLS) &&
+		    p->swap_rate_high != 0 && swapin > p->swap_rate_high)
+			stall = "guest swapping in";
+		else if (!(s->valid & o->valid & GST_ALLOC_STALLS) &&
+		    p->majflt_rate_high != 0 && majflt > p->majflt_rate_high)
+			stall = "guest major faulting";
 	}
 
-	if (oom) {
+	if (stall != NULL) {
 		w->cls = GC_NEEDY;
-		w->need = p->step_max;
-		snprintf(w->why, sizeof(w->why), "OOM kill in guest");
+		w->stall = 1;
+		w->need = u64max(p->step_max, sub0(p->guest_reserve +
+		    p->guest_slack, avail));
+		g->stalled = 1;
+		g->st.last_stall = now;
+		if (swapin != 0 || majflt != 0)
+			snprintf(w->why, sizeof(w->why), "stall: %s (swap-in "
+			    "%.1fM/s, %" PRIu64 " major faults/s)", stall,
+			    mib(swapin), majflt);
+		else
+			snprintf(w->why, sizeof(w->why), "stall: %s", stall);
 	} else if (avail < p->guest_reserve) {
 		w->cls = GC_NEEDY;
 		w->need = p->guest_reserve + p->guest_slack - avail;
@@ -245,6 +326,85 @@ hold_allows(const struct policy_params *p, const struct policy_guest *g,
 	return now >= g->st.last_change + p->hold_ms;
 }
 
+static const char *
+class_name(enum gclass c)
+{
+	switch (c) {
+	case GC_NEEDY:		return "needy";
+	case GC_TIGHT:		return "tight";
+	case GC_NEUTRAL:	return "neutral";
+	case GC_SPARE:		return "spare";
+	default:		return "unknown";
+	}
+}
+
+static void
+explain(struct policy_guest *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+explain(struct policy_guest *g, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(g->explain, sizeof(g->explain), fmt, ap);
+	va_end(ap);
+}
+
+/* Why an automatic guest's target did or did not move this tick. */
+static void
+explain_auto(const struct policy_params *p, struct policy_guest *g,
+    const struct gwork *w, uint64_t now, int host_short, uint64_t to_take)
+{
+	const char *held = "";
+	char buf[64] = "";
+
+	if (g->changed) {
+		held = "acted";
+	} else if (w->cls == GC_NEEDY || w->cls == GC_TIGHT) {
+		if (w->cls == GC_TIGHT && w->need == 0 &&
+		    w->may_grow)
+			held = "host not comfortable enough to grow it";
+		else if (w->base >= w->hi)
+			held = "at its upper limit";
+		else if (!w->fresh)
+			held = "waiting for stats newer than the last change";
+		else if (!hold_allows(p, g, 1, now))
+			snprintf(buf, sizeof(buf), "hold: %.0fs left after "
+			    "shrinking", (double)(g->st.last_change +
+			    p->hold_ms - now) / 1000.0);
+		else if (w->may_grow)
+			held = "no memory the host can give";
+		else
+			held = "balloon still behind the last target";
+	} else if (w->cls == GC_SPARE) {
+		if (w->base <= w->lo)
+			held = "at its lower limit";
+		else if (now < g->st.stall_until)
+			snprintf(buf, sizeof(buf), "stall-hold: %.0fs left",
+			    (double)(g->st.stall_until - now) / 1000.0);
+		else if (!w->fresh)
+			held = "waiting for stats newer than the last change";
+		else if (g->st.calm_ticks < (host_short ? 1 : p->calm_ticks))
+			snprintf(buf, sizeof(buf), "calm %u of %u ticks",
+			    g->st.calm_ticks, host_short ? 1 : p->calm_ticks);
+		else if (!hold_allows(p, g, -1, now))
+			snprintf(buf, sizeof(buf), "hold: %.0fs left after "
+			    "growing", (double)(g->st.last_change +
+			    p->hold_ms - now) / 1000.0);
+		else if (!w->may_shrink)
+			held = "balloon still behind the last target";
+		else if (to_take == 0)
+			held = "nobody needs memory back";
+		else
+			held = "its share is below step-min";
+	} else {
+		held = "in the dead band";
+	}
+	explain(g, "%s (%s): %s%s", class_name(w->cls), w->why, held, buf);
+}
+
 int
 policy_run(const struct policy_params *p, const struct host_stats *h,
     struct policy_guest *gs, size_t n, uint64_t now)
@@ -292,16 +452,25 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 
 		g->target = g->cur_target;
 		g->changed = 0;
+		g->stalled = 0;
 		g->reason[0] = '\0';
 		w->cls = GC_UNKNOWN;
-		if (policy_limits(p, g, &w->lo, &w->hi) == -1)
+		if (policy_limits(p, g, &w->lo, &w->hi) == -1) {
+			explain(g, "size unknown: not managed");
 			continue;
-		if (!g->online || g->set.mode == GMODE_MANUAL)
+		}
+		if (!g->online || g->set.mode == GMODE_MANUAL) {
+			explain(g, "%s: not managed", !g->online ? "offline" :
+			    "manual");
 			continue;
+		}
 		/* size unknown: shrinking it could not be undone */
-		if (g->set.mode == GMODE_AUTO && g->maxmem == 0)
+		if (g->set.mode == GMODE_AUTO && g->maxmem == 0) {
+			explain(g, "boot memory unknown: left alone as manual");
 			continue;
+		}
 		if (g->set.mode == GMODE_FIXED) {
+			explain(g, "fixed target set by the operator");
 			uint64_t t = clamp(g->set.target != 0 ?
 			    g->set.target : g->cur_target, w->lo, w->hi);
 
@@ -312,8 +481,10 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 		}
 		/* GMODE_AUTO */
 		w->base = g->cur_target != 0 ? g->cur_target : g->actual;
-		if (w->base == 0)
+		if (w->base == 0) {
+			explain(g, "no target and no balloon size yet");
 			continue;
+		}
 		if (w->base < w->lo || w->base > w->hi) {
 			uint64_t t = clamp(w->base, w->lo, w->hi);
 
@@ -321,11 +492,13 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 			    "%.0fM..%.0fM", mib(w->base), mib(w->lo),
 			    mib(w->hi));
 			w->cls = GC_UNKNOWN;	/* nothing more this tick */
+			explain(g, "back inside the limits");
 			continue;
 		}
 		classify(p, g, w, now);
 		if (w->cls == GC_UNKNOWN) {
 			g->st.calm_ticks = 0;
+			explain(g, "%s: not acting", w->why);
 			continue;
 		}
 		if (w->cls == GC_NEEDY) {
@@ -346,7 +519,7 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 				pending_grow += g->cur_target - g->actual;
 		}
 		/* judge a change only on stats taken after the last one */
-		fresh = g->st.last_change == 0 ||
+		fresh = w->fresh = g->st.last_change == 0 ||
 		    g->stats.when > g->st.last_change;
 		w->may_grow = fresh && w->base < w->hi &&
 		    hold_allows(p, g, 1, now) &&
@@ -354,7 +527,7 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 		      g->actual + p->step_min < g->cur_target);
 		w->may_shrink = fresh && w->base > w->lo &&
 		    g->st.calm_ticks >= (host_short ? 1 : p->calm_ticks) &&
-		    hold_allows(p, g, -1, now) &&
+		    hold_allows(p, g, -1, now) && now >= g->st.stall_until &&
 		    !(g->cur_target != 0 && g->actual != 0 &&
 		      g->actual > g->cur_target + p->step_min);
 		if (w->cls == GC_NEEDY || (w->cls == GC_TIGHT && host_comfy)) {
@@ -420,37 +593,64 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 		}
 	}
 
-	/* give to guests that need memory, in proportion to weight */
+	/*
+	 * give to guests that need memory: stalling guests first, then the
+	 * others in proportion to weight from what is left
+	 */
 	if (demand > 0) {
 		uint64_t avail = budget + taken;
+		int pass;
 
-		for (i = 0; i < n; i++) {
-			struct policy_guest *g = &gs[i];
-			struct gwork *w = &works[i];
-			uint64_t give, t, wt;
+		for (pass = 0; pass < 2; pass++) {
+			for (i = 0; i < n; i++) {
+				struct policy_guest *g = &gs[i];
+				struct gwork *w = &works[i];
+				uint64_t give, t, wt;
 
-			if (w->need == 0)
-				continue;
-			wt = g->set.weight ? g->set.weight : GUEST_WEIGHT_DEFAULT;
-			if (avail >= demand)
-				give = w->need;
-			else
-				give = u64min(w->need, (uint64_t)((double)avail *
-				    ((double)wt / (double)need_w)));
-			/* a needy guest gets at least its step while the
-			 * host is not short, even when the budget above the
-			 * floor is thinner (starving it costs an OOM kill);
-			 * a short host gives only what other guests gave */
-			if (give < p->step_min && w->cls == GC_NEEDY &&
-			    host_short == 0)
-				give = u64min(p->step_min, w->hi - w->base);
-			if (give < p->step_min)
-				continue;
-			t = clamp(w->base + give, w->lo, w->hi);
-			set_result(g, t, now, "+%.0fM: %s; %s",
-			    mib(t - w->base), w->why, hostwhy);
+				if (w->need == 0 || w->stall != (pass == 0))
+					continue;
+				wt = g->set.weight ? g->set.weight :
+				    GUEST_WEIGHT_DEFAULT;
+				if (pass == 0)
+					give = u64min(w->need, avail);
+				else if (avail >= demand)
+					give = w->need;
+				else
+					give = u64min(w->need, (uint64_t)(
+					    (double)avail * ((double)wt /
+					    (double)need_w)));
+				if (pass == 0) {
+					/* the others share what is left */
+					avail -= give;
+					demand -= w->need;
+					need_w -= wt;
+				}
+				/* a needy guest gets at least its step while
+				 * the host is not short, even when the budget
+				 * above the floor is thinner (starving it
+				 * costs an OOM kill); a short host gives only
+				 * what other guests gave */
+				if (give < p->step_min && w->cls == GC_NEEDY &&
+				    host_short == 0)
+					give = u64min(p->step_min,
+					    w->hi - w->base);
+				if (give < p->step_min)
+					continue;
+				t = clamp(w->base + give, w->lo, w->hi);
+				set_result(g, t, now, "+%.0fM: %s; %s",
+				    mib(t - w->base), w->why, hostwhy);
+				if (w->stall && g->changed)
+					g->st.stall_until = now +
+					    u64min(p->stall_hold_ms,
+					    UINT64_MAX - now);
+			}
 		}
 	}
+
+	for (i = 0; i < n; i++)
+		if (works[i].cls != GC_UNKNOWN && gs[i].explain[0] == '\0')
+			explain_auto(p, &gs[i], &works[i], now, host_short,
+			    to_take);
 
 	for (i = 0; i < n; i++)
 		if (gs[i].changed) {

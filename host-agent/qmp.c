@@ -154,6 +154,10 @@ qmp_parse_guest_stats(const json_t *ret, struct guest_stats *s,
 		{ "stat-disk-caches", GST_CACHES, offsetof(struct guest_stats, caches) },
 		/* QEMU 9.1+ (tag 10), from guests that send it: 6.10+, memcoop */
 		{ "stat-oom-kills", GST_OOM_KILLS, offsetof(struct guest_stats, oom_kills) },
+		/* QEMU 9.1+ (tags 11, 13, 15), from Linux 6.12+ guests */
+		{ "stat-alloc-stalls", GST_ALLOC_STALLS, offsetof(struct guest_stats, alloc_stalls) },
+		{ "stat-direct-scans", GST_DIRECT_SCAN, offsetof(struct guest_stats, direct_scan) },
+		{ "stat-direct-reclaims", GST_DIRECT_RECLAIM, offsetof(struct guest_stats, direct_reclaim) },
 	};
 	const json_t *stats;
 	uint64_t last, age;
