@@ -454,6 +454,7 @@ policy_run(const struct policy_params *p, const struct host_stats *h,
 		g->changed = 0;
 		g->stalled = 0;
 		g->reason[0] = '\0';
+		g->explain[0] = '\0';
 		w->cls = GC_UNKNOWN;
 		if (policy_limits(p, g, &w->lo, &w->hi) == -1) {
 			explain(g, "size unknown: not managed");

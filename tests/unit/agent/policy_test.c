@@ -823,6 +823,247 @@ test_needy_step(void)
 	CU_ASSERT_FALSE(g[0].changed);
 }
 
+/* ---- stalls ---- */
+
+/* @g stalls between its two samples: one more allocation stall. */
+static void
+alloc_stall(struct policy_guest *g)
+{
+	g->prev.valid |= GST_ALLOC_STALLS;
+	g->stats.valid |= GST_ALLOC_STALLS;
+	g->prev.alloc_stalls = 10;
+	g->stats.alloc_stalls = 11;
+}
+
+/*
+ * The host can fund 64M.  A guest with low MemAvailable (and ten times the
+ * weight) and a guest that stalls (MemAvailable in the dead band) both
+ * ask: the stalling one is served first and gets all of it; the other
+ * still gets its step-min (the host is not short).
+ */
+static void
+test_stall_first(void)
+{
+	struct policy_guest g[2];
+	struct host_stats h;
+	uint64_t now = 1000000;
+
+	policy_defaults(&P);
+	h = mkhost(P.host_floor + 64 * MIB);
+	g[0] = mkguest("low", 2048 * MIB, 50 * MIB, now);
+	g[0].set.weight = 1000;
+	g[1] = mkguest("stall", 2048 * MIB, 300 * MIB, now);
+	alloc_stall(&g[1]);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[1].cur_target = g[1].actual = 1024 * MIB;
+	policy_run(&P, &h, g, 2, now);
+	CU_ASSERT(g[1].stalled);
+	CU_ASSERT_FALSE(g[0].stalled);
+	CU_ASSERT(g[0].changed && g[1].changed);
+	CU_ASSERT_EQUAL(g[1].target, 1024 * MIB + 64 * MIB);
+	CU_ASSERT_EQUAL(g[0].target, 1024 * MIB + P.step_min);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[1].reason, "allocation stall"));
+	CU_ASSERT_EQUAL(g[1].st.stall_until, now + P.stall_hold_ms);
+	CU_ASSERT_EQUAL(g[0].st.stall_until, 0);
+	/* the same guest without the stall is only neutral: not served */
+	g[1] = mkguest("stall", 2048 * MIB, 300 * MIB, now);
+	g[1].cur_target = g[1].actual = 1024 * MIB;
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].st = g[1].st;
+	policy_run(&P, &h, g, 2, now);
+	CU_ASSERT_FALSE(g[1].changed);
+	CU_ASSERT_FALSE(g[1].stalled);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[1].explain, "neutral"));
+	CU_ASSERT_EQUAL(g[0].target, 1024 * MIB + 64 * MIB);
+}
+
+/*
+ * A guest given memory for a stall is not shrunk for stall-hold, even by
+ * a short host while it has spare; after that it is.  hold is 0 here so
+ * that only stall-hold can keep it.
+ */
+static void
+test_stall_hold(void)
+{
+	struct policy_guest g[1];
+	struct host_stats h;
+	uint64_t now = 1000000, t1;
+
+	policy_defaults(&P);
+	P.hold_ms = 0;
+	P.stall_hold_ms = 60000;
+	h = mkhost(8192 * MIB);
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	alloc_stall(&g[0]);
+	g[0].cur_target = g[0].actual = 1600 * MIB;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FATAL(g[0].changed);
+	t1 = g[0].target;
+	CU_ASSERT(t1 > 1600 * MIB);
+	/* the balloon got there; the guest has spare now, the host is short */
+	g[0].cur_target = g[0].actual = t1;
+	g[0].prev = g[0].stats;
+	g[0].stats.when = now + 30000;
+	g[0].stats.avail = 1000 * MIB;
+	g[0].stats.total = 2048 * MIB;
+	g[0].prev.when = now + 28000;
+	g[0].st.calm_ticks = 10;
+	h = mkhost(300 * MIB);
+	policy_run(&P, &h, g, 1, now + 30000);
+	CU_ASSERT_FALSE(g[0].changed);
+	CU_ASSERT_FALSE(g[0].stalled);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].explain, "stall-hold: 30s left"));
+	/* after the hold it gives */
+	g[0].prev = g[0].stats;
+	g[0].stats.when = now + 61000;
+	policy_run(&P, &h, g, 1, now + 61000);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT(g[0].target < t1);
+}
+
+/*
+ * A guest reboot: every counter starts again from 0.  Counters that went
+ * backwards make the tick's rates unknown: an OOM kill counter at 1 after
+ * the reboot (0 before) is not a stall, nor are the faults since boot.
+ */
+static void
+test_counter_reset(void)
+{
+	struct policy_guest g[1];
+	struct host_stats h;
+	uint64_t now = 1000000;
+
+	policy_defaults(&P);
+	h = mkhost(8192 * MIB);
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].prev.valid = g[0].stats.valid |= GST_OOM_KILLS | GST_MAJFLT |
+	    GST_SWAP_IN | GST_SWAP_OUT;
+	g[0].prev.oom_kills = 0;
+	g[0].stats.oom_kills = 1;
+	g[0].prev.majflt = 5000000;
+	g[0].stats.majflt = 40000;		/* since boot: backwards */
+	g[0].prev.swap_in = 900 * MIB;
+	g[0].stats.swap_in = 0;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].stalled);
+	CU_ASSERT_FALSE(g[0].changed);
+	/* the allocation stall counter alone going back: no stall either */
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	alloc_stall(&g[0]);
+	g[0].prev.valid = g[0].stats.valid |= GST_DIRECT_SCAN;
+	g[0].prev.direct_scan = 1 << 30;
+	g[0].stats.direct_scan = 4096;		/* backwards */
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].stalled);
+	/* the next tick, counting from the new values, sees a real stall */
+	g[0].prev = g[0].stats;
+	g[0].prev.when = now;
+	g[0].stats.when = now + TICK_MS;
+	g[0].stats.direct_scan += 4096;
+	policy_run(&P, &h, g, 1, now + TICK_MS);
+	CU_ASSERT(g[0].stalled);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "direct reclaim"));
+}
+
+/*
+ * Without the 6.12 counters, major faults and swap-in above their rates
+ * are the stall; with them, the same faulting is pressure (needy) but
+ * not a stall.  A counter only one sample carries does not count.
+ */
+static void
+test_stall_fallback(void)
+{
+	struct policy_guest g[1];
+	struct host_stats h;
+	uint64_t now = 1000000;
+
+	policy_defaults(&P);
+	h = mkhost(8192 * MIB);
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].prev.valid = g[0].stats.valid |= GST_MAJFLT;
+	g[0].prev.majflt = 1000;
+	g[0].stats.majflt = 1000 + 2 * (P.majflt_rate_high + 50);
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT(g[0].stalled);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "major faulting"));
+
+	/* the allocation stall counter present and unchanged: needy only */
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].prev.valid = g[0].stats.valid |= GST_MAJFLT | GST_ALLOC_STALLS;
+	g[0].prev.majflt = 1000;
+	g[0].stats.majflt = 1000 + 2 * (P.majflt_rate_high + 50);
+	g[0].prev.alloc_stalls = g[0].stats.alloc_stalls = 7;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].stalled);
+	CU_ASSERT(g[0].changed);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "major faults"));
+	CU_ASSERT_EQUAL(g[0].st.stall_until, 0);
+
+	/* swap-in without the 6.12 counters */
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].prev.valid = g[0].stats.valid |= GST_SWAP_IN;
+	g[0].stats.swap_in = 2 * (P.swap_rate_high + MIB);
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT(g[0].stalled);
+	CU_ASSERT_PTR_NOT_NULL(strstr(g[0].reason, "swapping in"));
+
+	/* a stall counter the previous sample lacked is not a stall */
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].stats.valid |= GST_ALLOC_STALLS | GST_OOM_KILLS;
+	g[0].stats.alloc_stalls = 999;
+	g[0].stats.oom_kills = 3;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT_FALSE(g[0].stalled);
+	CU_ASSERT_FALSE(g[0].changed);
+}
+
+/* Hostile counters: huge deltas, a millisecond apart, and a clock at
+ * the end of its range; the target stays within step-max and limits. */
+static void
+test_stall_hostile(void)
+{
+	struct policy_guest g[1];
+	struct host_stats h;
+	uint64_t now = UINT64_MAX - 5, lo, hi;
+
+	policy_defaults(&P);
+	h = mkhost(8192 * MIB);
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, now);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].prev.when = now - 1;
+	g[0].prev.valid = g[0].stats.valid |= GST_MAJFLT | GST_SWAP_IN |
+	    GST_SWAP_OUT | GST_OOM_KILLS | GST_ALLOC_STALLS |
+	    GST_DIRECT_SCAN | GST_DIRECT_RECLAIM;
+	g[0].stats.majflt = g[0].stats.swap_in = g[0].stats.swap_out =
+	    g[0].stats.oom_kills = g[0].stats.alloc_stalls =
+	    g[0].stats.direct_scan = g[0].stats.direct_reclaim = UINT64_MAX;
+	policy_run(&P, &h, g, 1, now);
+	CU_ASSERT(g[0].stalled);
+	CU_ASSERT_FATAL(g[0].changed);
+	CU_ASSERT(g[0].target > 1024 * MIB &&
+	    g[0].target <= 1024 * MIB + P.step_max);
+	CU_ASSERT_EQUAL(g[0].st.stall_until, UINT64_MAX);
+	CU_ASSERT_EQUAL(policy_limits(&P, &g[0], &lo, &hi), 0);
+	CU_ASSERT(g[0].target <= hi);
+	/* and all of them back to 0: a reset, nothing happens */
+	g[0] = mkguest("g", 2048 * MIB, 300 * MIB, 1000000);
+	g[0].cur_target = g[0].actual = 1024 * MIB;
+	g[0].prev.valid = g[0].stats.valid |= GST_MAJFLT | GST_OOM_KILLS |
+	    GST_ALLOC_STALLS;
+	g[0].prev.majflt = g[0].prev.oom_kills = g[0].prev.alloc_stalls =
+	    UINT64_MAX;
+	policy_run(&P, &h, g, 1, 1000000);
+	CU_ASSERT_FALSE(g[0].stalled);
+	CU_ASSERT_FALSE(g[0].changed);
+}
+
 int
 main(void)
 {
@@ -848,6 +1089,11 @@ main(void)
 	CU_add_test(s, "auto guest of unknown size: manual",
 	    test_unknown_size_manual);
 	CU_add_test(s, "needy guest's step vs a short host", test_needy_step);
+	CU_add_test(s, "a stalling guest is served first", test_stall_first);
+	CU_add_test(s, "stall-hold after a stall", test_stall_hold);
+	CU_add_test(s, "counter reset is not a stall", test_counter_reset);
+	CU_add_test(s, "no 6.12 stats: faults and swap-in", test_stall_fallback);
+	CU_add_test(s, "hostile stall counters", test_stall_hostile);
 	{
 		int fails = td_run();
 

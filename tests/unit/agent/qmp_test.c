@@ -140,6 +140,12 @@ test_qemu10_oom_kills(void)
 	CU_ASSERT_EQUAL(qmp_parse_guest_stats(j, &st, 1000000, 1796121187), 0);
 	CU_ASSERT(st.valid & GST_OOM_KILLS);
 	CU_ASSERT_EQUAL(st.oom_kills, 1);
+	/* the 6.12 stall counters the policy uses */
+	CU_ASSERT((st.valid & (GST_ALLOC_STALLS | GST_DIRECT_SCAN |
+	    GST_DIRECT_RECLAIM)) == (GST_ALLOC_STALLS | GST_DIRECT_SCAN |
+	    GST_DIRECT_RECLAIM));
+	CU_ASSERT_EQUAL(st.alloc_stalls, 17);
+	CU_ASSERT_EQUAL(st.direct_scan, 0);
 	CU_ASSERT_EQUAL(st.total, 347275264);
 	json_decref(j);
 	free(s);
