@@ -238,8 +238,13 @@ control_status_json(struct memcoopd *md, const char *only)
 /* ------------------------------------------------------------------ */
 /* Requests */
 
+/*
+ * The guest and the settings a SET (or PREVIEW) asks for, checked: NULL,
+ * or the error to reply.
+ */
 static json_t *
-do_set(struct memcoopd *md, json_t *req)
+set_parse(struct memcoopd *md, json_t *req, struct guest **gp,
+    struct guest_settings *nsp, const char **keyp, const char **valp)
 {
 	const char *name, *key, *val;
 	struct guest_settings ns;
@@ -313,6 +318,23 @@ do_set(struct memcoopd *md, json_t *req)
 			    "outside the allowed %" PRIu64 "M..%" PRIu64 "M",
 			    ns.target / MIB, lo / MIB, hi / MIB);
 	}
+	*gp = g;
+	*nsp = ns;
+	*keyp = key;
+	*valp = val;
+	return NULL;
+}
+
+static json_t *
+do_set(struct memcoopd *md, json_t *req)
+{
+	const char *key, *val;
+	struct guest_settings ns;
+	struct guest *g;
+	json_t *err;
+
+	if ((err = set_parse(md, req, &g, &ns, &key, &val)) != NULL)
+		return err;
 	g->set = ns;
 	log_info("guest %s: operator set %s %s", g->name, key, val);
 	if (ns.mode == GMODE_FIXED && g->state == GUEST_ONLINE &&
@@ -326,6 +348,83 @@ do_set(struct memcoopd *md, json_t *req)
 			    "guest did not accept the target now");
 	}
 	return control_guest_json(md, g);
+}
+
+/* SET without applying it: what the next tick would choose. */
+static json_t *
+do_preview(struct memcoopd *md, json_t *req)
+{
+	char reason[REASON_MAX], expl[REASON_MAX];
+	const char *key, *val;
+	struct guest_settings ns;
+	struct guest *g;
+	uint64_t t;
+	int changed;
+	json_t *err;
+
+	if ((err = set_parse(md, req, &g, &ns, &key, &val)) != NULL)
+		return err;
+	if (policy_preview(md, g, &ns, &t, &changed, reason, expl) == -1)
+		return NULL;
+	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:s}",
+	    "name", g->name, "key", key, "value", val,
+	    "mode", guest_mode_name(ns.mode),
+	    "target_now", (json_int_t)g->target,
+	    "target", (json_int_t)(changed ? t : g->target),
+	    "changed", changed,
+	    "reason", changed ? reason : "",
+	    "explain", expl);
+}
+
+/* ms left of @dur from @since, at @now; 0 when over. */
+static uint64_t
+left_ms(uint64_t since, uint64_t dur, uint64_t now)
+{
+	if (since > now)
+		return dur;
+	return now - since < dur ? dur - (now - since) : 0;
+}
+
+/* Why the target last changed and why the policy is not acting now. */
+static json_t *
+do_explain(struct memcoopd *md, const char *name)
+{
+	const struct policy_params *p = &md->conf->pol;
+	const struct policy_gstate *st;
+	struct policy_guest pg;
+	struct guest *g;
+	uint64_t lo = 0, hi = 0, now = now_ms();
+
+	if (name == NULL)
+		return control_error(EINVAL, "explain needs a string member "
+		    "guest");
+	if ((g = guest_find(md, name)) == NULL)
+		return control_error(ENOENT, "no guest named \"%.64s\"", name);
+	st = &g->pst;
+	guest_to_policy(g, &pg);
+	(void)policy_limits(p, &pg, &lo, &hi);
+	return json_pack("{s:s, s:s, s:b, s:s, s:s, s:I, s:i, s:I, s:I, "
+	    "s:I, s:i, s:i, s:I, s:I, s:I, s:I}",
+	    "name", g->name,
+	    "mode", guest_mode_name(g->set.mode),
+	    "auto", md->conf->auto_enabled,
+	    "now", g->explain[0] ? g->explain : "no tick yet",
+	    "last_reason", g->reason,
+	    "last_change_ago_ms", (st->last_change != 0 &&
+		st->last_change <= now ? (json_int_t)(now - st->last_change) : -1),
+	    "last_dir", st->last_dir,
+	    "hold_left_ms", (json_int_t)(st->last_dir != 0 ?
+		left_ms(st->last_change, p->hold_ms, now) : 0),
+	    "stall_hold_left_ms", (json_int_t)(st->stall_until > now ?
+		st->stall_until - now : 0),
+	    "last_stall_ago_ms", (st->last_stall != 0 &&
+		st->last_stall <= now ? (json_int_t)(now - st->last_stall) : -1),
+	    "calm_ticks", (int)st->calm_ticks,
+	    "calm_needed", (int)p->calm_ticks,
+	    "limit_lo", (json_int_t)lo,
+	    "limit_hi", (json_int_t)hi,
+	    "target", (json_int_t)g->target,
+	    "actual", (json_int_t)g->actual);
 }
 
 static json_t *
@@ -425,6 +524,12 @@ control_dispatch(struct memcoopd *md, int can_change, uint32_t type,
 		break;
 	case MCCTL_KSM_STATUS:
 		*reply = ksm_json(md);
+		break;
+	case MCCTL_EXPLAIN:
+		*reply = do_explain(md, name);
+		break;
+	case MCCTL_PREVIEW:
+		*reply = do_preview(md, req);
 		break;
 	case MCCTL_KSM_SET:
 		*reply = do_ksm_set(md, req);

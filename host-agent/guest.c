@@ -145,6 +145,50 @@ guest_to_policy(const struct guest *g, struct policy_guest *pg)
 	pg->st = g->pst;
 }
 
+void
+guests_to_policy(struct memcoopd *md, struct policy_guest *pgs)
+{
+	struct guest *g;
+	size_t i = 0;
+
+	TAILQ_FOREACH(g, &md->guests, entry) {
+		guest_to_policy(g, &pgs[i]);
+		if (!md->conf->auto_enabled && g->set.mode == GMODE_AUTO)
+			pgs[i].set.mode = GMODE_MANUAL;
+		i++;
+	}
+}
+
+int
+policy_preview(struct memcoopd *md, const struct guest *tg,
+    const struct guest_settings *set, uint64_t *target, int *changed,
+    char *reason, char *explain)
+{
+	struct policy_guest *pgs;
+	struct guest *g;
+	size_t i = 0, me = 0;
+
+	if ((pgs = calloc(md->nguests + 1, sizeof(*pgs))) == NULL)
+		return -1;
+	guests_to_policy(md, pgs);
+	TAILQ_FOREACH(g, &md->guests, entry) {
+		if (g == tg) {
+			me = i;
+			pgs[i].set = *set;
+			if (!md->conf->auto_enabled && set->mode == GMODE_AUTO)
+				pgs[i].set.mode = GMODE_MANUAL;
+		}
+		i++;
+	}
+	policy_run(&md->conf->pol, &md->host, pgs, i, now_ms());
+	*target = pgs[me].target;
+	*changed = pgs[me].changed;
+	memcpy(reason, pgs[me].reason, REASON_MAX);
+	memcpy(explain, pgs[me].explain, REASON_MAX);
+	free(pgs);
+	return 0;
+}
+
 int
 guest_apply_target(struct memcoopd *md, struct guest *g, uint64_t bytes,
     const char *reason)

@@ -49,12 +49,16 @@ static int	ctl_set(int, char **);
 static int	ctl_watch(int, char **);
 static int	ctl_ksm(int, char **);
 static int	ctl_stop(int, char **);
+static int	ctl_explain(int, char **);
 
 static const struct cmd cmds[] = {
 	{ "status",	ctl_status,	"[GUEST]",
 	    "show the host and every guest (or one)" },
-	{ "set",	ctl_set,	"GUEST target|min|max|weight|mode VALUE",
-	    "change a guest's settings (root)" },
+	{ "set",	ctl_set,	"[--dry-run] GUEST target|min|max|weight|mode VALUE",
+	    "change a guest's settings (root); --dry-run only shows the\n"
+	    "      target the next tick would choose with it" },
+	{ "explain",	ctl_explain,	"GUEST",
+	    "why the guest's target last changed and why it is not moving now" },
 	{ "watch",	ctl_watch,	"[GUEST]",
 	    "show the status live, once per tick" },
 	{ "ksm",	ctl_ksm,	"status|on|off|auto",
@@ -379,7 +383,13 @@ ctl_set(int argc, char **argv)
 	    "mode", NULL };
 	const char **k;
 	json_t *r;
+	int dry = 0;
 
+	if (argc == 5 && strcmp(argv[1], "--dry-run") == 0) {
+		dry = 1;
+		argc--;
+		argv++;
+	}
 	if (argc != 4)
 		usage();
 	for (k = keys; *k != NULL; k++)
@@ -390,10 +400,23 @@ ctl_set(int argc, char **argv)
 		    "(target, min, max, weight, mode)\n", argv[2]);
 		return EX_USAGE;
 	}
-	r = request(MCCTL_SET, json_pack("{s:s, s:s, s:s}", "guest", argv[1],
-	    "key", argv[2], "value", argv[3]));
+	r = request(dry ? MCCTL_PREVIEW : MCCTL_SET, json_pack("{s:s, s:s, s:s}",
+	    "guest", argv[1], "key", argv[2], "value", argv[3]));
 	if (json_out) {
 		print_json(r);
+	} else if (dry) {
+		char b1[32], b2[32];
+
+		printf("%s: with %s %s (mode %s) the next tick would %s %s\n",
+		    gets_(r, "name"), argv[2], argv[3], gets_(r, "mode"),
+		    json_is_true(json_object_get(r, "changed")) ?
+		    "set the target to" : "leave the target at",
+		    size_str(geti(r, "target"), b1, sizeof(b1)));
+		if (json_is_true(json_object_get(r, "changed")))
+			printf("  from %s: %s\n", size_str(geti(r, "target_now"),
+			    b2, sizeof(b2)), gets_(r, "reason"));
+		printf("  policy: %s\n", gets_(r, "explain"));
+		printf("  nothing was changed\n");
 	} else {
 		char b1[32], b2[32], b3[32];
 
@@ -404,6 +427,45 @@ ctl_set(int argc, char **argv)
 		    size_str(geti(r, "limit_hi"), b3, sizeof(b3)),
 		    (long long)geti(r, "weight"));
 	}
+	json_decref(r);
+	return EX_OK;
+}
+
+static int
+ctl_explain(int argc, char **argv)
+{
+	char b1[32], b2[32], b3[32], b4[32];
+	json_t *r;
+
+	if (argc != 2)
+		usage();
+	r = request(MCCTL_EXPLAIN, json_pack("{s:s}", "guest", argv[1]));
+	if (json_out) {
+		print_json(r);
+		json_decref(r);
+		return EX_OK;
+	}
+	printf("%s: mode %s%s, target %s, actual %s, limits %s..%s\n",
+	    gets_(r, "name"), gets_(r, "mode"),
+	    json_is_true(json_object_get(r, "auto")) ? "" :
+	    " (automatic mode off)",
+	    size_str(geti(r, "target"), b1, sizeof(b1)),
+	    size_str(geti(r, "actual"), b2, sizeof(b2)),
+	    size_str(geti(r, "limit_lo"), b3, sizeof(b3)),
+	    size_str(geti(r, "limit_hi"), b4, sizeof(b4)));
+	if (geti(r, "last_change_ago_ms") >= 0)
+		printf("last change %.0fs ago: %s\n",
+		    (double)geti(r, "last_change_ago_ms") / 1000.0,
+		    gets_(r, "last_reason"));
+	else
+		printf("last change: none\n");
+	printf("now: %s\n", gets_(r, "now"));
+	printf("hold %.0fs left, stall-hold %.0fs left, calm %lld of %lld "
+	    "ticks, last stall %s\n",
+	    (double)geti(r, "hold_left_ms") / 1000.0,
+	    (double)geti(r, "stall_hold_left_ms") / 1000.0,
+	    (long long)geti(r, "calm_ticks"), (long long)geti(r, "calm_needed"),
+	    geti(r, "last_stall_ago_ms") >= 0 ? "seen" : "never");
 	json_decref(r);
 	return EX_OK;
 }

@@ -46,12 +46,9 @@ run_policy(struct memcoopd *md)
 		log_warn("%s", __func__);
 		goto out;
 	}
-	TAILQ_FOREACH(g, &md->guests, entry) {
-		guest_to_policy(g, &pgs[i]);
-		if (!md->conf->auto_enabled && g->set.mode == GMODE_AUTO)
-			pgs[i].set.mode = GMODE_MANUAL;
+	guests_to_policy(md, pgs);
+	TAILQ_FOREACH(g, &md->guests, entry)
 		gp[i++] = g;
-	}
 	policy_run(&md->conf->pol, &md->host, pgs, n, now);
 	for (i = 0; i < n; i++) {
 		struct policy_gstate old;
@@ -59,6 +56,7 @@ run_policy(struct memcoopd *md)
 		g = gp[i];
 		old = g->pst;
 		g->pst = pgs[i].st;
+		memcpy(g->explain, pgs[i].explain, sizeof(g->explain));
 		if (!pgs[i].changed)
 			continue;
 		if (guest_apply_target(md, g, pgs[i].target, pgs[i].reason)

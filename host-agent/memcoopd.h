@@ -294,7 +294,12 @@ int	 policy_run(const struct policy_params *, const struct host_stats *,
 	    struct policy_guest *, size_t n, uint64_t now);
 void	 policy_defaults(struct policy_params *);
 /*
- * What the next tick would do if @set were @g's settings (memcoopd.c):
+ * Every guest of @md as the policy sees it into @pgs (md->nguests of them,
+ * in list order), automatic guests as manual while auto is off (guest.c).
+ */
+void	 guests_to_policy(struct memcoopd *, struct policy_guest *pgs);
+/*
+ * What the next tick would do if @set were @g's settings (guest.c):
  * the policy run on a copy of every guest with the last stats; nothing is
  * applied.  0 with *@target, *@changed and @reason/@explain filled (both
  * REASON_MAX), -1 on ENOMEM.

@@ -16,7 +16,8 @@
  * MCCTL_WATCH, after whose MCCTL_R_OK the daemon sends one MCCTL_R_EVENT
  * (a status object) per tick until the client closes.
  *
- * Access: read requests (HELLO, STATUS, KSM_STATUS, WATCH) are allowed to
+ * Access: read requests (HELLO, STATUS, KSM_STATUS, WATCH, EXPLAIN,
+ * PREVIEW) are allowed to
  * root and to members of the configured group (SO_PEERCRED); changes
  * (SET, KSM_SET, STOP) only to root.  A denied request gets MCCTL_R_ERROR with
  * "code": EPERM.
@@ -31,6 +32,13 @@
  *   MCCTL_KSM_STATUS  {}
  *   MCCTL_KSM_SET     {"mode": "off"|"on"|"auto"}
  *   MCCTL_WATCH       {} or {"guest": "NAME"}
+ *   MCCTL_EXPLAIN     {"guest": "NAME"}: why the guest's target last
+ *                     changed and why the policy is not moving it now
+ *                     (class, hold, stall-hold, calm ticks, limits)
+ *   MCCTL_PREVIEW     as MCCTL_SET: what the next tick would choose for
+ *                     the guest with that setting, the other guests and
+ *                     the last stats as they are; nothing is applied
+ *                     ("set --dry-run")
  *   MCCTL_STOP        {"restore": true|false}: memcoopd exits; with
  *                     restore, first gives the automatic guests their
  *                     upper limit back, paced (restore-step per
@@ -64,6 +72,8 @@ enum mcctl_type {
 	MCCTL_KSM_SET		= 5,
 	MCCTL_WATCH		= 6,
 	MCCTL_STOP		= 7,
+	MCCTL_EXPLAIN		= 8,
+	MCCTL_PREVIEW		= 9,
 	MCCTL_REQ_MAX,
 	/* replies */
 	MCCTL_R_OK		= 0x100,

@@ -22,6 +22,8 @@ mcctl_is_read_only(uint32_t type)
 	case MCCTL_STATUS:
 	case MCCTL_KSM_STATUS:
 	case MCCTL_WATCH:
+	case MCCTL_EXPLAIN:
+	case MCCTL_PREVIEW:
 		return 1;
 	default:
 		return 0;
@@ -39,6 +41,8 @@ mcctl_type_name(uint32_t type)
 	case MCCTL_KSM_SET:	return "ksm-set";
 	case MCCTL_WATCH:	return "watch";
 	case MCCTL_STOP:	return "stop";
+	case MCCTL_EXPLAIN:	return "explain";
+	case MCCTL_PREVIEW:	return "preview";
 	case MCCTL_R_OK:	return "ok";
 	case MCCTL_R_ERROR:	return "error";
 	case MCCTL_R_EVENT:	return "event";

@@ -423,6 +423,97 @@ test_hostile(void)
 	json_decref(r);
 }
 
+/*
+ * EXPLAIN and PREVIEW (set --dry-run): read-only, so a non-root client
+ * may ask; PREVIEW shows the policy's next target for the setting and
+ * changes nothing; both see the stall hold.
+ */
+static void
+test_explain_preview(void)
+{
+	struct guest *g = guest_add(&md, "vm3", &fake_backend, NULL);
+	uint64_t now = now_ms();
+	json_t *r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	g->maxmem = g->actual = g->target = 2048 * MIB;
+	g->stats.valid = g->prev.valid = GST_AVAIL | GST_TOTAL;
+	g->stats.avail = g->prev.avail = 1500 * MIB;
+	g->stats.total = g->prev.total = 2048 * MIB;
+	g->stats.when = now;
+	g->prev.when = now - 2000;
+	g->pst.calm_ticks = 10;
+	md.host.valid_mem = 1;
+	md.host.mem_available = 300 * MIB;	/* short: vm3 would give */
+	nset = 0;
+
+	/* a max below the target: the next tick clamps to it */
+	CU_ASSERT_EQUAL_FATAL(dispatch(0, MCCTL_PREVIEW, "{\"guest\":\"vm3\","
+	    "\"key\":\"max\",\"value\":\"1G\"}", &r), MCCTL_R_OK);
+	CU_ASSERT(json_is_true(json_object_get(r, "changed")));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "target")),
+	    (json_int_t)(1024 * MIB));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "target_now")),
+	    (json_int_t)(2048 * MIB));
+	json_decref(r);
+	/* nothing was applied */
+	CU_ASSERT_EQUAL(g->set.max, 0);
+	CU_ASSERT_EQUAL(g->target, 2048 * MIB);
+	CU_ASSERT_EQUAL(g->pst.calm_ticks, 10);
+	CU_ASSERT_EQUAL(nset, 0);
+
+	/* a weight: the short host takes from it, at most step-max */
+	CU_ASSERT_EQUAL_FATAL(dispatch(0, MCCTL_PREVIEW, "{\"guest\":\"vm3\","
+	    "\"key\":\"weight\",\"value\":\"50\"}", &r), MCCTL_R_OK);
+	CU_ASSERT(json_is_true(json_object_get(r, "changed")));
+	CU_ASSERT(json_integer_value(json_object_get(r, "target")) <
+	    (json_int_t)(2048 * MIB));
+	CU_ASSERT(json_integer_value(json_object_get(r, "target")) >=
+	    (json_int_t)(2048 * MIB - conf.pol.step_max));
+	json_decref(r);
+	CU_ASSERT_EQUAL(g->set.weight, GUEST_WEIGHT_DEFAULT);
+
+	/* within stall-hold it would not: the preview and explain say why */
+	g->pst.stall_until = now + 10000;
+	CU_ASSERT_EQUAL_FATAL(dispatch(0, MCCTL_PREVIEW, "{\"guest\":\"vm3\","
+	    "\"key\":\"weight\",\"value\":\"50\"}", &r), MCCTL_R_OK);
+	CU_ASSERT(json_is_false(json_object_get(r, "changed")));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "target")),
+	    (json_int_t)(2048 * MIB));
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(r,
+	    "explain")), "stall-hold"));
+	json_decref(r);
+	CU_ASSERT_EQUAL_FATAL(dispatch(0, MCCTL_EXPLAIN, "{\"guest\":\"vm3\"}",
+	    &r), MCCTL_R_OK);
+	CU_ASSERT(json_integer_value(json_object_get(r, "stall_hold_left_ms"))
+	    > 0);
+	CU_ASSERT(json_integer_value(json_object_get(r, "stall_hold_left_ms"))
+	    <= 10000);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "limit_hi")),
+	    (json_int_t)(2048 * MIB));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r,
+	    "last_change_ago_ms")), -1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "now")),
+	    "no tick yet");
+	json_decref(r);
+
+	/* the same checks as SET; unknown or missing guests */
+	CU_ASSERT_EQUAL(dispatch(0, MCCTL_PREVIEW, "{\"guest\":\"vm3\","
+	    "\"key\":\"weight\",\"value\":\"0\"}", &r), MCCTL_R_ERROR);
+	CU_ASSERT_EQUAL(error_code(r), EINVAL);
+	json_decref(r);
+	CU_ASSERT_EQUAL(dispatch(0, MCCTL_EXPLAIN, "{\"guest\":\"vm9\"}", &r),
+	    MCCTL_R_ERROR);
+	CU_ASSERT_EQUAL(error_code(r), ENOENT);
+	json_decref(r);
+	CU_ASSERT_EQUAL(dispatch(0, MCCTL_EXPLAIN, "{}", &r), MCCTL_R_ERROR);
+	CU_ASSERT_EQUAL(error_code(r), EINVAL);
+	json_decref(r);
+	CU_ASSERT_EQUAL(nset, 0);
+	md.host.valid_mem = 0;
+	guest_remove(&md, g);
+}
+
 int
 main(void)
 {
@@ -438,6 +529,7 @@ main(void)
 	CU_add_test(s, "hello", test_hello);
 	CU_add_test(s, "status", test_status);
 	CU_add_test(s, "set: limits and permissions", test_set);
+	CU_add_test(s, "explain and preview", test_explain_preview);
 	CU_add_test(s, "hostile payloads", test_hostile);
 	return td_run();
 }
