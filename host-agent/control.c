@@ -410,8 +410,8 @@ do_explain(struct memcoopd *md, const char *name)
 	    "auto", md->conf->auto_enabled,
 	    "now", g->explain[0] ? g->explain : "no tick yet",
 	    "last_reason", g->reason,
-	    "last_change_ago_ms", (st->last_change != 0 &&
-		st->last_change <= now ? (json_int_t)(now - st->last_change) : -1),
+	    "last_change_ago_ms", (g->reason_when != 0 &&
+		g->reason_when <= now ? (json_int_t)(now - g->reason_when) : -1),
 	    "last_dir", st->last_dir,
 	    "hold_left_ms", (json_int_t)(st->last_dir != 0 ?
 		left_ms(st->last_change, p->hold_ms, now) : 0),

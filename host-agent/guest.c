@@ -217,6 +217,7 @@ guest_apply_target(struct memcoopd *md, struct guest *g, uint64_t bytes,
 		return -1;
 	}
 	g->target = bytes;
+	g->reason_when = now_ms();
 	snprintf(g->reason, sizeof(g->reason), "%s", reason);
 	md->changes++;
 	g->changes++;
@@ -236,6 +237,7 @@ guest_target_refused(struct memcoopd *md, struct guest *g, uint64_t refused,
 	log_warnx("guest %s: target %" PRIu64 "M refused (%s): back to %"
 	    PRIu64 "M", g->name, refused / MIB, why, prev / MIB);
 	g->target = prev;
+	g->reason_when = now_ms();
 	snprintf(g->reason, sizeof(g->reason), "target %" PRIu64
 	    "M refused: %.100s", refused / MIB, why);
 }
@@ -336,6 +338,7 @@ state_adopt(struct memcoopd *md, struct guest *g)
 	/* the last change was the previous instance's: hold from now */
 	g->pst.last_change = now_ms();
 	g->pst.last_dir = g->actual != 0 && g->actual < g->maxmem ? -1 : 0;
+	g->reason_when = now_ms();
 	snprintf(g->reason, sizeof(g->reason), "adopted from the previous "
 	    "memcoopd");
 	log_info("guest %s: target %" PRIu64 "M adopted from the previous "

@@ -5,8 +5,8 @@ running daemon.
 
 usage: agent_qmp.py MEMCOOPD MEMCOOPCTL basic|pressure|killed|dir
 
-basic     memcoopctl status/set/--json/exit codes, access control by
-          SO_PEERCRED (root, the socket group, others), hostile control
+basic     memcoopctl status/set/explain/set --dry-run/--json/exit codes,
+          access control by SO_PEERCRED (root, the socket group, others), hostile control
           clients, Prometheus metrics, clean shutdown restoring the guest
           (restore-on-exit yes).
 pressure  the automatic policy: a host short of memory (MemAvailable from
@@ -267,6 +267,19 @@ def scenario_basic(memcoopd, memcoopctl):
             check(rc == 2, "unknown setting: usage error rc 2")
             rc, out, err = a.ctl("frobnicate")
             check(rc == 2 and "usage" in err, "unknown command: usage rc 2")
+            # explain and set --dry-run: read-only, change nothing
+            rc, out, err = a.ctl("explain", "vm1", user=(65534, 65534))
+            check(rc == 0 and "now: fixed target set by the operator" in out
+                  and "operator set target 384M" in out,
+                  "explain says the mode and the last reason: " + out + err)
+            rc, out, err = a.ctl("set", "--dry-run", "vm1", "target", "448M",
+                                 user=(65534, 65534))
+            check(rc == 0 and "would set the target to 448M" in out and
+                  "nothing was changed" in out,
+                  "set --dry-run shows the next target: " + out + err)
+            rc, out, err = a.ctl("set", "--dry-run", "vm1", "target", "100M")
+            check(rc == 1 and "outside the allowed" in err,
+                  "set --dry-run checks as set does")
             time.sleep(1.5)
             check(abs(g.balloon_actual() // MIB - 384) <= 8,
                   "refused requests did not move the balloon")
