@@ -27,38 +27,10 @@
 #include <unistd.h>
 
 #include "conflex.h"
-#include "io.h"
 #include "memcoopd.h"
 
 #define MAX_TOKENS	8
-#define MAX_LINE	1024
 #define CONFIG_MAX_SIZE	(1024 * 1024)
-
-struct parse_ctx {
-	const char	*name;
-	unsigned int	 line;
-	char		*err;
-	size_t		 errlen;
-};
-
-static int
-perr(struct parse_ctx *pc, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int
-perr(struct parse_ctx *pc, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	n = snprintf(pc->err, pc->errlen, "%s:%u: ", pc->name, pc->line);
-	if (n < 0 || (size_t)n >= pc->errlen)
-		return -1;
-	va_start(ap, fmt);
-	vsnprintf(pc->err + n, pc->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 void
 config_init(struct config *c)
@@ -165,96 +137,55 @@ parse_bool(const char *s, int *out)
 static int
 valid_guest_name(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= GUEST_NAME_MAX)
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
-		    *s != '.' && *s != '+')
-			return 0;
-	return 1;
-}
-
-/* One line into at most MAX_TOKENS words (shared/conflex.c). */
-static int
-tokenize(struct parse_ctx *pc, char *line, char **tok)
-{
-	const char *why;
-	int n = conf_tokenize(line, tok, MAX_TOKENS, &why);
-
-	return n == -1 ? perr(pc, "%s", why) : n;
+	return conf_valid_name(s, GUEST_NAME_MAX);
 }
 
 static int
-set_string(struct parse_ctx *pc, char **dst, const char *val)
-{
-	char *s;
-
-	if (*val == '\0')
-		return perr(pc, "empty value");
-	if ((s = strdup(val)) == NULL)
-		return perr(pc, "out of memory");
-	free(*dst);
-	*dst = s;
-	return 0;
-}
-
-static int
-size_arg(struct parse_ctx *pc, const char *key, const char *val, uint64_t *out)
-{
-	if (parse_size(val, out) == -1)
-		return perr(pc, "%s: invalid size \"%s\" (e.g. 512M, 2G)",
-		    key, val);
-	return 0;
-}
-
-static int
-guest_setting(struct parse_ctx *pc, struct guest_conf *gc, int ntok, char **tok)
+guest_setting(struct conf_ctx *pc, struct guest_conf *gc, int ntok, char **tok)
 {
 	unsigned long long v;
 
 	if (ntok != 2)
-		return perr(pc, "%s: expected one value", tok[0]);
+		return conf_err(pc, "%s: expected one value", tok[0]);
 	if (strcmp(tok[0], "qmp") == 0)
-		return set_string(pc, &gc->qmp, tok[1]);
+		return conf_set_string(pc, &gc->qmp, tok[1]);
 	if (strcmp(tok[0], "target") == 0) {
-		if (size_arg(pc, tok[0], tok[1], &gc->set.target) == -1)
+		if (conf_size_arg(pc, tok[0], tok[1], &gc->set.target) == -1)
 			return -1;
 		if (gc->set.mode == GMODE_AUTO)
 			gc->set.mode = GMODE_FIXED;
 		return 0;
 	}
 	if (strcmp(tok[0], "min") == 0)
-		return size_arg(pc, tok[0], tok[1], &gc->set.min);
+		return conf_size_arg(pc, tok[0], tok[1], &gc->set.min);
 	if (strcmp(tok[0], "max") == 0)
-		return size_arg(pc, tok[0], tok[1], &gc->set.max);
+		return conf_size_arg(pc, tok[0], tok[1], &gc->set.max);
 	if (strcmp(tok[0], "weight") == 0) {
 		if (parse_uint(tok[1], GUEST_WEIGHT_MAX, &v) == -1 || v == 0)
-			return perr(pc, "weight: expected 1..%d", GUEST_WEIGHT_MAX);
+			return conf_err(pc, "weight: expected 1..%d", GUEST_WEIGHT_MAX);
 		gc->set.weight = (unsigned int)v;
 		return 0;
 	}
 	if (strcmp(tok[0], "mode") == 0) {
 		if (guest_mode_parse(tok[1], &gc->set.mode) == -1)
-			return perr(pc, "mode: expected auto, fixed or manual");
+			return conf_err(pc, "mode: expected auto, fixed or manual");
 		return 0;
 	}
-	return perr(pc, "unknown guest setting \"%s\"", tok[0]);
+	return conf_err(pc, "unknown guest setting \"%s\"", tok[0]);
 }
 
 static int
-check_guest(struct parse_ctx *pc, struct guest_conf *gc)
+check_guest(struct conf_ctx *pc, struct guest_conf *gc)
 {
 	struct guest_settings *s = &gc->set;
 
 	if (s->min != 0 && s->max != 0 && s->min > s->max)
-		return perr(pc, "guest %s: min is above max", gc->name);
+		return conf_err(pc, "guest %s: min is above max", gc->name);
 	if (s->mode == GMODE_FIXED && s->target == 0)
-		return perr(pc, "guest %s: mode fixed needs a target", gc->name);
+		return conf_err(pc, "guest %s: mode fixed needs a target", gc->name);
 	if (s->target != 0 && ((s->min != 0 && s->target < s->min) ||
 	    (s->max != 0 && s->target > s->max)))
-		return perr(pc, "guest %s: target outside min..max", gc->name);
+		return conf_err(pc, "guest %s: target outside min..max", gc->name);
 	return 0;
 }
 
@@ -272,7 +203,7 @@ loopback_addr(const char *host)
 }
 
 static int
-metrics_setting(struct parse_ctx *pc, struct config *c, const char *val)
+metrics_setting(struct conf_ctx *pc, struct config *c, const char *val)
 {
 	unsigned long long port;
 	const char *colon;
@@ -286,10 +217,10 @@ metrics_setting(struct parse_ctx *pc, struct config *c, const char *val)
 		return 0;
 	}
 	if ((colon = strrchr(val, ':')) == NULL)
-		return perr(pc, "metrics: expected ADDRESS:PORT or off");
+		return conf_err(pc, "metrics: expected ADDRESS:PORT or off");
 	hl = (size_t)(colon - val);
 	if (hl == 0 || hl >= sizeof(host))
-		return perr(pc, "metrics: bad address");
+		return conf_err(pc, "metrics: bad address");
 	memcpy(host, val, hl);
 	host[hl] = '\0';
 	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
@@ -300,17 +231,17 @@ metrics_setting(struct parse_ctx *pc, struct config *c, const char *val)
 		strcpy(host, "127.0.0.1");
 	/* numeric only: a name like 127.example.org would be resolved */
 	if (!loopback_addr(host))
-		return perr(pc, "metrics: only a loopback address is allowed");
+		return conf_err(pc, "metrics: only a loopback address is allowed");
 	if (parse_uint(colon + 1, 65535, &port) == -1 || port == 0)
-		return perr(pc, "metrics: bad port");
-	if (set_string(pc, &c->metrics_addr, host) == -1)
+		return conf_err(pc, "metrics: bad port");
+	if (conf_set_string(pc, &c->metrics_addr, host) == -1)
 		return -1;
 	c->metrics_port = (uint16_t)port;
 	return 0;
 }
 
 static int
-global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
+global_setting(struct conf_ctx *pc, struct config *c, int ntok, char **tok)
 {
 	struct policy_params *p = &c->pol;
 	const char *k = tok[0], *v = tok[1];
@@ -318,33 +249,33 @@ global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
 	uint64_t ms;
 
 	if (ntok != 2)
-		return perr(pc, "%s: expected one value", k);
+		return conf_err(pc, "%s: expected one value", k);
 	if (strcmp(k, "socket") == 0)
-		return set_string(pc, &c->sock_path, v);
+		return conf_set_string(pc, &c->sock_path, v);
 	if (strcmp(k, "socket-group") == 0)
-		return set_string(pc, &c->sock_group, v);
+		return conf_set_string(pc, &c->sock_group, v);
 	if (strcmp(k, "qmp-dir") == 0)
-		return set_string(pc, &c->qmp_dir, v);
+		return conf_set_string(pc, &c->qmp_dir, v);
 	if (strcmp(k, "libvirt-uri") == 0)
-		return set_string(pc, &c->libvirt_uri, v);
+		return conf_set_string(pc, &c->libvirt_uri, v);
 	if (strcmp(k, "ksm-sysfs") == 0)
-		return set_string(pc, &c->ksm_sysfs, v);
+		return conf_set_string(pc, &c->ksm_sysfs, v);
 	if (strcmp(k, "proc") == 0)
-		return set_string(pc, &c->procdir, v);
+		return conf_set_string(pc, &c->procdir, v);
 	if (strcmp(k, "state-dir") == 0)
-		return set_string(pc, &c->state_dir, v);
+		return conf_set_string(pc, &c->state_dir, v);
 	if (strcmp(k, "restore-step") == 0)
-		return size_arg(pc, k, v, &c->restore_step);
+		return conf_size_arg(pc, k, v, &c->restore_step);
 	if (strcmp(k, "restore-period") == 0) {
 		if (parse_duration(v, &c->restore_period_ms) == -1 ||
 		    c->restore_period_ms < 100 || c->restore_period_ms > 600000)
-			return perr(pc, "restore-period: expected 100ms..10m");
+			return conf_err(pc, "restore-period: expected 100ms..10m");
 		return 0;
 	}
 	if (strcmp(k, "restore-timeout") == 0) {
 		if (parse_duration(v, &c->restore_timeout_ms) == -1 ||
 		    c->restore_timeout_ms > 3600000)
-			return perr(pc, "restore-timeout: expected 0..1h");
+			return conf_err(pc, "restore-timeout: expected 0..1h");
 		return 0;
 	}
 	if (strcmp(k, "metrics") == 0)
@@ -355,7 +286,7 @@ global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
 		else if (strcmp(v, "libvirt") == 0)
 			c->backend = BACKEND_LIBVIRT;
 		else
-			return perr(pc, "backend: expected qmp or libvirt");
+			return conf_err(pc, "backend: expected qmp or libvirt");
 		return 0;
 	}
 	if (strcmp(k, "ksm") == 0) {
@@ -368,34 +299,34 @@ global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
 		else if (strcmp(v, "unmanaged") == 0)
 			c->ksm_mode = KSMC_UNSET;
 		else
-			return perr(pc, "ksm: expected off, on, auto or unmanaged");
+			return conf_err(pc, "ksm: expected off, on, auto or unmanaged");
 		return 0;
 	}
 	if (strcmp(k, "auto") == 0) {
 		if (parse_bool(v, &c->auto_enabled) == -1)
-			return perr(pc, "auto: expected yes or no");
+			return conf_err(pc, "auto: expected yes or no");
 		return 0;
 	}
 	if (strcmp(k, "restore-on-exit") == 0) {
 		if (parse_bool(v, &c->shutdown_restore) == -1)
-			return perr(pc, "restore-on-exit: expected yes or no");
+			return conf_err(pc, "restore-on-exit: expected yes or no");
 		return 0;
 	}
 	if (strcmp(k, "tick") == 0) {
 		if (parse_duration(v, &ms) == -1 || ms < 100 || ms > 600000)
-			return perr(pc, "tick: expected 100ms..10m");
+			return conf_err(pc, "tick: expected 100ms..10m");
 		c->tick_ms = (uint32_t)ms;
 		return 0;
 	}
 	if (strcmp(k, "stats-period") == 0) {
 		if (parse_uint(v, 3600, &u) == -1 || u == 0)
-			return perr(pc, "stats-period: expected 1..3600 seconds");
+			return conf_err(pc, "stats-period: expected 1..3600 seconds");
 		c->stats_period = (uint32_t)u;
 		return 0;
 	}
 	if (strcmp(k, "hold") == 0) {
 		if (parse_duration(v, &p->hold_ms) == -1)
-			return perr(pc, "hold: expected a duration (e.g. 30s)");
+			return conf_err(pc, "hold: expected a duration (e.g. 30s)");
 		return 0;
 	}
 	if (strcmp(k, "stall-hold") == 0) {
@@ -407,12 +338,12 @@ global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
 	if (strcmp(k, "stats-max-age") == 0) {
 		if (parse_duration(v, &p->stats_max_age) == -1 ||
 		    p->stats_max_age == 0)
-			return perr(pc, "stats-max-age: expected a duration");
+			return conf_err(pc, "stats-max-age: expected a duration");
 		return 0;
 	}
 	if (strcmp(k, "calm-ticks") == 0) {
 		if (parse_uint(v, 1000, &u) == -1)
-			return perr(pc, "calm-ticks: expected 0..1000");
+			return conf_err(pc, "calm-ticks: expected 0..1000");
 		p->calm_ticks = (unsigned int)u;
 		return 0;
 	}
@@ -423,47 +354,47 @@ global_setting(struct parse_ctx *pc, struct config *c, int ntok, char **tok)
 		errno = 0;
 		d = strtod(v, &end);
 		if (errno != 0 || *end != '\0' || !(d > 0.0 && d <= 100.0))
-			return perr(pc, "host-psi-high: expected a percentage");
+			return conf_err(pc, "host-psi-high: expected a percentage");
 		p->host_psi_high = d;
 		return 0;
 	}
 	if (strcmp(k, "majflt-rate-high") == 0) {
 		if (parse_uint(v, 1000000000ULL, &u) == -1)
-			return perr(pc, "majflt-rate-high: expected faults/s");
+			return conf_err(pc, "majflt-rate-high: expected faults/s");
 		p->majflt_rate_high = u;
 		return 0;
 	}
 	if (strcmp(k, "host-floor") == 0)
-		return size_arg(pc, k, v, &p->host_floor);
+		return conf_size_arg(pc, k, v, &p->host_floor);
 	if (strcmp(k, "host-comfort") == 0)
-		return size_arg(pc, k, v, &p->host_comfort);
+		return conf_size_arg(pc, k, v, &p->host_comfort);
 	if (strcmp(k, "guest-min") == 0)
-		return size_arg(pc, k, v, &p->guest_min);
+		return conf_size_arg(pc, k, v, &p->guest_min);
 	if (strcmp(k, "guest-reserve") == 0)
-		return size_arg(pc, k, v, &p->guest_reserve);
+		return conf_size_arg(pc, k, v, &p->guest_reserve);
 	if (strcmp(k, "guest-slack") == 0)
-		return size_arg(pc, k, v, &p->guest_slack);
+		return conf_size_arg(pc, k, v, &p->guest_slack);
 	if (strcmp(k, "step-max") == 0)
-		return size_arg(pc, k, v, &p->step_max);
+		return conf_size_arg(pc, k, v, &p->step_max);
 	if (strcmp(k, "step-min") == 0)
-		return size_arg(pc, k, v, &p->step_min);
+		return conf_size_arg(pc, k, v, &p->step_min);
 	if (strcmp(k, "swap-rate-high") == 0)
-		return size_arg(pc, k, v, &p->swap_rate_high);
-	return perr(pc, "unknown keyword \"%s\"", k);
+		return conf_size_arg(pc, k, v, &p->swap_rate_high);
+	return conf_err(pc, "unknown keyword \"%s\"", k);
 }
 
 static int
-check_config(struct parse_ctx *pc, struct config *c)
+check_config(struct conf_ctx *pc, struct config *c)
 {
 	struct policy_params *p = &c->pol;
 
 	pc->line = 0;
 	if (p->step_max == 0)
-		return perr(pc, "step-max must not be 0");
+		return conf_err(pc, "step-max must not be 0");
 	if (p->step_min > p->step_max)
-		return perr(pc, "step-min is above step-max");
+		return conf_err(pc, "step-min is above step-max");
 	if (p->host_comfort < p->host_floor)
-		return perr(pc, "host-comfort is below host-floor");
+		return conf_err(pc, "host-comfort is below host-floor");
 	return 0;
 }
 
@@ -491,61 +422,48 @@ int
 config_parse_string(struct config *c, const char *name, const char *text,
     char *err, size_t errlen)
 {
-	struct parse_ctx pc = { name, 0, err, errlen };
+	struct conf_ctx pc = { name, 0, err, errlen };
 	struct guest_conf *gc = NULL;
-	char line[MAX_LINE + 1], *tok[MAX_TOKENS];
-	const char *p = text, *nl;
+	char line[CONF_LINE_MAX + 1], *tok[MAX_TOKENS];
+	const char *p = text;
 	unsigned int gline = 0;
 	int ntok;
 
 	if (errlen > 0)
 		err[0] = '\0';
-	while (*p != '\0') {
-		size_t len;
-
-		pc.line++;
-		nl = strchr(p, '\n');
-		len = nl != NULL ? (size_t)(nl - p) : strlen(p);
-		if (len > MAX_LINE)
-			return perr(&pc, "line too long (max %d)", MAX_LINE);
-		memcpy(line, p, len);
-		line[len] = '\0';
-		p += len + (nl != NULL);
-
-		if ((ntok = tokenize(&pc, line, tok)) == -1)
+	while ((ntok = conf_next(&pc, &p, line, tok, MAX_TOKENS)) != 0) {
+		if (ntok == -1)
 			return -1;
-		if (ntok == 0)
-			continue;
 		if (gc != NULL) {
 			if (strcmp(tok[0], "}") == 0) {
 				if (ntok != 1)
-					return perr(&pc, "junk after \"}\"");
+					return conf_err(&pc, "junk after \"}\"");
 				if (check_guest(&pc, gc) == -1)
 					return -1;
 				gc = NULL;
 				continue;
 			}
 			if (strcmp(tok[0], "guest") == 0)
-				return perr(&pc, "guest block inside guest "
+				return conf_err(&pc, "guest block inside guest "
 				    "block (missing \"}\" for line %u?)", gline);
 			if (guest_setting(&pc, gc, ntok, tok) == -1)
 				return -1;
 			continue;
 		}
 		if (strcmp(tok[0], "}") == 0)
-			return perr(&pc, "\"}\" without a guest block");
+			return conf_err(&pc, "\"}\" without a guest block");
 		if (strcmp(tok[0], "guest") == 0) {
 			if (ntok != 3 || strcmp(tok[2], "{") != 0)
-				return perr(&pc, "expected: guest NAME {");
+				return conf_err(&pc, "expected: guest NAME {");
 			if (!valid_guest_name(tok[1]))
-				return perr(&pc, "invalid guest name \"%s\" "
+				return conf_err(&pc, "invalid guest name \"%s\" "
 				    "(letters, digits, - _ . +; at most %d)",
 				    tok[1], GUEST_NAME_MAX - 1);
 			if (config_find_guest(c, tok[1]) != NULL)
-				return perr(&pc, "guest %s defined twice",
+				return conf_err(&pc, "guest %s defined twice",
 				    tok[1]);
 			if ((gc = calloc(1, sizeof(*gc))) == NULL)
-				return perr(&pc, "out of memory");
+				return conf_err(&pc, "out of memory");
 			strcpy(gc->name, tok[1]);
 			gc->set.weight = GUEST_WEIGHT_DEFAULT;
 			TAILQ_INSERT_TAIL(&c->guests, gc, entry);
@@ -557,7 +475,7 @@ config_parse_string(struct config *c, const char *name, const char *text,
 	}
 	if (gc != NULL) {
 		pc.line = gline;
-		return perr(&pc, "guest %s: block not closed", gc->name);
+		return conf_err(&pc, "guest %s: block not closed", gc->name);
 	}
 	return check_config(&pc, c);
 }
@@ -565,41 +483,14 @@ config_parse_string(struct config *c, const char *name, const char *text,
 int
 config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
-	struct stat st;
 	char *buf;
-	ssize_t n;
-	size_t off = 0;
+	size_t len;
 	int fd, rv;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if ((fd = conf_read_file(path, CONFIG_MAX_SIZE, &buf, &len, err,
+	    errlen)) == -1)
 		return -1;
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CONFIG_MAX_SIZE) {
-		snprintf(err, errlen, "%s: not a regular file of at most %d "
-		    "bytes", path, CONFIG_MAX_SIZE);
-		close(fd);
-		return -1;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		close(fd);
-		return -1;
-	}
-	n = io_read_all(fd, buf, (size_t)st.st_size + 1);
 	close(fd);
-	if (n == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		free(buf);
-		return -1;
-	}
-	off = (size_t)n;
-	if (strlen(buf) != off) {
-		snprintf(err, errlen, "%s: NUL byte in file", path);
-		free(buf);
-		return -1;
-	}
 	rv = config_parse_string(c, path, buf, err, errlen);
 	free(buf);
 	if (rv == 0 && c->path == NULL && (c->path = strdup(path)) == NULL) {

@@ -3,14 +3,21 @@
  * The lexer shared by memcoopd's and memcoop-guestd's config parsers
  * (moved here from host-agent/parse.c).
  */
+#include <sys/stat.h>
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "conflex.h"
+#include "io.h"
 
 static int
 lexerr(const char **why, const char *msg)
@@ -168,4 +175,125 @@ conf_tokenize(char *line, char **tok, int max, const char **why)
 		if (*r != '\0')
 			*r++ = '\0';
 	}
+}
+
+int
+conf_err(struct conf_ctx *pc, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (pc->errlen == 0)
+		return -1;
+	n = snprintf(pc->err, pc->errlen, "%s:%u: ", pc->name, pc->line);
+	if (n < 0 || (size_t)n >= pc->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(pc->err + n, pc->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+conf_next(struct conf_ctx *pc, const char **text,
+    char line[CONF_LINE_MAX + 1], char **tok, int max)
+{
+	const char *p = *text, *nl, *why;
+	size_t len;
+	int ntok;
+
+	while (*p != '\0') {
+		pc->line++;
+		nl = strchr(p, '\n');
+		len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		if (len > CONF_LINE_MAX)
+			return conf_err(pc, "line too long (max %d)",
+			    CONF_LINE_MAX);
+		memcpy(line, p, len);
+		line[len] = '\0';
+		p += len + (nl != NULL);
+		*text = p;
+		if ((ntok = conf_tokenize(line, tok, max, &why)) == -1)
+			return conf_err(pc, "%s", why);
+		if (ntok > 0)
+			return ntok;
+	}
+	*text = p;
+	return 0;
+}
+
+int
+conf_set_string(struct conf_ctx *pc, char **dst, const char *val)
+{
+	char *s;
+
+	if (*val == '\0')
+		return conf_err(pc, "empty value");
+	if ((s = strdup(val)) == NULL)
+		return conf_err(pc, "out of memory");
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+int
+conf_size_arg(struct conf_ctx *pc, const char *key, const char *val,
+    uint64_t *out)
+{
+	if (conf_parse_size(val, out) == -1)
+		return conf_err(pc, "%s: invalid size \"%s\" (e.g. 64M, 2G)",
+		    key, val);
+	return 0;
+}
+
+int
+conf_valid_name(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= max)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
+		    *s != '.' && *s != '+')
+			return 0;
+	return 1;
+}
+
+int
+conf_read_file(const char *path, size_t max, char **bufp, size_t *lenp,
+    char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size > max) {
+		snprintf(err, errlen, "%s: not a regular file of at most %zu "
+		    "bytes", path, max);
+		close(fd);
+		return -1;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		close(fd);
+		return -1;
+	}
+	n = io_read_all(fd, buf, (size_t)st.st_size + 1);
+	if (n == -1 || strlen(buf) != (size_t)n) {
+		snprintf(err, errlen, "%s: %s", path,
+		    n == -1 ? strerror(errno) : "NUL byte in file");
+		free(buf);
+		close(fd);
+		return -1;
+	}
+	*bufp = buf;
+	*lenp = (size_t)n;
+	return fd;
 }

@@ -8,6 +8,7 @@
 #ifndef MEMCOOP_CONFLEX_H
 #define MEMCOOP_CONFLEX_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -22,5 +23,43 @@ int	conf_parse_duration(const char *s, uint64_t *ms);
 /* A decimal number without sign or junk, at most @max. */
 int	conf_parse_uint(const char *s, unsigned long long max,
 	    unsigned long long *out);
+
+/*
+ * A file being parsed: its name, the current line, where an error goes.
+ * conf_err() writes "NAME:LINE: message" there and returns -1.
+ */
+struct conf_ctx {
+	const char	*name;
+	unsigned int	 line;
+	char		*err;
+	size_t		 errlen;
+};
+
+int	conf_err(struct conf_ctx *pc, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/*
+ * The next line of *@text with words in it, split into @tok (at most @max,
+ * in @line, which holds CONF_LINE_MAX characters and a NUL); *@text moves
+ * past it and pc->line counts it.  Returns the word count, 0 at the end of
+ * the text, -1 after conf_err() (a line too long, a lexer error).
+ */
+#define CONF_LINE_MAX	1024
+int	conf_next(struct conf_ctx *pc, const char **text,
+	    char line[CONF_LINE_MAX + 1], char **tok, int max);
+/* *@dst = a copy of @val (not empty); the old value is freed. */
+int	conf_set_string(struct conf_ctx *pc, char **dst, const char *val);
+/* @val as a size for keyword @key, or conf_err(). */
+int	conf_size_arg(struct conf_ctx *pc, const char *key, const char *val,
+	    uint64_t *out);
+/* A block's name: 1..@max - 1 of letters, digits, - _ . + */
+int	conf_valid_name(const char *s, size_t max);
+/*
+ * Read the regular file @path of at most @max bytes into a new NUL-ended
+ * *@buf (its length in *@len; no NUL byte inside).  Returns the open file
+ * (the caller closes it: it may check its mode) or -1 with @err set to
+ * "PATH: why".
+ */
+int	conf_read_file(const char *path, size_t max, char **buf, size_t *len,
+	    char *err, size_t errlen);
 
 #endif /* MEMCOOP_CONFLEX_H */

@@ -276,7 +276,6 @@ answer(struct app *a)
 	    memcoop_answer(a->mc, a->cur.seq, pages) == -1)
 		log_warnx("app %s: answer to request %llu: %s", a->conf->name,
 		    (unsigned long long)a->cur.seq, memcoop_strerror(errno));
-	a->freed_total += pages * page_size();
 	log_debug("app %s: answered request %llu: %llu of %llu pages in "
 	    "%llu ms", a->conf->name, (unsigned long long)a->cur.seq,
 	    (unsigned long long)pages, (unsigned long long)a->cur.pages,
@@ -303,6 +302,9 @@ finish(struct app *a)
 	/* a failure says nothing about what asking does */
 	if (a->action_bytes > 0 && a->action_ok)
 		yield_learn(&a->yield, a->action_bytes, freed);
+	/* what really left, also after the answer (that one is capped at
+	 * what was asked and sent by the driver's deadline) */
+	a->freed_total += freed;
 	log_info("app %s: shrink asked %s: %s, freed %s (%s -> %s) in %llu ms,"
 	    " yield %.2f", a->conf->name, fmt_size((int64_t)want), a->note,
 	    fmt_size((int64_t)freed), fmt_size(a->before), fmt_size(a->best),

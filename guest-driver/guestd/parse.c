@@ -29,37 +29,8 @@
 #include "io.h"
 
 #define MAX_TOKENS	8
-#define MAX_LINE	1024
 #define CONFIG_MAX_SIZE	(1024 * 1024)
 #define SECRET_MAX	512
-
-struct parse_ctx {
-	const char	*name;
-	unsigned int	 line;
-	char		*err;
-	size_t		 errlen;
-};
-
-static int
-perr(struct parse_ctx *pc, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int
-perr(struct parse_ctx *pc, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (pc->errlen == 0)
-		return -1;
-	n = snprintf(pc->err, pc->errlen, "%s:%u: ", pc->name, pc->line);
-	if (n < 0 || (size_t)n >= pc->errlen)
-		return -1;
-	va_start(ap, fmt);
-	vsnprintf(pc->err + n, pc->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 void
 gconf_init(struct gconf *c)
@@ -162,42 +133,11 @@ app_conf_equal(const struct app_conf *a, const struct app_conf *b)
 static int
 valid_app_name(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= APP_NAME_MAX)
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
-		    *s != '.' && *s != '+')
-			return 0;
-	return 1;
+	return conf_valid_name(s, APP_NAME_MAX);
 }
 
 static int
-set_string(struct parse_ctx *pc, char **dst, const char *val)
-{
-	char *s;
-
-	if (*val == '\0')
-		return perr(pc, "empty value");
-	if ((s = strdup(val)) == NULL)
-		return perr(pc, "out of memory");
-	free(*dst);
-	*dst = s;
-	return 0;
-}
-
-static int
-size_arg(struct parse_ctx *pc, const char *key, const char *val, uint64_t *out)
-{
-	if (conf_parse_size(val, out) == -1)
-		return perr(pc, "%s: invalid size \"%s\" (e.g. 64M, 2G)",
-		    key, val);
-	return 0;
-}
-
-static int
-app_setting(struct parse_ctx *pc, struct gconf *c, struct app_conf *ac,
+app_setting(struct conf_ctx *pc, struct gconf *c, struct app_conf *ac,
     char **tok)
 {
 	const char *k = tok[0], *v = tok[1];
@@ -211,19 +151,19 @@ app_setting(struct parse_ctx *pc, struct gconf *c, struct app_conf *ac,
 		else if (strcmp(v, "cgroup") == 0)
 			ac->type = APP_CGROUP;
 		else
-			return perr(pc, "type: expected redis, jvm or cgroup");
+			return conf_err(pc, "type: expected redis, jvm or cgroup");
 		return 0;
 	}
 	if (strcmp(k, "priority") == 0) {
 		if (conf_parse_uint(v, MEMCOOP_PRIO_MAX, &u) == -1)
-			return perr(pc, "priority: expected 0..%d",
+			return conf_err(pc, "priority: expected 0..%d",
 			    MEMCOOP_PRIO_MAX);
 		ac->priority = (unsigned int)u;
 		return 0;
 	}
 	if (strcmp(k, "deadline-ms") == 0) {
 		if (conf_parse_uint(v, 60000, &u) == -1 || u < 10)
-			return perr(pc, "deadline-ms: expected 10..60000");
+			return conf_err(pc, "deadline-ms: expected 10..60000");
 		ac->deadline_ms = u;
 		return 0;
 	}
@@ -233,44 +173,44 @@ app_setting(struct parse_ctx *pc, struct gconf *c, struct app_conf *ac,
 		else if (strcmp(v, "cgroup") == 0)
 			ac->measure = MEASURE_CGROUP;
 		else
-			return perr(pc, "measure: expected rss or cgroup");
+			return conf_err(pc, "measure: expected rss or cgroup");
 		return 0;
 	}
 	if (strcmp(k, "floor") == 0)
-		return size_arg(pc, k, v, &ac->floor);
+		return conf_size_arg(pc, k, v, &ac->floor);
 	if (strcmp(k, "address") == 0)
-		return set_string(pc, &ac->address, v);
+		return conf_set_string(pc, &ac->address, v);
 	if (strcmp(k, "password") == 0) {
 		c->has_secret = 1;
-		return set_string(pc, &ac->password, v);
+		return conf_set_string(pc, &ac->password, v);
 	}
 	if (strcmp(k, "password-file") == 0)
-		return set_string(pc, &ac->password_file, v);
+		return conf_set_string(pc, &ac->password_file, v);
 	if (strcmp(k, "pid") == 0) {
 		if (conf_parse_uint(v, 0x7fffffff, &u) == -1 || u == 0)
-			return perr(pc, "pid: expected a process id");
+			return conf_err(pc, "pid: expected a process id");
 		ac->pid = (pid_t)u;
 		return 0;
 	}
 	if (strcmp(k, "pid-file") == 0)
-		return set_string(pc, &ac->pid_file, v);
+		return conf_set_string(pc, &ac->pid_file, v);
 	if (strcmp(k, "process") == 0) {
 		if (strlen(v) > 15)
-			return perr(pc, "process: a command name has at most "
+			return conf_err(pc, "process: a command name has at most "
 			    "15 characters (/proc/PID/comm)");
-		return set_string(pc, &ac->process, v);
+		return conf_set_string(pc, &ac->process, v);
 	}
 	if (strcmp(k, "path") == 0) {
 		if (v[0] != '/')
-			return perr(pc, "path: expected an absolute path");
-		return set_string(pc, &ac->path, v);
+			return conf_err(pc, "path: expected an absolute path");
+		return conf_set_string(pc, &ac->path, v);
 	}
-	return perr(pc, "unknown application setting \"%s\"", k);
+	return conf_err(pc, "unknown application setting \"%s\"", k);
 }
 
 /* Settings that do not belong to the block's type are mistakes. */
 static int
-check_app(struct parse_ctx *pc, struct app_conf *ac)
+check_app(struct conf_ctx *pc, struct app_conf *ac)
 {
 	int njvm = (ac->pid != 0) + (ac->pid_file != NULL) +
 	    (ac->process != NULL);
@@ -278,47 +218,47 @@ check_app(struct parse_ctx *pc, struct app_conf *ac)
 	switch (ac->type) {
 	case APP_REDIS:
 		if (njvm != 0 || ac->path != NULL)
-			return perr(pc, "app %s: pid, pid-file, process and "
+			return conf_err(pc, "app %s: pid, pid-file, process and "
 			    "path do not apply to type redis", ac->name);
 		if (ac->password != NULL && ac->password_file != NULL)
-			return perr(pc, "app %s: password and password-file "
+			return conf_err(pc, "app %s: password and password-file "
 			    "both given", ac->name);
 		if (ac->address == NULL &&
 		    (ac->address = strdup("127.0.0.1:6379")) == NULL)
-			return perr(pc, "out of memory");
+			return conf_err(pc, "out of memory");
 		if (strncmp(ac->address, "unix:", 5) != 0 &&
 		    strrchr(ac->address, ':') == NULL)
-			return perr(pc, "app %s: address: expected "
+			return conf_err(pc, "app %s: address: expected "
 			    "\"unix:/path\" or \"HOST:PORT\"", ac->name);
 		if (strncmp(ac->address, "unix:", 5) == 0 &&
 		    (ac->address[5] != '/' || strlen(ac->address + 5) >= 108))
-			return perr(pc, "app %s: address: a unix socket "
+			return conf_err(pc, "app %s: address: a unix socket "
 			    "needs an absolute path shorter than 108", ac->name);
 		break;
 	case APP_JVM:
 		if (njvm != 1)
-			return perr(pc, "app %s: type jvm needs exactly one of "
+			return conf_err(pc, "app %s: type jvm needs exactly one of "
 			    "pid, pid-file, process", ac->name);
 		if (ac->address != NULL || ac->password != NULL ||
 		    ac->password_file != NULL || ac->path != NULL ||
 		    ac->floor != 0)
-			return perr(pc, "app %s: address, password, floor and "
+			return conf_err(pc, "app %s: address, password, floor and "
 			    "path do not apply to type jvm", ac->name);
 		break;
 	case APP_CGROUP:
 		if (ac->path == NULL)
-			return perr(pc, "app %s: type cgroup needs a path",
+			return conf_err(pc, "app %s: type cgroup needs a path",
 			    ac->name);
 		if (njvm != 0 || ac->address != NULL || ac->password != NULL ||
 		    ac->password_file != NULL)
-			return perr(pc, "app %s: only path, floor and the "
+			return conf_err(pc, "app %s: only path, floor and the "
 			    "common settings apply to type cgroup", ac->name);
 		if (ac->measure == MEASURE_RSS)
-			return perr(pc, "app %s: a cgroup is measured by "
+			return conf_err(pc, "app %s: a cgroup is measured by "
 			    "memory.current (measure cgroup)", ac->name);
 		break;
 	default:
-		return perr(pc, "app %s: no type (redis, jvm or cgroup)",
+		return conf_err(pc, "app %s: no type (redis, jvm or cgroup)",
 		    ac->name);
 	}
 	if (ac->measure == MEASURE_DEFAULT)
@@ -330,34 +270,34 @@ check_app(struct parse_ctx *pc, struct app_conf *ac)
 }
 
 static int
-global_setting(struct parse_ctx *pc, struct gconf *c, char **tok)
+global_setting(struct conf_ctx *pc, struct gconf *c, char **tok)
 {
 	const char *k = tok[0], *v = tok[1];
 	uint64_t ms;
 
 	if (strcmp(k, "socket") == 0) {
 		if (v[0] != '/' || strlen(v) >= 108)
-			return perr(pc, "socket: expected an absolute path "
+			return conf_err(pc, "socket: expected an absolute path "
 			    "shorter than 108");
-		return set_string(pc, &c->sock_path, v);
+		return conf_set_string(pc, &c->sock_path, v);
 	}
 	if (strcmp(k, "grow-margin") == 0)
-		return size_arg(pc, k, v, &c->grow_margin);
+		return conf_size_arg(pc, k, v, &c->grow_margin);
 	if (strcmp(k, "grow-step") == 0) {
-		if (size_arg(pc, k, v, &c->grow_step) == -1)
+		if (conf_size_arg(pc, k, v, &c->grow_step) == -1)
 			return -1;
 		if (c->grow_step == 0)
-			return perr(pc, "grow-step must not be 0");
+			return conf_err(pc, "grow-step must not be 0");
 		return 0;
 	}
 	if (strcmp(k, "grow-period") == 0) {
 		if (conf_parse_duration(v, &ms) == -1 || ms < 100 ||
 		    ms > 3600000)
-			return perr(pc, "grow-period: expected 100ms..1h");
+			return conf_err(pc, "grow-period: expected 100ms..1h");
 		c->grow_period_ms = ms;
 		return 0;
 	}
-	return perr(pc, "unknown keyword \"%s\"", k);
+	return conf_err(pc, "unknown keyword \"%s\"", k);
 }
 
 static struct app_conf *
@@ -375,35 +315,22 @@ int
 gconf_parse_string(struct gconf *c, const char *name, const char *text,
     char *err, size_t errlen)
 {
-	struct parse_ctx pc = { name, 0, err, errlen };
+	struct conf_ctx pc = { name, 0, err, errlen };
 	struct app_conf *ac = NULL;
-	char line[MAX_LINE + 1], *tok[MAX_TOKENS];
-	const char *p = text, *nl, *why;
+	char line[CONF_LINE_MAX + 1], *tok[MAX_TOKENS];
+	const char *p = text;
 	int ntok;
 
 	if (errlen > 0)
 		err[0] = '\0';
-	while (*p != '\0') {
-		size_t len;
-
-		pc.line++;
-		nl = strchr(p, '\n');
-		len = nl != NULL ? (size_t)(nl - p) : strlen(p);
-		if (len > MAX_LINE)
-			return perr(&pc, "line too long (max %d)", MAX_LINE);
-		memcpy(line, p, len);
-		line[len] = '\0';
-		p += len + (nl != NULL);
-
-		if ((ntok = conf_tokenize(line, tok, MAX_TOKENS, &why)) == -1)
-			return perr(&pc, "%s", why);
-		if (ntok == 0)
-			continue;
+	while ((ntok = conf_next(&pc, &p, line, tok, MAX_TOKENS)) != 0) {
+		if (ntok == -1)
+			return -1;
 		if (strcmp(tok[0], "}") == 0) {
 			if (ac == NULL)
-				return perr(&pc, "\"}\" without an app block");
+				return conf_err(&pc, "\"}\" without an app block");
 			if (ntok != 1)
-				return perr(&pc, "junk after \"}\"");
+				return conf_err(&pc, "junk after \"}\"");
 			if (check_app(&pc, ac) == -1)
 				return -1;
 			ac = NULL;
@@ -411,18 +338,18 @@ gconf_parse_string(struct gconf *c, const char *name, const char *text,
 		}
 		if (strcmp(tok[0], "app") == 0) {
 			if (ac != NULL)
-				return perr(&pc, "app block inside app block "
+				return conf_err(&pc, "app block inside app block "
 				    "(missing \"}\" for line %u?)", ac->line);
 			if (ntok != 3 || strcmp(tok[2], "{") != 0)
-				return perr(&pc, "expected: app NAME {");
+				return conf_err(&pc, "expected: app NAME {");
 			if (!valid_app_name(tok[1]))
-				return perr(&pc, "invalid app name \"%s\" "
+				return conf_err(&pc, "invalid app name \"%s\" "
 				    "(letters, digits, - _ . +; at most %d)",
 				    tok[1], APP_NAME_MAX - 1);
 			if (find_app(c, tok[1]) != NULL)
-				return perr(&pc, "app %s defined twice", tok[1]);
+				return conf_err(&pc, "app %s defined twice", tok[1]);
 			if ((ac = calloc(1, sizeof(*ac))) == NULL)
-				return perr(&pc, "out of memory");
+				return conf_err(&pc, "out of memory");
 			strcpy(ac->name, tok[1]);
 			ac->priority = MEMCOOP_PRIO_UNPRIV;
 			ac->deadline_ms = 1000;
@@ -431,14 +358,14 @@ gconf_parse_string(struct gconf *c, const char *name, const char *text,
 			continue;
 		}
 		if (ntok != 2)
-			return perr(&pc, "%s: expected one value", tok[0]);
+			return conf_err(&pc, "%s: expected one value", tok[0]);
 		if (ac != NULL ? app_setting(&pc, c, ac, tok) :
 		    global_setting(&pc, c, tok))
 			return -1;
 	}
 	if (ac != NULL) {
 		pc.line = ac->line;
-		return perr(&pc, "app %s: block not closed", ac->name);
+		return conf_err(&pc, "app %s: block not closed", ac->name);
 	}
 	return 0;
 }
@@ -509,37 +436,15 @@ int
 gconf_load(struct gconf *c, const char *path, char *err, size_t errlen)
 {
 	struct app_conf *ac;
-	struct stat st;
 	char *buf;
-	ssize_t n;
+	size_t n;
 	int fd, rv;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if ((fd = conf_read_file(path, CONFIG_MAX_SIZE, &buf, &n, err,
+	    errlen)) == -1)
 		return -1;
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CONFIG_MAX_SIZE) {
-		snprintf(err, errlen, "%s: not a regular file of at most %d "
-		    "bytes", path, CONFIG_MAX_SIZE);
-		close(fd);
-		return -1;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		close(fd);
-		return -1;
-	}
-	n = io_read_all(fd, buf, (size_t)st.st_size + 1);
-	if (n == -1 || strlen(buf) != (size_t)n) {
-		snprintf(err, errlen, "%s: %s", path,
-		    n == -1 ? strerror(errno) : "NUL byte in file");
-		free(buf);
-		close(fd);
-		return -1;
-	}
 	rv = gconf_parse_string(c, path, buf, err, errlen);
-	explicit_bzero(buf, (size_t)n);
+	explicit_bzero(buf, n);
 	free(buf);
 	if (rv == 0 && c->has_secret)
 		rv = secret_file_ok(fd, path, err, errlen);

@@ -154,8 +154,11 @@ def case_silent(failures):
             st["last_round_ns"] / 1e6, st["max_round_ns"] / 1e6, st["rounds_timed_out"],
             st["missed"]), flush=True)
         check(st["rounds_timed_out"] >= 1, "the round hit the deadline", failures)
-        check(200e6 <= st["max_round_ns"] <= 500e6,
-              "no round waited much longer than the deadline (max %.1f ms)" %
+        # the wait is in jiffies (Debian: HZ=250), the round's length in ns:
+        # a round that times out may end up to one tick before 200 ms
+        # (198.8 ms seen in CI)
+        check(196e6 <= st["max_round_ns"] <= 500e6,
+              "the timed-out round lasted the deadline, not much longer (max %.1f ms)" %
               (st["max_round_ns"] / 1e6), failures)
         check(st["missed"] >= 1, "the unanswered request counted missed", failures)
         rc, con = finish(g)
