@@ -331,7 +331,7 @@ global_setting(struct conf_ctx *pc, struct config *c, int ntok, char **tok)
 	}
 	if (strcmp(k, "stall-hold") == 0) {
 		if (parse_duration(v, &p->stall_hold_ms) == -1)
-			return perr(pc, "stall-hold: expected a duration "
+			return conf_err(pc, "stall-hold: expected a duration "
 			    "(e.g. 30s)");
 		return 0;
 	}
