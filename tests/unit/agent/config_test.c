@@ -117,6 +117,7 @@ test_full(void)
 	    "step-max 64M\n"
 	    "step-min 4M\n"
 	    "hold 1m\n"
+	    "stall-hold 45s\n"
 	    "calm-ticks 5\n"
 	    "metrics [::1]:9100\n"
 	    "\n"
@@ -143,6 +144,7 @@ test_full(void)
 	CU_ASSERT_DOUBLE_EQUAL(c.pol.host_psi_high, 12.5, 0.001);
 	CU_ASSERT_EQUAL(c.pol.step_max, 64 * MIB);
 	CU_ASSERT_EQUAL(c.pol.hold_ms, 60000);
+	CU_ASSERT_EQUAL(c.pol.stall_hold_ms, 45000);
 	CU_ASSERT_EQUAL(c.pol.calm_ticks, 5);
 	CU_ASSERT_STRING_EQUAL(c.metrics_addr, "::1");
 	CU_ASSERT_EQUAL(c.metrics_port, 9100);
