@@ -255,6 +255,9 @@ def in_overlay(name, upper, script, args=()):
     ])
     env = dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL="C.UTF-8",
                DEBIAN_FRONTEND="noninteractive")
+    # the tests' TMPDIR (tests/run) is a host path the image does not have:
+    # DKMS's mktemp in the chroot failed on it
+    env.pop("TMPDIR", None)
     r = subprocess.run(["unshare", "--mount", "sh", "-c", pre + "\n" + script, "sh"] +
                        list(args), env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
