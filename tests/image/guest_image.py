@@ -65,6 +65,9 @@ state=$(systemctl is-system-running --wait)
 echo "STATE $state"
 [ "$state" = running ] || systemctl --failed --no-legend --plain
 echo "UNAME $(uname -r)"
+# "running" does not wait for udev's coldplug: under TCG the module that
+# udev loads for the balloon device came 9 s after the test unit started
+udevadm settle --timeout=180
 for d in /sys/bus/virtio/devices/*; do
 	[ "$(cat $d/device)" = 0x0005 ] || continue
 	drv=none
