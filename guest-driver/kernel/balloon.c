@@ -517,7 +517,9 @@ static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 	atomic64_add(mc_tell_host(vb, vb->vqs[MC_VQ_DEFLATE], i),
 		     &vb->cnt.deflate_host_ns);
 	vb->num_pages -= got;
-	atomic64_add(got, &vb->cnt.deflated);	/* before the (slow) frees */
+	/* both before the (slow) frees: counters that settle together */
+	atomic64_add(got, &vb->cnt.deflated);
+	atomic64_inc(&vb->cnt.deflate_reqs);
 	mc_update_actual(vb);
 	mutex_unlock(&vb->balloon_lock);
 
@@ -530,7 +532,6 @@ static unsigned long mc_leak(struct mc_balloon *vb, unsigned long want)
 		list_del(&page->lru);
 		put_page(page);		/* the balloon's reference */
 	}
-	atomic64_inc(&vb->cnt.deflate_reqs);
 	atomic64_add(ktime_get_ns() - t0, &vb->cnt.deflate_ns);
 	return got;
 }
