@@ -97,6 +97,10 @@ def build(src, files, out):
     for v in ("MESON_BUILD_ROOT", "MESON_SOURCE_ROOT", "MESON_SUBDIR", "MESONINTROSPECT",
               "MCLAB_BUILDDIR", "MCLAB_SRCDIR", "PYTHONPATH"):
         env.pop(v, None)
+    # the build's own temporary files (dwz left mldbm-elf-* in the tests'
+    # TMPDIR) go with the rest of @tmp
+    env["TMPDIR"] = os.path.join(tmp, "tmp")
+    os.makedirs(env["TMPDIR"])
     r = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     secs = time.monotonic() - t0
