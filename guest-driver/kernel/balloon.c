@@ -167,6 +167,8 @@ struct mc_balloon {
 	struct list_head hint_list;
 	unsigned long hint_blocks;
 	__virtio32 hint_cmd_active;	/* the command id being served */
+	atomic_t hint_reread;		/* config changed: read the id again */
+	u32 hint_cmd_seen;		/* the id last read from the config */
 	__virtio32 hint_cmd_stop;	/* buffer holding CMD_ID_STOP */
 	struct shrinker *hint_shrinker;
 
@@ -663,6 +665,7 @@ static void mc_changed(struct virtio_device *vdev)
 	if (vb->vqs[MC_VQ_FREE_PAGE]) {
 		unsigned long flags;
 
+		atomic_set(&vb->hint_reread, 1);
 		spin_lock_irqsave(&vb->stop_lock, flags);
 		if (!vb->stop)
 			queue_work(vb->wq, &vb->hint_work);
@@ -787,13 +790,20 @@ static void mc_stats_work(struct work_struct *work)
 
 /* ---- FREE_PAGE_HINT ---- */
 
+/*
+ * The host's current hint command.  The config field is read only after a
+ * config-change notification: while a command is being served, QEMU shows
+ * 0 (CMD_ID_STOP) in it as soon as it has taken our start id, so reading it
+ * at every step would end each command after the first few blocks.  A
+ * change to STOP, DONE or a new id always comes with a notification.
+ * Only the hint work calls this, so @hint_cmd_seen needs no lock.
+ */
 static u32 mc_hint_cmd_id(struct mc_balloon *vb)
 {
-	u32 id;
-
-	virtio_cread_le(vb->vdev, struct virtio_balloon_config,
-			free_page_hint_cmd_id, &id);
-	return id;
+	if (atomic_xchg(&vb->hint_reread, 0))
+		virtio_cread_le(vb->vdev, struct virtio_balloon_config,
+				free_page_hint_cmd_id, &vb->hint_cmd_seen);
+	return vb->hint_cmd_seen;
 }
 
 /* Give up to @blocks hint blocks back to the page allocator. */
@@ -1136,6 +1146,7 @@ static int mc_probe(struct virtio_device *vdev)
 	INIT_DELAYED_WORK(&vb->size_work, mc_size_work);
 	INIT_WORK(&vb->stats_work, mc_stats_work);
 	INIT_WORK(&vb->hint_work, mc_hint_work);
+	atomic_set(&vb->hint_reread, 1);
 	spin_lock_init(&vb->stop_lock);
 	spin_lock_init(&vb->hint_lock);
 	INIT_LIST_HEAD(&vb->hint_list);
@@ -1329,6 +1340,9 @@ static int mc_restore(struct virtio_device *vdev)
 	err = mc_init_vqs(vb);
 	if (err)
 		return err;
+	/* the device was reset: the hint command is whatever it says now */
+	vb->hint_cmd_active = cpu_to_virtio32(vdev, VIRTIO_BALLOON_CMD_ID_STOP);
+	atomic_set(&vb->hint_reread, 1);
 	virtio_device_ready(vdev);
 	if (mc_target(vb))
 		mc_queue_size_work(vb, 0, true);
