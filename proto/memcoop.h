@@ -103,7 +103,10 @@ struct memcoop_api {
  * Registration belongs to the open file: close (of the last reference)
  * unregisters.  Registering a file twice is -EBUSY.  A user holding
  * relay_user_clients registrations already gets -EMFILE (CAP_SYS_RESOURCE
- * is exempt); relay_max_clients registrations in all, -ENOSPC.
+ * is exempt); relay_max_clients registrations in all, -ENOSPC.  A
+ * registration gives the file its event queue, as a subscription to
+ * PURGE_SOON, PURGED, REFAULT or DIRTY does: a user holding
+ * events_user_max queues gets -EMFILE for either.
  *
  * Trust (the device is open to every user):
  *  - Priorities 0..7 need privilege (above).  The clients of a class are

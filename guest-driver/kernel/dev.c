@@ -12,6 +12,9 @@
 #include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/ktime.h>
+#include <linux/hashtable.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
 
 #include "mc_internal.h"
 
@@ -31,6 +34,97 @@
 static bool mc_api_done(struct mc_file *mf)
 {
 	return smp_load_acquire(&mf->api_done);
+}
+
+static unsigned int events_user_max = 128;
+MC_PARAM_UINT(events_user_max, 1, 65536, 0644,
+	      "Event queues (about 24 KiB each) one user may hold at once: registrations and residence or dirty subscriptions; CAP_SYS_RESOURCE is exempt (1..65536, default 128)");
+
+/* Event queues held by one user (real uid), under mc_equsers_mutex. */
+struct mc_equser {
+	struct hlist_node node;
+	kuid_t uid;
+	unsigned int queues;
+};
+
+static DEFINE_HASHTABLE(mc_equsers, 6);
+static DEFINE_MUTEX(mc_equsers_mutex);
+
+/**
+ * mc_file_events_on() - give @mf its event queue, once.
+ * @mf: the file
+ *
+ * The queue (MC_RING records, about 24 KiB) is allocated only when the
+ * file becomes a source of events: when it registers as a relay client
+ * or subscribes to residence or dirty events.  A file that only opened
+ * and shook hands costs no more kernel memory than its struct.  Each
+ * queue is counted for the caller's real uid until the file is released;
+ * a user holds at most events_user_max of them (CAP_SYS_RESOURCE is
+ * exempt), so that many open files cannot pin kernel memory without
+ * bound.  Charged to the caller's memory cgroup.
+ *
+ * Context: process context, may sleep.
+ * Return: 0, -ENOMEM, or -EMFILE when the user holds events_user_max.
+ */
+int mc_file_events_on(struct mc_file *mf)
+{
+	bool uncapped = capable(CAP_SYS_RESOURCE);
+	kuid_t uid = current_uid();
+	struct mc_equser *u, *spare;
+	struct memcoop_event *ring;
+	int err = 0;
+
+	if (READ_ONCE(mf->ring))
+		return 0;
+	ring = kvcalloc(MC_RING, sizeof(*ring), GFP_KERNEL_ACCOUNT);
+	spare = kzalloc(sizeof(*spare), GFP_KERNEL_ACCOUNT);
+	if (!ring || !spare) {
+		err = -ENOMEM;
+		goto out;
+	}
+	mutex_lock(&mc_equsers_mutex);
+	if (mf->ring)
+		goto unlock;
+	hash_for_each_possible(mc_equsers, u, node, __kuid_val(uid))
+		if (uid_eq(u->uid, uid))
+			break;
+	if (!u) {
+		u = spare;
+		spare = NULL;
+		u->uid = uid;
+		hash_add(mc_equsers, &u->node, __kuid_val(uid));
+	} else if (!uncapped && u->queues >= READ_ONCE(events_user_max)) {
+		err = -EMFILE;
+		goto unlock;
+	}
+	u->queues++;
+	mf->equser = u;
+	spin_lock_irq(&mf->evlock);
+	WRITE_ONCE(mf->ring, ring);
+	spin_unlock_irq(&mf->evlock);
+	ring = NULL;
+unlock:
+	mutex_unlock(&mc_equsers_mutex);
+out:
+	kvfree(ring);
+	kfree(spare);
+	return err;
+}
+
+/* Release: the queue and its count (no event can be posted any more). */
+static void mc_file_events_off(struct mc_file *mf)
+{
+	struct mc_equser *u = mf->equser;
+
+	if (u) {
+		mutex_lock(&mc_equsers_mutex);
+		if (!--u->queues) {
+			hash_del(&u->node);
+			kfree(u);
+		}
+		mutex_unlock(&mc_equsers_mutex);
+	}
+	kvfree(mf->ring);
 }
 
 static int mc_open(struct inode *inode, struct file *file)
@@ -59,7 +153,7 @@ static int mc_release(struct inode *inode, struct file *file)
 	mc_relay_release(mf);
 	mc_wtrack_release(mf);
 	mc_vrange_release(mf);
-	kvfree(mf->ring);
+	mc_file_events_off(mf);
 	kfree(mf);
 	return 0;
 }
@@ -76,7 +170,11 @@ bool mc_file_post_event(struct mc_file *mf, struct memcoop_event *ev)
 
 	spin_lock_irqsave(&mf->evlock, flags);
 	/* one slot is kept for the LOST record */
-	if (mf->head - mf->tail < MC_RING - 1) {
+	if (!mf->ring) {
+		/* no source posts before mc_file_events_on(); be safe anyway */
+		mf->lost++;
+		mf->lost_total++;
+	} else if (mf->head - mf->tail < MC_RING - 1) {
 		mf->ring[mf->head & (MC_RING - 1)] = *ev;
 		mf->head++;
 		queued = true;
@@ -202,7 +300,6 @@ static int mc_mmap(struct file *file, struct vm_area_struct *vma)
 static long mc_ioctl_api(struct mc_file *mf, struct memcoop_api __user *uarg)
 {
 	struct memcoop_api api;
-	struct memcoop_event *ring;
 	u64 wanted;
 	int i, err = 0;
 
@@ -216,10 +313,6 @@ static long mc_ioctl_api(struct mc_file *mf, struct memcoop_api __user *uarg)
 	if ((api.features & (MEMCOOP_FEATURE_RESIDENCE_EVENTS | MEMCOOP_FEATURE_WTRACK)) &&
 	    !(api.features & MEMCOOP_FEATURE_VRANGE))
 		return -EINVAL;
-
-	ring = kvcalloc(MC_RING, sizeof(*ring), GFP_KERNEL_ACCOUNT);
-	if (!ring)
-		return -ENOMEM;
 
 	wanted = api.features;
 	mutex_lock(&mf->lock);
@@ -235,12 +328,9 @@ static long mc_ioctl_api(struct mc_file *mf, struct memcoop_api __user *uarg)
 		goto out;
 	}
 	mf->features = wanted;
-	mf->ring = ring;
-	ring = NULL;
 	smp_store_release(&mf->api_done, true);
 out:
 	mutex_unlock(&mf->lock);
-	kvfree(ring);
 	return err;
 }
 
@@ -259,6 +349,12 @@ static long mc_ioctl_subscribe(struct mc_file *mf, void __user *uarg)
 	if ((sub.events & BIT_ULL(MEMCOOP_EVENT_DIRTY)) &&
 	    !(mf->features & MEMCOOP_FEATURE_WTRACK))
 		return -EINVAL;
+	if (sub.events & ~(BIT_ULL(MEMCOOP_EVENT_SHRINK) | BIT_ULL(MEMCOOP_EVENT_LOST))) {
+		int err = mc_file_events_on(mf);
+
+		if (err)
+			return err;
+	}
 	/* shrink requests and loss reports cannot be unsubscribed */
 	WRITE_ONCE(mf->subscribed, sub.events | BIT_ULL(MEMCOOP_EVENT_SHRINK) |
 		   BIT_ULL(MEMCOOP_EVENT_LOST));

@@ -44,7 +44,8 @@ struct mc_file {
 
 	/* event queue (dev.c); @evlock may be taken from any context */
 	spinlock_t evlock;
-	struct memcoop_event *ring;
+	struct memcoop_event *ring;	/* NULL until mc_file_events_on() */
+	struct mc_equser *equser;	/* whose count the ring is in */
 	unsigned int head, tail;	/* free-running; index & (MC_RING - 1) */
 	u64 subscribed;			/* (1 << MEMCOOP_EVENT_x) */
 	u64 lost;			/* dropped since the last LOST record */
@@ -102,6 +103,7 @@ void mc_dev_exit(void);
  * queue full; a full queue is reported later as MEMCOOP_EVENT_LOST).
  */
 bool mc_file_post_event(struct mc_file *mf, struct memcoop_event *ev);
+int mc_file_events_on(struct mc_file *mf);
 static inline struct mc_file *mc_file_of(struct file *file)
 {
 	return file->private_data;

@@ -917,6 +917,9 @@ static int mc_ioctl_register(struct mc_file *mf, void __user *uarg)
 		if (!isprint(reg.name[i]))
 			return -EINVAL;
 
+	err = mc_file_events_on(mf);
+	if (err)
+		return err;
 	c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
 	spare = kzalloc(sizeof(*spare), GFP_KERNEL_ACCOUNT);
 	if (!c || !spare) {

@@ -118,8 +118,8 @@ memcoop_strerror(int err)
 		return "priority 0..7 needs CAP_SYS_RESOURCE or the group relay_priv_gid; "
 		    "unprivileged clients register at 8..15";
 	case EMFILE:
-		return "too many registrations for this user (module parameter "
-		    "relay_user_clients), or too many open files";
+		return "too many registrations or event queues for this user (module "
+		    "parameters relay_user_clients, events_user_max), or too many open files";
 	case ENOSPC:
 		return "a memcoop limit is reached: registrations in all (relay_max_clients), "
 		    "range nodes per fd (max_ranges) or write-tracking memory per fd (wt_max_kib)";

@@ -14,11 +14,13 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <memcoop.h>
 
 #include "meminfo.h"
+#include "modparam.h"
 
 static int failures, passes;
 static void *volatile bad_ptr = (void *)16;	/* hidden from the compiler */
@@ -341,6 +343,108 @@ no_leak(void)
 	CHECK(slab1 - slab0 < 2048, "20000 open/close cycles: Slab %ld -> %ld kB", slab0, slab1);
 }
 
+/* Run @fn as user @uid (and its group) with @nofile files allowed; CHECK its exit. */
+static void
+as_user(uid_t uid, rlim_t nofile, int (*fn)(void), const char *what)
+{
+	struct rlimit rl = { nofile, nofile };
+	int st;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (setrlimit(RLIMIT_NOFILE, &rl) || setgid(uid) || setuid(uid))
+			_exit(2);
+		_exit(fn());
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "%s (exit status %d)", what, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+/*
+ * Files that only opened and shook hands hold no event queue: 2000 of
+ * them held by an unprivileged user cost well under 8 KiB of memory each
+ * (a 24 KiB queue per file would be 48 MiB or more).
+ */
+static int
+held_files(void)
+{
+	enum { N = 2000 };
+	long free0, free1;
+	int i, fd;
+
+	free0 = meminfo_kib("MemFree:");
+	for (i = 0; i < N; i++) {
+		fd = open(MEMCOOP_DEVICE, O_RDWR);
+		if (fd == -1 || handshake(fd, MEMCOOP_FEATURE_RELAY | MEMCOOP_FEATURE_VRANGE,
+		    NULL) == -1) {
+			printf("held-files: file %d: %s\n", i, strerror(errno));
+			return 1;
+		}
+	}
+	free1 = meminfo_kib("MemFree:");
+	printf("held-files: %d files open, MemFree %ld -> %ld KiB (%ld B per file)\n",
+	    N, free0, free1, (free0 - free1) * 1024 / N);
+	return free0 - free1 < N * 8 ? 0 : 1;
+}
+
+/*
+ * An unprivileged user holds at most events_user_max event queues
+ * (residence subscriptions and registrations); one more is EMFILE, and a
+ * released file gives its slot back.
+ */
+static int
+queue_cap(void)
+{
+	struct memcoop_subscribe sub = { .events = 1ULL << MEMCOOP_EVENT_PURGED };
+	uint64_t feat = MEMCOOP_FEATURE_RELAY | MEMCOOP_FEATURE_VRANGE |
+	    MEMCOOP_FEATURE_RESIDENCE_EVENTS;
+	struct memcoop_register reg;
+	long cap = modparam_read("events_user_max");
+	int *fds, i, extra, bad = 0;
+
+	if (cap <= 0 || cap > 4096) {
+		printf("queue-cap: events_user_max reads %ld\n", cap);
+		return 1;
+	}
+	fds = calloc(cap, sizeof(*fds));
+	for (i = 0; fds && i < cap; i++) {
+		fds[i] = open(MEMCOOP_DEVICE, O_RDWR);
+		if (fds[i] == -1 || handshake(fds[i], feat, NULL) == -1 ||
+		    ioctl(fds[i], MEMCOOP_IOC_SUBSCRIBE, &sub) == -1) {
+			printf("queue-cap: queue %d of %ld: %s\n", i, cap, strerror(errno));
+			return 1;
+		}
+	}
+	extra = open(MEMCOOP_DEVICE, O_RDWR);
+	if (!fds || extra == -1 || handshake(extra, feat, NULL) == -1) {
+		printf("queue-cap: a handshake past the cap: %s\n", strerror(errno));
+		return 1;
+	}
+	errno = 0;
+	if (ioctl(extra, MEMCOOP_IOC_SUBSCRIBE, &sub) != -1 || errno != EMFILE) {
+		printf("queue-cap: subscription %ld: want EMFILE, got %s\n", cap + 1,
+		    strerror(errno));
+		bad = 1;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.priority = MEMCOOP_PRIO_UNPRIV;
+	strcpy((char *)reg.name, "pastcap");
+	errno = 0;
+	if (ioctl(extra, MEMCOOP_IOC_REGISTER, &reg) != -1 || errno != EMFILE) {
+		printf("queue-cap: registration past the cap: want EMFILE, got %s\n",
+		    strerror(errno));
+		bad = 1;
+	}
+	close(fds[0]);
+	if (ioctl(extra, MEMCOOP_IOC_SUBSCRIBE, &sub) == -1) {
+		printf("queue-cap: after a close, subscribe: %s\n", strerror(errno));
+		bad = 1;
+	}
+	printf("queue-cap: %ld queues held, the next refused%s\n", cap,
+	    bad ? " (FAILED)" : ", a closed file's slot reused");
+	return bad;
+}
+
 int
 main(void)
 {
@@ -353,6 +457,8 @@ main(void)
 	queue_overflow();
 	unprivileged();
 	no_leak();
+	as_user(65534, 2100, held_files, "2000 handshaken files held by nobody cost no queue");
+	as_user(65533, 1024, queue_cap, "events_user_max bounds a user's event queues");
 	printf("mct-abi: %d passed, %d failed\n", passes, failures);
 	return failures ? 1 : 0;
 }

@@ -58,6 +58,7 @@
 #include <libmemcoop.h>
 
 #include "meminfo.h"
+#include "modparam.h"
 
 #define PARAM_DIR	"/sys/module/memcoop/parameters/"
 #define DEBUGFS_RELAY	"/sys/kernel/debug/memcoop/relay"
@@ -1728,14 +1729,11 @@ test_oom(unsigned int hold, unsigned int hog)
 static unsigned int
 get_param(const char *name)
 {
-	char path[128], buf[32];
-	FILE *f;
+	long v = modparam_read(name);
 
-	snprintf(path, sizeof(path), PARAM_DIR "%s", name);
-	if ((f = fopen(path, "r")) == NULL || fgets(buf, sizeof(buf), f) == NULL)
-		fail(__LINE__, "read %s: %s", path, strerror(errno));
-	fclose(f);
-	return (unsigned int)strtoul(buf, NULL, 10);
+	if (v == -1)
+		fail(__LINE__, "read parameter %s", name);
+	return (unsigned int)v;
 }
 
 /* In a child: become @uid (gid @uid), with @group as the only extra group (0: none). */

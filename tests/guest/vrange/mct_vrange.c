@@ -67,6 +67,7 @@
 
 #include "kvstat.h"
 #include "meminfo.h"
+#include "modparam.h"
 
 #define PG		4096UL
 #define DBG		"/sys/kernel/debug/memcoop/"
@@ -1244,21 +1245,13 @@ as_nobody(void)
 static long
 param(const char *name)
 {
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
+	long v = modparam_read(name);
 
-	snprintf(path, sizeof(path), "/sys/module/memcoop/parameters/%s", name);
-	if ((fd = open(path, O_RDONLY)) == -1) {
+	if (v == -1) {
 		printf("no parameter %s\n", name);
 		return LONG_MAX;	/* an older module: no such limit */
 	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		FAIL("read %s", path);
-	buf[n] = '\0';
-	return strtol(buf, NULL, 10);
+	return v;
 }
 
 /* ---- fuzzer ------------------------------------------------------------ */

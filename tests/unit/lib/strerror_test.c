@@ -109,6 +109,7 @@ test_limits_named(void)
 {
 	/* each cap says which module parameter to look at */
 	CU_ASSERT_PTR_NOT_NULL(strstr(memcoop_strerror(EMFILE), "relay_user_clients"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(memcoop_strerror(EMFILE), "events_user_max"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(memcoop_strerror(ENOSPC), "relay_max_clients"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(memcoop_strerror(ENOSPC), "max_ranges"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(memcoop_strerror(ENOSPC), "wt_max_kib"));
