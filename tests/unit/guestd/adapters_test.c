@@ -31,7 +31,7 @@
 
 enum fake {
 	F_GOOD, F_NOEVICT, F_HANG, F_REFUSE, F_JUNK, F_CLOSE, F_WRONGPASS,
-	J_GOOD, J_DIE, J_HANG,
+	J_GOOD, J_RATIOS, J_NOSET, J_DIE, J_HANG,
 };
 
 static char		 dir[64];
@@ -167,8 +167,13 @@ serve_jvm(int c, enum fake f)
 		pause();
 		return;
 	}
-	if (strstr(buf, "VM.flags") != NULL)
+	if (strstr(buf, "VM.flags") != NULL && f == J_RATIOS)
+		say(c, "0\n-XX:MaxHeapFreeRatio=40 -XX:MaxHeapSize=1073741824 "
+		    "-XX:MinHeapFreeRatio=20 -XX:+UseG1GC \n");
+	else if (strstr(buf, "VM.flags") != NULL)
 		say(c, "0\n-XX:MaxHeapSize=1073741824 -XX:+UseG1GC \n");
+	else if (strstr(buf, "VM.set_flag") != NULL && f == J_NOSET)
+		say(c, "0\nonly 'writeable' flags can be set\n");
 	else
 		say(c, "0\n");
 }
@@ -395,7 +400,26 @@ jvm_case(enum fake f, const char *want, const char *rec)
 static void
 test_jvm(void)
 {
-	jvm_case(J_GOOD, "GC.run (G1)", "1|jcmd|VM.flags|||\n1|jcmd|GC.run|||");
+	/* G1: the heap free ratios lowered for the GC.run, then set back */
+	jvm_case(J_GOOD, "GC.run (G1, heap free ratios lowered for it)",
+	    "1|jcmd|VM.flags|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 0|||\n"
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 10|||\n"
+	    "1|jcmd|GC.run|||\n"
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 70|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 40|||\n");
+	/* the JVM's own ratios (VM.flags) are the ones set back */
+	jvm_case(J_RATIOS, "GC.run (G1, heap free ratios lowered for it)",
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 10|||\n"
+	    "1|jcmd|GC.run|||\n"
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 40|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 20|||\n");
+	/* a refused set_flag: GC.run all the same, nothing to set back */
+	jvm_case(J_NOSET, "GC.run (G1)",
+	    "1|jcmd|VM.flags|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 0|||\n"
+	    "1|jcmd|GC.run|||\n");
+	CU_ASSERT(strstr(recorded(), "MaxHeapFreeRatio") == NULL);
 	jvm_case(J_DIE, "closed the attach socket without answering",
 	    "1|jcmd|VM.flags|||");
 	jvm_case(J_HANG, "no answer in time", "1|jcmd|VM.flags|||");
