@@ -208,7 +208,11 @@ def main():
             bad.append("squeeze: %s" % e)
         time.sleep(2)
         g.send("squeezed")
-        g.wait_for(r"STATUS2 pc ", timeout=30)
+        try:
+            g.wait_for(r"STATUS2 pc ", timeout=60)
+        except mclab.LabError:
+            sys.stdout.write(g.output)
+            raise
         g.set_target(MEM)
         g.wait_actual(MEM, timeout=120, tolerance_mib=4)
         g.send("deflated")
