@@ -198,6 +198,7 @@ resolve_pid(struct jvm *j)
 	if (p != j->pid) {
 		j->gc = GC_UNKNOWN;
 		j->soft_lowered = 0;
+		j->ratio_lowered = 0;	/* a new JVM has its own ratios */
 		if (p > 0)
 			log_info("app %s: JVM is pid %d", j->app->conf->name,
 			    (int)p);
