@@ -4,6 +4,8 @@
  * JVM, any cgroup), in the guest beside memcoop.ko.  The event loop, the
  * signals and the command line; docs/memcoop-guestd.md is the manual.
  */
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -187,6 +189,15 @@ run(struct guestd *g, int debug)
 
 	log_init(1, debug, "memcoop-guestd");
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * The requests come when memory is short: the daemon's own code and
+	 * libraries must not have to be read back in before it can answer
+	 * (from a 9p or network /usr that took seconds).  What is mapped now;
+	 * later allocations are small and short-lived.
+	 */
+	if (mlockall(MCL_CURRENT) == -1)
+		log_warn("mlockall (answers may come late under memory "
+		    "pressure; CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)");
 	if ((g->base = event_base_new()) == NULL)
 		fatalx("event_base_new");
 	TAILQ_INIT(&g->apps);

@@ -3,7 +3,11 @@
  * The JVM adapter (HotSpot): the attach protocol (attach.h) spoken in the
  * event loop, no jcmd process.  The first request asks VM.flags which
  * collector runs.  Shrink: G1, Parallel, Serial: GC.run (a full GC; G1 and
- * Serial then uncommit the free heap down to MaxHeapFreeRatio); ZGC and
+ * Serial then uncommit the free heap down to MaxHeapFreeRatio).  On G1 the
+ * heap free ratios (manageable flags) are lowered to 0/RATIO_MAX_LOW for
+ * that GC.run and set back to what they were right after it, so the full
+ * GC leaves live / (1 - RATIO_MAX_LOW%) committed, not live / 30% (the
+ * defaults 40/70; docs/memcoop-guestd.md has the measurement); ZGC and
  * Shenandoah: VM.set_flag SoftMaxHeapSize (the committed heap target) lowered
  * by the amount, then GC.run.  Grow-back raises SoftMaxHeapSize again; exit
  * restores it.
@@ -38,6 +42,9 @@
 
 #define JVM_POLL_MS	50	/* waiting for the attach socket */
 #define SOFTMAX_FLOOR	(32 * MIB)
+#define RATIO_MAX_LOW	10	/* MaxHeapFreeRatio during our GC.run (G1) */
+#define RATIO_MIN_DEF	40	/* HotSpot's defaults, when VM.flags has none */
+#define RATIO_MAX_DEF	70
 
 enum jvm_op {
 	JOP_NONE = 0,
@@ -57,6 +64,11 @@ struct jvm {
 	int			 soft_lowered;
 	uint64_t		 soft_orig;	/* SoftMaxHeapSize found */
 	uint64_t		 soft_set;	/* what we set */
+	int			 ratio_lowered;	/* Min/MaxHeapFreeRatio may be ours */
+	uint64_t		 ratio_min;	/* the JVM's own, to set back */
+	uint64_t		 ratio_max;
+	int			 gc_ok;		/* the GC.run of this shrink */
+	char			 gc_msg[LAST_MAX];
 
 	enum jvm_op		 op;
 	uint64_t		 bytes;
@@ -186,6 +198,7 @@ resolve_pid(struct jvm *j)
 	if (p != j->pid) {
 		j->gc = GC_UNKNOWN;
 		j->soft_lowered = 0;
+		j->ratio_lowered = 0;	/* a new JVM has its own ratios */
 		if (p > 0)
 			log_info("app %s: JVM is pid %d", j->app->conf->name,
 			    (int)p);
@@ -396,17 +409,98 @@ start_op(struct jvm *j, enum jvm_op op, uint64_t bytes)
 
 /* ---- shrink ---- */
 
+static void ratios_restore(struct jvm *j);
+static void soft_restore(struct jvm *j);
+
+/* The ratios are back (or could not be set back): finish the op. */
+static void
+ratios_done(struct jvm *j)
+{
+	switch (j->op) {
+	case JOP_SHRINK:
+		return op_end(j, j->gc_ok, "%s", j->gc_msg);
+	case JOP_RESTORE:
+		if (j->soft_lowered)
+			return soft_restore(j);
+		/* fall through */
+	default:
+		return op_end(j, !j->ratio_lowered, "heap free ratios %s",
+		    j->ratio_lowered ? "not set back" : "set back");
+	}
+}
+
+static void
+ratio_min_back(struct jvm *j, int status, const char *text)
+{
+	if (attach_jcmd_quiet_ok(status, text))
+		j->ratio_lowered = 0;
+	else
+		log_warnx("app %s: VM.set_flag MinHeapFreeRatio %" PRIu64
+		    ": %.120s", j->app->conf->name, j->ratio_min, text);
+	ratios_done(j);
+}
+
+static void
+ratio_max_back(struct jvm *j, int status, const char *text)
+{
+	if (!attach_jcmd_quiet_ok(status, text))
+		log_warnx("app %s: VM.set_flag MaxHeapFreeRatio %" PRIu64
+		    ": %.120s", j->app->conf->name, j->ratio_max, text);
+	/* Max first: Min may never exceed it */
+	jcmd(j, ratio_min_back, "VM.set_flag MinHeapFreeRatio %" PRIu64,
+	    j->ratio_min);
+}
+
+/* Set the JVM's own heap free ratios again, then ratios_done(). */
+static void
+ratios_restore(struct jvm *j)
+{
+	jcmd(j, ratio_max_back, "VM.set_flag MaxHeapFreeRatio %" PRIu64,
+	    j->ratio_max);
+}
+
 static void
 shrink_gc_done(struct jvm *j, int status, const char *text)
 {
-	if (!attach_jcmd_quiet_ok(status, text))
-		return op_end(j, 0, "jvm %d: GC.run: status %d: %.80s",
-		    (int)j->pid, status, text);
-	if (j->soft_lowered)
-		op_end(j, 1, "SoftMaxHeapSize %s, GC.run (%s)",
+	j->gc_ok = attach_jcmd_quiet_ok(status, text);
+	if (!j->gc_ok)
+		snprintf(j->gc_msg, sizeof(j->gc_msg),
+		    "jvm %d: GC.run: status %d: %.80s", (int)j->pid, status,
+		    text);
+	else if (j->soft_lowered)
+		snprintf(j->gc_msg, sizeof(j->gc_msg),
+		    "SoftMaxHeapSize %s, GC.run (%s)",
 		    fmt_size((int64_t)j->soft_set), attach_gc_name(j->gc));
 	else
-		op_end(j, 1, "GC.run (%s)", attach_gc_name(j->gc));
+		snprintf(j->gc_msg, sizeof(j->gc_msg), "GC.run (%s%s)",
+		    attach_gc_name(j->gc), j->ratio_lowered ?
+		    ", heap free ratios lowered for it" : "");
+	if (j->ratio_lowered)
+		return ratios_restore(j);
+	op_end(j, j->gc_ok, "%s", j->gc_msg);
+}
+
+static void
+ratio_max_low(struct jvm *j, int status, const char *text)
+{
+	if (!attach_jcmd_quiet_ok(status, text))
+		log_warnx("app %s: VM.set_flag MaxHeapFreeRatio: %.120s",
+		    j->app->conf->name, text);
+	jcmd(j, shrink_gc_done, "GC.run");
+}
+
+static void
+ratio_min_low(struct jvm *j, int status, const char *text)
+{
+	if (!attach_jcmd_quiet_ok(status, text)) {
+		/* Min is what it was: Max cannot go below it, leave both */
+		log_warnx("app %s: VM.set_flag MinHeapFreeRatio: %.120s",
+		    j->app->conf->name, text);
+		j->ratio_lowered = 0;
+		return jcmd(j, shrink_gc_done, "GC.run");
+	}
+	jcmd(j, ratio_max_low, "VM.set_flag MaxHeapFreeRatio %" PRIu64,
+	    j->ratio_max < RATIO_MAX_LOW ? j->ratio_max : RATIO_MAX_LOW);
 }
 
 static void
@@ -428,6 +522,10 @@ shrink_act(struct jvm *j)
 	app_baseline(j->app);
 	if (j->gc == GC_EPSILON)
 		return op_end(j, 1, "Epsilon GC never frees: nothing to do");
+	if (j->gc == GC_G1) {
+		j->ratio_lowered = 1;	/* until they are known to be back */
+		return jcmd(j, ratio_min_low, "VM.set_flag MinHeapFreeRatio 0");
+	}
 	if (j->gc != GC_Z && j->gc != GC_SHENANDOAH)
 		return jcmd(j, shrink_gc_done, "GC.run");
 	if (!j->soft_lowered) {
@@ -456,6 +554,12 @@ flags_done(struct jvm *j, int status, const char *text)
 	if (!j->soft_lowered && attach_flag_u64(text, "SoftMaxHeapSize",
 	    &v) == 0)
 		j->soft_orig = v;
+	if (!j->ratio_lowered) {	/* else what we found before */
+		j->ratio_min = attach_flag_u64(text, "MinHeapFreeRatio",
+		    &v) == 0 ? v : RATIO_MIN_DEF;
+		j->ratio_max = attach_flag_u64(text, "MaxHeapFreeRatio",
+		    &v) == 0 ? v : RATIO_MAX_DEF;
+	}
 	log_info("app %s: JVM %d runs %s GC, MaxHeapSize %s",
 	    j->app->conf->name, (int)j->pid, attach_gc_name(j->gc),
 	    fmt_size((int64_t)j->maxheap));
@@ -497,6 +601,11 @@ jvm_grow(struct app *a, uint64_t bytes)
 {
 	struct jvm *j = J(a);
 
+	if (j->ratio_lowered) {		/* a shrink that timed out */
+		if (start_op(j, JOP_GROW, bytes) == 0)
+			ratios_restore(j);
+		return;
+	}
 	if (!j->soft_lowered)
 		return app_action_done(a, 1, "nothing lowered");
 	if (start_op(j, JOP_GROW, bytes) == -1)
@@ -516,10 +625,18 @@ jvm_restore(struct app *a)
 	evtimer_del(j->ev_poll);
 	conn_close(j);
 	j->op = JOP_NONE;
-	if (!j->soft_lowered)
+	if (!j->soft_lowered && !j->ratio_lowered)
 		return app_action_done(a, 1, "nothing lowered");
 	if (start_op(j, JOP_RESTORE, 0) == -1)
 		return;
+	if (j->ratio_lowered)
+		return ratios_restore(j);	/* then soft_restore() */
+	soft_restore(j);
+}
+
+static void
+soft_restore(struct jvm *j)
+{
 	j->target = j->soft_orig;
 	jcmd(j, soft_set_done, "VM.set_flag SoftMaxHeapSize %" PRIu64,
 	    j->target);
@@ -528,7 +645,7 @@ jvm_restore(struct app *a)
 static int
 jvm_lowered(struct app *a)
 {
-	return J(a)->soft_lowered;
+	return J(a)->soft_lowered || J(a)->ratio_lowered;
 }
 
 static pid_t

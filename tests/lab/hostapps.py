@@ -131,11 +131,11 @@ exit 0
 
 # The JVM service (tests/bench/apps/CacheService.java) the same way:
 # CacheService prints the SAMPLE lines itself.  G1 (a 1-CPU guest would
-# pick Serial), its heap free ratios set so that a full GC gives the free
-# heap back; C1 only, which is what a TCG guest can afford.
+# pick Serial) with the caller's %(jvm_flags)s (the bench: none, the heap
+# free ratios as shipped); C1 only, which is what a TCG guest can afford.
 JVM_SCRIPT = LOOPBACK_UP + r"""
 %(carry)s
-java -XX:+UseG1GC -Xms32m -Xmx%(xmx_mib)dm -XX:MinHeapFreeRatio=20 -XX:MaxHeapFreeRatio=40 \
+java -XX:+UseG1GC -Xms32m -Xmx%(xmx_mib)dm %(jvm_flags)s \
 	-XX:TieredStopAtLevel=1 -cp /tmp/classes CacheService %(cache_mib)d %(key_pct)d \
 	%(batch_mib)d %(value)d 1 &
 jp=$!

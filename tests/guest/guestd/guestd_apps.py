@@ -2,7 +2,8 @@
 """memcoop-guestd with the real programs in one guest (mclab --host-usr):
 Debian's redis-server (allkeys-lru, 12000 values of 16 KiB: jemalloc gives evicted large
 values back; small ones fragment, see docs/memcoop-guestd.md), a G1 JVM
-(openjdk-17) that let 200 MiB of heap become garbage, and a cgroup v2
+(openjdk-17, heap free ratios as shipped) that keeps 64 MiB live (until
+after its measured shrink) and let 128 MiB become garbage, and a cgroup v2
 holding page cache.  Checked here, on the host:
 
  1. each adapter, asked through the control socket, frees memory and
@@ -31,6 +32,8 @@ MEM = 1024
 SQUEEZE_BEYOND_FREE = 96    # MiB the applications (and caches) must give
 RELAY_DEADLINE_MS = 1000
 MIB = 1 << 20
+JVM_LEAST = 150 * MIB       # of 128 asked (the daemon asks more, yield): 218 MiB with
+                            # the ratios lowered for the GC.run, 132 MiB without
 
 SCRIPT = hostapps.LOOPBACK_UP + r"""
 mkdir -p /sys/fs/cgroup
@@ -140,7 +143,7 @@ sed 's/^/GLOG /' /tmp/g.log
 JAVA = r"""
 %(carry)s
 java -XX:+UseG1GC -Xms16m -Xmx384m -XX:TieredStopAtLevel=1 -Xshare:auto \
-	-cp /tmp/classes Garbage 128 > /tmp/java.log 2>&1 &
+	-cp /tmp/classes Garbage 128 64 > /tmp/java.log 2>&1 &
 echo $! > /tmp/java.pid
 for i in $(seq 6000); do
 	grep -q GARBAGE-READY /tmp/java.log && break
@@ -149,6 +152,14 @@ for i in $(seq 6000); do
 done
 grep -q GARBAGE-READY /tmp/java.log || { cat /tmp/java.log; exit 94; }
 echo "STEP java $(cut -d' ' -f1 /proc/uptime)"
+"""
+# after the measured shrink, the live part goes too (as in main's test,
+# the JVM holds ~50 MiB when the squeeze comes)
+JVM_DROP = r"""
+touch /tmp/garbage-drop
+for i in $(seq 100); do grep -q GARBAGE-DROPPED /tmp/java.log && break; sleep 0.1; done
+n=$(grep -c "app jvm: shrink asked" /tmp/g.log)
+memcoop-guestd shrink jvm 64M -s /tmp/g.sock; shrunk jvm $n
 """
 # without the JVM: a pid file of a process that is gone (the failure case)
 NO_JAVA = "sh -c 'echo $$ > /tmp/java.pid'\n"
@@ -174,7 +185,7 @@ def main():
     if java:
         classes = hostapps.javac([os.path.join(here, "Garbage.java")], tmp)
         parts = {"java": JAVA % {"carry": hostapps.carry(classes)},
-                 "ctl_jvm": "ctl jvm 128M jrss"}
+                 "ctl_jvm": "ctl jvm 128M jrss\n" + JVM_DROP}
     else:
         parts = {"java": NO_JAVA, "ctl_jvm": ""}
     bad = []
@@ -197,7 +208,11 @@ def main():
             bad.append("squeeze: %s" % e)
         time.sleep(2)
         g.send("squeezed")
-        g.wait_for(r"STATUS2 pc ", timeout=30)
+        try:
+            g.wait_for(r"STATUS2 pc ", timeout=60)
+        except mclab.LabError:
+            sys.stdout.write(g.output)
+            raise
         g.set_target(MEM)
         g.wait_actual(MEM, timeout=120, tolerance_mib=4)
         g.send("deflated")
@@ -216,7 +231,9 @@ def main():
         if s is None or not s["registered"]:
             bad.append("%s not registered at start: %s" % (app, s))
     # 1: control-socket shrinks, measured independently
-    for app, least in ((("jvm", 48 * MIB),) if java else ()) + (("pc", 32 * MIB),):
+    # jvm: 64 MiB live, 128 MiB garbage: GC.run with the ratios as shipped
+    # gives almost nothing back (live / 30% > what is committed)
+    for app, least in ((("jvm", JVM_LEAST),) if java else ()) + (("pc", 32 * MIB),):
         m = re.search(r"(?m)^CTL %s before=(\d+) after=(\d+)$" % app, out)
         s = status_line(out, "STATUS1", app)
         if not m or s is None:

@@ -31,7 +31,7 @@
 
 enum fake {
 	F_GOOD, F_NOEVICT, F_HANG, F_REFUSE, F_JUNK, F_CLOSE, F_WRONGPASS,
-	J_GOOD, J_DIE, J_HANG,
+	J_GOOD, J_RATIOS, J_NOSET, J_DIE, J_HANG,
 };
 
 static char		 dir[64];
@@ -167,8 +167,13 @@ serve_jvm(int c, enum fake f)
 		pause();
 		return;
 	}
-	if (strstr(buf, "VM.flags") != NULL)
+	if (strstr(buf, "VM.flags") != NULL && f == J_RATIOS)
+		say(c, "0\n-XX:MaxHeapFreeRatio=40 -XX:MaxHeapSize=1073741824 "
+		    "-XX:MinHeapFreeRatio=20 -XX:+UseG1GC \n");
+	else if (strstr(buf, "VM.flags") != NULL)
 		say(c, "0\n-XX:MaxHeapSize=1073741824 -XX:+UseG1GC \n");
+	else if (strstr(buf, "VM.set_flag") != NULL && f == J_NOSET)
+		say(c, "0\nonly 'writeable' flags can be set\n");
 	else
 		say(c, "0\n");
 }
@@ -361,7 +366,7 @@ jvm_app(pid_t pid)
 	strcpy(ac.name, "fakejvm");
 	ac.type = APP_JVM;
 	ac.priority = 8;
-	ac.deadline_ms = 300;
+	ac.deadline_ms = 1000;	/* G1's shrink is six exchanges: a loaded host */
 	ac.measure = MEASURE_RSS;
 	ac.pid_file = pidfile;
 	return app_new(base, &ac);
@@ -395,7 +400,26 @@ jvm_case(enum fake f, const char *want, const char *rec)
 static void
 test_jvm(void)
 {
-	jvm_case(J_GOOD, "GC.run (G1)", "1|jcmd|VM.flags|||\n1|jcmd|GC.run|||");
+	/* G1: the heap free ratios lowered for the GC.run, then set back */
+	jvm_case(J_GOOD, "GC.run (G1, heap free ratios lowered for it)",
+	    "1|jcmd|VM.flags|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 0|||\n"
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 10|||\n"
+	    "1|jcmd|GC.run|||\n"
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 70|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 40|||\n");
+	/* the JVM's own ratios (VM.flags) are the ones set back */
+	jvm_case(J_RATIOS, "GC.run (G1, heap free ratios lowered for it)",
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 10|||\n"
+	    "1|jcmd|GC.run|||\n"
+	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 40|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 20|||\n");
+	/* a refused set_flag: GC.run all the same, nothing to set back */
+	jvm_case(J_NOSET, "GC.run (G1)",
+	    "1|jcmd|VM.flags|||\n"
+	    "1|jcmd|VM.set_flag MinHeapFreeRatio 0|||\n"
+	    "1|jcmd|GC.run|||\n");
+	CU_ASSERT(strstr(recorded(), "MaxHeapFreeRatio") == NULL);
 	jvm_case(J_DIE, "closed the attach socket without answering",
 	    "1|jcmd|VM.flags|||");
 	jvm_case(J_HANG, "no answer in time", "1|jcmd|VM.flags|||");
@@ -452,6 +476,47 @@ test_cgroup_vanished(void)
 	app_free(a);
 }
 
+/* memory.reclaim written in chunks, each by a thread of its own */
+static void
+test_cgroup_writes(void)
+{
+	static char path[128];
+	char file[160];
+	struct app_conf ac;
+	struct app *a;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/cg", dir);
+	CU_ASSERT_FATAL(mkdir(path, 0700) == 0 || errno == EEXIST);
+	snprintf(file, sizeof(file), "%s/memory.current", path);
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(fd != -1 && write(fd, "104857600\n", 10) == 10);
+	close(fd);
+	snprintf(file, sizeof(file), "%s/memory.reclaim", path);
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(fd != -1);
+	close(fd);
+	memset(&ac, 0, sizeof(ac));
+	strcpy(ac.name, "cg");
+	ac.type = APP_CGROUP;
+	ac.deadline_ms = 2000;
+	ac.measure = MEASURE_CGROUP;
+	ac.path = path;
+	a = app_new(base, &ac);
+	CU_ASSERT_FATAL(a != NULL);
+	CU_ASSERT_EQUAL(app_shrink_manual(a, 20 * MIB), 0);
+	CU_ASSERT(wait_idle(a, 3000) < 2500);
+	if (strstr(a->last, "memory.reclaim 20.0M in 2 writes") == NULL) {
+		fprintf(stderr, "\ncgroup: last \"%s\"\n", a->last);
+		CU_FAIL("cgroup writes");
+	}
+	app_free(a);
+	unlink(file);
+	snprintf(file, sizeof(file), "%s/memory.current", path);
+	unlink(file);
+	rmdir(path);
+}
+
 int
 main(void)
 {
@@ -473,6 +538,7 @@ main(void)
 	CU_add_test(s, "jvm: good, dies mid-attach, hangs", test_jvm);
 	CU_add_test(s, "jvm: not a JVM, gone", test_jvm_not_jvm);
 	CU_add_test(s, "cgroup: vanished", test_cgroup_vanished);
+	CU_add_test(s, "cgroup: memory.reclaim in chunks", test_cgroup_writes);
 	rc = td_run();
 	{
 		char path[128];
