@@ -141,6 +141,7 @@ struct mc_balloon {
 	/* inflate/deflate: the work that follows the target */
 	struct workqueue_struct *wq;	/* freezable, unbound */
 	struct delayed_work size_work;
+	struct work_struct changed_work; /* reads a new target, queues size_work */
 	unsigned int backoff_ms;	/* current delay, 0 = not backing off */
 	u32 reclaim_target;		/* target mc_reclaim_for_balloon() ran for */
 	struct work_struct stats_work;	/* STATS_VQ */
@@ -648,12 +649,18 @@ static void mc_size_work(struct work_struct *work)
 	}
 }
 
-static void mc_changed(struct virtio_device *vdev)
+/*
+ * mc_changed_work() - a config change, in process context: reading the
+ * config may sleep (virtio_cread() says so), and mc_changed() runs in the
+ * device's interrupt handler.
+ * @work: vb->changed_work
+ */
+static void mc_changed_work(struct work_struct *work)
 {
-	struct mc_balloon *vb = vdev->priv;
+	struct mc_balloon *vb = container_of(work, struct mc_balloon,
+					     changed_work);
 	bool now;
 
-	WRITE_ONCE(vb->config_ns, ktime_get_ns());
 	/*
 	 * While backing off, a new target that needs more pages waits for
 	 * the pending retry; one that needs fewer is served at once.
@@ -661,16 +668,24 @@ static void mc_changed(struct virtio_device *vdev)
 	now = !READ_ONCE(vb->backoff_ms) ||
 	      mc_target(vb) < READ_ONCE(vb->num_pages);
 	mc_queue_size_work(vb, 0, now);
+}
 
-	if (vb->vqs[MC_VQ_FREE_PAGE]) {
-		unsigned long flags;
+/* The config interrupt: only queues work (may run in hard IRQ context). */
+static void mc_changed(struct virtio_device *vdev)
+{
+	struct mc_balloon *vb = vdev->priv;
+	unsigned long flags;
 
+	WRITE_ONCE(vb->config_ns, ktime_get_ns());
+	if (vb->vqs[MC_VQ_FREE_PAGE])
 		atomic_set(&vb->hint_reread, 1);
-		spin_lock_irqsave(&vb->stop_lock, flags);
-		if (!vb->stop)
+	spin_lock_irqsave(&vb->stop_lock, flags);
+	if (!vb->stop) {
+		queue_work(vb->wq, &vb->changed_work);
+		if (vb->vqs[MC_VQ_FREE_PAGE])
 			queue_work(vb->wq, &vb->hint_work);
-		spin_unlock_irqrestore(&vb->stop_lock, flags);
 	}
+	spin_unlock_irqrestore(&vb->stop_lock, flags);
 }
 
 /* ---- STATS_VQ ---- */
@@ -1144,6 +1159,7 @@ static int mc_probe(struct virtio_device *vdev)
 	vdev->priv = vb;
 	vb->vdev = vdev;
 	INIT_DELAYED_WORK(&vb->size_work, mc_size_work);
+	INIT_WORK(&vb->changed_work, mc_changed_work);
 	INIT_WORK(&vb->stats_work, mc_stats_work);
 	INIT_WORK(&vb->hint_work, mc_hint_work);
 	atomic_set(&vb->hint_reread, 1);
@@ -1289,6 +1305,8 @@ static void mc_stop_work(struct mc_balloon *vb)
 	spin_lock_irq(&vb->stop_lock);
 	vb->stop = true;
 	spin_unlock_irq(&vb->stop_lock);
+	/* it may queue size_work: not after stop, cancelled first */
+	cancel_work_sync(&vb->changed_work);
 	cancel_delayed_work_sync(&vb->size_work);
 	cancel_work_sync(&vb->stats_work);
 	cancel_work_sync(&vb->hint_work);

@@ -330,14 +330,14 @@ no_leak(void)
 		close(fd);
 	}
 	sync();
-	slab0 = meminfo_kib("Slab:");
+	slab0 = meminfo_slab_kib();
 	for (i = 0; i < 20000; i++) {
 		int fd = open_dev();
 		if (i % 2)
 			handshake(fd, MEMCOOP_FEATURE_RELAY | MEMCOOP_FEATURE_VRANGE, NULL);
 		close(fd);
 	}
-	slab1 = meminfo_kib("Slab:");
+	slab1 = meminfo_slab_kib();
 	/* a leak of the 16 KiB ring or the per-file struct would show as
 	 * tens of MiB over 20000 cycles; allow 2 MiB of noise */
 	CHECK(slab1 - slab0 < 2048, "20000 open/close cycles: Slab %ld -> %ld kB", slab0, slab1);

@@ -1079,7 +1079,7 @@ meminfo(struct meminfo *m)
 	write_file("/proc/sys/vm/drop_caches", "3");
 	msleep(200);
 	m->memfree = meminfo_kib("MemFree:");
-	m->slab = meminfo_kib("Slab:");
+	m->slab = meminfo_slab_kib();
 	m->nslab = 0;
 	if ((f = fopen("/proc/slabinfo", "r")) == NULL)
 		fail(__LINE__, "/proc/slabinfo: %s", strerror(errno));
