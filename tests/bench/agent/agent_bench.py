@@ -20,8 +20,14 @@ Part 2, "ksm": three guests holding identical memory (mct-ksmfill, same
 seed).  KSM at the kernel's default settings (run=1, pages_to_scan=100,
 sleep_millisecs=20, no advisor) against memcoop's auto mode (ksm.c through
 ksmdrive), each for the same window, from the same unmerged start.
-Measured: the saving attributed to these guests (/proc/PID/ksm_stat), ksmd
-CPU seconds per MiB saved, and the time to reach 90% of the final saving.
+Measured: the saving attributed to these guests (/proc/PID/ksm_stat), CPU
+seconds per MiB saved, and the time to reach 90% of the final saving.  CPU
+is ksmd's (utime+stime of its /proc/PID/stat) plus, in the auto rounds,
+everything the KSM controller itself spent (ksmdrive: the tick loop, the
+estimator and the per-guest sampling, all its threads; exact from its
+rusage at exit): auto mode pays for its own decisions.  BENCH_KSM_ROUNDS
+rounds of each (default 2), alternating which goes first; the BENCH lines
+give the medians.
 
 BENCH lines carry the figures and the auto/default ratios.  Every KSM
 setting is restored at exit.  Other QEMUs on the host are merged as well
@@ -31,6 +37,7 @@ Usage: agent_bench.py MEMCOOPD MEMCOOPCTL KSMDRIVE [squeeze|ksm|all]
 """
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -47,6 +54,7 @@ SQUEEZE_ROUNDS = int(os.environ.get("BENCH_SQUEEZE_ROUNDS", "2"))
 SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
 KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "180"))
+KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "2"))
 
 
 def meminfo(key):
@@ -212,6 +220,16 @@ def check_consoles(guests):
     return fails
 
 
+def proc_cpu(pid):
+    """utime+stime of process @pid (all its threads, live and exited), s."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ksmd_cpu():
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -220,12 +238,17 @@ def ksmd_cpu():
             with open("/proc/%s/comm" % pid) as f:
                 if f.read().strip() != "ksmd":
                     continue
-            with open("/proc/%s/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
             continue
+        c = proc_cpu(int(pid))
+        if c is not None:
+            return c
     return 0.0
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def guest_saving(pids):
@@ -245,32 +268,53 @@ def guest_saving(pids):
 
 def ksm_run(label, pids, start):
     """Run KSM for the window from an unmerged start.  Returns a dict:
-    final saving, ksmd CPU over the window, time to 90% of the final
-    saving, the CPU spent until then, and the CPU rate over the last 30 s
-    (what it costs once converged)."""
+    final saving, CPU over the window (ksmd, plus the controller that
+    start() returns, if any), time to 90% of the final saving, the CPU
+    spent until then, and the CPU rate over the last 30 s (what it costs
+    once converged)."""
     cpu0 = ksmd_cpu()
+    child0 = children_cpu()
     t0 = time.monotonic()
     proc = start()
     series = []
+    agent = 0.0
     while time.monotonic() - t0 < KSM_WINDOW:
         time.sleep(1)
-        series.append((time.monotonic() - t0, guest_saving(pids), ksmd_cpu() - cpu0))
+        if proc is not None:
+            c = proc_cpu(proc.pid)
+            agent = c if c is not None else agent
+        ksmd = ksmd_cpu() - cpu0
+        series.append((time.monotonic() - t0, guest_saving(pids), ksmd + agent))
+    ksmd = ksmd_cpu() - cpu0
     if proc is not None:
         ksmlib.stop(proc, 30)
+        # exact, with what it spent putting KSM back: its rusage
+        agent = children_cpu() - child0
     final = series[-1][1] if series else 0
-    cpu = series[-1][2] if series else 0.0
+    cpu = ksmd + agent
     at90 = next(((t, sv, c) for t, sv, c in series if sv >= 0.9 * final), None) if final else None
     tail = [x for x in series if x[0] >= series[-1][0] - 30] if series else []
     rate = ((tail[-1][2] - tail[0][2]) / (tail[-1][0] - tail[0][0]) * 60
             if len(tail) > 1 else 0.0)
-    r = {"final": final, "cpu": cpu, "t90": at90[0] if at90 else None,
+    r = {"final": final, "cpu": cpu, "ksmd": ksmd, "agent": agent,
+         "t90": at90[0] if at90 else None,
          "cpu90": at90[2] if at90 else None, "save90": at90[1] if at90 else 0,
          "rate": rate}
-    print("ksm %s: final saving %.1f MiB, ksmd cpu %.2f s; 90%% at %s s after %s s of cpu; "
-          "last 30 s: %.2f cpu s/min" % (
-              label, final / 2**20, cpu, "%.1f" % r["t90"] if at90 else "-",
+    print("ksm %s: final saving %.1f MiB, cpu %.2f s (ksmd %.2f, controller %.2f); "
+          "90%% at %s s after %s s of cpu; last 30 s: %.2f cpu s/min" % (
+              label, final / 2**20, cpu, ksmd, agent,
+              "%.1f" % r["t90"] if at90 else "-",
               "%.2f" % r["cpu90"] if at90 else "-", rate))
     return r
+
+
+def ksm_median(rs):
+    """Per-figure medians of rounds @rs (None if a round lacks it)."""
+    out = {}
+    for key in rs[0]:
+        xs = [r[key] for r in rs]
+        out[key] = None if any(x is None for x in xs) else median(xs)
+    return out
 
 
 def ksm_bench(ksmdrive):
@@ -298,43 +342,68 @@ def ksm_bench(ksmdrive):
             ksmlib.write("sleep_millisecs", 20)
             ksmlib.write("run", 1)
             return None
-        d = ksm_run("default", pids, start_default)
-        ksmlib.restore(saved)
-        ksmlib.unmerge()
 
-        def start_auto():
-            return subprocess.Popen([ksmdrive, "run", "auto", str(KSM_WINDOW + 30), "1000"]
-                                    + [str(p) for p in pids],
-                                    stdout=open(auto_log, "w"),
-                                    env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
-        auto_log = os.path.join(tmp, "ksmdrive.log")
-        a = ksm_run("auto", pids, start_auto)
-        # auto mode's decisions, as it logged them
-        with open(auto_log) as f:
-            seen = None
-            for line in f:
-                st = json.loads(line)
-                if (st["phase"], st["reason"]) != seen:
-                    seen = (st["phase"], st["reason"])
-                    print("auto t=%.1fs %s: %s" % (st["t"], st["phase"], st["reason"]))
+        def start_auto(n):
+            log = os.path.join(tmp, "ksmdrive-%d.log" % n)
+
+            def start():
+                return subprocess.Popen([ksmdrive, "run", "auto", str(KSM_WINDOW + 30),
+                                         "1000"] + [str(p) for p in pids],
+                                        stdout=open(log, "w"),
+                                        env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
+            return start, log
+
+        res = {"default": [], "auto": []}
+        for rnd in range(KSM_ROUNDS):
+            for kind in (("default", "auto") if rnd % 2 == 0 else ("auto", "default")):
+                if kind == "default":
+                    res[kind].append(ksm_run("default %d" % rnd, pids, start_default))
+                else:
+                    start, auto_log = start_auto(rnd)
+                    res[kind].append(ksm_run("auto %d" % rnd, pids, start))
+                    # auto mode's decisions, as it logged them
+                    with open(auto_log) as f:
+                        seen = None
+                        for line in f:
+                            st = json.loads(line)
+                            if (st["phase"], st["reason"]) != seen:
+                                seen = (st["phase"], st["reason"])
+                                print("auto t=%.1fs %s: %s" % (st["t"], st["phase"],
+                                                               st["reason"]))
+                ksmlib.restore(saved)
+                ksmlib.unmerge()
+        d, a = ksm_median(res["default"]), ksm_median(res["auto"])
 
         def ratio(x, y):
             return "%.2f" % (x / y) if x is not None and y else "n/a"
 
-        for label, r in (("default", d), ("auto", a)):
-            print("BENCH agent-ksm-%s window_s=%d saving_mib=%.1f ksmd_cpu_s=%.2f "
-                  "cpu_s_per_mib=%.4f t90_s=%s cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f" % (
-                      label, KSM_WINDOW, r["final"] / 2**20, r["cpu"],
-                      r["cpu"] / (r["final"] / 2**20) if r["final"] else float("inf"),
+        def per_mib(r):
+            return r["cpu"] / (r["final"] / 2**20) if r["final"] else None
+
+        for label, rs in (("default", res["default"]), ("auto", res["auto"])):
+            cpm = [per_mib(r) for r in rs]
+            r = ksm_median(rs)
+            r["cpm"] = None if None in cpm else median(cpm)
+            print("BENCH agent-ksm-%s rounds=%d window_s=%d saving_mib=%.1f cpu_s=%.2f "
+                  "ksmd_cpu_s=%.2f agent_cpu_s=%.2f cpu_s_per_mib=%s t90_s=%s "
+                  "cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f" % (
+                      label, len(rs), KSM_WINDOW, r["final"] / 2**20, r["cpu"], r["ksmd"],
+                      r["agent"], "%.4f" % r["cpm"] if r["cpm"] is not None else "inf",
                       "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
                       "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"]))
-        cpm_d = d["cpu"] / (d["final"] / 2**20) if d["final"] else None
-        cpm_a = a["cpu"] / (a["final"] / 2**20) if a["final"] else None
+            if label == "default":
+                cpm_d = r["cpm"]
+            else:
+                cpm_a = r["cpm"]
+        # medians of the rounds; ratio below 1 favours auto (less CPU per
+        # MiB, sooner); saving above 1 favours auto
         print("BENCH agent-ksm ratio auto/default: cpu_per_mib=%s t90=%s saving=%s "
               "cpu_to_t90=%s steady_cpu=%s" % (
                   ratio(cpm_a, cpm_d), ratio(a["t90"], d["t90"]),
                   ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
                   ratio(a["rate"], d["rate"])))
+        print("BENCH agent-ksm better: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
+            ratio(cpm_d, cpm_a), ratio(d["t90"], a["t90"])))
         if a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
             fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))
         fails += check_consoles(guests)
