@@ -540,16 +540,19 @@ test_decide_auto_start(void)
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 1);
 
-	/* An estimate that pays: start, with the advisor at converge speed. */
+	/*
+	 * An estimate that pays: start at converge speed, a fixed rate for
+	 * the guests' RAM (the advisor stays off: it starts slow).
+	 */
 	c.last_estimate = in.now;
 	c.est.saving_pages = 69016;	/* recorded: two guests, 269 MiB */
 	c.est.cross_pages = 69016;
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.run, 1);
-	CU_ASSERT_EQUAL(d.advisor_mode, 1);
-	CU_ASSERT_EQUAL(d.advisor_target_scan_time, p.converge_scan_time);
-	CU_ASSERT_EQUAL(d.advisor_max_cpu, p.converge_max_cpu);
-	CU_ASSERT_EQUAL(d.pages_to_scan, -1);	/* the advisor's business */
+	CU_ASSERT_EQUAL(d.advisor_mode, -1);	/* none already */
+	CU_ASSERT_EQUAL(d.advisor_target_scan_time, -1);
+	CU_ASSERT_EQUAL(d.pages_to_scan,
+	    196608 * p.converge_sleep_ms / (p.converge_scan_time * 1000));
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
 	CU_ASSERT(strstr(d.reason, "269 MiB") != NULL);
 }
@@ -574,8 +577,8 @@ test_decide_no_advisor(void)
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.run, 1);
 	CU_ASSERT_EQUAL(d.advisor_mode, -1);
-	/* 196608 pages in 10 s at 20 ms: 393 pages per wake-up. */
-	CU_ASSERT_EQUAL(d.pages_to_scan, 196608 * 20 / 10000);
+	/* 196608 pages in 5 s at 20 ms: 786 pages per wake-up. */
+	CU_ASSERT_EQUAL(d.pages_to_scan, 196608 * 20 / 5000);
 
 	/* Huge guests: clamped. */
 	ksm_ctl_init(&c);
@@ -584,7 +587,7 @@ test_decide_no_advisor(void)
 	c.est.saving_pages = 50000;
 	in.guest_pages = 1ULL << 40;
 	ksm_decide(&p, &c, &in, &d);
-	CU_ASSERT_EQUAL(d.pages_to_scan, 20000);
+	CU_ASSERT_EQUAL(d.pages_to_scan, p.converge_max_pages);
 	/* Unknown size: a fixed fast rate, never below the kernel default. */
 	ksm_ctl_init(&c);
 	c.have_estimate = 1;
@@ -645,12 +648,16 @@ test_decide_series_no_flap(void)
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
 	CU_ASSERT_EQUAL(transitions, 2);	/* idle->converge->steady */
 	CU_ASSERT_EQUAL(runs_changed, 1);
-	/* Backed off: advisor off, a slow fixed rate for the guests' RAM. */
+	/*
+	 * Backed off all the way (every steady scan merged nothing): advisor
+	 * off, the slowest pages_to_scan and a sleep that makes a full scan
+	 * of the guests' RAM take steady_max_scan_time.
+	 */
 	CU_ASSERT_EQUAL(s.advisor_mode, 0);
-	CU_ASSERT_EQUAL(s.pages_to_scan,
-	    196608 * p.steady_sleep_ms / (p.steady_scan_time * 1000));
-	CU_ASSERT(s.pages_to_scan * 1000 / p.steady_sleep_ms < 5000);
-	CU_ASSERT_EQUAL(s.sleep_millisecs, p.steady_sleep_ms);
+	CU_ASSERT_EQUAL(s.pages_to_scan, 100);
+	CU_ASSERT_EQUAL(s.sleep_millisecs,
+	    100ULL * p.steady_max_scan_time * 1000 / 196608);
+	CU_ASSERT_EQUAL(c.backoff, 4);		/* 300 s doubled to 4800 s */
 }
 
 static void
@@ -729,9 +736,11 @@ test_decide_stop_and_regrow(void)
 	base_input(&in, &s, 40);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
-	CU_ASSERT_EQUAL(d.advisor_mode, 1);	/* the advisor back on */
+	CU_ASSERT_EQUAL(d.advisor_mode, -1);	/* off since adopted */
 	sim_apply(&s, &d);
-	CU_ASSERT_EQUAL(s.advisor_target_scan_time, p.converge_scan_time);
+	CU_ASSERT_EQUAL(s.advisor_mode, 0);
+	CU_ASSERT_EQUAL(s.pages_to_scan,
+	    196608 * p.converge_sleep_ms / (p.converge_scan_time * 1000));
 	CU_ASSERT_EQUAL(s.sleep_millisecs, p.converge_sleep_ms);
 	CU_ASSERT(strstr(d.reason, "converging again") != NULL);
 }
