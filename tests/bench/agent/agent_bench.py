@@ -273,6 +273,8 @@ def ksm_run(label, pids, start):
     spent until then, and the CPU rate over the last 30 s (what it costs
     once converged)."""
     cpu0 = ksmd_cpu()
+    scanned0 = ksmlib.pages("pages_scanned") if os.path.exists(
+        os.path.join(KSM, "pages_scanned")) else None
     child0 = children_cpu()
     t0 = time.monotonic()
     proc = start()
@@ -284,25 +286,36 @@ def ksm_run(label, pids, start):
             c = proc_cpu(proc.pid)
             agent = c if c is not None else agent
         ksmd = ksmd_cpu() - cpu0
-        series.append((time.monotonic() - t0, guest_saving(pids), ksmd + agent))
+        series.append((time.monotonic() - t0, guest_saving(pids), ksmd + agent,
+                       ksmlib.pages("full_scans"), ksmlib.pages("pages_scanned")))
     ksmd = ksmd_cpu() - cpu0
+    scanned = ksmlib.pages("pages_scanned") - scanned0 if scanned0 is not None else None
     if proc is not None:
         ksmlib.stop(proc, 30)
         # exact, with what it spent putting KSM back: its rusage
         agent = children_cpu() - child0
+    record = os.environ.get("BENCH_KSM_RECORD")
+    if record:
+        # unit-test input: seconds, guest saving (pages), full_scans, pages_scanned
+        with open(os.path.join(record, "series-%s.txt" % label.replace(" ", "-")), "w") as f:
+            for t, sv, _c, fs, ps in series:  # noqa
+                f.write("%.1f %d %d %d\n" % (t, sv // 4096, fs, ps))
     final = series[-1][1] if series else 0
     cpu = ksmd + agent
-    at90 = next(((t, sv, c) for t, sv, c in series if sv >= 0.9 * final), None) if final else None
+    at90 = next(((x[0], x[1], x[2]) for x in series if x[1] >= 0.9 * final),
+                None) if final else None
     tail = [x for x in series if x[0] >= series[-1][0] - 30] if series else []
     rate = ((tail[-1][2] - tail[0][2]) / (tail[-1][0] - tail[0][0]) * 60
             if len(tail) > 1 else 0.0)
-    r = {"final": final, "cpu": cpu, "ksmd": ksmd, "agent": agent,
+    r = {"final": final, "cpu": cpu, "ksmd": ksmd, "agent": agent, "scanned": scanned,
          "t90": at90[0] if at90 else None,
          "cpu90": at90[2] if at90 else None, "save90": at90[1] if at90 else 0,
          "rate": rate}
     print("ksm %s: final saving %.1f MiB, cpu %.2f s (ksmd %.2f, controller %.2f); "
+          "%s pages scanned (ksmd %s us/page); "
           "90%% at %s s after %s s of cpu; last 30 s: %.2f cpu s/min" % (
-              label, final / 2**20, cpu, ksmd, agent,
+              label, final / 2**20, cpu, ksmd, agent, scanned,
+              "%.2f" % (ksmd * 1e6 / scanned) if scanned else "-",
               "%.1f" % r["t90"] if at90 else "-",
               "%.2f" % r["cpu90"] if at90 else "-", rate))
     return r
@@ -343,24 +356,29 @@ def ksm_bench(ksmdrive):
             ksmlib.write("run", 1)
             return None
 
-        def start_auto(n):
-            log = os.path.join(tmp, "ksmdrive-%d.log" % n)
+        def start_auto(n, drive, kind):
+            log = os.path.join(tmp, "ksmdrive-%s-%d.log" % (kind, n))
 
             def start():
-                return subprocess.Popen([ksmdrive, "run", "auto", str(KSM_WINDOW + 30),
+                return subprocess.Popen([drive, "run", "auto", str(KSM_WINDOW + 30),
                                          "1000"] + [str(p) for p in pids],
                                         stdout=open(log, "w"),
                                         env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
             return start, log
 
-        res = {"default": [], "auto": []}
+        # BENCH_KSMDRIVE_OLD: another ksmdrive (an older auto mode) in
+        # the same rounds, for a before/after on the same guests
+        old = os.environ.get("BENCH_KSMDRIVE_OLD")
+        kinds = ["default", "auto"] + (["old"] if old else [])
+        res = {k: [] for k in kinds}
         for rnd in range(KSM_ROUNDS):
-            for kind in (("default", "auto") if rnd % 2 == 0 else ("auto", "default")):
+            for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
                 if kind == "default":
                     res[kind].append(ksm_run("default %d" % rnd, pids, start_default))
                 else:
-                    start, auto_log = start_auto(rnd)
-                    res[kind].append(ksm_run("auto %d" % rnd, pids, start))
+                    start, auto_log = start_auto(rnd, old if kind == "old" else ksmdrive,
+                                                 kind)
+                    res[kind].append(ksm_run("%s %d" % (kind, rnd), pids, start))
                     # auto mode's decisions, as it logged them
                     with open(auto_log) as f:
                         seen = None
@@ -372,38 +390,39 @@ def ksm_bench(ksmdrive):
                                                                st["reason"]))
                 ksmlib.restore(saved)
                 ksmlib.unmerge()
-        d, a = ksm_median(res["default"]), ksm_median(res["auto"])
-
         def ratio(x, y):
             return "%.2f" % (x / y) if x is not None and y else "n/a"
 
         def per_mib(r):
             return r["cpu"] / (r["final"] / 2**20) if r["final"] else None
 
-        for label, rs in (("default", res["default"]), ("auto", res["auto"])):
+        med = {}
+        for label in kinds:
+            rs = res[label]
             cpm = [per_mib(r) for r in rs]
-            r = ksm_median(rs)
+            r = med[label] = ksm_median(rs)
             r["cpm"] = None if None in cpm else median(cpm)
             print("BENCH agent-ksm-%s rounds=%d window_s=%d saving_mib=%.1f cpu_s=%.2f "
                   "ksmd_cpu_s=%.2f agent_cpu_s=%.2f cpu_s_per_mib=%s t90_s=%s "
-                  "cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f" % (
+                  "cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f pages_scanned=%s" % (
                       label, len(rs), KSM_WINDOW, r["final"] / 2**20, r["cpu"], r["ksmd"],
                       r["agent"], "%.4f" % r["cpm"] if r["cpm"] is not None else "inf",
                       "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
-                      "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"]))
-            if label == "default":
-                cpm_d = r["cpm"]
-            else:
-                cpm_a = r["cpm"]
-        # medians of the rounds; ratio below 1 favours auto (less CPU per
-        # MiB, sooner); saving above 1 favours auto
-        print("BENCH agent-ksm ratio auto/default: cpu_per_mib=%s t90=%s saving=%s "
-              "cpu_to_t90=%s steady_cpu=%s" % (
-                  ratio(cpm_a, cpm_d), ratio(a["t90"], d["t90"]),
-                  ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
-                  ratio(a["rate"], d["rate"])))
-        print("BENCH agent-ksm better: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
-            ratio(cpm_d, cpm_a), ratio(d["t90"], a["t90"])))
+                      "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"],
+                      "%d" % r["scanned"] if r["scanned"] is not None else "n/a"))
+        d = med["default"]
+        for label in kinds[1:]:
+            a = med[label]
+            # medians of the rounds; ratio below 1 favours auto (less CPU
+            # per MiB, sooner); saving above 1 favours auto
+            print("BENCH agent-ksm ratio %s/default: cpu_per_mib=%s t90=%s saving=%s "
+                  "cpu_to_t90=%s steady_cpu=%s" % (
+                      label, ratio(a["cpm"], d["cpm"]), ratio(a["t90"], d["t90"]),
+                      ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
+                      ratio(a["rate"], d["rate"])))
+            print("BENCH agent-ksm better %s: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
+                label, ratio(d["cpm"], a["cpm"]), ratio(d["t90"], a["t90"])))
+        a = med["auto"]
         if a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
             fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))
         fails += check_consoles(guests)
