@@ -225,9 +225,13 @@ uint64_t ksm_hash_page(const void *page, size_t len);
  * if both are one 8-byte word repeated (zero, poison, memset pages).
  */
 uint64_t ksm_hash_prefix(const void *a, const void *b, size_t len, int *uniform);
-/* Weight (1 or 2^shift) if a page with this prefix is sampled, else 0. */
+/*
+ * Weight (2^shift) if a page with this prefix is sampled, else 0; a page
+ * with a uniform prefix is sampled by its position @pos instead (any
+ * number that differs between pages: address and guest), 1 in 16.
+ */
 unsigned int ksm_index_select(const struct ksm_index *, uint64_t prefix_hash,
-	    int prefix_uniform);
+	    int prefix_uniform, uint64_t pos);
 /* Count one sampled page of guest @guest with full hash @h; 0 or -1 ENOMEM. */
 int	 ksm_index_add(struct ksm_index *, uint64_t h, unsigned int guest,
 	    unsigned int weight, int is_zero);
