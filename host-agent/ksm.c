@@ -62,8 +62,9 @@ ksm_params_default(struct ksm_params *p)
 	p->estimate_interval = 60;
 	p->converge_scan_time = 5;
 	p->converge_max_pages = 10000;
-	p->steady_scan_time = 300;
-	p->steady_max_scan_time = 4800;
+	p->steady_scan_time = 1800;
+	p->steady_max_scan_time = 14400;
+	p->steady_estimate_interval = 600;
 	p->converge_sleep_ms = 20;
 	p->steady_sleep_ms = 200;
 	p->reach_permille = 900;
@@ -487,6 +488,15 @@ grow_allowance(int64_t mark, unsigned int permille)
 	return r > INT64_MAX ? INT64_MAX : (int64_t)r;
 }
 
+/* The estimate as far as it is trusted, pages; -1 without one. */
+static int64_t
+trusted_estimate(const struct ksm_ctl *c)
+{
+	if (!c->have_estimate || c->est.saving_pages > INT64_MAX)
+		return -1;
+	return grow_allowance((int64_t)c->est.saving_pages, c->trust_permille);
+}
+
 static void
 enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 {
@@ -500,10 +510,15 @@ enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 	c->grow_time = in->now;
 	c->nguests_mark = in->nguests;
 	c->scanned_mark = in->sys.pages_scanned;
-	if (ph == KSM_PH_STEADY)
+	c->est_checked = c->last_estimate;
+	if (ph == KSM_PH_STEADY) {
+		int64_t est = trusted_estimate(c);
+
 		c->guest_pages_mark = in->guest_pages;
-	else
+		c->gap_mark = est > c->sharing_mark ? est - c->sharing_mark : 0;
+	} else {
 		c->backoff = 0;
+	}
 }
 
 /* Go to running phase @ph now: its scan settings replace what was decided. */
@@ -522,14 +537,27 @@ static int
 reached_estimate(const struct ksm_params *p, const struct ksm_ctl *c,
     int64_t saving)
 {
-	int64_t want;
+	int64_t want = grow_allowance(trusted_estimate(c), p->reach_permille);
 
-	if (!c->have_estimate || c->est.saving_pages == 0 ||
-	    p->reach_permille == 0 || c->est.saving_pages > INT64_MAX)
+	return p->reach_permille > 0 && want > 0 && saving >= want;
+}
+
+/*
+ * Steady: a new estimate that finds at least on_bytes more to merge than
+ * the estimate did when auto mode went steady (what the estimate promises
+ * but ksmd cannot merge is not new)?  Each estimate is looked at once.
+ */
+static int
+estimate_grew(const struct ksm_params *p, struct ksm_ctl *c, int64_t saving,
+    long ps, int64_t *more)
+{
+	int64_t est = trusted_estimate(c);
+
+	if (est < 0 || c->last_estimate <= c->est_checked)
 		return 0;
-	want = grow_allowance(grow_allowance((int64_t)c->est.saving_pages,
-	    c->trust_permille), p->reach_permille);
-	return want > 0 && saving >= want;
+	c->est_checked = c->last_estimate;
+	*more = est - saving - c->gap_mark;
+	return *more > 0 && (uint64_t)*more >= p->on_bytes / (uint64_t)ps;
 }
 
 /*
@@ -544,9 +572,11 @@ reached_estimate(const struct ksm_params *p, const struct ksm_ctl *c,
  * stall_permille, or has reached reach_permille of the estimate, or grew
  * less than stall_permille in stall_time seconds, go steady.  Steady: a
  * slow scan whose full-scan time doubles after each scan that grew less
- * than stall_permille, up to steady_max_scan_time; back to converging when
- * the saving grows again by regrow_permille in a scan, a guest was added or
- * the guests' RAM grew by a quarter.  Either running phase stops ksmd when
+ * than stall_permille, up to steady_max_scan_time, and an estimate every
+ * steady_estimate_interval seconds; back to converging when the saving
+ * grows again by regrow_permille in a scan, a guest was added, the guests'
+ * RAM grew by a quarter, or an estimate finds on_bytes more to merge than
+ * there was on going steady.  Either running phase stops ksmd when
  * the saving stayed below off_bytes for two full scans, not before
  * min_on_time.  off_bytes < on_bytes is the hysteresis.
  */
@@ -648,6 +678,20 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 				reason(d, "saving %llu MiB grew less than %u permille "
 				    "in %lld s: backing off", MIB_OF(saving, ps),
 				    p->stall_permille, (long long)since);
+				goto out;
+			}
+		}
+		if (c->phase == KSM_PH_STEADY) {
+			int64_t more;
+
+			/* Cheaper than scanning: look at the guests now and then. */
+			if (p->steady_estimate_interval > 0 && in->nguests > 0 &&
+			    in->now >= c->last_estimate + p->steady_estimate_interval)
+				d->want_estimate = 1;
+			if (estimate_grew(p, c, saving, ps, &more)) {
+				go(p, c, in, KSM_PH_CONVERGE, d);
+				reason(d, "estimate finds %llu MiB more to merge: "
+				    "converging again", MIB_OF(more, ps));
 				goto out;
 			}
 		}
@@ -1335,7 +1379,8 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
 	    (unsigned long long)k->c.est.elapsed_ms);
 	if (k->c.est.resident_pages > 0)
 		k->guest_pages = in->guest_pages = k->c.est.resident_pages;
-	if (k->c.est.saving_pages * (uint64_t)k->page_size < k->p.on_bytes)
+	if (k->c.phase == KSM_PH_IDLE &&
+	    k->c.est.saving_pages * (uint64_t)k->page_size < k->p.on_bytes)
 		snprintf(k->reason, sizeof(k->reason),
 		    "estimated saving %llu MiB < %llu MiB: ksmd stays off",
 		    MIB_OF(k->c.est.saving_pages, k->page_size),

@@ -614,7 +614,7 @@ test_decide_series_no_flap(void)
 	struct ksm_decision d;
 	struct ksm_sysfs s = recorded_idle();
 	enum ksm_phase prev;
-	unsigned int t, transitions = 0, runs_changed = 0;
+	unsigned int t, transitions = 0, runs_changed = 0, estimates = 0;
 	int64_t saving[] = { 0, 0, 60000, 110000, 117000, 117359 };
 
 	ksm_params_default(&p);
@@ -634,7 +634,12 @@ test_decide_series_no_flap(void)
 		}
 		base_input(&in, &s, t);
 		ksm_decide(&p, &c, &in, &d);
-		CU_ASSERT_EQUAL(d.want_estimate, 0);
+		if (d.want_estimate) {
+			/* Only while steady; the guests did not change. */
+			CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+			estimates++;
+			c.last_estimate = t;
+		}
 		if (d.run >= 0 && d.run != s.run)
 			runs_changed++;
 		sim_apply(&s, &d);
@@ -659,7 +664,10 @@ test_decide_series_no_flap(void)
 	CU_ASSERT_EQUAL(s.pages_to_scan, 100);
 	CU_ASSERT_EQUAL(s.sleep_millisecs,
 	    100ULL * p.steady_max_scan_time * 1000 / 196608);
-	CU_ASSERT_EQUAL(c.backoff, 4);		/* 300 s doubled to 4800 s */
+	CU_ASSERT_EQUAL(c.backoff, 3);		/* 1800 s doubled to 14400 s */
+	/* An estimate every steady_estimate_interval, none converging. */
+	CU_ASSERT(estimates >= 5000 / p.steady_estimate_interval - 1);
+	CU_ASSERT(estimates <= 5000 / p.steady_estimate_interval);
 }
 
 static void
@@ -923,7 +931,7 @@ test_decide_goal_model(void)
 		}
 		if (t == 3 * 3600 - 1) {
 			CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
-			CU_ASSERT(c.backoff >= 4);	/* backed off all the way */
+			CU_ASSERT(c.backoff >= 2);	/* 7200 s a full scan */
 		}
 	}
 	CU_ASSERT_EQUAL(m.s.run, 1);
@@ -938,6 +946,73 @@ test_decide_goal_model(void)
 	    "%llu (stock %llu)\n", (unsigned long long)t90,
 	    (unsigned long long)stock_t90, (unsigned long long)at_boot,
 	    (unsigned long long)(stock.done * 3 / 4));
+}
+
+/*
+ * Steady, the guests write new duplicates: the periodic estimate finds
+ * them and auto mode converges again; an estimate that promises what ksmd
+ * could not merge before (the same gap) does not.
+ */
+static void
+test_decide_steady_estimate(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	uint64_t t = 100;
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	c.have_estimate = 1;
+	c.last_estimate = t;
+	c.est.saving_pages = 80000;	/* ksmd will merge 60000 of it */
+	s.run = 1;
+	s.full_scans = 0;
+	s.pages_sharing = 0;
+	base_input(&in, &s, t);
+	ksm_decide(&p, &c, &in, &d);	/* adopt */
+	sim_apply(&s, &d);
+	for (s.full_scans = 1; s.full_scans <= 4; s.full_scans++) {
+		s.pages_sharing = s.full_scans >= 2 ? 60000 : 0;
+		base_input(&in, &s, t += 5);
+		ksm_decide(&p, &c, &in, &d);
+		sim_apply(&s, &d);
+	}
+	CU_ASSERT_EQUAL_FATAL(c.phase, KSM_PH_STEADY);
+	/* Not before the interval. */
+	base_input(&in, &s, c.last_estimate + p.steady_estimate_interval - 1);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	t = c.last_estimate + p.steady_estimate_interval;
+	base_input(&in, &s, t);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 1);
+	/* The same 80000 again: the 20000 gap is old, stay steady. */
+	c.last_estimate = t;
+	base_input(&in, &s, ++t);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	/* 64 MiB (16384 pages) more, less one page: still steady. */
+	c.last_estimate = ++t;
+	c.est.saving_pages = 80000 + 16383;
+	base_input(&in, &s, t);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	/* 100 MiB more: converge, fast. */
+	c.last_estimate = ++t;
+	c.est.saving_pages = 80000 + 25600;
+	base_input(&in, &s, t);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	CU_ASSERT(strstr(d.reason, "100 MiB more") != NULL);
+	CU_ASSERT_EQUAL(d.sleep_millisecs, p.converge_sleep_ms);
+	/* Looked at once: the next tick does not decide on it again. */
+	base_input(&in, &s, ++t);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
 }
 
 static void
@@ -1208,6 +1283,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_watches_guests", test_decide_watches_guests);
 	CU_add_test(s, "decide_stall_in_scan", test_decide_stall_in_scan);
 	CU_add_test(s, "decide_goal_model", test_decide_goal_model);
+	CU_add_test(s, "decide_steady_estimate", test_decide_steady_estimate);
 	CU_add_test(s, "decide_absurd", test_decide_absurd);
 	CU_add_test(s, "state_restore", test_state_restore);
 	CU_add_test(s, "guest_saving_self", test_guest_saving_self);
