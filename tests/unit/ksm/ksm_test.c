@@ -847,6 +847,62 @@ struct ksm_sim {
 	uint64_t	 done;		/* pages scanned since the start */
 };
 
+/*
+ * A recorded run of the kernel's defaults (agent bench, BENCH_KSM_RECORD:
+ * three guests with 160 MiB in common and other QEMUs on the host): per
+ * second, the guests' saving, full_scans and pages_scanned.  Replayed by
+ * pages scanned, it says what ksmd has merged after going through so many
+ * pages, at whatever rate.
+ */
+#define REC_MAX	1024
+static struct rec {
+	double	 t;
+	uint64_t saving, scans, pages;	/* pages from the first row */
+} rec[REC_MAX];
+static size_t nrec;
+
+static void
+rec_load(void)
+{
+	char path[PATH_MAX];
+	unsigned long long sv, fs, ps, ps0 = 0;
+	double t;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/series-stock.txt", datadir);
+	f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	nrec = 0;
+	while (nrec < REC_MAX &&
+	    fscanf(f, "%lf %llu %llu %llu", &t, &sv, &fs, &ps) == 4) {
+		if (nrec == 0)
+			ps0 = ps;
+		rec[nrec].t = t;
+		rec[nrec].saving = sv;
+		rec[nrec].scans = fs;
+		rec[nrec].pages = ps - ps0;
+		nrec++;
+	}
+	fclose(f);
+	CU_ASSERT_FATAL(nrec > 100 && rec[nrec - 1].scans >= 3);
+}
+
+/* The recorded figures after @done pages; past the end, flat. */
+static void
+rec_at(uint64_t done, struct ksm_sysfs *s)
+{
+	const struct rec *last = &rec[nrec - 1];
+	size_t i = 0;
+
+	while (i + 1 < nrec && rec[i + 1].pages <= done)
+		i++;
+	s->pages_sharing = (int64_t)rec[i].saving;
+	s->full_scans = (int64_t)rec[i].scans;
+	if (done > last->pages)
+		s->full_scans = (int64_t)(last->scans + (done - last->pages) /
+		    (last->pages / last->scans));
+}
+
 static void
 sim_second(struct ksm_sim *m)
 {
@@ -859,6 +915,11 @@ sim_second(struct ksm_sim *m)
 		rate = m->max_rate;
 	m->done += rate;
 	m->s.pages_scanned = (int64_t)m->done;
+	if (m->scan == 0) {		/* replay the recording */
+		rec_at(m->done, &m->s);
+		m->s.pages_shared = m->s.pages_sharing / 3;
+		return;
+	}
 	m->s.full_scans = (int64_t)(m->done / m->scan);
 	if (m->done <= m->scan)
 		m->s.pages_sharing = 0;
@@ -1013,6 +1074,69 @@ test_decide_steady_estimate(void)
 	base_input(&in, &s, ++t);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+}
+
+/*
+ * The recorded run of the defaults replayed at auto mode's rates (ksmd
+ * getting at most 100k pages/s): the saving the defaults had at 338 s
+ * (90%) must come at least 5 times sooner, auto mode must go steady once
+ * the recording stops growing, and over an hour scan at most a quarter of
+ * the pages the defaults scan (their recorded rate, 3390 pages/s).
+ */
+static void
+test_decide_recorded_series(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sim m;
+	const struct rec *last;
+	uint64_t t, t90 = 0, stock_t90 = 0, steady_at = 0;
+	double stock_rate;
+	size_t i;
+
+	rec_load();
+	last = &rec[nrec - 1];
+	for (i = 0; i < nrec && !stock_t90; i++)
+		if (rec[i].saving * 10 >= last->saving * 9)
+			stock_t90 = (uint64_t)rec[i].t;
+	stock_rate = (double)last->pages / (last->t - rec[0].t);
+	ksm_params_default(&p);
+	memset(&m, 0, sizeof(m));
+	m.s = recorded_idle();
+	m.max_rate = 100000;
+	ksm_ctl_init(&c);
+	for (t = 1; t <= 3600; t++) {
+		sim_second(&m);
+		base_input(&in, &m.s, t);
+		in.guest_pages = 1110 * 256;	/* the guests' RSS, recorded */
+		in.nguests = 3;
+		in.guest_saving = m.s.pages_sharing;
+		ksm_decide(&p, &c, &in, &d);
+		if (d.want_estimate) {
+			c.have_estimate = 1;
+			c.last_estimate = t;
+			c.est.saving_pages = 795 * 256;	/* recorded */
+		}
+		sim_apply(&m.s, &d);
+		if (!t90 && (uint64_t)m.s.pages_sharing * 10 >= last->saving * 9)
+			t90 = t;
+		if (!steady_at && c.phase == KSM_PH_STEADY)
+			steady_at = t;
+	}
+	fprintf(stderr, "recorded: t90 %llu s (defaults %llu s), steady at %llu s, "
+	    "%llu pages scanned in 1 h (defaults %.0f)\n",
+	    (unsigned long long)t90, (unsigned long long)stock_t90,
+	    (unsigned long long)steady_at, (unsigned long long)m.done,
+	    stock_rate * 3600);
+	CU_ASSERT(stock_t90 > 300);
+	CU_ASSERT(t90 > 0 && t90 * 5 <= stock_t90);
+	CU_ASSERT(steady_at > t90 && steady_at < stock_t90);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	CU_ASSERT((double)m.done * 4 <= stock_rate * 3600);
+	/* Steady merges the last few pages slowly: 98% within the hour. */
+	CU_ASSERT((uint64_t)m.s.pages_sharing * 100 >= last->saving * 98);
 }
 
 static void
@@ -1284,6 +1408,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_stall_in_scan", test_decide_stall_in_scan);
 	CU_add_test(s, "decide_goal_model", test_decide_goal_model);
 	CU_add_test(s, "decide_steady_estimate", test_decide_steady_estimate);
+	CU_add_test(s, "decide_recorded_series", test_decide_recorded_series);
 	CU_add_test(s, "decide_absurd", test_decide_absurd);
 	CU_add_test(s, "state_restore", test_state_restore);
 	CU_add_test(s, "guest_saving_self", test_guest_saving_self);
