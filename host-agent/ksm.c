@@ -682,11 +682,18 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 			}
 		}
 		if (c->phase == KSM_PH_STEADY) {
+			/*
+			 * Cheaper than scanning: look at the guests now and
+			 * then, at most 1% of the time (big hosts' estimates
+			 * take long).
+			 */
+			uint64_t every = c->est.elapsed_ms / 10;
 			int64_t more;
 
-			/* Cheaper than scanning: look at the guests now and then. */
+			if (every < p->steady_estimate_interval)
+				every = p->steady_estimate_interval;
 			if (p->steady_estimate_interval > 0 && in->nguests > 0 &&
-			    in->now >= c->last_estimate + p->steady_estimate_interval)
+			    in->now >= c->last_estimate + every)
 				d->want_estimate = 1;
 			if (estimate_grew(p, c, saving, ps, &more)) {
 				go(p, c, in, KSM_PH_CONVERGE, d);

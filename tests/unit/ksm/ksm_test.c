@@ -1046,6 +1046,15 @@ test_decide_steady_estimate(void)
 	base_input(&in, &s, c.last_estimate + p.steady_estimate_interval - 1);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	/* An estimate that took 20 s: at most 1% of the time, 2000 s apart. */
+	c.est.elapsed_ms = 20000;
+	base_input(&in, &s, c.last_estimate + 1999);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	base_input(&in, &s, c.last_estimate + 2000);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 1);
+	c.est.elapsed_ms = 1500;
 	t = c.last_estimate + p.steady_estimate_interval;
 	base_input(&in, &s, t);
 	ksm_decide(&p, &c, &in, &d);
