@@ -783,7 +783,7 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 					reason(d, "saving %llu MiB grew %lld permille in the "
 					    "last full scan: backing off",
 					    MIB_OF(saving, ps), (long long)permille);
-				} else if (!first && in->now > c->phase_since &&
+				} else if (in->now > c->phase_since &&
 				    reached_estimate(p, c, saving)) {
 					go(p, c, in, KSM_PH_STEADY, d);
 					reason(d, "saving %llu MiB reached %u permille of "
