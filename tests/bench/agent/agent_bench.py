@@ -27,7 +27,12 @@ everything the KSM controller itself spent (ksmdrive: the tick loop, the
 estimator and the per-guest sampling, all its threads; exact from its
 rusage at exit): auto mode pays for its own decisions.  BENCH_KSM_ROUNDS
 rounds of each (default 2), alternating which goes first; the BENCH lines
-give the medians.
+give the medians.  BENCH_KSM_WINDOW: seconds a round (default 180; with
+other QEMUs on the host the defaults may need 600 to converge at all).
+BENCH_KSMDRIVE_OLD=PATH adds rounds of another ksmdrive (an older auto
+mode) for a before/after on the same guests; BENCH_KSM_RECORD=DIR keeps
+each round's series (seconds, guest saving in pages, full_scans,
+pages_scanned), the input of the ksm unit test's recorded run.
 
 BENCH lines carry the figures and the auto/default ratios.  Every KSM
 setting is restored at exit.  Other QEMUs on the host are merged as well
