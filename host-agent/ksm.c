@@ -60,11 +60,14 @@ ksm_params_default(struct ksm_params *p)
 	p->on_bytes = 64ULL << 20;
 	p->off_bytes = 32ULL << 20;
 	p->estimate_interval = 60;
-	p->converge_scan_time = 10;
-	p->steady_scan_time = 200;
-	p->converge_max_cpu = 50;
+	p->converge_scan_time = 5;
+	p->converge_max_pages = 5000;	/* 250k pages/s: half a core at 2 us/page */
+	p->steady_scan_time = 1800;
+	p->steady_max_scan_time = 14400;
+	p->steady_estimate_interval = 600;
 	p->converge_sleep_ms = 20;
 	p->steady_sleep_ms = 200;
+	p->reach_permille = 900;
 	p->stall_permille = 20;
 	p->regrow_permille = 100;
 	p->stall_time = 30;
@@ -376,60 +379,87 @@ reason(struct ksm_decision *d, const char *fmt, ...)
 
 #define MIB_OF(pages, ps)	((unsigned long long)(pages) * (unsigned long long)(ps) >> 20)
 
+/* The slowest pages_to_scan steady mode sets; slower still is a longer sleep. */
+#define STEADY_MIN_PAGES	100
+#define STEADY_MAX_SLEEP_MS	60000
+
+/* Pages ksmd goes through in a full scan: the guests', or more if measured. */
+static uint64_t
+scan_size(const struct ksm_ctl *c, const struct ksm_input *in)
+{
+	return c->scan_pages > in->guest_pages ? c->scan_pages : in->guest_pages;
+}
+
+/* Steady full-scan time after @c->backoff doublings, capped. */
+static uint64_t
+steady_time(const struct ksm_params *p, const struct ksm_ctl *c)
+{
+	uint64_t t = p->steady_scan_time > 0 ? p->steady_scan_time : 1;
+	unsigned int i;
+
+	for (i = 0; i < c->backoff && t < p->steady_max_scan_time; i++)
+		t *= 2;
+	return t > p->steady_max_scan_time && p->steady_max_scan_time > 0 ?
+	    p->steady_max_scan_time : t;
+}
+
 /*
- * Scan settings for a phase.  Converging: with the advisor, its target scan
- * time and CPU cap.  Steady, or without the advisor: a pages_to_scan that
- * covers the guests' RAM in the phase's scan time at its sleep interval.
- * Only differences from @s are set.
+ * Scan settings for a phase: a pages_to_scan (and sleep) that covers what
+ * ksmd scans (scan_size()) in the phase's full-scan time.  Converging:
+ * converge_scan_time at converge_sleep_ms, at most converge_max_pages a
+ * wake-up.  Steady: steady_time() at steady_sleep_ms, and below
+ * STEADY_MIN_PAGES a wake-up a longer sleep instead.  The advisor is
+ * switched off (it re-tunes only once per full scan and smooths its steps:
+ * measured, it kept the fast rate for minutes after converging); that makes
+ * the kernel reset pages_to_scan, so pages_to_scan is then always written.
+ * Only differences from the sysfs figures are set, and pages_to_scan not
+ * within 20% of what it should be (no churn on small changes).
  */
 static void
-tune(const struct ksm_params *p, const struct ksm_input *in, int fast,
-    struct ksm_decision *d)
+tune(const struct ksm_params *p, const struct ksm_ctl *c,
+    const struct ksm_input *in, int fast, struct ksm_decision *d)
 {
 	const struct ksm_sysfs *s = &in->sys;
-	unsigned int scan_time = fast ? p->converge_scan_time : p->steady_scan_time;
-	unsigned int sleep_ms = fast ? p->converge_sleep_ms : p->steady_sleep_ms;
+	uint64_t pages = scan_size(c, in);
+	uint64_t scan_ms = (fast ? (uint64_t)p->converge_scan_time :
+	    steady_time(p, c)) * 1000;
+	uint64_t sleep_ms = fast ? p->converge_sleep_ms : p->steady_sleep_ms;
+	uint64_t want;
 	int force = 0;
 
-	if (s->sleep_millisecs >= 0 && s->sleep_millisecs != sleep_ms)
-		d->sleep_millisecs = sleep_ms;
-	if (fast && s->advisor_mode >= 0) {
-		if (s->advisor_mode != 1)
-			d->advisor_mode = 1;
-		if (s->advisor_target_scan_time != scan_time)
-			d->advisor_target_scan_time = scan_time;
-		if (s->advisor_max_cpu >= 0 &&
-		    s->advisor_max_cpu != p->converge_max_cpu)
-			d->advisor_max_cpu = p->converge_max_cpu;
-		return;
+	if (sleep_ms == 0)
+		sleep_ms = 1;
+	if (scan_ms == 0)
+		scan_ms = 1000;
+	if (pages == 0)
+		want = fast ? 1000 : STEADY_MIN_PAGES;
+	else				/* 128 bits: absurd figures reach here */
+		want = (uint64_t)((unsigned __int128)pages * sleep_ms / scan_ms);
+	if (fast) {
+		if (want > p->converge_max_pages)
+			want = p->converge_max_pages;
+		if (want < 100)
+			want = 100;
+	} else if (want < STEADY_MIN_PAGES) {
+		/* Slower than the slowest rate: sleep longer between wake-ups. */
+		sleep_ms = pages > 0 ? (uint64_t)((unsigned __int128)
+		    STEADY_MIN_PAGES * scan_ms / pages) : sleep_ms;
+		if (sleep_ms < p->steady_sleep_ms)
+			sleep_ms = p->steady_sleep_ms;
+		if (sleep_ms > STEADY_MAX_SLEEP_MS)
+			sleep_ms = STEADY_MAX_SLEEP_MS;
+		want = STEADY_MIN_PAGES;
 	}
-	/*
-	 * Steady (or no advisor): a fixed rate.  The advisor re-tunes only
-	 * once per full scan and smooths its steps, so after converging it
-	 * would keep the fast rate for minutes (measured: 2.4 times the
-	 * kernel default's CPU); it is switched off here, which makes the
-	 * kernel reset pages_to_scan, so that is always written after it.
-	 */
+	if (s->sleep_millisecs >= 0 && (uint64_t)s->sleep_millisecs != sleep_ms)
+		d->sleep_millisecs = (int64_t)sleep_ms;
 	if (s->advisor_mode == 1) {
 		d->advisor_mode = 0;
 		force = 1;
 	}
-	if (s->pages_to_scan >= 0) {
-		uint64_t want;
-
-		if (in->guest_pages == 0 || scan_time == 0)
-			want = fast ? 1000 : 100;
-		else
-			want = in->guest_pages * sleep_ms / (scan_time * 1000ULL);
-		if (want < 100)
-			want = 100;
-		if (want > 20000)
-			want = 20000;
-		/* Leave it alone within 20%: no churn on small changes. */
-		if (force || (uint64_t)s->pages_to_scan * 5 < want * 4 ||
-		    (uint64_t)s->pages_to_scan * 5 > want * 6)
-			d->pages_to_scan = (int64_t)want;
-	}
+	if (s->pages_to_scan >= 0 && (force ||
+	    (uint64_t)s->pages_to_scan * 5 < want * 4 ||
+	    (uint64_t)s->pages_to_scan * 5 > want * 6))
+		d->pages_to_scan = (int64_t)want;
 }
 
 /*
@@ -458,6 +488,15 @@ grow_allowance(int64_t mark, unsigned int permille)
 	return r > INT64_MAX ? INT64_MAX : (int64_t)r;
 }
 
+/* The estimate as far as it is trusted, pages; -1 without one. */
+static int64_t
+trusted_estimate(const struct ksm_ctl *c)
+{
+	if (!c->have_estimate || c->est.saving_pages > INT64_MAX)
+		return -1;
+	return grow_allowance((int64_t)c->est.saving_pages, c->trust_permille);
+}
+
 static void
 enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 {
@@ -469,8 +508,56 @@ enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 	c->low = 0;
 	c->grow_mark = c->sharing_mark;
 	c->grow_time = in->now;
-	if (ph == KSM_PH_STEADY)
+	c->nguests_mark = in->nguests;
+	c->scanned_mark = in->sys.pages_scanned;
+	c->est_checked = c->last_estimate;
+	if (ph == KSM_PH_STEADY) {
+		int64_t est = trusted_estimate(c);
+
 		c->guest_pages_mark = in->guest_pages;
+		c->gap_mark = est > c->sharing_mark ? est - c->sharing_mark : 0;
+	} else {
+		c->backoff = 0;
+	}
+}
+
+/* Go to running phase @ph now: its scan settings replace what was decided. */
+static void
+go(const struct ksm_params *p, struct ksm_ctl *c, const struct ksm_input *in,
+    enum ksm_phase ph, struct ksm_decision *d)
+{
+	enter(c, in, ph);
+	d_reset(d);
+	d->run = in->sys.run != 1 ? 1 : -1;
+	tune(p, c, in, ph == KSM_PH_CONVERGE, d);
+}
+
+/* Has the saving reached reach_permille of the (trusted) estimate? */
+static int
+reached_estimate(const struct ksm_params *p, const struct ksm_ctl *c,
+    int64_t saving)
+{
+	int64_t want = grow_allowance(trusted_estimate(c), p->reach_permille);
+
+	return p->reach_permille > 0 && want > 0 && saving >= want;
+}
+
+/*
+ * Steady: a new estimate that finds at least on_bytes more to merge than
+ * the estimate did when auto mode went steady (what the estimate promises
+ * but ksmd cannot merge is not new)?  Each estimate is looked at once.
+ */
+static int
+estimate_grew(const struct ksm_params *p, struct ksm_ctl *c, int64_t saving,
+    long ps, int64_t *more)
+{
+	int64_t est = trusted_estimate(c);
+
+	if (est < 0 || c->last_estimate <= c->est_checked)
+		return 0;
+	c->est_checked = c->last_estimate;
+	*more = est - saving - c->gap_mark;
+	return *more > 0 && (uint64_t)*more >= p->on_bytes / (uint64_t)ps;
 }
 
 /*
@@ -479,14 +566,19 @@ enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
  * @d: the changes (fields left at -1 stay as they are) and the reason.
  *
  * Idle: estimate every estimate_interval seconds; start ksmd when the
- * estimate is at least on_bytes.  Converging: fast scan; after each full
- * scan (from the second on: the first only fills the unstable tree)
- * compare the saving with the previous scan; when it grew less than
- * stall_permille, go steady (slow scan).  Steady: back to converging when
- * the saving grows again by regrow_permille in a scan or the guests' RAM
- * grew by a quarter.  Either running phase stops ksmd when the saving
- * stayed below off_bytes for two full scans, not before min_on_time.
- * off_bytes < on_bytes is the hysteresis.
+ * estimate is at least on_bytes.  Converging: fast scan (tune()); after
+ * each full scan (from the second on: the first only fills the unstable
+ * tree) compare the saving with the previous scan; when it grew less than
+ * stall_permille, or has reached reach_permille of the estimate, or grew
+ * less than stall_permille in stall_time seconds, go steady.  Steady: a
+ * slow scan whose full-scan time doubles after each scan that grew less
+ * than stall_permille, up to steady_max_scan_time, and an estimate every
+ * steady_estimate_interval seconds; back to converging when the saving
+ * grows again by regrow_permille in a scan, a guest was added, the guests'
+ * RAM grew by a quarter, or an estimate finds on_bytes more to merge than
+ * there was on going steady.  Either running phase stops ksmd when
+ * the saving stayed below off_bytes for two full scans, not before
+ * min_on_time.  off_bytes < on_bytes is the hysteresis.
  */
 void
 ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
@@ -524,8 +616,7 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 	case KSM_PH_IDLE:
 		if (s->run == 1) {
 			/* Running already (mode was on, or the operator): adopt. */
-			enter(c, in, KSM_PH_CONVERGE);
-			tune(p, in, 1, d);
+			go(p, c, in, KSM_PH_CONVERGE, d);
 			reason(d, "ksmd already running: converging");
 			goto out;
 		}
@@ -546,9 +637,7 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 		est_bytes = c->est.saving_pages * (uint64_t)ps / 1000 *
 		    c->trust_permille;
 		if (est_bytes >= p->on_bytes) {
-			d->run = 1;
-			tune(p, in, 1, d);
-			enter(c, in, KSM_PH_CONVERGE);
+			go(p, c, in, KSM_PH_CONVERGE, d);
 			reason(d, "estimated saving %llu MiB (%llu MiB across guests, "
 			    "trusted %u permille) >= %llu MiB: starting ksmd",
 			    MIB_OF(c->est.saving_pages, ps),
@@ -565,10 +654,11 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 			reason(d, "ksmd found stopped while %s: restarting",
 			    ksm_phase_name(c->phase));
 		}
-		tune(p, in, c->phase == KSM_PH_CONVERGE, d);
+		tune(p, c, in, c->phase == KSM_PH_CONVERGE, d);
 		if (c->scan_mark < 0 || s->full_scans < c->scan_mark) {
 			/* First look, or the counters were reset. */
 			c->scan_mark = s->full_scans;
+			c->scanned_mark = s->pages_scanned;
 			c->sharing_mark = saving;
 			goto out;
 		}
@@ -584,27 +674,52 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 			    (uint64_t)saving * (uint64_t)ps >= p->off_bytes) {
 				int64_t since = (int64_t)(in->now - c->grow_time);
 
-				enter(c, in, KSM_PH_STEADY);
-				d_reset(d);
-				d->run = s->run != 1 ? 1 : -1;
-				tune(p, in, 0, d);
+				go(p, c, in, KSM_PH_STEADY, d);
 				reason(d, "saving %llu MiB grew less than %u permille "
 				    "in %lld s: backing off", MIB_OF(saving, ps),
 				    p->stall_permille, (long long)since);
 				goto out;
 			}
 		}
+		if (c->phase == KSM_PH_STEADY) {
+			/*
+			 * Cheaper than scanning: look at the guests now and
+			 * then, at most 1% of the time (big hosts' estimates
+			 * take long).
+			 */
+			uint64_t every = c->est.elapsed_ms / 10;
+			int64_t more;
+
+			if (every < p->steady_estimate_interval)
+				every = p->steady_estimate_interval;
+			if (p->steady_estimate_interval > 0 && in->nguests > 0 &&
+			    in->now >= c->last_estimate + every)
+				d->want_estimate = 1;
+			if (estimate_grew(p, c, saving, ps, &more)) {
+				go(p, c, in, KSM_PH_CONVERGE, d);
+				reason(d, "estimate finds %llu MiB more to merge: "
+				    "converging again", MIB_OF(more, ps));
+				goto out;
+			}
+		}
 		if (s->full_scans == c->scan_mark) {
-			if (c->phase == KSM_PH_STEADY && c->guest_pages_mark > 0 &&
+			/* New candidates: converge again at once. */
+			if (c->phase == KSM_PH_STEADY && in->nguests >
+			    c->nguests_mark) {
+				go(p, c, in, KSM_PH_CONVERGE, d);
+				reason(d, "%zu guests, were %zu: converging again",
+				    in->nguests, c->nguests_mark);
+			} else if (c->phase == KSM_PH_STEADY &&
+			    c->guest_pages_mark > 0 &&
 			    in->guest_pages > c->guest_pages_mark +
 			    c->guest_pages_mark / 4) {
-				enter(c, in, KSM_PH_CONVERGE);
-				d_reset(d);
-				d->run = s->run != 1 ? 1 : -1;
-				tune(p, in, 1, d);
+				go(p, c, in, KSM_PH_CONVERGE, d);
 				reason(d, "guest RAM grew to %llu MiB: converging again",
 				    MIB_OF(in->guest_pages, ps));
 			}
+			/* A guest fewer: the marks follow, nothing to do. */
+			if (in->nguests < c->nguests_mark)
+				c->nguests_mark = in->nguests;
 			goto out;
 		}
 		{
@@ -614,6 +729,16 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 			int64_t scans = s->full_scans - c->scan_mark;
 			int first = (c->sharing_mark <= 0);
 
+			/*
+			 * What ksmd goes through in a full scan (the kernel's
+			 * pages_scanned, 6.8+): other processes' mergeable
+			 * memory too, which the rate must cover.
+			 */
+			if (s->pages_scanned > c->scanned_mark &&
+			    c->scanned_mark >= 0 && scans > 0)
+				c->scan_pages = (uint64_t)(s->pages_scanned -
+				    c->scanned_mark) / (uint64_t)scans;
+			c->scanned_mark = s->pages_scanned;
 			c->scan_mark = s->full_scans;
 			c->sharing_mark = saving;
 
@@ -654,23 +779,32 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 					c->stalled = 0;
 				if (c->stalled >= 1 &&
 				    in->now > c->phase_since) {
-					enter(c, in, KSM_PH_STEADY);
-					d_reset(d);
-					d->run = s->run != 1 ? 1 : -1;
-					tune(p, in, 0, d);
+					go(p, c, in, KSM_PH_STEADY, d);
 					reason(d, "saving %llu MiB grew %lld permille in the "
 					    "last full scan: backing off",
 					    MIB_OF(saving, ps), (long long)permille);
+				} else if (in->now > c->phase_since &&
+				    reached_estimate(p, c, saving)) {
+					go(p, c, in, KSM_PH_STEADY, d);
+					reason(d, "saving %llu MiB reached %u permille of "
+					    "the estimate: backing off",
+					    MIB_OF(saving, ps), p->reach_permille);
 				}
 			} else if (permille >= (int64_t)p->regrow_permille &&
 			    grown * ps >= (int64_t)(p->off_bytes / 4)) {
-				enter(c, in, KSM_PH_CONVERGE);
-				d_reset(d);
-				d->run = s->run != 1 ? 1 : -1;
-				tune(p, in, 1, d);
+				go(p, c, in, KSM_PH_CONVERGE, d);
 				reason(d, "saving grew %lld permille to %llu MiB: "
 				    "converging again", (long long)permille,
 				    MIB_OF(saving, ps));
+			} else if (permille < (int64_t)p->stall_permille &&
+			    steady_time(p, c) < p->steady_max_scan_time) {
+				/* Nothing new in a whole scan: scan half as often. */
+				c->backoff++;
+				tune(p, c, in, 0, d);
+				reason(d, "saving %llu MiB grew %lld permille in the "
+				    "last full scan: a full scan every %llu s",
+				    MIB_OF(saving, ps), (long long)permille,
+				    (unsigned long long)steady_time(p, c));
 			}
 		}
 		goto out;
@@ -933,7 +1067,8 @@ write_knob(struct ksm_state *k, const char *name, const char *val)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/%s", k->dir, name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
+	/* O_TRUNC as a shell's echo: harmless on sysfs, right on a copy. */
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd == -1) {
 		ksm_log(LOG_WARNING, "%s: %s: %s", __func__, path, strerror(errno));
 		return -1;
@@ -1251,7 +1386,8 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
 	    (unsigned long long)k->c.est.elapsed_ms);
 	if (k->c.est.resident_pages > 0)
 		k->guest_pages = in->guest_pages = k->c.est.resident_pages;
-	if (k->c.est.saving_pages * (uint64_t)k->page_size < k->p.on_bytes)
+	if (k->c.phase == KSM_PH_IDLE &&
+	    k->c.est.saving_pages * (uint64_t)k->page_size < k->p.on_bytes)
 		snprintf(k->reason, sizeof(k->reason),
 		    "estimated saving %llu MiB < %llu MiB: ksmd stays off",
 		    MIB_OF(k->c.est.saving_pages, k->page_size),

@@ -6,12 +6,19 @@
  * merged).  KSM_ON starts it (run=1) with whatever scan settings the host
  * has.  KSM_AUTO first estimates, in user space, what merging the guests
  * would save (content-defined sampling of the QEMU processes' guest RAM, as
- * mergemem did), starts ksmd only when the estimate pays, runs it fast
- * until the saving stops growing, then backs off to a slow scan, and stops
- * it again when the saving no longer pays.  Where the kernel has the scan
- * advisor (6.7+: advisor_mode), auto mode converges with the advisor (its
- * target scan time and CPU cap) and backs off with a fixed slow
- * pages_to_scan, since the advisor re-tunes only once per full scan.
+ * mergemem did), starts ksmd only when the estimate pays, and runs it fast
+ * (a full scan of what ksmd scans in converge_scan_time, sized from the
+ * guests' RAM and from the kernel's own count of pages per full scan) until
+ * the saving stops growing or reaches the estimate.  Then it backs off
+ * geometrically: a slow scan whose full-scan time doubles after every scan
+ * that merged (almost) nothing, up to steady_max_scan_time.  It converges
+ * again on new candidates (a guest more, a quarter more guest RAM, the
+ * saving growing again, or an estimate, repeated every
+ * steady_estimate_interval while steady, that finds on_bytes more to merge
+ * than when it went steady), and stops ksmd when the saving no longer pays.
+ * The kernel's scan advisor (6.7+: advisor_mode) is switched off while auto
+ * mode runs: it re-tunes only once per full scan, too late both to converge
+ * fast and to back off.
  *
  * The parsers, the estimator's bookkeeping and the decision (ksm_decide())
  * are pure functions on recorded inputs; ksm_tick() is the part with I/O.
@@ -86,10 +93,16 @@ struct ksm_params {
 	uint64_t	 off_bytes;	/* stop it when the saving stays below */
 	unsigned int	 estimate_interval;	/* s between estimates (idle) */
 	unsigned int	 converge_scan_time;	/* s per full scan, converging */
-	unsigned int	 steady_scan_time;	/* s per full scan, steady */
-	unsigned int	 converge_max_cpu;	/* advisor cap, percent */
+	unsigned int	 converge_max_pages;	/* pages_to_scan cap, converging */
+	unsigned int	 steady_scan_time;	/* s per full scan, first steady */
+	unsigned int	 steady_max_scan_time;	/* s, where the back-off ends */
 	unsigned int	 converge_sleep_ms;
-	unsigned int	 steady_sleep_ms;
+	unsigned int	 steady_sleep_ms;	/* at least; longer past the
+						   slowest pages_to_scan */
+	unsigned int	 reach_permille;	/* measured/estimated saving that
+						   ends converging early */
+	unsigned int	 steady_estimate_interval;	/* s between estimates
+							   while steady; 0 none */
 	unsigned int	 stall_permille;	/* growth per full scan below = stalled */
 	unsigned int	 regrow_permille;	/* growth per scan above = converge again */
 	unsigned int	 stall_time;	/* s without stall_permille growth while
@@ -139,6 +152,12 @@ struct ksm_ctl {
 	uint64_t	 grow_time;	/* s, when */
 	unsigned int	 trust_permille;	/* measured/estimated saving when
 						   auto last stopped ksmd; 1000 */
+	unsigned int	 backoff;	/* steady scan time doublings */
+	size_t		 nguests_mark;	/* guests when the phase began */
+	int64_t		 scanned_mark;	/* pages_scanned at scan_mark */
+	uint64_t	 scan_pages;	/* pages per full scan, measured; 0 */
+	uint64_t	 est_checked;	/* last_estimate steady mode compared */
+	int64_t		 gap_mark;	/* estimate - saving on going steady */
 };
 
 /* Inputs of one decision. */
@@ -212,9 +231,13 @@ uint64_t ksm_hash_page(const void *page, size_t len);
  * if both are one 8-byte word repeated (zero, poison, memset pages).
  */
 uint64_t ksm_hash_prefix(const void *a, const void *b, size_t len, int *uniform);
-/* Weight (1 or 2^shift) if a page with this prefix is sampled, else 0. */
+/*
+ * Weight (2^shift) if a page with this prefix is sampled, else 0; a page
+ * with a uniform prefix is sampled by its position @pos instead (any
+ * number that differs between pages: address and guest), 1 in 16.
+ */
 unsigned int ksm_index_select(const struct ksm_index *, uint64_t prefix_hash,
-	    int prefix_uniform);
+	    int prefix_uniform, uint64_t pos);
 /* Count one sampled page of guest @guest with full hash @h; 0 or -1 ENOMEM. */
 int	 ksm_index_add(struct ksm_index *, uint64_t h, unsigned int guest,
 	    unsigned int weight, int is_zero);

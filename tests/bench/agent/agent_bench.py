@@ -20,8 +20,19 @@ Part 2, "ksm": three guests holding identical memory (mct-ksmfill, same
 seed).  KSM at the kernel's default settings (run=1, pages_to_scan=100,
 sleep_millisecs=20, no advisor) against memcoop's auto mode (ksm.c through
 ksmdrive), each for the same window, from the same unmerged start.
-Measured: the saving attributed to these guests (/proc/PID/ksm_stat), ksmd
-CPU seconds per MiB saved, and the time to reach 90% of the final saving.
+Measured: the saving attributed to these guests (/proc/PID/ksm_stat), CPU
+seconds per MiB saved, and the time to reach 90% of the final saving.  CPU
+is ksmd's (utime+stime of its /proc/PID/stat) plus, in the auto rounds,
+everything the KSM controller itself spent (ksmdrive: the tick loop, the
+estimator and the per-guest sampling, all its threads; exact from its
+rusage at exit): auto mode pays for its own decisions.  BENCH_KSM_ROUNDS
+rounds of each (default 2), alternating which goes first; the BENCH lines
+give the medians.  BENCH_KSM_WINDOW: seconds a round (default 180; with
+other QEMUs on the host the defaults may need 600 to converge at all).
+BENCH_KSMDRIVE_OLD=PATH adds rounds of another ksmdrive (an older auto
+mode) for a before/after on the same guests; BENCH_KSM_RECORD=DIR keeps
+each round's series (seconds, guest saving in pages, full_scans,
+pages_scanned), the input of the ksm unit test's recorded run.
 
 BENCH lines carry the figures and the auto/default ratios.  Every KSM
 setting is restored at exit.  Other QEMUs on the host are merged as well
@@ -31,6 +42,7 @@ Usage: agent_bench.py MEMCOOPD MEMCOOPCTL KSMDRIVE [squeeze|ksm|all]
 """
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -47,6 +59,7 @@ SQUEEZE_ROUNDS = int(os.environ.get("BENCH_SQUEEZE_ROUNDS", "2"))
 SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
 KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "180"))
+KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "2"))
 
 
 def meminfo(key):
@@ -212,6 +225,16 @@ def check_consoles(guests):
     return fails
 
 
+def proc_cpu(pid):
+    """utime+stime of process @pid (all its threads, live and exited), s."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ksmd_cpu():
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -220,12 +243,17 @@ def ksmd_cpu():
             with open("/proc/%s/comm" % pid) as f:
                 if f.read().strip() != "ksmd":
                     continue
-            with open("/proc/%s/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except OSError:
             continue
+        c = proc_cpu(int(pid))
+        if c is not None:
+            return c
     return 0.0
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def guest_saving(pids):
@@ -245,32 +273,66 @@ def guest_saving(pids):
 
 def ksm_run(label, pids, start):
     """Run KSM for the window from an unmerged start.  Returns a dict:
-    final saving, ksmd CPU over the window, time to 90% of the final
-    saving, the CPU spent until then, and the CPU rate over the last 30 s
-    (what it costs once converged)."""
+    final saving, CPU over the window (ksmd, plus the controller that
+    start() returns, if any), time to 90% of the final saving, the CPU
+    spent until then, and the CPU rate over the last 30 s (what it costs
+    once converged)."""
     cpu0 = ksmd_cpu()
+    scanned0 = ksmlib.pages("pages_scanned") if os.path.exists(
+        os.path.join(KSM, "pages_scanned")) else None
+    child0 = children_cpu()
     t0 = time.monotonic()
     proc = start()
     series = []
+    agent = 0.0
     while time.monotonic() - t0 < KSM_WINDOW:
         time.sleep(1)
-        series.append((time.monotonic() - t0, guest_saving(pids), ksmd_cpu() - cpu0))
+        if proc is not None:
+            c = proc_cpu(proc.pid)
+            agent = c if c is not None else agent
+        ksmd = ksmd_cpu() - cpu0
+        series.append((time.monotonic() - t0, guest_saving(pids), ksmd + agent,
+                       ksmlib.pages("full_scans"), ksmlib.pages("pages_scanned")))
+    ksmd = ksmd_cpu() - cpu0
+    scanned = ksmlib.pages("pages_scanned") - scanned0 if scanned0 is not None else None
     if proc is not None:
         ksmlib.stop(proc, 30)
+        # exact, with what it spent putting KSM back: its rusage
+        agent = children_cpu() - child0
+    record = os.environ.get("BENCH_KSM_RECORD")
+    if record:
+        # unit-test input: seconds, guest saving (pages), full_scans, pages_scanned
+        with open(os.path.join(record, "series-%s.txt" % label.replace(" ", "-")), "w") as f:
+            for t, sv, _c, fs, ps in series:  # noqa
+                f.write("%.1f %d %d %d\n" % (t, sv // 4096, fs, ps))
     final = series[-1][1] if series else 0
-    cpu = series[-1][2] if series else 0.0
-    at90 = next(((t, sv, c) for t, sv, c in series if sv >= 0.9 * final), None) if final else None
+    cpu = ksmd + agent
+    at90 = next(((x[0], x[1], x[2]) for x in series if x[1] >= 0.9 * final),
+                None) if final else None
     tail = [x for x in series if x[0] >= series[-1][0] - 30] if series else []
     rate = ((tail[-1][2] - tail[0][2]) / (tail[-1][0] - tail[0][0]) * 60
             if len(tail) > 1 else 0.0)
-    r = {"final": final, "cpu": cpu, "t90": at90[0] if at90 else None,
+    r = {"final": final, "cpu": cpu, "ksmd": ksmd, "agent": agent, "scanned": scanned,
+         "t90": at90[0] if at90 else None,
          "cpu90": at90[2] if at90 else None, "save90": at90[1] if at90 else 0,
          "rate": rate}
-    print("ksm %s: final saving %.1f MiB, ksmd cpu %.2f s; 90%% at %s s after %s s of cpu; "
-          "last 30 s: %.2f cpu s/min" % (
-              label, final / 2**20, cpu, "%.1f" % r["t90"] if at90 else "-",
+    print("ksm %s: final saving %.1f MiB, cpu %.2f s (ksmd %.2f, controller %.2f); "
+          "%s pages scanned (ksmd %s us/page); "
+          "90%% at %s s after %s s of cpu; last 30 s: %.2f cpu s/min" % (
+              label, final / 2**20, cpu, ksmd, agent, scanned,
+              "%.2f" % (ksmd * 1e6 / scanned) if scanned else "-",
+              "%.1f" % r["t90"] if at90 else "-",
               "%.2f" % r["cpu90"] if at90 else "-", rate))
     return r
+
+
+def ksm_median(rs):
+    """Per-figure medians of rounds @rs (None if a round lacks it)."""
+    out = {}
+    for key in rs[0]:
+        xs = [r[key] for r in rs]
+        out[key] = None if any(x is None for x in xs) else median(xs)
+    return out
 
 
 def ksm_bench(ksmdrive):
@@ -298,43 +360,74 @@ def ksm_bench(ksmdrive):
             ksmlib.write("sleep_millisecs", 20)
             ksmlib.write("run", 1)
             return None
-        d = ksm_run("default", pids, start_default)
-        ksmlib.restore(saved)
-        ksmlib.unmerge()
 
-        def start_auto():
-            return subprocess.Popen([ksmdrive, "run", "auto", str(KSM_WINDOW + 30), "1000"]
-                                    + [str(p) for p in pids],
-                                    stdout=open(auto_log, "w"),
-                                    env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
-        auto_log = os.path.join(tmp, "ksmdrive.log")
-        a = ksm_run("auto", pids, start_auto)
-        # auto mode's decisions, as it logged them
-        with open(auto_log) as f:
-            seen = None
-            for line in f:
-                st = json.loads(line)
-                if (st["phase"], st["reason"]) != seen:
-                    seen = (st["phase"], st["reason"])
-                    print("auto t=%.1fs %s: %s" % (st["t"], st["phase"], st["reason"]))
+        def start_auto(n, drive, kind):
+            log = os.path.join(tmp, "ksmdrive-%s-%d.log" % (kind, n))
 
+            def start():
+                return subprocess.Popen([drive, "run", "auto", str(KSM_WINDOW + 30),
+                                         "1000"] + [str(p) for p in pids],
+                                        stdout=open(log, "w"),
+                                        env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
+            return start, log
+
+        # BENCH_KSMDRIVE_OLD: another ksmdrive (an older auto mode) in
+        # the same rounds, for a before/after on the same guests
+        old = os.environ.get("BENCH_KSMDRIVE_OLD")
+        kinds = ["default", "auto"] + (["old"] if old else [])
+        res = {k: [] for k in kinds}
+        for rnd in range(KSM_ROUNDS):
+            for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
+                if kind == "default":
+                    res[kind].append(ksm_run("default %d" % rnd, pids, start_default))
+                else:
+                    start, auto_log = start_auto(rnd, old if kind == "old" else ksmdrive,
+                                                 kind)
+                    res[kind].append(ksm_run("%s %d" % (kind, rnd), pids, start))
+                    # auto mode's decisions, as it logged them
+                    with open(auto_log) as f:
+                        seen = None
+                        for line in f:
+                            st = json.loads(line)
+                            if (st["phase"], st["reason"]) != seen:
+                                seen = (st["phase"], st["reason"])
+                                print("auto t=%.1fs %s: %s" % (st["t"], st["phase"],
+                                                               st["reason"]))
+                ksmlib.restore(saved)
+                ksmlib.unmerge()
         def ratio(x, y):
             return "%.2f" % (x / y) if x is not None and y else "n/a"
 
-        for label, r in (("default", d), ("auto", a)):
-            print("BENCH agent-ksm-%s window_s=%d saving_mib=%.1f ksmd_cpu_s=%.2f "
-                  "cpu_s_per_mib=%.4f t90_s=%s cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f" % (
-                      label, KSM_WINDOW, r["final"] / 2**20, r["cpu"],
-                      r["cpu"] / (r["final"] / 2**20) if r["final"] else float("inf"),
+        def per_mib(r):
+            return r["cpu"] / (r["final"] / 2**20) if r["final"] else None
+
+        med = {}
+        for label in kinds:
+            rs = res[label]
+            cpm = [per_mib(r) for r in rs]
+            r = med[label] = ksm_median(rs)
+            r["cpm"] = None if None in cpm else median(cpm)
+            print("BENCH agent-ksm-%s rounds=%d window_s=%d saving_mib=%.1f cpu_s=%.2f "
+                  "ksmd_cpu_s=%.2f agent_cpu_s=%.2f cpu_s_per_mib=%s t90_s=%s "
+                  "cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f pages_scanned=%s" % (
+                      label, len(rs), KSM_WINDOW, r["final"] / 2**20, r["cpu"], r["ksmd"],
+                      r["agent"], "%.4f" % r["cpm"] if r["cpm"] is not None else "inf",
                       "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
-                      "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"]))
-        cpm_d = d["cpu"] / (d["final"] / 2**20) if d["final"] else None
-        cpm_a = a["cpu"] / (a["final"] / 2**20) if a["final"] else None
-        print("BENCH agent-ksm ratio auto/default: cpu_per_mib=%s t90=%s saving=%s "
-              "cpu_to_t90=%s steady_cpu=%s" % (
-                  ratio(cpm_a, cpm_d), ratio(a["t90"], d["t90"]),
-                  ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
-                  ratio(a["rate"], d["rate"])))
+                      "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"],
+                      "%d" % r["scanned"] if r["scanned"] is not None else "n/a"))
+        d = med["default"]
+        for label in kinds[1:]:
+            a = med[label]
+            # medians of the rounds; ratio below 1 favours auto (less CPU
+            # per MiB, sooner); saving above 1 favours auto
+            print("BENCH agent-ksm ratio %s/default: cpu_per_mib=%s t90=%s saving=%s "
+                  "cpu_to_t90=%s steady_cpu=%s" % (
+                      label, ratio(a["cpm"], d["cpm"]), ratio(a["t90"], d["t90"]),
+                      ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
+                      ratio(a["rate"], d["rate"])))
+            print("BENCH agent-ksm better %s: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
+                label, ratio(d["cpm"], a["cpm"]), ratio(d["t90"], a["t90"])))
+        a = med["auto"]
         if a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
             fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))
         fails += check_consoles(guests)
