@@ -326,7 +326,17 @@ def demo(srcdir, builddir, image=None):
         for name, g in guests.items():
             actual = g.balloon_actual() >> 20 if g.proc.poll() is None else -1
             g.send("stop")
-            rc = g.wait_exit(timeout=180)
+            try:
+                rc = g.wait_exit(timeout=180)
+            except mclab.LabError as e:
+                # a Debian guest squeezed below what it runs on can thrash
+                # on its file pages for minutes instead of OOM-killing
+                # (the initramfs has no file pages to thrash on)
+                if not image:
+                    raise
+                rc = None
+                say("   %-8s did not finish within 180 s of the end of the run: %s" % (
+                    name, str(e).splitlines()[0]))
             out = g.output
             smp = hostapps.samples(out)
             mark = marks[name]
@@ -337,6 +347,10 @@ def demo(srcdir, builddir, image=None):
             first = [s for s in smp if s["t"] < mark and "evicted" in s]
             last = [s for s in smp if "evicted" in s]
             m = re.search(r"^OOM-KILLS (\d+)$", out, re.M)
+            if m is None and image:         # the guest never got that far
+                m = re.match(r"(\d+)", str(len(re.findall(
+                    r"Out of memory: Killed process",
+                    open(g.console_path, errors="replace").read()))))
             results[name] = {
                 "actual": actual, "exit": rc, "samples": smp,
                 "offset": t_squeeze - mark,
