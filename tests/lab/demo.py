@@ -186,16 +186,22 @@ def share_host_programs(share, progs):
         os.chmod(os.path.join(top, "bin", prog), 0o755)
 
 
-def image_guest(image, name, driver, script, builddir):
+def image_packages(builddir):
+    """The tree's guest packages (built by debs.py when needed: before any
+    guest is prepared, as a build clears the lab's temporary directories)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "image"))
+    import images
+    return images.package_debs(builddir)
+
+
+def image_guest(image, name, driver, script, builddir, debs):
     """A guest booting Debian image @image: with the tree's guest packages
     (memcoop-dkms: memcoop.ko drives the balloon; memcoop-guestd) for the
     memcoop guest, the plain image (Debian's virtio_balloon) for the stock
     one; the host's Redis from the share."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "image"))
     import images
-    debs = images.package_debs(builddir) if driver == "memcoop" else []
-    g = images.prepared_guest(image, debs, IMAGE_PREFIX + script, builddir=builddir,
+    g = images.prepared_guest(image, debs if driver == "memcoop" else [], IMAGE_PREFIX + script, builddir=builddir,
                               tmp_name="demo-" + name, mem=MEM_MIB, name=name,
                               qmp_extra=True, timeout=600)
     share_host_programs(g.share, IMAGE_REDIS)
@@ -221,6 +227,7 @@ def demo(srcdir, builddir, image=None):
         fits = REDIS_MIB * 1048576 // (VALUE + 200)
         keys = fits * KEYSPACE_PCT // 100
         scripts = {}
+        debs = image_packages(builddir) if image else None
         for name, driver in (("stock", "stock"), ("memcoop", "memcoop")):
             script = hostapps.REDIS_SCRIPT % {
                 "maxmem_mib": REDIS_MIB, "keys": keys, "fill_n": fits * 11 // 10,
@@ -230,7 +237,7 @@ def demo(srcdir, builddir, image=None):
                 "after": GUESTD_STOP if driver == "memcoop" else ""}
             # the images' disks (a DKMS build for the memcoop one) are made
             # before either guest boots, so that both start together
-            guests[name] = image_guest(image, name, driver, script, builddir) if image \
+            guests[name] = image_guest(image, name, driver, script, builddir, debs) if image \
                 else mclab.Guest(mem=MEM_MIB, driver=driver, qmp_extra=True, name=name,
                                  builddir=builddir, timeout=600, host_usr=True)
             scripts[name] = script
