@@ -339,7 +339,8 @@ def demo(srcdir, builddir, image=None):
                 # a Debian guest squeezed below what it runs on can thrash
                 # on its file pages for minutes instead of OOM-killing
                 # (the initramfs has no file pages to thrash on)
-                if not image:
+                # only a timeout: a kernel problem on the console fails the demo
+                if not image or not str(e).startswith("timeout"):
                     raise
                 rc = None
                 say("   %-8s did not finish within 180 s of the end of the run: %s" % (
