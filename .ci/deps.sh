@@ -10,6 +10,8 @@
 # (tests/lab/debugkernel.py), built from linux-source-6.12 when first used.
 # debhelper dh-dkms lintian: the Debian packages (debian/, suite deb);
 # e2fsprogs zstd: the Debian guest images of tests/image/ (mmdebstrap).
+# systemd-container: systemd-nspawn boots the Debian 12 host image with
+# memcoopd under systemd (deb-image-debian12: restart on upgrade).
 # redis-server redis-tools memcached openjdk-17-jre-headless: run in lab guests
 # from the host's /usr (mclab run --host-usr); python3-matplotlib: the demo's plot.
 set -eu
@@ -23,7 +25,8 @@ qemu-system-x86 qemu-utils socat
 libvirt-dev libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 libevent-dev libcunit1-dev libjansson-dev
 jq procps python3
-prometheus afl++ groff-base man-db"
+prometheus afl++ groff-base man-db
+debhelper dh-dkms lintian e2fsprogs zstd systemd-container"
 
 missing=""
 for p in $PKGS; do

@@ -12,7 +12,8 @@ usage: man_check.py SRCDIR BUILDDIR
 - every function declared in libmemcoop's public headers is in the
   SYNOPSIS of libmemcoop(3) and described ("name ()") in its body;
 - `groff -man -ww -z` and `man -l` render each page without a warning;
-- meson installs the four pages (meson introspect --installed).
+- every keyword of guest-driver/guestd/parse.c is an entry in memcoop-guestd(8);
+- meson installs the pages (meson introspect --installed).
 
 Exit 0 pass, 1 fail.
 """
@@ -22,7 +23,8 @@ import re
 import subprocess
 import sys
 
-PAGES = {"memcoopd.8", "memcoopctl.8", "memcoopd.conf.5", "libmemcoop.3"}
+PAGES = {"memcoopd.8", "memcoopctl.8", "memcoopd.conf.5", "libmemcoop.3",
+         "memcoop-guestd.8"}
 fails = []
 
 
@@ -52,14 +54,18 @@ def tags(roff):
     return out
 
 
+def keywords(parse_c):
+    """The keywords a config parser compares its first token with."""
+    return set(re.findall(r'strcmp\((?:k|tok\[0\]), "([a-z][a-z-]*)"\)', parse_c))
+
+
 def main():
     src, build = sys.argv[1], sys.argv[2]
     mandir = os.path.join(src, "docs", "man")
     page = {p: open(os.path.join(mandir, p)).read() for p in PAGES}
 
     parse = open(os.path.join(src, "host-agent", "parse.c")).read()
-    kws = set(re.findall(r'strcmp\((?:k|tok\[0\]), "([a-z][a-z-]*)"\)',
-                         parse))
+    kws = keywords(parse)
     check(len(kws) >= 30, "%d keywords found in parse.c" % len(kws))
     conf_tags = {t for t, _ in tags(page["memcoopd.conf.5"])}
     conf_tags |= set(re.findall(r'^\.BI (guest) ', page["memcoopd.conf.5"],
@@ -67,6 +73,14 @@ def main():
     missing = sorted(kws - conf_tags)
     check(not missing, "memcoopd.conf(5) documents every keyword: missing %s"
           % missing)
+
+    gparse = open(os.path.join(src, "guest-driver", "guestd", "parse.c")).read()
+    gkws = keywords(gparse)
+    check(len(gkws) >= 15, "%d keywords found in guestd/parse.c" % len(gkws))
+    gtags = {t for t, _ in tags(page["memcoop-guestd.8"])}
+    gtags |= set(re.findall(r'^\.BI "(app) ', page["memcoop-guestd.8"], re.M))
+    check(not gkws - gtags, "memcoop-guestd(8) documents every keyword: missing %s"
+          % sorted(gkws - gtags))
 
     ctl = open(os.path.join(src, "host-agent", "memcoopctl.c")).read()
     cmds = re.findall(r'\{ "([a-z-]+)",\s+ctl_[a-z_]+,\s+"([^"]*)"', ctl)

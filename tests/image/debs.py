@@ -121,6 +121,32 @@ def build(src, files, out):
     sys.stderr.write("debs: built in %.1f s\n" % secs)
 
 
+def repack(deb, tmp, suffix, edit=None):
+    """The package @deb at version VERSION@suffix, as a newer build of it
+    would be: unpacked, @edit(tree, old, new) applied (if given), its
+    md5sums made again, packed into @tmp.  Returns (path, new version)."""
+    d = os.path.join(tmp, "repack")
+    subprocess.run(["dpkg-deb", "-R", deb, d], check=True)
+    ctl_path = os.path.join(d, "DEBIAN", "control")
+    ctl = open(ctl_path).read()
+    old = re.search(r"^Version: (\S+)$", ctl, re.M).group(1)
+    new = old + suffix
+    open(ctl_path, "w").write(ctl.replace("Version: " + old, "Version: " + new))
+    if edit is not None:
+        edit(d, old, new)
+    md5 = subprocess.run("find . -type f ! -path './DEBIAN/*' -printf '%P\\0' | "
+                         "xargs -0 md5sum > DEBIAN/md5sums", shell=True, cwd=d)
+    if md5.returncode != 0:
+        raise BuildError("md5sums for the repacked %s" % os.path.basename(deb))
+    name = re.search(r"^Package: (\S+)$", ctl, re.M).group(1)
+    arch = re.search(r"^Architecture: (\S+)$", ctl, re.M).group(1)
+    out = os.path.join(tmp, "%s_%s_%s.deb" % (name, new, arch))
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", d, out], check=True,
+                   stdout=subprocess.DEVNULL)
+    shutil.rmtree(d)
+    return out, new
+
+
 def changes_file(debs):
     d = os.path.dirname(next(iter(debs.values())))
     return glob.glob(os.path.join(d, "*.changes"))[0]

@@ -14,7 +14,10 @@ Usage: guest_image.py debian12|debian13 [--upgrade]
      (srcversion), memcoop-guestd's unit is active if packaged; a QMP
      `balloon` target is followed; then the packaged memcoopd (QMP backend,
      run on the host from its .deb) squeezes the guest through memcoopctl
-     and the balloon follows;
+     and the balloon follows (with --upgrade: host_systemd.py, memcoopd
+     installed in the Debian 12 image booted by systemd-nspawn, upgraded by
+     dpkg -i while it holds the guest squeezed: restarted, the guest's
+     balloon untouched);
   4. --upgrade: a newer memcoop-dkms (the same package, version +upgrade1,
      its module carrying that version in modinfo) installed over it: DKMS
      removes the old version and builds the new one; at the next boot the
@@ -41,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lab"))
 import debs  # noqa: E402
+import host_systemd  # noqa: E402
 import images  # noqa: E402
 import mclab  # noqa: E402
 
@@ -120,35 +124,20 @@ def newer_dkms(deb, tmp):
     renamed, dkms.conf and the maintainer scripts carrying the new version,
     and the module source marked with MODULE_INFO(memcoop_pkgtest, ...) so
     the module it builds can be told from the old one."""
-    d = os.path.join(tmp, "repack")
-    subprocess.run(["dpkg-deb", "-R", deb, d], check=True)
-    ctl = open(os.path.join(d, "DEBIAN", "control")).read()
-    old = re.search(r"^Version: (\S+)$", ctl, re.M).group(1)
-    new = old + UPGRADE_SUFFIX
-    src = os.path.join(d, "usr", "src")
-    (tree,) = os.listdir(src)
-    os.rename(os.path.join(src, tree), os.path.join(src, "memcoop-" + new))
-    for path in [os.path.join(src, "memcoop-" + new, "dkms.conf"),
-                 os.path.join(d, "DEBIAN", "control")] + \
-            [os.path.join(d, "DEBIAN", s) for s in ("postinst", "prerm", "postrm")
-             if os.path.exists(os.path.join(d, "DEBIAN", s))]:
-        text = open(path).read()
-        if path.endswith("control"):
-            text = text.replace("Version: " + old, "Version: " + new)
-        else:
+    def edit(d, old, new):
+        src = os.path.join(d, "usr", "src")
+        (tree,) = os.listdir(src)
+        os.rename(os.path.join(src, tree), os.path.join(src, "memcoop-" + new))
+        for path in [os.path.join(src, "memcoop-" + new, "dkms.conf")] + \
+                [os.path.join(d, "DEBIAN", s) for s in ("postinst", "prerm", "postrm")
+                 if os.path.exists(os.path.join(d, "DEBIAN", s))]:
+            text = open(path).read()
             text = re.sub(r"(?<![\w.+])%s(?![\w.+])" % re.escape(old), new, text)
-        open(path, "w").write(text)
-    main_c = os.path.join(src, "memcoop-" + new, "guest-driver", "kernel", "main.c")
-    with open(main_c, "a") as f:
-        f.write('\nMODULE_INFO(memcoop_pkgtest, "%s");\n' % new)
-    md5 = subprocess.run("find . -type f ! -path './DEBIAN/*' -printf '%P\\0' | "
-                         "xargs -0 md5sum > DEBIAN/md5sums", shell=True, cwd=d)
-    check(md5.returncode == 0, "md5sums for the repacked package")
-    out = os.path.join(tmp, "memcoop-dkms_%s_all.deb" % new)
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", d, out], check=True,
-                   stdout=subprocess.DEVNULL)
-    shutil.rmtree(d)
-    return out, new
+            open(path, "w").write(text)
+        main_c = os.path.join(src, "memcoop-" + new, "guest-driver", "kernel", "main.c")
+        with open(main_c, "a") as f:
+            f.write('\nMODULE_INFO(memcoop_pkgtest, "%s");\n' % new)
+    return debs.repack(deb, tmp, UPGRADE_SUFFIX, edit)
 
 
 def check_dkms_install(name, upper, out, kver, version):
@@ -186,7 +175,8 @@ def module_build_id(name, upper, tmp, path):
     return m.group(1)
 
 
-def boot_and_check(name, upper, tmp, pkgs, memcoopd_dir, want_pkgversion, squeeze=True):
+def boot_and_check(name, upper, tmp, pkgs, memcoopd_dir, want_pkgversion, squeeze=True,
+                   host_debs=None):
     disk = os.path.join(tmp, "disk.img")
     t0 = time.monotonic()
     images.make_disk(name, upper, disk)
@@ -225,7 +215,9 @@ def boot_and_check(name, upper, tmp, pkgs, memcoopd_dir, want_pkgversion, squeez
         g.set_target(TARGET)
         secs = g.wait_actual(TARGET, timeout=180)
         say("   QMP balloon %d -> %d MiB followed in %.1f s" % (MEM, TARGET, secs))
-        if squeeze:
+        if squeeze and host_debs:
+            host_systemd.upgrade_restart(g, tmp, host_debs, name, SQUEEZE)
+        elif squeeze:
             squeeze_with_memcoopd(g, tmp, memcoopd_dir, name)
         g.send("go")
         rc = g.wait_exit(timeout=BOOT_TIMEOUT)
@@ -324,7 +316,8 @@ def run(name, upgrade):
 
     t0 = time.monotonic()
     say("== boot 1")
-    boot_and_check(name, upper, tmp, pkgs, memcoopd_dir, "", squeeze=True)
+    boot_and_check(name, upper, tmp, pkgs, memcoopd_dir, "", squeeze=True,
+                   host_debs=built if upgrade else None)
     say("   boot 1: %.0f s" % (time.monotonic() - t0))
 
     if upgrade:
@@ -358,7 +351,7 @@ def main():
         sys.exit(__doc__)
     try:
         return run(args[0], upgrade)
-    except (Failed, mclab.LabError, subprocess.CalledProcessError) as e:
+    except (Failed, host_systemd.Failed, mclab.LabError, subprocess.CalledProcessError) as e:
         print("FAIL: %s" % e, flush=True)
         mclab.cleanup_tmp(failed=True)
         return 1

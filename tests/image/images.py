@@ -359,30 +359,46 @@ class ImageGuest(mclab.Guest):
 GUEST_PACKAGES = ["memcoop-dkms", "libmemcoop0", "memcoop-guestd"]
 
 
-def run_cmd(name, cmd, builddir=None, mem=1024, smp=1, timeout=600, stream=None):
-    """`mclab run --image NAME -- CMD`: the tree's guest packages installed
-    into image @name (debs.py, install_debs()), the image booted, @cmd run
-    by its test unit with the build's in-guest programs first on its PATH
-    (from the 9p share); returns (exit status, guest)."""
-    import debs
-    built = debs.ensure(builddir=builddir)
-    tmp = mclab.mkdtemp("image-run-" + name)
+def prepared_guest(image, debs, script, builddir=None, tmp_name=None, **kw):
+    """An ImageGuest (not started) of image @image with @debs (host paths)
+    installed, its disk and boot files made, the shell @script as its test
+    script, and the build's in-guest programs in @share/bin (/mnt/mclab/bin
+    in the guest).  Its share directory is g.share: add files before
+    start().  @kw goes to ImageGuest (mem, smp, timeout, name...)."""
+    tmp = mclab.mkdtemp(tmp_name or "image-run-" + image)
     upper = os.path.join(tmp, "overlay")
-    ensure(name)
-    rc, out = install_debs(name, upper, [built[p] for p in GUEST_PACKAGES if p in built])
-    if rc != 0:
-        raise ImageError("dpkg -i in %s failed:\n%s" % (name, out[-3000:]))
+    ensure(image)
+    if debs:
+        rc, out = install_debs(image, upper, debs)
+        if rc != 0:
+            raise ImageError("dpkg -i in %s failed:\n%s" % (image, out[-3000:]))
     disk = os.path.join(tmp, "disk.img")
-    make_disk(name, upper, disk)
-    vmlinuz, initrd = boot_files(name, upper, tmp)
+    make_disk(image, upper, disk)
+    vmlinuz, initrd = boot_files(image, upper, tmp)
     share = os.path.join(tmp, "share")
     os.makedirs(os.path.join(share, "bin"))
     for prog in mclab.Lab(builddir).programs():
         shutil.copy2(prog, os.path.join(share, "bin"))
     with open(os.path.join(share, "run"), "w") as f:
-        f.write("PATH=/mnt/mclab/bin:$PATH\nexport PATH\n%s\n" % shlex.join(cmd))
-    g = ImageGuest(disk, vmlinuz, initrd, share, mem=mem, smp=smp, timeout=timeout,
-                   name=cmd[0], builddir=builddir)
+        f.write(script)
+    return ImageGuest(disk, vmlinuz, initrd, share, builddir=builddir, **kw)
+
+
+def package_debs(builddir=None):
+    """The tree's guest packages (GUEST_PACKAGES it builds): .deb paths."""
+    import debs
+    built = debs.ensure(builddir=builddir)
+    return [built[p] for p in GUEST_PACKAGES if p in built]
+
+
+def run_cmd(name, cmd, builddir=None, mem=1024, smp=1, timeout=600, stream=None):
+    """`mclab run --image NAME -- CMD`: the tree's guest packages installed
+    into image @name (debs.py, install_debs()), the image booted, @cmd run
+    by its test unit with the build's in-guest programs first on its PATH
+    (from the 9p share); returns (exit status, guest)."""
+    g = prepared_guest(name, package_debs(builddir),
+                       "PATH=/mnt/mclab/bin:$PATH\nexport PATH\n%s\n" % shlex.join(cmd),
+                       builddir=builddir, mem=mem, smp=smp, timeout=timeout, name=cmd[0])
     try:
         g.start()
         return g.wait_exit(stream=stream), g
