@@ -29,16 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lab"))
 import debs  # noqa: E402
+from debs import Failed, check  # noqa: E402
 import mclab  # noqa: E402
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
 
 
 def contents(deb):

@@ -28,6 +28,19 @@ class BuildError(mclab.LabError):
     pass
 
 
+class Failed(Exception):
+    """A check of the package tests failed (one class for all of them)."""
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failed(msg)
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
 def tree_files(src):
     r = subprocess.run(["git", "-C", src, "ls-files", "-z", "--cached", "--others",
                         "--exclude-standard"], capture_output=True, check=True)

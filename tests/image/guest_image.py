@@ -44,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lab"))
 import debs  # noqa: E402
+from debs import Failed, check, say  # noqa: E402
 import host_systemd  # noqa: E402
 import images  # noqa: E402
 import mclab  # noqa: E402
@@ -91,19 +92,6 @@ read go < /dev/ttyS2
 echo "COUNTERS"
 cat /sys/kernel/debug/memcoop/balloon
 """
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
-
-
-def say(msg):
-    print(msg, flush=True)
 
 
 def field(out, name):
@@ -351,7 +339,7 @@ def main():
         sys.exit(__doc__)
     try:
         return run(args[0], upgrade)
-    except (Failed, host_systemd.Failed, mclab.LabError, subprocess.CalledProcessError) as e:
+    except (Failed, mclab.LabError, subprocess.CalledProcessError) as e:
         print("FAIL: %s" % e, flush=True)
         mclab.cleanup_tmp(failed=True)
         return 1

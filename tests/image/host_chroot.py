@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lab"))
 import debs  # noqa: E402
+from debs import Failed, check  # noqa: E402
 import images  # noqa: E402
 import mclab  # noqa: E402
 
@@ -47,15 +48,6 @@ int main(void)
 	return 0;
 }
 """
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
 
 
 def sh(upper, script):

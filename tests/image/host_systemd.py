@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lab"))
 import debs  # noqa: E402
+from debs import Failed, check, say  # noqa: E402
 import images  # noqa: E402
 import mclab  # noqa: E402
 
@@ -39,19 +40,6 @@ IMAGE = "debian12"
 PACKAGES = ["libmemcoop0", "memcoopd"]
 UPGRADE_SUFFIX = "+upgrade1"
 MIB = 1 << 20
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
-
-
-def say(msg):
-    print(msg, flush=True)
 
 
 class Host:
