@@ -68,14 +68,16 @@ static DEFINE_MUTEX(mc_equsers_mutex);
  */
 int mc_file_events_on(struct mc_file *mf)
 {
-	bool uncapped = capable(CAP_SYS_RESOURCE);
 	kuid_t uid = current_uid();
 	struct mc_equser *u, *spare;
 	struct memcoop_event *ring;
+	bool uncapped;
 	int err = 0;
 
 	if (READ_ONCE(mf->ring))
 		return 0;
+	/* asked only when a queue is made: capable() is audited */
+	uncapped = capable(CAP_SYS_RESOURCE);
 	ring = kvcalloc(MC_RING, sizeof(*ring), GFP_KERNEL_ACCOUNT);
 	spare = kzalloc(sizeof(*spare), GFP_KERNEL_ACCOUNT);
 	if (!ring || !spare) {
