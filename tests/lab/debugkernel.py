@@ -199,8 +199,18 @@ def ensure():
 
 
 def find_tree(release):
-    """The built tree whose release is @release, or None."""
-    for top in glob.glob(os.path.join(cache_root(), "*")):
+    """The built tree whose release is @release, or None: the current
+    fragment's first (every fragment's tree has the same release, and a
+    module built against one must boot that one), then older ones."""
+    tops = sorted(glob.glob(os.path.join(cache_root(), "*")))
+    try:
+        current = os.path.dirname(tree_path())
+    except DebugKernelError:
+        current = None
+    if current in tops:
+        tops.remove(current)
+        tops.insert(0, current)
+    for top in tops:
         tree = os.path.join(top, "linux")
         if not os.path.exists(os.path.join(top, ".complete")):
             continue

@@ -510,7 +510,12 @@ HOST_SHARES = {"hostusr": "/usr", "hostjava": "/etc/java-17-openjdk",
 
 def fetch_9p_modules(ver):
     """[(name, path)] of the 9p modules of kernel @ver, in load order,
-    unpacked once from its Debian package into the kernel's cache."""
+    unpacked once from its Debian package into the kernel's cache; none
+    for the debug kernel, which has 9p built in."""
+    if debugkernel.is_debug_release(ver):
+        if debugkernel.config_option(ver, "CONFIG_9P_FS") != "y":
+            raise LabError("debug kernel %s has no 9p built in: --host-usr cannot work" % ver)
+        return []
     mdir = os.path.join(fetch_kernel(ver), "modules-9p")
     os.makedirs(mdir, exist_ok=True)
     with _flock(os.path.join(mdir, ".lock")):
