@@ -169,16 +169,23 @@ def stats(c):
         c.check(g.finish() == 0, "guest program exits cleanly, console clean")
 
 
+def deep_balloon(g, total0):
+    """A deep balloon, in MiB, for a guest whose MemTotal was @total0 KiB
+    at boot: 768 MiB, which leaves 192 MiB of MemTotal on Debian's kernels
+    (960 MiB on 6.1).  KASAN's shadow takes 1/8 of RAM off MemTotal (820
+    MiB on the debug kernel), where 768 MiB left 100 MiB and the guest
+    panicked ("Out of memory and no killable processes"): there, all but
+    the same 192 MiB."""
+    if debugkernel.config_option(g.lab.kernel_version(), "CONFIG_KASAN") == "y":
+        return total0 // 1024 - 192
+    return 768
+
+
 def oom(c):
     with bl.AgentGuest(mem=MEM, balloon_opts={"deflate-on-oom": "on"}, timeout=900) as g:
         g.boot()
         total0, _, _ = g.meminfo()
-        # 768 MiB leaves 192 MiB of MemTotal on Debian's kernels (960 MiB
-        # on 6.1); KASAN's shadow takes 1/8 of RAM off MemTotal, where 768
-        # would leave less than the kernel needs: leave the same 192 MiB
-        balloon = 768
-        if debugkernel.config_option(g.lab.kernel_version(), "CONFIG_KASAN") == "y":
-            balloon = total0 // 1024 - 192
+        balloon = deep_balloon(g, total0)
         g.set_target(MEM - balloon)
         bl.wait_actual(g, MEM - balloon, timeout=180)
         cnt = g.counters()
@@ -448,8 +455,9 @@ def migrate(c):
     with bl.AgentGuest(mem=MEM, timeout=900) as g:
         g.boot()
         total0, _, _ = g.meminfo()
-        g.set_target(256)
-        bl.wait_actual(g, 256, timeout=180)
+        deep = MEM - deep_balloon(g, total0)
+        g.set_target(deep)
+        bl.wait_actual(g, deep, timeout=180)
         g.set_target(512)
         bl.wait_actual(g, 512, timeout=180)
         before = g.counters()
