@@ -25,7 +25,6 @@ import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "lab"))
-import debugkernel  # noqa: E402
 import hostapps  # noqa: E402
 import mclab     # noqa: E402
 
@@ -190,11 +189,8 @@ def main():
     else:
         parts = {"java": NO_JAVA, "ctl_jvm": ""}
     bad = []
-    # the debug kernel (KASAN under TCG) runs guestd and Redis some 4 times
-    # slower: answers took 1041 and 1312 ms of a 1000 ms deadline there
-    deadline_ms = RELAY_DEADLINE_MS * debugkernel.timeout_scale(mclab.Lab().kernel_version())
     with mclab.Guest(mem=MEM, host_usr=True, name="guestd-apps", timeout=540,
-                     modparams={"relay_deadline_ms": deadline_ms}) as g:
+                     modparams={"relay_deadline_ms": RELAY_DEADLINE_MS}) as g:
         g.start("sh", "-c", SCRIPT % parts)
         try:
             m = g.wait_for(r"READY-SQUEEZE memfree=(\d+)", timeout=400)
@@ -260,7 +256,7 @@ def main():
         len(answers), max([ms for _, ms in answers] or [0])))
     if not answers:
         bad.append("no shrink request of the driver was answered")
-    late = [a for a in answers if a[1] >= deadline_ms]
+    late = [a for a in answers if a[1] >= RELAY_DEADLINE_MS]
     if late:
         bad.append("answers at or after the driver's deadline: %s" % late)
     asked = sum((status_line(out, "STATUS2", a) or {"asked": 0})["asked"]
