@@ -195,12 +195,16 @@ jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
 void
 jvm_hold_shrunk(struct jvm_hold *h, uint64_t before, uint64_t after)
 {
+	if (h->allowance == 0) {
+		h->orig = before;
+		h->allowance = after;
+	} else if (after < h->allowance) {
+		/* only grow-back raises it: a later request that found the
+		 * JVM grown (its GC.run measured from there) must not */
+		h->allowance = after;
+	}
 	if (h->allowance == 0)
-		h->orig = before;
-	else if (before > h->orig)
-		h->orig = before;
-	/* never 0: that means not held */
-	h->allowance = after > 0 ? after : 1;
+		h->allowance = 1;	/* 0 means not held */
 }
 
 int

@@ -39,7 +39,7 @@ gconf_init(struct gconf *c)
 	c->grow_margin = 256 * MIB;
 	c->grow_step = 16 * MIB;
 	c->grow_period_ms = 5000;
-	c->hold_interval_ms = 2000;
+	c->hold_interval_ms = 1000;
 	TAILQ_INIT(&c->apps);
 }
 
