@@ -5,12 +5,22 @@
  * collector runs.  Shrink: G1, Parallel, Serial: GC.run (a full GC; G1 and
  * Serial then uncommit the free heap down to MaxHeapFreeRatio).  On G1 the
  * heap free ratios (manageable flags) are lowered to 0/RATIO_MAX_LOW for
- * that GC.run and set back to what they were right after it, so the full
- * GC leaves live / (1 - RATIO_MAX_LOW%) committed, not live / 30% (the
- * defaults 40/70; docs/memcoop-guestd.md has the measurement); ZGC and
- * Shenandoah: VM.set_flag SoftMaxHeapSize (the committed heap target) lowered
- * by the amount, then GC.run.  Grow-back raises SoftMaxHeapSize again; exit
- * restores it.
+ * that GC.run, so the full GC leaves live / (1 - RATIO_MAX_LOW%) committed,
+ * not live / 30% (the defaults 40/70; docs/memcoop-guestd.md has the
+ * measurement); ZGC and Shenandoah: VM.set_flag SoftMaxHeapSize (the
+ * committed heap target) lowered by the amount, then GC.run.  Grow-back
+ * raises SoftMaxHeapSize again; exit restores it.
+ *
+ * G1, Parallel, Serial have no runtime heap cap (G1 in OpenJDK 17 ignores
+ * SoftMaxHeapSize), so after a shrink the adapter holds the JVM itself
+ * (guestd.h, struct jvm_hold): its allowance is the RSS measured after the
+ * shrink, raised only by grow-back; a watch (every HOLD_POLL_MS) runs
+ * GC.run again when the RSS is over it while MemAvailable is under
+ * grow-margin, at most once per hold-interval.  G1's ratios stay low
+ * while held, so its own full GCs and Remark shrink the heap too.  Grow-back
+ * that brings the allowance to the RSS before the first shrink releases the
+ * hold and sets the JVM's own ratios back, as exit does; a new JVM pid ends
+ * it (that JVM has its own ratios).
  *
  * SIGQUIT kills a process that does not catch it, so the attach listener
  * is only started in a process that maps libjvm.so and catches SIGQUIT
