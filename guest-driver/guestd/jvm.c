@@ -58,6 +58,8 @@
 #define RATIO_MIN_DEF	40	/* HotSpot's defaults, when VM.flags has none */
 #define RATIO_MAX_DEF	70
 #define HOLD_POLL_MS	200	/* the watch of a held JVM's RSS */
+#define UNCOMMIT_POLL_MS 50	/* after G1's GC.run: its RSS falling */
+#define UNCOMMIT_FLAT_MS 500	/* not falling this long: uncommitted */
 
 enum jvm_op {
 	JOP_NONE = 0,
@@ -84,6 +86,9 @@ struct jvm {
 	int			 gc_ok;		/* the GC.run of this shrink */
 	char			 gc_msg[LAST_MAX];
 	struct jvm_hold		 hold;
+	struct event		*ev_uncommit;	/* after G1's GC.run */
+	int64_t			 unc_best;	/* lowest RSS since it */
+	uint64_t		 unc_drop_ms;	/* when it last fell */
 	struct event		*ev_hold;	/* the watch, while held */
 	int			 hold_waiting;	/* over, rate-limited: said */
 	uint64_t		 hold_gcs;
@@ -135,6 +140,7 @@ op_end(struct jvm *j, int ok, const char *fmt, ...)
 	va_end(ap);
 	evtimer_del(j->ev_timeout);
 	evtimer_del(j->ev_poll);
+	evtimer_del(j->ev_uncommit);
 	conn_close(j);
 	if (!ok)
 		j->gc = GC_UNKNOWN;	/* look again next time */
@@ -492,6 +498,7 @@ start_op(struct jvm *j, enum jvm_op op, uint64_t bytes)
 
 static void ratios_restore(struct jvm *j);
 static void soft_restore(struct jvm *j);
+static void uncommit_wait(struct jvm *j);
 
 /* The ratios are back (or could not be set back): finish the op. */
 static void
@@ -540,6 +547,44 @@ ratios_restore(struct jvm *j)
 	    j->ratio_max);
 }
 
+/*
+ * OpenJDK 17's G1 uncommits the heap its full GC freed in the background,
+ * after a delay (its service thread): the RSS may stay flat for longer than
+ * app.c's settling takes to decide it stopped falling (the bench: answered
+ * 761.2M -> 633.6M, the balloon then took the guest's free memory and java
+ * was OOM-killed at anon-rss 488 MiB; another run, 761.4M -> 170.4M).  So
+ * the shrink of G1 is over when its RSS has not fallen for UNCOMMIT_FLAT_MS,
+ * or before deadline-ms is over.
+ */
+static void
+uncommit_cb(int fd, short what, void *arg)
+{
+	struct jvm *j = arg;
+	struct timeval tv = { 0, UNCOMMIT_POLL_MS * 1000 };
+	uint64_t now = now_ms(), dl = j->app->conf->deadline_ms;
+	int64_t rss = proc_rss(j->pid);
+
+	(void)fd;
+	(void)what;
+	if (rss >= 0 && (j->unc_best < 0 || rss < j->unc_best)) {
+		j->unc_best = rss;
+		j->unc_drop_ms = now;
+	}
+	if (rss < 0 || now >= j->unc_drop_ms + UNCOMMIT_FLAT_MS ||
+	    now + UNCOMMIT_POLL_MS * 2 >= j->op_start + dl)
+		return op_end(j, 1, "%s, RSS %s after %" PRIu64 " ms",
+		    j->gc_msg, fmt_size(j->unc_best), now - j->op_start);
+	evtimer_add(j->ev_uncommit, &tv);
+}
+
+static void
+uncommit_wait(struct jvm *j)
+{
+	j->unc_best = -1;
+	j->unc_drop_ms = now_ms();
+	uncommit_cb(-1, 0, j);
+}
+
 static void
 shrink_gc_done(struct jvm *j, int status, const char *text)
 {
@@ -560,6 +605,8 @@ shrink_gc_done(struct jvm *j, int status, const char *text)
 	 * and Remark shrink too), set back on release, restore or failure */
 	if (j->ratio_lowered && !j->gc_ok)
 		return ratios_restore(j);
+	if (j->gc_ok && j->gc == GC_G1)
+		return uncommit_wait(j);
 	op_end(j, j->gc_ok, "%s", j->gc_msg);
 }
 
@@ -719,6 +766,7 @@ jvm_restore(struct app *a)
 
 	evtimer_del(j->ev_timeout);
 	evtimer_del(j->ev_poll);
+	evtimer_del(j->ev_uncommit);
 	conn_close(j);
 	j->op = JOP_NONE;
 	hold_release(j);
@@ -853,13 +901,17 @@ jvm_init(struct app *a)
 	j->ev_timeout = evtimer_new(a->base, timeout_cb, j);
 	j->ev_poll = evtimer_new(a->base, poll_cb, j);
 	j->ev_hold = evtimer_new(a->base, hold_cb, j);
-	if (j->ev_timeout == NULL || j->ev_poll == NULL || j->ev_hold == NULL) {
+	j->ev_uncommit = evtimer_new(a->base, uncommit_cb, j);
+	if (j->ev_timeout == NULL || j->ev_poll == NULL || j->ev_hold == NULL ||
+	    j->ev_uncommit == NULL) {
 		if (j->ev_timeout != NULL)
 			event_free(j->ev_timeout);
 		if (j->ev_poll != NULL)
 			event_free(j->ev_poll);
 		if (j->ev_hold != NULL)
 			event_free(j->ev_hold);
+		if (j->ev_uncommit != NULL)
+			event_free(j->ev_uncommit);
 		free(j);
 		return -1;
 	}
@@ -876,6 +928,7 @@ jvm_free(struct app *a)
 	event_free(j->ev_timeout);
 	event_free(j->ev_poll);
 	event_free(j->ev_hold);
+	event_free(j->ev_uncommit);
 	free(j);
 	a->priv = NULL;
 }
