@@ -264,10 +264,10 @@ enum hold_act {
 /* Pure: what to do with a held JVM at @now (RSS, MemAvailable in bytes). */
 enum hold_act jvm_hold_decide(const struct jvm_hold *, uint64_t now,
 	    int64_t rss, int64_t avail, uint64_t margin, uint64_t interval_ms);
-/* Pure: a shrink of @want at @now took @before to @after: hold to
+/* Pure: a shrink of @want took @before to @after: hold to
  * min(@after, @before - @want), never raised (the first sets orig). */
-void	jvm_hold_shrunk(struct jvm_hold *, uint64_t now, uint64_t before,
-	    uint64_t after, uint64_t want);
+void	jvm_hold_shrunk(struct jvm_hold *, uint64_t before, uint64_t after,
+	    uint64_t want);
 /* Pure: grow-back grants @bytes; 1 if that releases the hold. */
 int	jvm_hold_grow(struct jvm_hold *, uint64_t bytes);
 

@@ -57,7 +57,7 @@
 #define RATIO_MAX_LOW	10	/* MaxHeapFreeRatio during our GC.run (G1) */
 #define RATIO_MIN_DEF	40	/* HotSpot's defaults, when VM.flags has none */
 #define RATIO_MAX_DEF	70
-#define HOLD_POLL_MS	200	/* the watch of a held JVM's RSS */
+#define HOLD_POLL_MS	100	/* the watch of a held JVM's RSS */
 #define UNCOMMIT_POLL_MS 50	/* after G1's GC.run: its RSS falling */
 #define UNCOMMIT_FLAT_MS 500	/* not falling this long: uncommitted */
 
@@ -210,8 +210,8 @@ jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
 }
 
 void
-jvm_hold_shrunk(struct jvm_hold *h, uint64_t now, uint64_t before,
-    uint64_t after, uint64_t want)
+jvm_hold_shrunk(struct jvm_hold *h, uint64_t before, uint64_t after,
+    uint64_t want)
 {
 	/* G1 uncommits after its full GC in the background (OpenJDK 17):
 	 * the RSS measured when the answer went out may still be high (in
@@ -221,8 +221,9 @@ jvm_hold_shrunk(struct jvm_hold *h, uint64_t now, uint64_t before,
 		after = 0;
 	else if (before - want < after)
 		after = before - want;
-	/* the shrink's own GC.run: the first hold GC.run one interval on */
-	h->last_gc_ms = now;
+	/* last_gc_ms stays: no wait for the first hold GC.run (the shrink
+	 * waited for G1's uncommit, and a JVM under load grew 210.2M ->
+	 * 361.6M in the 1 s after it while the balloon took the rest) */
 	if (h->allowance == 0) {
 		h->orig = before;
 		h->allowance = after;
@@ -862,8 +863,7 @@ jvm_shrunk(struct app *a, int64_t before, int64_t after, uint64_t want)
 	/* ZGC, Shenandoah: SoftMaxHeapSize holds; Epsilon frees nothing */
 	if (j->gc != GC_G1 && j->gc != GC_PARALLEL && j->gc != GC_SERIAL)
 		return;
-	jvm_hold_shrunk(&j->hold, now_ms(), (uint64_t)before, (uint64_t)after,
-	    want);
+	jvm_hold_shrunk(&j->hold, (uint64_t)before, (uint64_t)after, want);
 	log_info("app %s: hold: RSS allowance %s until grow-back gives it "
 	    "%s again", a->conf->name, fmt_size((int64_t)j->hold.allowance),
 	    fmt_size((int64_t)j->hold.orig));
