@@ -60,6 +60,7 @@
 #define HOLD_POLL_MS	100	/* the watch of a held JVM's RSS */
 #define UNCOMMIT_POLL_MS 50	/* after G1's GC.run: its RSS falling */
 #define UNCOMMIT_FLAT_MS 500	/* not falling this long: uncommitted */
+#define UNCOMMIT_REGROW	(32 * MIB) /* or grown this much over its lowest */
 
 enum jvm_op {
 	JOP_NONE = 0,
@@ -555,7 +556,8 @@ ratios_restore(struct jvm *j)
  * 761.2M -> 633.6M, the balloon then took the guest's free memory and java
  * was OOM-killed at anon-rss 488 MiB; another run, 761.4M -> 170.4M).  So
  * the shrink of G1 is over when its RSS has not fallen for UNCOMMIT_FLAT_MS,
- * or before deadline-ms is over.
+ * has grown UNCOMMIT_REGROW over its lowest (allocation overtook it: the
+ * bench grew 247.5M -> 321.6M while this waited), or before deadline-ms.
  */
 static void
 uncommit_cb(int fd, short what, void *arg)
@@ -571,7 +573,9 @@ uncommit_cb(int fd, short what, void *arg)
 		j->unc_best = rss;
 		j->unc_drop_ms = now;
 	}
+	/* growing again under load: the hold takes it from here */
 	if (rss < 0 || now >= j->unc_drop_ms + UNCOMMIT_FLAT_MS ||
+	    rss > j->unc_best + (int64_t)UNCOMMIT_REGROW ||
 	    now + UNCOMMIT_POLL_MS * 2 >= j->op_start + dl)
 		return op_end(j, 1, "%s, RSS %s after %" PRIu64 " ms",
 		    j->gc_msg, fmt_size(j->unc_best), now - j->op_start);
