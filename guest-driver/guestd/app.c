@@ -304,7 +304,7 @@ finish(struct app *a)
 		yield_learn(&a->yield, a->action_bytes, freed);
 	if (a->action_ok && a->ops->shrunk != NULL && a->before >= 0 &&
 	    a->best >= 0)
-		a->ops->shrunk(a, a->before, a->best, want);
+		a->ops->shrunk(a, a->before, a->best);
 	/* what really left, also after the answer (that one is capped at
 	 * what was asked and sent by the driver's deadline) */
 	a->freed_total += freed;

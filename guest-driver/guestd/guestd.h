@@ -111,10 +111,9 @@ struct adapter_ops {
 	int		(*cannot_free)(struct app *);
 	/* Refresh what the adapter knows (pid, limits), when idle; async. */
 	void		(*probe)(struct app *);
-	/* Optional: a shrink of @want that worked measured @before, then
-	 * @after at its end (bytes). */
-	void		(*shrunk)(struct app *, int64_t before, int64_t after,
-			    uint64_t want);
+	/* Optional: a shrink that worked measured @before, then @after at
+	 * its end (bytes). */
+	void		(*shrunk)(struct app *, int64_t before, int64_t after);
 };
 
 enum app_busy {
@@ -242,12 +241,11 @@ size_t	control_status_text(struct guestd *, char *buf, size_t len);
 /* adapters */
 
 /*
- * jvm.c: the hold.  After a shrink the JVM may hold what it held before
- * less what the driver asked, or the RSS measured at the shrink's end if
- * lower (the allowance), plus what grow-back gave it; over it while
- * MemAvailable is under grow-margin, it is collected again (GC.run), at
- * most once per hold-interval.  Released when the allowance is back at
- * what it held before the first shrink.
+ * jvm.c: the hold.  After a shrink the JVM may hold the RSS measured at
+ * the shrink's end (the allowance) plus what grow-back gave it; over it by
+ * more than 8 MiB while MemAvailable is under grow-margin, it is collected
+ * again (GC.run), at most once per hold-interval.  Released when the
+ * allowance is back at what it held before the first shrink.
  */
 struct jvm_hold {
 	uint64_t	 allowance;	/* bytes of RSS; 0: not held */
@@ -264,10 +262,9 @@ enum hold_act {
 /* Pure: what to do with a held JVM at @now (RSS, MemAvailable in bytes). */
 enum hold_act jvm_hold_decide(const struct jvm_hold *, uint64_t now,
 	    int64_t rss, int64_t avail, uint64_t margin, uint64_t interval_ms);
-/* Pure: a shrink of @want took @before to @after: hold to
- * min(@after, @before - @want), never raised (the first sets orig). */
-void	jvm_hold_shrunk(struct jvm_hold *, uint64_t before, uint64_t after,
-	    uint64_t want);
+/* Pure: a shrink took @before to @after: hold to @after, never raised
+ * by a later one (the first sets orig). */
+void	jvm_hold_shrunk(struct jvm_hold *, uint64_t before, uint64_t after);
 /* Pure: grow-back grants @bytes; 1 if that releases the hold. */
 int	jvm_hold_grow(struct jvm_hold *, uint64_t bytes);
 

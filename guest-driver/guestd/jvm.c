@@ -13,10 +13,10 @@
  *
  * G1, Parallel, Serial have no runtime heap cap (G1 in OpenJDK 17 ignores
  * SoftMaxHeapSize), so after a shrink the adapter holds the JVM itself
- * (guestd.h, struct jvm_hold): its allowance is its RSS before the shrink
- * less what the driver asked (or the RSS measured at the end if lower),
- * raised only by grow-back; a watch (every HOLD_POLL_MS) runs
- * GC.run again when the RSS is over it while MemAvailable is under
+ * (guestd.h, struct jvm_hold): its allowance is the RSS measured at the end
+ * of the shrink (G1: after its uncommit, below), raised only by grow-back;
+ * a watch (every HOLD_POLL_MS) runs GC.run again when the RSS is over it
+ * by more than HOLD_SLACK while MemAvailable is under
  * grow-margin, at most once per hold-interval.  G1's ratios stay low
  * while held, so its own full GCs and Remark shrink the heap too.  Grow-back
  * that brings the allowance to the RSS before the first shrink releases the
@@ -58,6 +58,7 @@
 #define RATIO_MIN_DEF	40	/* HotSpot's defaults, when VM.flags has none */
 #define RATIO_MAX_DEF	70
 #define HOLD_POLL_MS	100	/* the watch of a held JVM's RSS */
+#define HOLD_SLACK	(8 * MIB) /* over the allowance by more: collected */
 #define UNCOMMIT_POLL_MS 50	/* after G1's GC.run: its RSS falling */
 #define UNCOMMIT_FLAT_MS 500	/* not falling this long: uncommitted */
 #define UNCOMMIT_REGROW	(32 * MIB) /* or grown this much over its lowest */
@@ -203,7 +204,8 @@ jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
     int64_t avail, uint64_t margin, uint64_t interval_ms)
 {
 	if (h->allowance == 0 || rss < 0 || avail < 0 ||
-	    (uint64_t)rss <= h->allowance || (uint64_t)avail >= margin)
+	    (uint64_t)rss <= h->allowance + HOLD_SLACK ||
+	    (uint64_t)avail >= margin)
 		return HOLD_OK;
 	if (h->last_gc_ms != 0 && now < h->last_gc_ms + interval_ms)
 		return HOLD_WAIT;
@@ -211,17 +213,8 @@ jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
 }
 
 void
-jvm_hold_shrunk(struct jvm_hold *h, uint64_t before, uint64_t after,
-    uint64_t want)
+jvm_hold_shrunk(struct jvm_hold *h, uint64_t before, uint64_t after)
 {
-	/* G1 uncommits after its full GC in the background (OpenJDK 17):
-	 * the RSS measured when the answer went out may still be high (in
-	 * the bench 761.2M -> 633.4M, once 761.4M -> 170.4M), so never more
-	 * than before less what the driver asked */
-	if (before <= want)
-		after = 0;
-	else if (before - want < after)
-		after = before - want;
 	/* last_gc_ms stays: no wait for the first hold GC.run (the shrink
 	 * waited for G1's uncommit, and a JVM under load grew 210.2M ->
 	 * 361.6M in the 1 s after it while the balloon took the rest) */
@@ -859,7 +852,7 @@ hold_cb(int fd, short what, void *arg)
 }
 
 static void
-jvm_shrunk(struct app *a, int64_t before, int64_t after, uint64_t want)
+jvm_shrunk(struct app *a, int64_t before, int64_t after)
 {
 	struct jvm *j = J(a);
 	int was = j->hold.allowance != 0;
@@ -867,7 +860,7 @@ jvm_shrunk(struct app *a, int64_t before, int64_t after, uint64_t want)
 	/* ZGC, Shenandoah: SoftMaxHeapSize holds; Epsilon frees nothing */
 	if (j->gc != GC_G1 && j->gc != GC_PARALLEL && j->gc != GC_SERIAL)
 		return;
-	jvm_hold_shrunk(&j->hold, (uint64_t)before, (uint64_t)after, want);
+	jvm_hold_shrunk(&j->hold, (uint64_t)before, (uint64_t)after);
 	log_info("app %s: hold: RSS allowance %s until grow-back gives it "
 	    "%s again", a->conf->name, fmt_size((int64_t)j->hold.allowance),
 	    fmt_size((int64_t)j->hold.orig));
