@@ -302,6 +302,9 @@ finish(struct app *a)
 	/* a failure says nothing about what asking does */
 	if (a->action_bytes > 0 && a->action_ok)
 		yield_learn(&a->yield, a->action_bytes, freed);
+	if (a->action_ok && a->ops->shrunk != NULL && a->before >= 0 &&
+	    a->best >= 0)
+		a->ops->shrunk(a, a->before, a->best);
 	/* what really left, also after the answer (that one is capped at
 	 * what was asked and sent by the driver's deadline) */
 	a->freed_total += freed;
@@ -403,6 +406,21 @@ app_baseline(struct app *a)
 	a->best = -1;
 }
 
+static const char *
+busy_name(enum app_busy b)
+{
+	return b == BUSY_GROW ? "grow" : b == BUSY_HOLD ? "hold" : "restore";
+}
+
+int
+app_hold_begin(struct app *a)
+{
+	if (a->busy != BUSY_NONE)
+		return -1;
+	a->busy = BUSY_HOLD;
+	return 0;
+}
+
 void
 app_action_done(struct app *a, int ok, const char *fmt, ...)
 {
@@ -430,10 +448,10 @@ app_action_done(struct app *a, int ok, const char *fmt, ...)
 		return;
 	case BUSY_GROW:
 	case BUSY_RESTORE:
-		log_info("app %s: %s: %s", a->conf->name,
-		    was == BUSY_GROW ? "grow" : "restore", a->note);
-		app_set_last(a, "%s: %s", was == BUSY_GROW ? "grow" : "restore",
+	case BUSY_HOLD:
+		log_info("app %s: %s: %s", a->conf->name, busy_name(was),
 		    a->note);
+		app_set_last(a, "%s: %s", busy_name(was), a->note);
 		a->busy = BUSY_NONE;
 		return;
 	case BUSY_NONE:

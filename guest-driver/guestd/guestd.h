@@ -69,6 +69,7 @@ struct gconf {
 	uint64_t		 grow_margin;
 	uint64_t		 grow_step;
 	uint64_t		 grow_period_ms;
+	uint64_t		 hold_interval_ms; /* jvm: between hold GC.runs */
 	int			 has_secret;	/* a password in the file */
 	struct app_conf_list	 apps;
 };
@@ -110,6 +111,9 @@ struct adapter_ops {
 	int		(*cannot_free)(struct app *);
 	/* Refresh what the adapter knows (pid, limits), when idle; async. */
 	void		(*probe)(struct app *);
+	/* Optional: a shrink that worked measured @before, then @after at
+	 * its end (bytes). */
+	void		(*shrunk)(struct app *, int64_t before, int64_t after);
 };
 
 enum app_busy {
@@ -117,6 +121,7 @@ enum app_busy {
 	BUSY_SHRINK,
 	BUSY_GROW,
 	BUSY_RESTORE,
+	BUSY_HOLD,	/* the adapter holds the application to its allowance */
 };
 
 /* One pending shrink request of the driver. */
@@ -195,6 +200,8 @@ void	app_baseline(struct app *);
 /* The adapter's action is over (@ok: it did what it meant to). */
 void	app_action_done(struct app *, int ok, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/* The adapter starts an action of its own (a hold): 0, or -1 if busy. */
+int	app_hold_begin(struct app *);
 /* Restore the app's limits now (exit, removal); answers what is pending. */
 void	app_restore(struct app *);
 /* Serve a request as if the driver had sent it (control "shrink"). */
@@ -232,6 +239,34 @@ size_t	control_status_text(struct guestd *, char *buf, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* adapters */
+
+/*
+ * jvm.c: the hold.  After a shrink the JVM may hold the RSS measured at
+ * the shrink's end (the allowance) plus what grow-back gave it; over it by
+ * more than 8 MiB while MemAvailable is under grow-margin, it is collected
+ * again (GC.run), at most once per hold-interval.  Released when the
+ * allowance is back at what it held before the first shrink.
+ */
+struct jvm_hold {
+	uint64_t	 allowance;	/* bytes of RSS; 0: not held */
+	uint64_t	 orig;		/* RSS before the first shrink */
+	uint64_t	 last_gc_ms;	/* the last hold GC.run started */
+};
+
+enum hold_act {
+	HOLD_OK = 0,		/* within its allowance, or room, or unknown */
+	HOLD_WAIT,		/* over with no room, the last GC too recent */
+	HOLD_COLLECT,		/* over with no room: GC.run now */
+};
+
+/* Pure: what to do with a held JVM at @now (RSS, MemAvailable in bytes). */
+enum hold_act jvm_hold_decide(const struct jvm_hold *, uint64_t now,
+	    int64_t rss, int64_t avail, uint64_t margin, uint64_t interval_ms);
+/* Pure: a shrink took @before to @after: hold to @after, never raised
+ * by a later one (the first sets orig). */
+void	jvm_hold_shrunk(struct jvm_hold *, uint64_t before, uint64_t after);
+/* Pure: grow-back grants @bytes; 1 if that releases the hold. */
+int	jvm_hold_grow(struct jvm_hold *, uint64_t bytes);
 
 extern const struct adapter_ops redis_ops;	/* redis.c */
 extern const struct adapter_ops jvm_ops;	/* jvm.c */

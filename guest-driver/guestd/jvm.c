@@ -5,12 +5,23 @@
  * collector runs.  Shrink: G1, Parallel, Serial: GC.run (a full GC; G1 and
  * Serial then uncommit the free heap down to MaxHeapFreeRatio).  On G1 the
  * heap free ratios (manageable flags) are lowered to 0/RATIO_MAX_LOW for
- * that GC.run and set back to what they were right after it, so the full
- * GC leaves live / (1 - RATIO_MAX_LOW%) committed, not live / 30% (the
- * defaults 40/70; docs/memcoop-guestd.md has the measurement); ZGC and
- * Shenandoah: VM.set_flag SoftMaxHeapSize (the committed heap target) lowered
- * by the amount, then GC.run.  Grow-back raises SoftMaxHeapSize again; exit
- * restores it.
+ * that GC.run, so the full GC leaves live / (1 - RATIO_MAX_LOW%) committed,
+ * not live / 30% (the defaults 40/70; docs/memcoop-guestd.md has the
+ * measurement); ZGC and Shenandoah: VM.set_flag SoftMaxHeapSize (the
+ * committed heap target) lowered by the amount, then GC.run.  Grow-back
+ * raises SoftMaxHeapSize again; exit restores it.
+ *
+ * G1, Parallel, Serial have no runtime heap cap (G1 in OpenJDK 17 ignores
+ * SoftMaxHeapSize), so after a shrink the adapter holds the JVM itself
+ * (guestd.h, struct jvm_hold): its allowance is the RSS measured at the end
+ * of the shrink (G1: after its uncommit, below), raised only by grow-back;
+ * a watch (every HOLD_POLL_MS) runs GC.run again when the RSS is over it
+ * by more than HOLD_SLACK while MemAvailable is under
+ * grow-margin, at most once per hold-interval.  G1's ratios stay low
+ * while held, so its own full GCs and Remark shrink the heap too.  Grow-back
+ * that brings the allowance to the RSS before the first shrink releases the
+ * hold and sets the JVM's own ratios back, as exit does; a new JVM pid ends
+ * it (that JVM has its own ratios).
  *
  * SIGQUIT kills a process that does not catch it, so the attach listener
  * is only started in a process that maps libjvm.so and catches SIGQUIT
@@ -39,18 +50,25 @@
 #include "guestd.h"
 #include "io.h"
 #include "log.h"
+#include "meminfo.h"
 
 #define JVM_POLL_MS	50	/* waiting for the attach socket */
 #define SOFTMAX_FLOOR	(32 * MIB)
 #define RATIO_MAX_LOW	10	/* MaxHeapFreeRatio during our GC.run (G1) */
 #define RATIO_MIN_DEF	40	/* HotSpot's defaults, when VM.flags has none */
 #define RATIO_MAX_DEF	70
+#define HOLD_POLL_MS	100	/* the watch of a held JVM's RSS */
+#define HOLD_SLACK	(8 * MIB) /* over the allowance by more: collected */
+#define UNCOMMIT_POLL_MS 50	/* after G1's GC.run: its RSS falling */
+#define UNCOMMIT_FLAT_MS 500	/* not falling this long: uncommitted */
+#define UNCOMMIT_REGROW	(32 * MIB) /* or grown this much over its lowest */
 
 enum jvm_op {
 	JOP_NONE = 0,
 	JOP_SHRINK,
 	JOP_GROW,
 	JOP_RESTORE,
+	JOP_HOLD,
 };
 
 struct jvm;
@@ -69,6 +87,13 @@ struct jvm {
 	uint64_t		 ratio_max;
 	int			 gc_ok;		/* the GC.run of this shrink */
 	char			 gc_msg[LAST_MAX];
+	struct jvm_hold		 hold;
+	struct event		*ev_uncommit;	/* after G1's GC.run */
+	int64_t			 unc_best;	/* lowest RSS since it */
+	uint64_t		 unc_drop_ms;	/* when it last fell */
+	struct event		*ev_hold;	/* the watch, while held */
+	int			 hold_waiting;	/* over, rate-limited: said */
+	uint64_t		 hold_gcs;
 
 	enum jvm_op		 op;
 	uint64_t		 bytes;
@@ -117,6 +142,7 @@ op_end(struct jvm *j, int ok, const char *fmt, ...)
 	va_end(ap);
 	evtimer_del(j->ev_timeout);
 	evtimer_del(j->ev_poll);
+	evtimer_del(j->ev_uncommit);
 	conn_close(j);
 	if (!ok)
 		j->gc = GC_UNKNOWN;	/* look again next time */
@@ -171,6 +197,61 @@ find_process(const char *name)
 	return best;
 }
 
+/* ---- the hold (guestd.h) ---- */
+
+enum hold_act
+jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
+    int64_t avail, uint64_t margin, uint64_t interval_ms)
+{
+	if (h->allowance == 0 || rss < 0 || avail < 0 ||
+	    (uint64_t)rss <= h->allowance + HOLD_SLACK ||
+	    (uint64_t)avail >= margin)
+		return HOLD_OK;
+	if (h->last_gc_ms != 0 && now < h->last_gc_ms + interval_ms)
+		return HOLD_WAIT;
+	return HOLD_COLLECT;
+}
+
+void
+jvm_hold_shrunk(struct jvm_hold *h, uint64_t before, uint64_t after)
+{
+	/* last_gc_ms stays: no wait for the first hold GC.run (the shrink
+	 * waited for G1's uncommit, and a JVM under load grew 210.2M ->
+	 * 361.6M in the 1 s after it while the balloon took the rest) */
+	if (h->allowance == 0) {
+		h->orig = before;
+		h->allowance = after;
+	} else if (after < h->allowance) {
+		/* only grow-back raises it: a later request that found the
+		 * JVM grown (its GC.run measured from there) must not */
+		h->allowance = after;
+	}
+	if (h->allowance == 0)
+		h->allowance = 1;	/* 0 means not held */
+}
+
+int
+jvm_hold_grow(struct jvm_hold *h, uint64_t bytes)
+{
+	if (h->allowance == 0)
+		return 0;
+	h->allowance += bytes;
+	if (h->allowance < h->orig)
+		return 0;
+	h->allowance = 0;
+	h->orig = 0;
+	return 1;
+}
+
+static void
+hold_release(struct jvm *j)
+{
+	memset(&j->hold, 0, sizeof(j->hold));
+	j->hold_waiting = 0;
+	if (j->ev_hold != NULL)
+		evtimer_del(j->ev_hold);
+}
+
 static pid_t
 resolve_pid(struct jvm *j)
 {
@@ -199,6 +280,7 @@ resolve_pid(struct jvm *j)
 		j->gc = GC_UNKNOWN;
 		j->soft_lowered = 0;
 		j->ratio_lowered = 0;	/* a new JVM has its own ratios */
+		hold_release(j);
 		if (p > 0)
 			log_info("app %s: JVM is pid %d", j->app->conf->name,
 			    (int)p);
@@ -411,6 +493,7 @@ start_op(struct jvm *j, enum jvm_op op, uint64_t bytes)
 
 static void ratios_restore(struct jvm *j);
 static void soft_restore(struct jvm *j);
+static void uncommit_wait(struct jvm *j);
 
 /* The ratios are back (or could not be set back): finish the op. */
 static void
@@ -459,6 +542,47 @@ ratios_restore(struct jvm *j)
 	    j->ratio_max);
 }
 
+/*
+ * OpenJDK 17's G1 uncommits the heap its full GC freed in the background,
+ * after a delay (its service thread): the RSS may stay flat for longer than
+ * app.c's settling takes to decide it stopped falling (the bench: answered
+ * 761.2M -> 633.6M, the balloon then took the guest's free memory and java
+ * was OOM-killed at anon-rss 488 MiB; another run, 761.4M -> 170.4M).  So
+ * the shrink of G1 is over when its RSS has not fallen for UNCOMMIT_FLAT_MS,
+ * has grown UNCOMMIT_REGROW over its lowest (allocation overtook it: the
+ * bench grew 247.5M -> 321.6M while this waited), or before deadline-ms.
+ */
+static void
+uncommit_cb(int fd, short what, void *arg)
+{
+	struct jvm *j = arg;
+	struct timeval tv = { 0, UNCOMMIT_POLL_MS * 1000 };
+	uint64_t now = now_ms(), dl = j->app->conf->deadline_ms;
+	int64_t rss = proc_rss(j->pid);
+
+	(void)fd;
+	(void)what;
+	if (rss >= 0 && (j->unc_best < 0 || rss < j->unc_best)) {
+		j->unc_best = rss;
+		j->unc_drop_ms = now;
+	}
+	/* growing again under load: the hold takes it from here */
+	if (rss < 0 || now >= j->unc_drop_ms + UNCOMMIT_FLAT_MS ||
+	    rss > j->unc_best + (int64_t)UNCOMMIT_REGROW ||
+	    now + UNCOMMIT_POLL_MS * 2 >= j->op_start + dl)
+		return op_end(j, 1, "%s, RSS %s after %" PRIu64 " ms",
+		    j->gc_msg, fmt_size(j->unc_best), now - j->op_start);
+	evtimer_add(j->ev_uncommit, &tv);
+}
+
+static void
+uncommit_wait(struct jvm *j)
+{
+	j->unc_best = -1;
+	j->unc_drop_ms = now_ms();
+	uncommit_cb(-1, 0, j);
+}
+
 static void
 shrink_gc_done(struct jvm *j, int status, const char *text)
 {
@@ -475,8 +599,12 @@ shrink_gc_done(struct jvm *j, int status, const char *text)
 		snprintf(j->gc_msg, sizeof(j->gc_msg), "GC.run (%s%s)",
 		    attach_gc_name(j->gc), j->ratio_lowered ?
 		    ", heap free ratios lowered for it" : "");
-	if (j->ratio_lowered)
+	/* G1: the ratios stay low while the JVM is held (its own full GCs
+	 * and Remark shrink too), set back on release, restore or failure */
+	if (j->ratio_lowered && !j->gc_ok)
 		return ratios_restore(j);
+	if (j->gc_ok && j->gc == GC_G1)
+		return uncommit_wait(j);
 	op_end(j, j->gc_ok, "%s", j->gc_msg);
 }
 
@@ -522,6 +650,8 @@ shrink_act(struct jvm *j)
 	app_baseline(j->app);
 	if (j->gc == GC_EPSILON)
 		return op_end(j, 1, "Epsilon GC never frees: nothing to do");
+	if (j->gc == GC_G1 && j->ratio_lowered && j->hold.allowance != 0)
+		return jcmd(j, shrink_gc_done, "GC.run");	/* still low */
 	if (j->gc == GC_G1) {
 		j->ratio_lowered = 1;	/* until they are known to be back */
 		return jcmd(j, ratio_min_low, "VM.set_flag MinHeapFreeRatio 0");
@@ -601,7 +731,18 @@ jvm_grow(struct app *a, uint64_t bytes)
 {
 	struct jvm *j = J(a);
 
-	if (j->ratio_lowered) {		/* a shrink that timed out */
+	if (j->hold.allowance != 0) {
+		if (!jvm_hold_grow(&j->hold, bytes))
+			return app_action_done(a, 1, "hold: allowance %s of %s",
+			    fmt_size((int64_t)j->hold.allowance),
+			    fmt_size((int64_t)j->hold.orig));
+		hold_release(j);
+		log_info("app %s: hold released after %" PRIu64 " GC.run",
+		    a->conf->name, j->hold_gcs);
+		if (!j->ratio_lowered)
+			return app_action_done(a, 1, "hold released");
+	}
+	if (j->ratio_lowered) {		/* released, or a shrink timed out */
 		if (start_op(j, JOP_GROW, bytes) == 0)
 			ratios_restore(j);
 		return;
@@ -623,8 +764,10 @@ jvm_restore(struct app *a)
 
 	evtimer_del(j->ev_timeout);
 	evtimer_del(j->ev_poll);
+	evtimer_del(j->ev_uncommit);
 	conn_close(j);
 	j->op = JOP_NONE;
+	hold_release(j);
 	if (!j->soft_lowered && !j->ratio_lowered)
 		return app_action_done(a, 1, "nothing lowered");
 	if (start_op(j, JOP_RESTORE, 0) == -1)
@@ -645,7 +788,84 @@ soft_restore(struct jvm *j)
 static int
 jvm_lowered(struct app *a)
 {
-	return J(a)->soft_lowered || J(a)->ratio_lowered;
+	return J(a)->soft_lowered || J(a)->ratio_lowered ||
+	    J(a)->hold.allowance != 0;
+}
+
+static void
+hold_gc_done(struct jvm *j, int status, const char *text)
+{
+	if (!attach_jcmd_quiet_ok(status, text))
+		return op_end(j, 0, "jvm %d: GC.run: status %d: %.80s",
+		    (int)j->pid, status, text);
+	op_end(j, 1, "GC.run %" PRIu64 " done in %" PRIu64 " ms", j->hold_gcs,
+	    now_ms() - j->op_start);
+}
+
+/* The watch: every HOLD_POLL_MS while held, when nothing else runs. */
+static void
+hold_cb(int fd, short what, void *arg)
+{
+	struct jvm *j = arg;
+	struct app *a = j->app;
+	struct timeval tv = { 0, HOLD_POLL_MS * 1000 };
+	uint64_t margin, now = now_ms();
+	int64_t rss, avail;
+	long kib;
+
+	(void)fd;
+	(void)what;
+	if (j->hold.allowance == 0)
+		return;
+	evtimer_add(j->ev_hold, &tv);
+	if (j->op != JOP_NONE || a->busy != BUSY_NONE || guestd == NULL)
+		return;
+	margin = guestd->conf.grow_margin;
+	rss = proc_rss(j->pid);
+	kib = meminfo_kib("MemAvailable:");
+	avail = kib < 0 ? -1 : (int64_t)kib * 1024;
+	switch (jvm_hold_decide(&j->hold, now, rss, avail, margin,
+	    guestd->conf.hold_interval_ms)) {
+	case HOLD_OK:
+		j->hold_waiting = 0;
+		return;
+	case HOLD_WAIT:
+		if (!j->hold_waiting)
+			log_debug("app %s: hold: RSS %s over %s, waiting for "
+			    "hold-interval", a->conf->name, fmt_size(rss),
+			    fmt_size((int64_t)j->hold.allowance));
+		j->hold_waiting = 1;
+		return;
+	case HOLD_COLLECT:
+		break;
+	}
+	j->hold_waiting = 0;
+	if (app_hold_begin(a) == -1 || start_op(j, JOP_HOLD, 0) == -1)
+		return;
+	j->hold.last_gc_ms = now;
+	j->hold_gcs++;
+	log_info("app %s: hold: RSS %s over its allowance %s, MemAvailable %s "
+	    "under %s: GC.run %" PRIu64, a->conf->name, fmt_size(rss),
+	    fmt_size((int64_t)j->hold.allowance), fmt_size(avail),
+	    fmt_size((int64_t)margin), j->hold_gcs);
+	jcmd(j, hold_gc_done, "GC.run");
+}
+
+static void
+jvm_shrunk(struct app *a, int64_t before, int64_t after)
+{
+	struct jvm *j = J(a);
+	int was = j->hold.allowance != 0;
+
+	/* ZGC, Shenandoah: SoftMaxHeapSize holds; Epsilon frees nothing */
+	if (j->gc != GC_G1 && j->gc != GC_PARALLEL && j->gc != GC_SERIAL)
+		return;
+	jvm_hold_shrunk(&j->hold, (uint64_t)before, (uint64_t)after);
+	log_info("app %s: hold: RSS allowance %s until grow-back gives it "
+	    "%s again", a->conf->name, fmt_size((int64_t)j->hold.allowance),
+	    fmt_size((int64_t)j->hold.orig));
+	if (!was)
+		hold_cb(-1, 0, j);
 }
 
 static pid_t
@@ -677,7 +897,18 @@ jvm_init(struct app *a)
 	j->app = a;
 	j->ev_timeout = evtimer_new(a->base, timeout_cb, j);
 	j->ev_poll = evtimer_new(a->base, poll_cb, j);
-	if (j->ev_timeout == NULL || j->ev_poll == NULL) {
+	j->ev_hold = evtimer_new(a->base, hold_cb, j);
+	j->ev_uncommit = evtimer_new(a->base, uncommit_cb, j);
+	if (j->ev_timeout == NULL || j->ev_poll == NULL || j->ev_hold == NULL ||
+	    j->ev_uncommit == NULL) {
+		if (j->ev_timeout != NULL)
+			event_free(j->ev_timeout);
+		if (j->ev_poll != NULL)
+			event_free(j->ev_poll);
+		if (j->ev_hold != NULL)
+			event_free(j->ev_hold);
+		if (j->ev_uncommit != NULL)
+			event_free(j->ev_uncommit);
 		free(j);
 		return -1;
 	}
@@ -693,6 +924,8 @@ jvm_free(struct app *a)
 	conn_close(j);
 	event_free(j->ev_timeout);
 	event_free(j->ev_poll);
+	event_free(j->ev_hold);
+	event_free(j->ev_uncommit);
 	free(j);
 	a->priv = NULL;
 }
@@ -708,4 +941,5 @@ const struct adapter_ops jvm_ops = {
 	.pid = jvm_pid,
 	.cannot_free = jvm_cannot_free,
 	.probe = jvm_probe,
+	.shrunk = jvm_shrunk,
 };

@@ -39,6 +39,7 @@ gconf_init(struct gconf *c)
 	c->grow_margin = 256 * MIB;
 	c->grow_step = 16 * MIB;
 	c->grow_period_ms = 5000;
+	c->hold_interval_ms = 1000;
 	TAILQ_INIT(&c->apps);
 }
 
@@ -295,6 +296,13 @@ global_setting(struct conf_ctx *pc, struct gconf *c, char **tok)
 		    ms > 3600000)
 			return conf_err(pc, "grow-period: expected 100ms..1h");
 		c->grow_period_ms = ms;
+		return 0;
+	}
+	if (strcmp(k, "hold-interval") == 0) {
+		if (conf_parse_duration(v, &ms) == -1 || ms < 100 ||
+		    ms > 3600000)
+			return conf_err(pc, "hold-interval: expected 100ms..1h");
+		c->hold_interval_ms = ms;
 		return 0;
 	}
 	return conf_err(pc, "unknown keyword \"%s\"", k);

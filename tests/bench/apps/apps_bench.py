@@ -15,7 +15,9 @@ After --before s of load the host lowers the balloon target by --take MiB
 in one QMP `balloon` command and watches query-balloon for --limit s,
 then --after s more.  With memcoop.ko the guest runs memcoop-guestd with
 the application's adapter (redis: maxmemory + MEMORY PURGE; jvm: GC.run
-through the attach socket), when the build has it; without it the run is
+through the attach socket, then the hold: GC.run again while its RSS is over
+what the squeeze left it and the guest is short), when the build has it;
+without it the run is
 labelled "memcoop.ko alone".  memcoop.ko's relay_deadline_ms and the
 daemon's deadline-ms are both --deadline-ms: with the driver's default
 200 ms, an answer memcoop-guestd may take 3 s for came after the balloon had
@@ -211,7 +213,7 @@ def main():
     ap.add_argument("--jvm-xmx", type=int, default=700)
     ap.add_argument("--jvm-flags", default="",
                     help="more java options (default none: an unmodified JVM's heap free "
-                    "ratios, 40/70; the adapter lowers them for its GC.run)")
+                    "ratios, 40/70; the adapter lowers them while it holds the JVM)")
     ap.add_argument("--before", type=int, default=10)
     ap.add_argument("--after", type=int, default=20)
     ap.add_argument("--limit", type=int, default=60)

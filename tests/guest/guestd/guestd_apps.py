@@ -249,6 +249,9 @@ def main():
         if s["freed"] > drop + 8 * MIB:
             bad.append("%s answered %d MiB, only %d MiB left" % (
                 app, s["freed"] >> 20, drop >> 20))
+    # the G1 JVM is held after its shrink (jvm.c): an allowance, logged
+    if java and not re.search(r"(?m)^GLOG .*app jvm: hold: RSS allowance \d", out):
+        bad.append("jvm: no hold after the G1 shrink")
     # 2: the squeeze through the relay
     answers = [(int(n), int(ms)) for n, ms in re.findall(
         r"answered request ([1-9]\d*): \d+ of \d+ pages in (\d+) ms", out)]

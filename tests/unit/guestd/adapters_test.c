@@ -387,6 +387,16 @@ jvm_case(enum fake f, const char *want, const char *rec)
 	CU_ASSERT_EQUAL(app_shrink_manual(a, 100 * MIB), 0);
 	CU_ASSERT(wait_idle(a, 5000) < 2500);
 	CU_ASSERT_EQUAL(a->busy, BUSY_NONE);
+	/* G1 is held after its shrink: the low ratios stay until restore */
+	if (f == J_GOOD || f == J_RATIOS) {
+		CU_ASSERT(a->ops->lowered(a));
+		CU_ASSERT(strstr(recorded(), "GC.run|||\n1|jcmd") == NULL);
+	}
+	if (a->ops->lowered(a)) {
+		app_restore(a);
+		CU_ASSERT(wait_idle(a, 5000) < 2500);
+		CU_ASSERT(!a->ops->lowered(a));
+	}
 	if (strstr(a->last, want) == NULL || strstr(recorded(), rec) == NULL) {
 		fprintf(stderr, "\nfake jvm %d: last \"%s\" (want \"%s\"), "
 		    "recorded \"%s\" (want \"%s\")\n", f, a->last, want,
@@ -400,8 +410,9 @@ jvm_case(enum fake f, const char *want, const char *rec)
 static void
 test_jvm(void)
 {
-	/* G1: the heap free ratios lowered for the GC.run, then set back */
-	jvm_case(J_GOOD, "GC.run (G1, heap free ratios lowered for it)",
+	/* G1: the heap free ratios lowered for the GC.run, set back on
+	 * restore (held until then) */
+	jvm_case(J_GOOD, "restore: heap free ratios set back",
 	    "1|jcmd|VM.flags|||\n"
 	    "1|jcmd|VM.set_flag MinHeapFreeRatio 0|||\n"
 	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 10|||\n"
@@ -409,13 +420,13 @@ test_jvm(void)
 	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 70|||\n"
 	    "1|jcmd|VM.set_flag MinHeapFreeRatio 40|||\n");
 	/* the JVM's own ratios (VM.flags) are the ones set back */
-	jvm_case(J_RATIOS, "GC.run (G1, heap free ratios lowered for it)",
+	jvm_case(J_RATIOS, "restore: heap free ratios set back",
 	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 10|||\n"
 	    "1|jcmd|GC.run|||\n"
 	    "1|jcmd|VM.set_flag MaxHeapFreeRatio 40|||\n"
 	    "1|jcmd|VM.set_flag MinHeapFreeRatio 20|||\n");
 	/* a refused set_flag: GC.run all the same, nothing to set back */
-	jvm_case(J_NOSET, "GC.run (G1)",
+	jvm_case(J_NOSET, "restore: nothing lowered",
 	    "1|jcmd|VM.flags|||\n"
 	    "1|jcmd|VM.set_flag MinHeapFreeRatio 0|||\n"
 	    "1|jcmd|GC.run|||\n");

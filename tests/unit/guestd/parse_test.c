@@ -29,6 +29,7 @@ test_full(void)
 	static const char text[] =
 	    "socket \"/run/g.sock\"\n"
 	    "grow-margin 128M\ngrow-step 8M\ngrow-period 500ms\n"
+	    "hold-interval 3s\n"
 	    "app cache {\n"
 	    "\ttype redis\n\taddress \"unix:/run/redis.sock\"\n"
 	    "\tpassword \"se cr\\\"et\" # a comment\n\tfloor 32M\n"
@@ -44,6 +45,7 @@ test_full(void)
 	CU_ASSERT_EQUAL(c.grow_margin, 128 * MIB);
 	CU_ASSERT_EQUAL(c.grow_step, 8 * MIB);
 	CU_ASSERT_EQUAL(c.grow_period_ms, 500);
+	CU_ASSERT_EQUAL(c.hold_interval_ms, 3000);
 	CU_ASSERT(c.has_secret);
 	a = TAILQ_FIRST(&c.apps);
 	CU_ASSERT_STRING_EQUAL(a->name, "cache");
@@ -72,6 +74,7 @@ test_full(void)
 	CU_ASSERT_STRING_EQUAL(a->address, "127.0.0.1:6379");
 	CU_ASSERT_EQUAL(a->floor, 64 * MIB);
 	CU_ASSERT_EQUAL(c.grow_margin, 256 * MIB);
+	CU_ASSERT_EQUAL(c.hold_interval_ms, 1000);
 	CU_ASSERT(!c.has_secret);
 	gconf_free(&c);
 }
@@ -106,6 +109,7 @@ test_errors(void)
 		{ "app x {\ntype jvm\nprocess averyverylongname\n}\n", "15" },
 		{ "grow-step 0\n", "must not be 0" },
 		{ "grow-period 10ms\n", "grow-period" },
+		{ "hold-interval 10ms\n", "hold-interval" },
 		{ "socket relative\n", "absolute" },
 		{ "frobnicate 1\n", "unknown keyword \"frobnicate\"" },
 		{ "app x {\ntype redis\nfrob 1\n}\n", "unknown application" },

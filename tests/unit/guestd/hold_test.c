@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * guest-driver/guestd/jvm.c's hold decision (pure): when a shrunk JVM is
+ * collected again, fed a recorded series, and how shrinks and grow-back
+ * move its allowance.
+ *
+ * The series: CacheService (tests/bench/apps, G1, -Xmx700m, 96 MiB cache
+ * under its own load) in a 1 GiB TCG guest, its SAMPLE lines (about one a
+ * second) as its heap grew back to 700 MiB committed after the start-up
+ * batch: RSS and MemAvailable, KiB.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+
+#include "guestd.h"
+#include "testdata.h"
+
+static const struct {
+	double		t;
+	int64_t		rss_kib;
+	int64_t		avail_kib;
+} series[] = {
+	{ 32.64, 647856, 150712 },
+	{ 36.22, 688536, 147184 },
+	{ 37.36, 709076, 134896 },
+	{ 38.42, 760384, 83476 },
+	{ 39.58, 771972, 72008 },
+	{ 40.69, 777148, 66904 },
+	{ 41.76, 778956, 65140 },
+	{ 42.80, 778956, 65140 },
+	{ 43.88, 779220, 64888 },
+	{ 45.05, 779220, 64888 },
+	/* after the daemon's GC.run, the balloon not yet inflated */
+	{ 46.15, 371676, 393972 },
+};
+#define NSERIES	(sizeof(series) / sizeof(series[0]))
+#define MARGIN	(256 * MIB)
+
+static uint64_t
+ms(double t)
+{
+	return (uint64_t)(t * 1000);
+}
+
+/* Run the series through the decision, a GC.run "starting" on COLLECT. */
+static unsigned int
+replay(struct jvm_hold *h, uint64_t interval_ms, enum hold_act *acts)
+{
+	unsigned int i, gcs = 0;
+
+	for (i = 0; i < NSERIES; i++) {
+		acts[i] = jvm_hold_decide(h, ms(series[i].t),
+		    series[i].rss_kib * 1024, series[i].avail_kib * 1024,
+		    MARGIN, interval_ms);
+		if (acts[i] == HOLD_COLLECT) {
+			h->last_gc_ms = ms(series[i].t);
+			gcs++;
+		}
+	}
+	return gcs;
+}
+
+static void
+test_decide_series(void)
+{
+	struct jvm_hold h;
+	enum hold_act acts[NSERIES];
+	unsigned int i, gcs;
+
+	/* held to 700 MiB: over from 38.42 s on (760384 KiB), every sample
+	 * with MemAvailable under 256 MiB; at most one GC.run per 2 s */
+	memset(&h, 0, sizeof(h));
+	jvm_hold_shrunk(&h, 761 * MIB, 700 * MIB);
+	gcs = replay(&h, 2000, acts);
+	CU_ASSERT_EQUAL(acts[0], HOLD_OK);
+	CU_ASSERT_EQUAL(acts[1], HOLD_OK);
+	CU_ASSERT_EQUAL(acts[2], HOLD_OK);		/* 692.5 MiB */
+	CU_ASSERT_EQUAL(acts[3], HOLD_COLLECT);		/* 38.42 */
+	CU_ASSERT_EQUAL(acts[4], HOLD_WAIT);		/* 39.58: 1.16 s */
+	CU_ASSERT_EQUAL(acts[5], HOLD_COLLECT);		/* 40.69: 2.27 s */
+	CU_ASSERT_EQUAL(acts[6], HOLD_WAIT);
+	CU_ASSERT_EQUAL(acts[7], HOLD_COLLECT);		/* 42.80 */
+	CU_ASSERT_EQUAL(acts[8], HOLD_WAIT);
+	CU_ASSERT_EQUAL(acts[9], HOLD_COLLECT);		/* 45.05 */
+	/* under its allowance (and room): nothing */
+	CU_ASSERT_EQUAL(acts[10], HOLD_OK);
+	CU_ASSERT_EQUAL(gcs, 4);
+	/* never two GC.runs closer than the interval, at any interval */
+	for (uint64_t iv = 100; iv <= 10000; iv += 700) {
+		uint64_t last = 0;
+
+		memset(&h, 0, sizeof(h));
+		jvm_hold_shrunk(&h, 761 * MIB, 600 * MIB);
+		for (i = 0; i < NSERIES; i++) {
+			if (jvm_hold_decide(&h, ms(series[i].t),
+			    series[i].rss_kib * 1024,
+			    series[i].avail_kib * 1024, MARGIN, iv) !=
+			    HOLD_COLLECT)
+				continue;
+			CU_ASSERT(last == 0 || ms(series[i].t) >= last + iv);
+			last = h.last_gc_ms = ms(series[i].t);
+		}
+		CU_ASSERT(last != 0);
+	}
+	/* room (MemAvailable over the margin): never collected */
+	memset(&h, 0, sizeof(h));
+	jvm_hold_shrunk(&h, 761 * MIB, 300 * MIB);
+	for (i = 0; i < NSERIES; i++)
+		CU_ASSERT_EQUAL(jvm_hold_decide(&h, ms(series[i].t),
+		    series[i].rss_kib * 1024, series[i].avail_kib * 1024,
+		    60 * MIB, 2000), HOLD_OK);
+	/* not held, or nothing measured: never collected */
+	memset(&h, 0, sizeof(h));
+	CU_ASSERT_EQUAL(replay(&h, 2000, acts), 0);
+	jvm_hold_shrunk(&h, 761 * MIB, 300 * MIB);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, -1, 0, MARGIN, 2000),
+	    HOLD_OK);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 700 * (int64_t)MIB, -1,
+	    MARGIN, 2000), HOLD_OK);
+	/* up to 8 MiB over the allowance is within it */
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 308 * (int64_t)MIB, 0,
+	    MARGIN, 2000), HOLD_OK);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 308 * (int64_t)MIB + 1, 0,
+	    MARGIN, 2000), HOLD_COLLECT);
+}
+
+static void
+test_shrunk_grow(void)
+{
+	struct jvm_hold h;
+	int i;
+
+	memset(&h, 0, sizeof(h));
+	CU_ASSERT_EQUAL(jvm_hold_grow(&h, 16 * MIB), 0);	/* not held */
+	CU_ASSERT_EQUAL(h.allowance, 0);
+	/* the bench's shrink: 761.0M -> 363.0M */
+	jvm_hold_shrunk(&h, 761 * MIB, 363 * MIB);
+	CU_ASSERT_EQUAL(h.allowance, 363 * MIB);
+	CU_ASSERT_EQUAL(h.orig, 761 * MIB);
+	/* a second squeeze lowers it, the first orig stays */
+	jvm_hold_shrunk(&h, 380 * MIB, 250 * MIB);
+	CU_ASSERT_EQUAL(h.allowance, 250 * MIB);
+	CU_ASSERT_EQUAL(h.orig, 761 * MIB);
+	/* a request served when the JVM had grown over it (recorded in the
+	 * bench: 328.1M -> 243.6M over 170.4M) does not raise it */
+	jvm_hold_shrunk(&h, 328 * MIB, 296 * MIB);
+	CU_ASSERT_EQUAL(h.allowance, 250 * MIB);
+	CU_ASSERT_EQUAL(h.orig, 761 * MIB);
+	/* grow-back: 16 MiB a step, released at 761 MiB, not before */
+	for (i = 0; i < 31; i++)
+		CU_ASSERT_EQUAL(jvm_hold_grow(&h, 16 * MIB), 0);
+	CU_ASSERT_EQUAL(h.allowance, 746 * MIB);
+	CU_ASSERT_EQUAL(jvm_hold_grow(&h, 16 * MIB), 1);
+	CU_ASSERT_EQUAL(h.allowance, 0);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 900 * (int64_t)MIB, 0,
+	    MARGIN, 2000), HOLD_OK);
+	/* a JVM asked for more than it can give (guestd-apps: 29.6M asked,
+	 * 50.2M -> 50.2M): held where it is, not collected at its floor */
+	memset(&h, 0, sizeof(h));
+	jvm_hold_shrunk(&h, 502 * MIB / 10, 502 * MIB / 10);
+	CU_ASSERT_EQUAL(h.allowance, 502 * MIB / 10);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 50 * (int64_t)MIB,
+	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_OK);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 57 * (int64_t)MIB,
+	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_OK);
+	/* right after the shrink: collected at once when over (the bench:
+	 * 210.2M -> 361.6M in the 1 s after a shrink) */
+	memset(&h, 0, sizeof(h));
+	jvm_hold_shrunk(&h, 7616 * MIB / 10, 2102 * MIB / 10);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 5100, 3616 * (int64_t)MIB / 10,
+	    5 * (int64_t)MIB, MARGIN, 1000), HOLD_COLLECT);
+	/* a shrink measured at 0 still holds */
+	jvm_hold_shrunk(&h, 100 * MIB, 0);
+	CU_ASSERT(h.allowance != 0);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("guestd-hold", NULL, NULL);
+	CU_add_test(s, "decision on a recorded series", test_decide_series);
+	CU_add_test(s, "allowance: shrinks and grow-back", test_shrunk_grow);
+	return td_run();
+}
