@@ -60,6 +60,11 @@ SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
 KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "180"))
 KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "2"))
+# the kinds of KSM round to run (default all: "default,auto")
+KSM_ONLY = os.environ.get("BENCH_KSM_ONLY", "")
+# seconds into a round at which the CPU per MiB so far is printed
+KSM_POINTS = [int(x) for x in os.environ.get("BENCH_KSM_POINTS",
+                                             "60,120,300,480,600,900,1200,1500,1800").split(",")]
 
 
 def meminfo(key):
@@ -305,6 +310,12 @@ def ksm_run(label, pids, start):
         with open(os.path.join(record, "series-%s.txt" % label.replace(" ", "-")), "w") as f:
             for t, sv, _c, fs, ps in series:  # noqa
                 f.write("%.1f %d %d %d\n" % (t, sv // 4096, fs, ps))
+    for pt in KSM_POINTS:
+        x = next((x for x in series if x[0] >= pt), None)
+        if x is not None:
+            print("ksm %s at %d s: saving %.1f MiB, cpu %.2f s, %s cpu s/MiB" % (
+                label, pt, x[1] / 2**20, x[2],
+                "%.4f" % (x[2] / (x[1] / 2**20)) if x[1] else "inf"))
     final = series[-1][1] if series else 0
     cpu = ksmd + agent
     at90 = next(((x[0], x[1], x[2]) for x in series if x[1] >= 0.9 * final),
@@ -324,6 +335,35 @@ def ksm_run(label, pids, start):
               "%.1f" % r["t90"] if at90 else "-",
               "%.2f" % r["cpu90"] if at90 else "-", rate))
     return r
+
+
+def print_phases(kind, ticks):
+    """CPU of an auto round by phase, from ksmdrive's ticks: seconds, ksmd
+    CPU (host-wide) and the controller's own (its rusage: tick loop,
+    estimator and sampler) spent while in each phase; converging split by
+    full scan (n-th scan since converging began)."""
+    acc = {}
+    order = []
+    conv0 = None
+    for a, b in zip(ticks, ticks[1:]):
+        ph = a["phase"]
+        if ph == "converging":
+            if conv0 is None:
+                conv0 = a["full_scans"]
+            ph = "converging scan %d" % (a["full_scans"] - conv0 + 1)
+        else:
+            conv0 = None
+        if ph not in acc:
+            acc[ph] = [0.0, 0.0, 0.0, 0]
+            order.append(ph)
+        r = acc[ph]
+        r[0] += b["t"] - a["t"]
+        r[1] += (b["ksmd_cpu_ms"] - a["ksmd_cpu_ms"]) / 1000
+        r[2] += (b["self_cpu_ms"] - a["self_cpu_ms"]) / 1000
+    for ph in order:
+        r = acc[ph]
+        print("%s phase %-20s %7.1f s: ksmd %.2f cpu s, controller %.2f cpu s" % (
+            kind, ph, r[0], r[1], r[2]))
 
 
 def ksm_median(rs):
@@ -375,6 +415,8 @@ def ksm_bench(ksmdrive):
         # the same rounds, for a before/after on the same guests
         old = os.environ.get("BENCH_KSMDRIVE_OLD")
         kinds = ["default", "auto"] + (["old"] if old else [])
+        if KSM_ONLY:
+            kinds = [k for k in kinds if k in KSM_ONLY.split(",")]
         res = {k: [] for k in kinds}
         for rnd in range(KSM_ROUNDS):
             for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
@@ -386,13 +428,14 @@ def ksm_bench(ksmdrive):
                     res[kind].append(ksm_run("%s %d" % (kind, rnd), pids, start))
                     # auto mode's decisions, as it logged them
                     with open(auto_log) as f:
-                        seen = None
-                        for line in f:
-                            st = json.loads(line)
-                            if (st["phase"], st["reason"]) != seen:
-                                seen = (st["phase"], st["reason"])
-                                print("auto t=%.1fs %s: %s" % (st["t"], st["phase"],
-                                                               st["reason"]))
+                        ticks = [json.loads(line) for line in f]
+                    seen = None
+                    for st in ticks:
+                        if (st["phase"], st["reason"]) != seen:
+                            seen = (st["phase"], st["reason"])
+                            print("auto t=%.1fs %s: %s" % (st["t"], st["phase"],
+                                                           st["reason"]))
+                    print_phases(kind, ticks)
                 ksmlib.restore(saved)
                 ksmlib.unmerge()
         def ratio(x, y):
@@ -415,8 +458,8 @@ def ksm_bench(ksmdrive):
                       "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
                       "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"],
                       "%d" % r["scanned"] if r["scanned"] is not None else "n/a"))
-        d = med["default"]
-        for label in kinds[1:]:
+        d = med.get("default")
+        for label in (kinds[1:] if d else []):
             a = med[label]
             # medians of the rounds; ratio below 1 favours auto (less CPU
             # per MiB, sooner); saving above 1 favours auto
@@ -427,8 +470,8 @@ def ksm_bench(ksmdrive):
                       ratio(a["rate"], d["rate"])))
             print("BENCH agent-ksm better %s: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
                 label, ratio(d["cpm"], a["cpm"]), ratio(d["t90"], a["t90"])))
-        a = med["auto"]
-        if a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
+        a = med.get("auto")
+        if a and a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
             fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))
         fails += check_consoles(guests)
     except ksmlib.KSMError as e:

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,13 @@ on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+/* CPU time in ms, for the phase accounting of the bench. */
+static long long
+tv_ms(const struct timeval *tv)
+{
+	return (long long)tv->tv_sec * 1000 + tv->tv_usec / 1000;
 }
 
 static int
@@ -98,6 +106,7 @@ cmd_run(int argc, char **argv)
 	const char *sysfs = getenv("KSMDRIVE_SYSFS");
 	struct ksm_params kp;
 	struct ksm_status st;
+	struct rusage ru;
 	struct ksm_state *k;
 	struct sigaction sa;
 	enum ksm_mode mode;
@@ -143,14 +152,16 @@ cmd_run(int argc, char **argv)
 	while (!stop && mono() - t0 < secs) {
 		ksm_tick(k, pids, (size_t)n, NULL);
 		ksm_get_status(k, &st);
-		printf("{\"t\": %.2f, \"mode\": \"%s\", \"phase\": \"%s\", \"run\": %d, "
+		getrusage(RUSAGE_SELF, &ru);
+		printf("{\"t\": %.2f, \"self_cpu_ms\": %lld, \"mode\": \"%s\", \"phase\": \"%s\", \"run\": %d, "
 		    "\"pages_shared\": %llu, \"pages_sharing\": %llu, "
 		    "\"full_scans\": %llu, \"pages_to_scan\": %llu, "
 		    "\"sleep_millisecs\": %llu, \"advisor_active\": %d, "
 		    "\"saving_bytes\": %llu, \"general_profit\": %lld, "
 		    "\"estimate_bytes\": %llu, \"estimate_cross_bytes\": %llu, "
 		    "\"estimate_ms\": %llu, \"ksmd_cpu_ms\": %llu, \"guests\": [",
-		    mono() - t0, ksm_mode_name(st.mode), ksm_phase_name(st.phase),
+		    mono() - t0, (long long)(tv_ms(&ru.ru_utime) +
+		    tv_ms(&ru.ru_stime)), ksm_mode_name(st.mode), ksm_phase_name(st.phase),
 		    st.run, (unsigned long long)st.pages_shared,
 		    (unsigned long long)st.pages_sharing,
 		    (unsigned long long)st.full_scans,
