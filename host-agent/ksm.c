@@ -365,6 +365,7 @@ d_reset(struct ksm_decision *d)
 	d->run = -1;
 	d->pages_to_scan = d->sleep_millisecs = -1;
 	d->advisor_mode = d->advisor_target_scan_time = d->advisor_max_cpu = -1;
+	d->use_zero_pages = -1;
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -521,6 +522,18 @@ enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 	}
 }
 
+/*
+ * Is most of the estimated saving zero pages?  Then they had better be
+ * merged with the kernel's zero page (use_zero_pages): no stable tree
+ * search, no chain of KSM copies max_page_sharing apart, not scanned again.
+ */
+static int
+zero_pages_pay(const struct ksm_ctl *c, const struct ksm_input *in)
+{
+	return in->sys.use_zero_pages == 0 && c->have_estimate &&
+	    c->est.saving_pages > 0 && c->est.zero_pages >= c->est.saving_pages / 2;
+}
+
 /* Go to running phase @ph now: its scan settings replace what was decided. */
 static void
 go(const struct ksm_params *p, struct ksm_ctl *c, const struct ksm_input *in,
@@ -529,6 +542,8 @@ go(const struct ksm_params *p, struct ksm_ctl *c, const struct ksm_input *in,
 	enter(c, in, ph);
 	d_reset(d);
 	d->run = in->sys.run != 1 ? 1 : -1;
+	if (ph == KSM_PH_CONVERGE && zero_pages_pay(c, in))
+		d->use_zero_pages = 1;
 	tune(p, c, in, ph == KSM_PH_CONVERGE, d);
 }
 
@@ -812,7 +827,8 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 out:
 	d->changed = d->run >= 0 || d->pages_to_scan >= 0 ||
 	    d->sleep_millisecs >= 0 || d->advisor_mode >= 0 ||
-	    d->advisor_target_scan_time >= 0 || d->advisor_max_cpu >= 0;
+	    d->advisor_target_scan_time >= 0 || d->advisor_max_cpu >= 0 ||
+	    d->use_zero_pages >= 0;
 	if (d->changed && d->reason[0] == '\0')
 		reason(d, "%s: scan settings for phase %s",
 		    ksm_mode_name(in->mode), ksm_phase_name(c->phase));
@@ -957,6 +973,7 @@ enum {
 	T_PAGES = 1 << 3,
 	T_SLEEP = 1 << 4,
 	T_RUN = 1 << 5,
+	T_ZERO = 1 << 6,
 };
 
 struct ksm_state {
@@ -1119,6 +1136,8 @@ apply(struct ksm_state *k, const struct ksm_decision *d)
 	if (d->advisor_max_cpu >= 0)
 		rc |= write_num(k, "advisor_max_cpu", d->advisor_max_cpu,
 		    T_ADVISOR_CPU);
+	if (d->use_zero_pages >= 0)
+		rc |= write_num(k, "use_zero_pages", d->use_zero_pages, T_ZERO);
 	if (d->pages_to_scan >= 0)
 		rc |= write_num(k, "pages_to_scan", d->pages_to_scan, T_PAGES);
 	if (d->sleep_millisecs >= 0)
@@ -1180,16 +1199,21 @@ static const struct {
 	const char	*name;
 	size_t		 off;
 	unsigned int	 bit;
+	int		 optional;	/* absent in files of older versions */
 } orig_fields[] = {
-	{ "run", offsetof(struct ksm_sysfs, run), T_RUN },
-	{ "pages_to_scan", offsetof(struct ksm_sysfs, pages_to_scan), T_PAGES },
-	{ "sleep_millisecs", offsetof(struct ksm_sysfs, sleep_millisecs), T_SLEEP },
+	{ "run", offsetof(struct ksm_sysfs, run), T_RUN, 0 },
+	{ "pages_to_scan", offsetof(struct ksm_sysfs, pages_to_scan),
+	    T_PAGES, 0 },
+	{ "sleep_millisecs", offsetof(struct ksm_sysfs, sleep_millisecs),
+	    T_SLEEP, 0 },
 	{ "advisor_mode", offsetof(struct ksm_sysfs, advisor_mode),
-	    T_ADVISOR_MODE },
+	    T_ADVISOR_MODE, 0 },
 	{ "advisor_target_scan_time", offsetof(struct ksm_sysfs,
-	    advisor_target_scan_time), T_ADVISOR_TIME },
+	    advisor_target_scan_time), T_ADVISOR_TIME, 0 },
 	{ "advisor_max_cpu", offsetof(struct ksm_sysfs, advisor_max_cpu),
-	    T_ADVISOR_CPU },
+	    T_ADVISOR_CPU, 0 },
+	{ "use_zero_pages", offsetof(struct ksm_sysfs, use_zero_pages),
+	    T_ZERO, 1 },
 };
 #define NORIG	(sizeof(orig_fields) / sizeof(orig_fields[0]))
 
@@ -1231,10 +1255,13 @@ orig_read(const char *path, struct ksm_sysfs *s)
 {
 	char buf[512], name[64], *line, *save = NULL;
 	long long v;
-	size_t i, seen = 0;
+	size_t i, seen = 0, need = 0;
 
 	if (read_text(path, buf, sizeof(buf)) == -1)
 		return -1;
+	for (i = 0; i < NORIG; i++)
+		if (!orig_fields[i].optional)
+			need |= 1U << i;
 	for (line = strtok_r(buf, "\n", &save); line != NULL;
 	    line = strtok_r(NULL, "\n", &save)) {
 		if (sscanf(line, "%63s %lld", name, &v) != 2)
@@ -1245,7 +1272,7 @@ orig_read(const char *path, struct ksm_sysfs *s)
 				seen |= 1U << i;
 			}
 	}
-	return seen == (1U << NORIG) - 1 ? 0 : -1;
+	return (seen & need) == need ? 0 : -1;
 }
 
 int
@@ -1534,6 +1561,8 @@ ksm_free(struct ksm_state *k)
 		write_num(k, "pages_to_scan", o->pages_to_scan, 0);
 	if ((k->touched & T_SLEEP) && o->sleep_millisecs >= 0)
 		write_num(k, "sleep_millisecs", o->sleep_millisecs, 0);
+	if ((k->touched & T_ZERO) && o->use_zero_pages >= 0)
+		write_num(k, "use_zero_pages", o->use_zero_pages, 0);
 	if ((k->touched & T_RUN) && o->run >= 0 && o->run != 2)
 		write_num(k, "run", o->run, 0);
 	if (k->touched)

@@ -18,7 +18,11 @@
  * than when it went steady), and stops ksmd when the saving no longer pays.
  * The kernel's scan advisor (6.7+: advisor_mode) is switched off while auto
  * mode runs: it re-tunes only once per full scan, too late both to converge
- * fast and to back off.
+ * fast and to back off.  When the estimate finds that most of the saving is
+ * zero pages, auto mode sets use_zero_pages (4.13+) before converging: those
+ * pages are then merged with the kernel's zero page, without a stable tree
+ * search or a chain of KSM page copies (max_page_sharing), and are not
+ * scanned again; the saving counts them (ksm_zero_pages).
  *
  * The parsers, the estimator's bookkeeping and the decision (ksm_decide())
  * are pure functions on recorded inputs; ksm_tick() is the part with I/O.
@@ -131,6 +135,7 @@ struct ksm_decision {
 	int64_t		 advisor_mode;
 	int64_t		 advisor_target_scan_time;
 	int64_t		 advisor_max_cpu;
+	int64_t		 use_zero_pages;
 	int		 want_estimate;	/* run an estimate this tick */
 	int		 changed;	/* something above is not -1 */
 	char		 reason[160];

@@ -262,18 +262,22 @@ def children_cpu():
 
 
 def guest_saving(pids):
-    """Saving attributed to @pids: merging pages x sharing/(shared+sharing)."""
+    """Saving attributed to @pids: merging pages x sharing/(shared+sharing),
+    plus the pages merged with the kernel's zero page (use_zero_pages:
+    ksm_zero_pages, which ksm_merging_pages does not count)."""
     shared = ksmlib.pages("pages_shared")
     sharing = ksmlib.pages("pages_sharing")
-    merging = 0
+    merging = zero = 0
     for p in pids:
         with open("/proc/%d/ksm_stat" % p) as f:
             for line in f:
                 if line.startswith("ksm_merging_pages"):
                     merging += int(line.split()[1])
+                elif line.startswith("ksm_zero_pages"):
+                    zero += int(line.split()[1])
     if shared + sharing == 0:
-        return 0
-    return merging * sharing // (shared + sharing) * 4096
+        return zero * 4096
+    return (merging * sharing // (shared + sharing) + zero) * 4096
 
 
 def ksm_run(label, pids, start):
@@ -396,6 +400,8 @@ def ksm_bench(ksmdrive):
         def start_default():
             if "advisor_mode" in saved:
                 ksmlib.write("advisor_mode", "none")
+            if "use_zero_pages" in saved:
+                ksmlib.write("use_zero_pages", 0)   # the kernel's default
             ksmlib.write("pages_to_scan", 100)
             ksmlib.write("sleep_millisecs", 20)
             ksmlib.write("run", 1)
