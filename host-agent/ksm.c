@@ -73,6 +73,7 @@ ksm_params_default(struct ksm_params *p)
 	p->stall_time = 30;
 	p->min_on_time = 60;
 	p->sample_shift = 6;
+	p->steady_tick = 10;
 }
 
 static const char *const mode_names[] = { "off", "on", "auto" };
@@ -991,6 +992,15 @@ struct ksm_state {
 	char		 reason[160];
 
 	/*
+	 * The last tick that read KSM and decided: when, for which guests,
+	 * and their savings (steady_tick).  c_n is SIZE_MAX when not kept.
+	 */
+	uint64_t	 c_time;
+	pid_t		*c_pids;
+	uint64_t	*c_saving;
+	size_t		 c_n, c_cap;
+
+	/*
 	 * The estimate reads every resident guest page's prefix: about 0.3 s
 	 * per GiB here, too long for the daemon's event loop.  It runs in a
 	 * worker thread; ksm_tick() starts it and collects the result.  The
@@ -1337,6 +1347,7 @@ ksm_init_saved(struct ksm_state **kp, const char *dir, enum ksm_mode mode,
 	}
 	k->mode = mode;
 	k->page_size = sysconf(_SC_PAGESIZE);
+	k->c_n = SIZE_MAX;
 	k->ksmd_pid = find_ksmd();
 	pthread_mutex_init(&k->w_lock, NULL);
 	ksm_params_default(&k->p);
@@ -1421,6 +1432,57 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
 		    (unsigned long long)(k->p.on_bytes >> 20));
 }
 
+int
+ksm_tick_quiet(const struct ksm_params *p, const struct ksm_ctl *c,
+    enum ksm_mode mode, uint64_t last, uint64_t now)
+{
+	return mode == KSM_AUTO && c->phase == KSM_PH_STEADY &&
+	    p->steady_tick > 0 && now >= last && now < last + p->steady_tick;
+}
+
+/*
+ * Steady, and the same guests as the last full tick less than steady_tick
+ * seconds ago: KSM's figures move only over a full scan (half an hour or
+ * more), so this tick repeats the last savings and reads nothing.
+ */
+static int
+tick_skip(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t now)
+{
+	if (!ksm_tick_quiet(&k->p, &k->c, k->mode, k->c_time, now) ||
+	    k->worker_running || pids == NULL || n != k->c_n)
+		return 0;
+	return n == 0 || memcmp(pids, k->c_pids, n * sizeof(*pids)) == 0;
+}
+
+/* Keep this full tick's guests and savings for tick_skip(). */
+static void
+tick_keep(struct ksm_state *k, const pid_t *pids, size_t n,
+    const uint64_t *saving, uint64_t now)
+{
+	k->c_n = SIZE_MAX;
+	if (pids == NULL || saving == NULL)
+		return;
+	if (n > k->c_cap) {
+		pid_t *np = realloc(k->c_pids, n * sizeof(*np));
+		uint64_t *ns;
+
+		if (np == NULL)
+			return;
+		k->c_pids = np;
+		ns = realloc(k->c_saving, n * sizeof(*ns));
+		if (ns == NULL)
+			return;
+		k->c_saving = ns;
+		k->c_cap = n;
+	}
+	if (n > 0) {
+		memcpy(k->c_pids, pids, n * sizeof(*pids));
+		memcpy(k->c_saving, saving, n * sizeof(*saving));
+	}
+	k->c_n = n;
+	k->c_time = now;
+}
+
 /*
  * ksm_tick - read KSM's figures, decide, apply.  @pids: the guests' QEMU
  * processes (NULL/0: keep the guest figures of the last tick, as
@@ -1428,15 +1490,23 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
  * own saving in bytes (ksm_stat; 0 if unknown), the figures auto mode
  * decides on, so that the caller need not read them again.  When auto mode
  * wants an estimate, this starts it in the worker thread and returns; a
- * later tick collects it and decides with it.  Called from one thread only
- * (the daemon's loop).
+ * later tick collects it and decides with it.  While steady, a tick within
+ * steady_tick seconds of the last full one, for the same guests, only
+ * repeats their last savings (ksm_tick_quiet()).  Called from one thread
+ * only (the daemon's loop).
  */
 void
 ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 {
 	struct ksm_decision d;
 	struct ksm_input in;
+	uint64_t now = mono_s();
 
+	if (tick_skip(k, pids, n, now)) {
+		if (saving != NULL && n > 0)
+			memcpy(saving, k->c_saving, n * sizeof(*saving));
+		return;
+	}
 	if (saving != NULL && pids != NULL)
 		memset(saving, 0, n * sizeof(*saving));
 	memset(&in, 0, sizeof(in));
@@ -1445,7 +1515,7 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 		return;
 	}
 	k->last = in.sys;
-	in.now = mono_s();
+	in.now = now;
 	in.mode = k->mode;
 	in.page_size = k->page_size;
 	if (pids != NULL) {
@@ -1476,6 +1546,7 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 		if (known > 0)
 			in.guest_saving = sum;
 	}
+	tick_keep(k, pids, n, saving, now);
 
 	if (estimate_collect(k, 0))
 		estimate_done(k, &in);
@@ -1498,6 +1569,12 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 		    __func__);
 	else if (ksm_read_sysfs(k->dir, &in.sys) == 0)
 		k->last = in.sys;
+}
+
+const char *
+ksm_last_reason(const struct ksm_state *k)
+{
+	return k->reason;
 }
 
 int
@@ -1546,6 +1623,8 @@ ksm_free(struct ksm_state *k)
 	atomic_store(&k->w_stop, 1);	/* within one batch, not a whole estimate */
 	estimate_collect(k, 1);
 	free(k->w_pids);
+	free(k->c_pids);
+	free(k->c_saving);
 	pthread_mutex_destroy(&k->w_lock);
 	o = &k->saved;
 	if ((k->touched & T_ADVISOR_MODE) && o->advisor_mode >= 0)

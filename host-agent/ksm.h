@@ -114,6 +114,10 @@ struct ksm_params {
 					   full scan (large or busy hosts) */
 	unsigned int	 min_on_time;	/* s ksmd runs at least before auto stops it */
 	unsigned int	 sample_shift;	/* 1 in 2^shift page contents sampled */
+	unsigned int	 steady_tick;	/* s between ksm_tick()s that read
+					   KSM and decide while steady (the
+					   others repeat the last savings); 0:
+					   every tick */
 };
 
 /* Result of one user-space estimate. */
@@ -226,6 +230,14 @@ void	 ksm_ctl_init(struct ksm_ctl *);
 void	 ksm_decide(const struct ksm_params *, struct ksm_ctl *,
 	    const struct ksm_input *, struct ksm_decision *);
 
+/*
+ * May ksm_tick() at @now skip reading KSM and deciding, the last full tick
+ * having been at @last?  Only while auto mode is steady, for steady_tick
+ * seconds (the scan then takes half an hour or more).
+ */
+int	 ksm_tick_quiet(const struct ksm_params *, const struct ksm_ctl *,
+	    enum ksm_mode, uint64_t last, uint64_t now);
+
 /* The estimator's page index (ksm_sample.c): pure, fed page contents. */
 struct ksm_index;
 struct ksm_index *ksm_index_new(unsigned int sample_shift);
@@ -279,6 +291,8 @@ void	 ksm_set_params(struct ksm_state *, const struct ksm_params *);
 void	 ksm_tick(struct ksm_state *, const pid_t *qemu_pids, size_t n,
 	    uint64_t *saving_bytes);
 int	 ksm_get_status(struct ksm_state *, struct ksm_status *);
+/* The reason of the last decision that changed something (no I/O). */
+const char *ksm_last_reason(const struct ksm_state *);
 uint64_t ksm_guest_saving_bytes(pid_t qemu_pid);
 /* The same with KSM's figures from @sysfs_dir (NULL: the default). */
 uint64_t ksm_guest_saving_bytes_at(const char *sysfs_dir, pid_t qemu_pid);

@@ -414,7 +414,8 @@ def ksm_bench(ksmdrive):
                 return subprocess.Popen([drive, "run", "auto", str(KSM_WINDOW + 30),
                                          "1000"] + [str(p) for p in pids],
                                         stdout=open(log, "w"),
-                                        env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
+                                        env=dict(os.environ, KSMDRIVE_ON_MIB="64",
+                                                 KSMDRIVE_STEADY_LOG_S="15"))
             return start, log
 
         # BENCH_KSMDRIVE_OLD: another ksmdrive (an older auto mode) in

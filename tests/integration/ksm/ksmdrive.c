@@ -11,7 +11,11 @@
  *	the sysfs settings back.  SIGINT/SIGTERM end the run early, cleanly.
  *
  * Environment: KSMDRIVE_SYSFS (default /sys/kernel/mm/ksm),
- * KSMDRIVE_ON_MIB / KSMDRIVE_OFF_MIB / KSMDRIVE_INTERVAL (auto tunables).
+ * KSMDRIVE_ON_MIB / KSMDRIVE_OFF_MIB / KSMDRIVE_INTERVAL (auto tunables),
+ * KSMDRIVE_STEADY_LOG_S (while steady, a status line only every so many
+ * seconds or on a new decision, as memcoopd would be scraped; default
+ * every tick).  Each status line has the process's own CPU (self_cpu_ms,
+ * all threads), for the bench's accounting by phase.
  */
 #include <errno.h>
 #include <signal.h>
@@ -107,6 +111,8 @@ cmd_run(int argc, char **argv)
 	struct ksm_params kp;
 	struct ksm_status st;
 	struct rusage ru;
+	uint64_t *saving;
+	double steady_log = 0, logged = 0;
 	struct ksm_state *k;
 	struct sigaction sa;
 	enum ksm_mode mode;
@@ -148,10 +154,31 @@ cmd_run(int argc, char **argv)
 		kp.min_on_time = (unsigned int)atoi(getenv("KSMDRIVE_MIN_ON"));
 	ksm_set_params(k, &kp);
 
+	saving = calloc((size_t)(n > 0 ? n : 1), sizeof(*saving));
+	if (saving == NULL) {
+		ksm_free(k);
+		free(pids);
+		return 1;
+	}
+	if (getenv("KSMDRIVE_STEADY_LOG_S"))
+		steady_log = atof(getenv("KSMDRIVE_STEADY_LOG_S"));
+	memset(&st, 0, sizeof(st));
 	t0 = mono();
 	while (!stop && mono() - t0 < secs) {
-		ksm_tick(k, pids, (size_t)n, NULL);
+		/* As memcoopd: the guests' savings come with the tick. */
+		ksm_tick(k, pids, (size_t)n, saving);
+		/*
+		 * While steady, a status line only every steady_log seconds
+		 * or on a new decision, as a metrics scrape would read it.
+		 */
+		if (steady_log > 0 && st.phase == KSM_PH_STEADY &&
+		    mono() - logged < steady_log &&
+		    strcmp(ksm_last_reason(k), st.reason) == 0) {
+			usleep((useconds_t)tick_ms * 1000);
+			continue;
+		}
 		ksm_get_status(k, &st);
+		logged = mono();
 		getrusage(RUSAGE_SELF, &ru);
 		printf("{\"t\": %.2f, \"self_cpu_ms\": %lld, \"mode\": \"%s\", \"phase\": \"%s\", \"run\": %d, "
 		    "\"pages_shared\": %llu, \"pages_sharing\": %llu, "
@@ -176,12 +203,13 @@ cmd_run(int argc, char **argv)
 		for (i = 0; i < n; i++)
 			printf("%s{\"pid\": %d, \"saving_bytes\": %llu}",
 			    i ? ", " : "", (int)pids[i],
-			    (unsigned long long)ksm_guest_saving_bytes(pids[i]));
+			    (unsigned long long)saving[i]);
 		printf("], \"reason\": \"%s\"}\n", st.reason);
 		fflush(stdout);
 		usleep((useconds_t)tick_ms * 1000);
 	}
 	ksm_free(k);
+	free(saving);
 	free(pids);
 	return 0;
 }

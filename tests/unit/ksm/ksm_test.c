@@ -621,6 +621,35 @@ test_decide_zero_pages(void)
 	}
 }
 
+/*
+ * ksm_tick_quiet(): only auto mode, only steady, only within steady_tick
+ * of the last full tick (and never with a clock that went back).
+ */
+static void
+test_tick_quiet(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+
+	ksm_params_default(&p);
+	CU_ASSERT(p.steady_tick > 0);
+	ksm_ctl_init(&c);
+	c.phase = KSM_PH_STEADY;
+	CU_ASSERT(ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000));
+	CU_ASSERT(ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000 + p.steady_tick - 1));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000 + p.steady_tick));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 999));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_ON, 1000, 1001));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_OFF, 1000, 1001));
+	c.phase = KSM_PH_CONVERGE;	/* every tick counts while converging */
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1001));
+	c.phase = KSM_PH_IDLE;
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1001));
+	c.phase = KSM_PH_STEADY;
+	p.steady_tick = 0;
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000));
+}
+
 static void
 test_decide_no_advisor(void)
 {
@@ -1531,6 +1560,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_modes", test_decide_modes);
 	CU_add_test(s, "decide_auto_start", test_decide_auto_start);
 	CU_add_test(s, "decide_zero_pages", test_decide_zero_pages);
+	CU_add_test(s, "tick_quiet", test_tick_quiet);
 	CU_add_test(s, "decide_no_advisor", test_decide_no_advisor);
 	CU_add_test(s, "decide_series_no_flap", test_decide_series_no_flap);
 	CU_add_test(s, "decide_stop_and_regrow", test_decide_stop_and_regrow);
