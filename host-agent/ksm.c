@@ -589,7 +589,8 @@ estimate_grew(const struct ksm_params *p, struct ksm_ctl *c, int64_t saving,
  * less than stall_permille in stall_time seconds, go steady.  Steady: a
  * slow scan whose full-scan time doubles after each scan that grew less
  * than stall_permille, up to steady_max_scan_time, and an estimate every
- * steady_estimate_interval seconds; back to converging when the saving
+ * steady_estimate_interval seconds or steady full-scan time, whichever is
+ * longer; back to converging when the saving
  * grows again by regrow_permille in a scan, a guest was added, the guests'
  * RAM grew by a quarter, or an estimate finds on_bytes more to merge than
  * there was on going steady.  Either running phase stops ksmd when
@@ -699,15 +700,20 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 		}
 		if (c->phase == KSM_PH_STEADY) {
 			/*
-			 * Cheaper than scanning: look at the guests now and
-			 * then, at most 1% of the time (big hosts' estimates
-			 * take long).
+			 * Look at the guests now and then, at most 1% of the
+			 * time (big hosts' estimates take long), and no more
+			 * often than ksmd's steady full scan: an estimate
+			 * reads every resident guest page, as the scan does,
+			 * so it must not cost more than the scan it spares;
+			 * it backs off with the scan.
 			 */
 			uint64_t every = c->est.elapsed_ms / 10;
 			int64_t more;
 
 			if (every < p->steady_estimate_interval)
 				every = p->steady_estimate_interval;
+			if (every < steady_time(p, c))
+				every = steady_time(p, c);
 			if (p->steady_estimate_interval > 0 && in->nguests > 0 &&
 			    in->now >= c->last_estimate + every)
 				d->want_estimate = 1;

@@ -13,9 +13,9 @@
  * geometrically: a slow scan whose full-scan time doubles after every scan
  * that merged (almost) nothing, up to steady_max_scan_time.  It converges
  * again on new candidates (a guest more, a quarter more guest RAM, the
- * saving growing again, or an estimate, repeated every
- * steady_estimate_interval while steady, that finds on_bytes more to merge
- * than when it went steady), and stops ksmd when the saving no longer pays.
+ * saving growing again, or an estimate, repeated while steady every
+ * steady_estimate_interval or steady full-scan time, whichever is longer,
+ * that finds on_bytes more to merge than when it went steady), and stops ksmd when the saving no longer pays.
  * The kernel's scan advisor (6.7+: advisor_mode) is switched off while auto
  * mode runs: it re-tunes only once per full scan, too late both to converge
  * fast and to back off.  When the estimate finds that most of the saving is
@@ -106,7 +106,10 @@ struct ksm_params {
 	unsigned int	 reach_permille;	/* measured/estimated saving that
 						   ends converging early */
 	unsigned int	 steady_estimate_interval;	/* s between estimates
-							   while steady; 0 none */
+							   while steady, at
+							   least (and at least
+							   a steady full scan);
+							   0 none */
 	unsigned int	 stall_permille;	/* growth per full scan below = stalled */
 	unsigned int	 regrow_permille;	/* growth per scan above = converge again */
 	unsigned int	 stall_time;	/* s without stall_permille growth while

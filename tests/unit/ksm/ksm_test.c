@@ -756,9 +756,11 @@ test_decide_series_no_flap(void)
 	CU_ASSERT_EQUAL(s.sleep_millisecs,
 	    100ULL * p.steady_max_scan_time * 1000 / 196608);
 	CU_ASSERT_EQUAL(c.backoff, 3);		/* 1800 s doubled to 14400 s */
-	/* An estimate every steady_estimate_interval, none converging. */
-	CU_ASSERT(estimates >= 5000 / p.steady_estimate_interval - 1);
-	CU_ASSERT(estimates <= 5000 / p.steady_estimate_interval);
+	/*
+	 * Estimates no more often than a steady full scan (which backed off
+	 * to 14400 s here), none converging.
+	 */
+	CU_ASSERT(estimates <= 5000 / p.steady_scan_time);
 }
 
 static void
@@ -1133,20 +1135,30 @@ test_decide_steady_estimate(void)
 		sim_apply(&s, &d);
 	}
 	CU_ASSERT_EQUAL_FATAL(c.phase, KSM_PH_STEADY);
-	/* Not before the interval. */
-	base_input(&in, &s, c.last_estimate + p.steady_estimate_interval - 1);
+	/*
+	 * Not before the interval, nor more often than a steady full scan:
+	 * the last steady scan merged nothing, so that is twice
+	 * steady_scan_time (one back-off).
+	 */
+	CU_ASSERT_EQUAL_FATAL(c.backoff, 1);
+	s.full_scans = 4;	/* the loop's last increment: no scan since */
+	CU_ASSERT(p.steady_scan_time > p.steady_estimate_interval);
+	base_input(&in, &s, c.last_estimate + p.steady_estimate_interval);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 0);
-	/* An estimate that took 20 s: at most 1% of the time, 2000 s apart. */
-	c.est.elapsed_ms = 20000;
-	base_input(&in, &s, c.last_estimate + 1999);
+	base_input(&in, &s, c.last_estimate + 2 * p.steady_scan_time - 1);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 0);
-	base_input(&in, &s, c.last_estimate + 2000);
+	/* An estimate that took 50 s: at most 1% of the time, 5000 s apart. */
+	c.est.elapsed_ms = 50000;
+	base_input(&in, &s, c.last_estimate + 4999);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	base_input(&in, &s, c.last_estimate + 5000);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 1);
 	c.est.elapsed_ms = 1500;
-	t = c.last_estimate + p.steady_estimate_interval;
+	t = c.last_estimate + 2 * p.steady_scan_time;
 	base_input(&in, &s, t);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 1);
