@@ -698,6 +698,15 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 				goto out;
 			}
 		}
+		if (c->phase == KSM_PH_CONVERGE && in->now > c->phase_since &&
+		    reached_estimate(p, c, saving)) {
+			/* At once, not at the end of the scan: it is fast. */
+			go(p, c, in, KSM_PH_STEADY, d);
+			reason(d, "saving %llu MiB reached %u permille of the "
+			    "estimate: backing off", MIB_OF(saving, ps),
+			    p->reach_permille);
+			goto out;
+		}
 		if (c->phase == KSM_PH_STEADY) {
 			/*
 			 * Look at the guests now and then, at most 1% of the
@@ -805,12 +814,6 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 					reason(d, "saving %llu MiB grew %lld permille in the "
 					    "last full scan: backing off",
 					    MIB_OF(saving, ps), (long long)permille);
-				} else if (in->now > c->phase_since &&
-				    reached_estimate(p, c, saving)) {
-					go(p, c, in, KSM_PH_STEADY, d);
-					reason(d, "saving %llu MiB reached %u permille of "
-					    "the estimate: backing off",
-					    MIB_OF(saving, ps), p->reach_permille);
 				}
 			} else if (permille >= (int64_t)p->regrow_permille &&
 			    grown * ps >= (int64_t)(p->off_bytes / 4)) {
