@@ -18,17 +18,25 @@ favours memcoopd: less time, less memory taken).
 
 Part 2, "ksm": three guests holding identical memory (mct-ksmfill, same
 seed).  KSM at the kernel's default settings (run=1, pages_to_scan=100,
-sleep_millisecs=20, no advisor) against memcoop's auto mode (ksm.c through
-ksmdrive), each for the same window, from the same unmerged start.
-Measured: the saving attributed to these guests (/proc/PID/ksm_stat), CPU
-seconds per MiB saved, and the time to reach 90% of the final saving.  CPU
-is ksmd's (utime+stime of its /proc/PID/stat) plus, in the auto rounds,
-everything the KSM controller itself spent (ksmdrive: the tick loop, the
-estimator and the per-guest sampling, all its threads; exact from its
-rusage at exit): auto mode pays for its own decisions.  BENCH_KSM_ROUNDS
-rounds of each (default 2), alternating which goes first; the BENCH lines
-give the medians.  BENCH_KSM_WINDOW: seconds a round (default 180; with
-other QEMUs on the host the defaults may need 600 to converge at all).
+sleep_millisecs=20, no advisor, use_zero_pages=0; smart_scan as the kernel
+has it) against memcoop's auto mode (ksm.c through ksmdrive), each for the
+same window, from the same unmerged start.  Measured: the saving
+attributed to these guests (/proc/PID/ksm_stat: merging pages times the
+shared fraction, plus ksm_zero_pages, the pages merged with the zero page
+when use_zero_pages is on), CPU seconds per MiB saved, and the time to
+reach 90% of the final saving.  CPU is ksmd's (utime+stime of its
+/proc/PID/stat) plus, in the auto rounds, everything the KSM controller
+itself spent (ksmdrive: the tick loop, the estimator and the per-guest
+sampling, all its threads; exact from its rusage at exit): auto mode pays
+for its own decisions.  ksmdrive ticks as memcoopd does (every second, the
+guests' savings from the tick) and, while steady, writes its status line
+only every 15 s (a metrics scrape).  Each round prints the saving and CPU
+per MiB so far at BENCH_KSM_POINTS seconds; an auto round, its CPU by
+phase (estimate, each converging scan, steady; ksmd and controller).
+BENCH_KSM_ROUNDS rounds of each (default 2), alternating which goes first;
+the BENCH lines give the medians.  BENCH_KSM_ONLY=default or auto runs one
+kind only.  BENCH_KSM_WINDOW: seconds a round (default 180; with other
+QEMUs on the host the defaults may need 600 to converge at all).
 BENCH_KSMDRIVE_OLD=PATH adds rounds of another ksmdrive (an older auto
 mode) for a before/after on the same guests; BENCH_KSM_RECORD=DIR keeps
 each round's series (seconds, guest saving in pages, full_scans,
