@@ -165,7 +165,11 @@ cmd_run(int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	t0 = mono();
 	while (!stop && mono() - t0 < secs) {
-		/* As memcoopd: the guests' savings come with the tick. */
+		/*
+		 * As memcoopd: the guests' savings come with the tick (and
+		 * may be steady_tick old); a status line reads them afresh,
+		 * as it reads the rest.
+		 */
 		ksm_tick(k, pids, (size_t)n, saving);
 		/*
 		 * While steady, a status line only every steady_log seconds
@@ -203,7 +207,7 @@ cmd_run(int argc, char **argv)
 		for (i = 0; i < n; i++)
 			printf("%s{\"pid\": %d, \"saving_bytes\": %llu}",
 			    i ? ", " : "", (int)pids[i],
-			    (unsigned long long)saving[i]);
+			    (unsigned long long)ksm_guest_saving_bytes(pids[i]));
 		printf("], \"reason\": \"%s\"}\n", st.reason);
 		fflush(stdout);
 		usleep((useconds_t)tick_ms * 1000);
