@@ -33,10 +33,13 @@ guests' savings from the tick) and, while steady, writes its status line
 only every 15 s (a metrics scrape).  Each round prints the saving and CPU
 per MiB so far at BENCH_KSM_POINTS seconds; an auto round, its CPU by
 phase (estimate, each converging scan, steady; ksmd and controller).
-BENCH_KSM_ROUNDS rounds of each (default 2), alternating which goes first;
+BENCH_KSM_ROUNDS rounds of each (default 1), alternating which goes first;
 the BENCH lines give the medians.  BENCH_KSM_ONLY=default or auto runs one
-kind only.  BENCH_KSM_WINDOW: seconds a round (default 180; with other
-QEMUs on the host the defaults may need 600 to converge at all).
+kind only.  BENCH_KSM_WINDOW: seconds a round (default 1800: the kernel's
+defaults reach 90% of their saving after about 300 s, and both sides need
+two full scans to merge, so CPU per MiB compares the two only over a
+window of several of the defaults' scans; at 120 s the defaults had not
+merged at all).
 BENCH_KSMDRIVE_OLD=PATH adds rounds of another ksmdrive (an older auto
 mode) for a before/after on the same guests; BENCH_KSM_RECORD=DIR keeps
 each round's series (seconds, guest saving in pages, full_scans,
@@ -66,8 +69,8 @@ COMFORT_MIB = 256
 SQUEEZE_ROUNDS = int(os.environ.get("BENCH_SQUEEZE_ROUNDS", "2"))
 SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
-KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "180"))
-KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "2"))
+KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "1800"))
+KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "1"))
 # the kinds of KSM round to run (default all: "default,auto")
 KSM_ONLY = os.environ.get("BENCH_KSM_ONLY", "")
 # seconds into a round at which the CPU per MiB so far is printed
