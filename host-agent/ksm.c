@@ -73,6 +73,7 @@ ksm_params_default(struct ksm_params *p)
 	p->stall_time = 30;
 	p->min_on_time = 60;
 	p->sample_shift = 6;
+	p->steady_tick = 10;
 }
 
 static const char *const mode_names[] = { "off", "on", "auto" };
@@ -365,6 +366,7 @@ d_reset(struct ksm_decision *d)
 	d->run = -1;
 	d->pages_to_scan = d->sleep_millisecs = -1;
 	d->advisor_mode = d->advisor_target_scan_time = d->advisor_max_cpu = -1;
+	d->use_zero_pages = -1;
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -521,6 +523,18 @@ enter(struct ksm_ctl *c, const struct ksm_input *in, enum ksm_phase ph)
 	}
 }
 
+/*
+ * Is most of the estimated saving zero pages?  Then they had better be
+ * merged with the kernel's zero page (use_zero_pages): no stable tree
+ * search, no chain of KSM copies max_page_sharing apart, not scanned again.
+ */
+static int
+zero_pages_pay(const struct ksm_ctl *c, const struct ksm_input *in)
+{
+	return in->sys.use_zero_pages == 0 && c->have_estimate &&
+	    c->est.saving_pages > 0 && c->est.zero_pages >= c->est.saving_pages / 2;
+}
+
 /* Go to running phase @ph now: its scan settings replace what was decided. */
 static void
 go(const struct ksm_params *p, struct ksm_ctl *c, const struct ksm_input *in,
@@ -529,6 +543,8 @@ go(const struct ksm_params *p, struct ksm_ctl *c, const struct ksm_input *in,
 	enter(c, in, ph);
 	d_reset(d);
 	d->run = in->sys.run != 1 ? 1 : -1;
+	if (ph == KSM_PH_CONVERGE && zero_pages_pay(c, in))
+		d->use_zero_pages = 1;
 	tune(p, c, in, ph == KSM_PH_CONVERGE, d);
 }
 
@@ -573,7 +589,8 @@ estimate_grew(const struct ksm_params *p, struct ksm_ctl *c, int64_t saving,
  * less than stall_permille in stall_time seconds, go steady.  Steady: a
  * slow scan whose full-scan time doubles after each scan that grew less
  * than stall_permille, up to steady_max_scan_time, and an estimate every
- * steady_estimate_interval seconds; back to converging when the saving
+ * steady_estimate_interval seconds or steady full-scan time, whichever is
+ * longer; back to converging when the saving
  * grows again by regrow_permille in a scan, a guest was added, the guests'
  * RAM grew by a quarter, or an estimate finds on_bytes more to merge than
  * there was on going steady.  Either running phase stops ksmd when
@@ -681,17 +698,31 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 				goto out;
 			}
 		}
+		if (c->phase == KSM_PH_CONVERGE && in->now > c->phase_since &&
+		    reached_estimate(p, c, saving)) {
+			/* At once, not at the end of the scan: it is fast. */
+			go(p, c, in, KSM_PH_STEADY, d);
+			reason(d, "saving %llu MiB reached %u permille of the "
+			    "estimate: backing off", MIB_OF(saving, ps),
+			    p->reach_permille);
+			goto out;
+		}
 		if (c->phase == KSM_PH_STEADY) {
 			/*
-			 * Cheaper than scanning: look at the guests now and
-			 * then, at most 1% of the time (big hosts' estimates
-			 * take long).
+			 * Look at the guests now and then, at most 1% of the
+			 * time (big hosts' estimates take long), and no more
+			 * often than ksmd's steady full scan: an estimate
+			 * reads every resident guest page, as the scan does,
+			 * so it must not cost more than the scan it spares;
+			 * it backs off with the scan.
 			 */
 			uint64_t every = c->est.elapsed_ms / 10;
 			int64_t more;
 
 			if (every < p->steady_estimate_interval)
 				every = p->steady_estimate_interval;
+			if (every < steady_time(p, c))
+				every = steady_time(p, c);
 			if (p->steady_estimate_interval > 0 && in->nguests > 0 &&
 			    in->now >= c->last_estimate + every)
 				d->want_estimate = 1;
@@ -783,12 +814,6 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 					reason(d, "saving %llu MiB grew %lld permille in the "
 					    "last full scan: backing off",
 					    MIB_OF(saving, ps), (long long)permille);
-				} else if (in->now > c->phase_since &&
-				    reached_estimate(p, c, saving)) {
-					go(p, c, in, KSM_PH_STEADY, d);
-					reason(d, "saving %llu MiB reached %u permille of "
-					    "the estimate: backing off",
-					    MIB_OF(saving, ps), p->reach_permille);
 				}
 			} else if (permille >= (int64_t)p->regrow_permille &&
 			    grown * ps >= (int64_t)(p->off_bytes / 4)) {
@@ -812,7 +837,8 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 out:
 	d->changed = d->run >= 0 || d->pages_to_scan >= 0 ||
 	    d->sleep_millisecs >= 0 || d->advisor_mode >= 0 ||
-	    d->advisor_target_scan_time >= 0 || d->advisor_max_cpu >= 0;
+	    d->advisor_target_scan_time >= 0 || d->advisor_max_cpu >= 0 ||
+	    d->use_zero_pages >= 0;
 	if (d->changed && d->reason[0] == '\0')
 		reason(d, "%s: scan settings for phase %s",
 		    ksm_mode_name(in->mode), ksm_phase_name(c->phase));
@@ -957,6 +983,7 @@ enum {
 	T_PAGES = 1 << 3,
 	T_SLEEP = 1 << 4,
 	T_RUN = 1 << 5,
+	T_ZERO = 1 << 6,
 };
 
 struct ksm_state {
@@ -972,6 +999,15 @@ struct ksm_state {
 	pid_t		 ksmd_pid;
 	long		 page_size;
 	char		 reason[160];
+
+	/*
+	 * The last tick that read KSM and decided: when, for which guests,
+	 * and their savings (steady_tick).  c_n is SIZE_MAX when not kept.
+	 */
+	uint64_t	 c_time;
+	pid_t		*c_pids;
+	uint64_t	*c_saving;
+	size_t		 c_n, c_cap;
 
 	/*
 	 * The estimate reads every resident guest page's prefix: about 0.3 s
@@ -1119,6 +1155,8 @@ apply(struct ksm_state *k, const struct ksm_decision *d)
 	if (d->advisor_max_cpu >= 0)
 		rc |= write_num(k, "advisor_max_cpu", d->advisor_max_cpu,
 		    T_ADVISOR_CPU);
+	if (d->use_zero_pages >= 0)
+		rc |= write_num(k, "use_zero_pages", d->use_zero_pages, T_ZERO);
 	if (d->pages_to_scan >= 0)
 		rc |= write_num(k, "pages_to_scan", d->pages_to_scan, T_PAGES);
 	if (d->sleep_millisecs >= 0)
@@ -1180,16 +1218,21 @@ static const struct {
 	const char	*name;
 	size_t		 off;
 	unsigned int	 bit;
+	int		 optional;	/* absent in files of older versions */
 } orig_fields[] = {
-	{ "run", offsetof(struct ksm_sysfs, run), T_RUN },
-	{ "pages_to_scan", offsetof(struct ksm_sysfs, pages_to_scan), T_PAGES },
-	{ "sleep_millisecs", offsetof(struct ksm_sysfs, sleep_millisecs), T_SLEEP },
+	{ "run", offsetof(struct ksm_sysfs, run), T_RUN, 0 },
+	{ "pages_to_scan", offsetof(struct ksm_sysfs, pages_to_scan),
+	    T_PAGES, 0 },
+	{ "sleep_millisecs", offsetof(struct ksm_sysfs, sleep_millisecs),
+	    T_SLEEP, 0 },
 	{ "advisor_mode", offsetof(struct ksm_sysfs, advisor_mode),
-	    T_ADVISOR_MODE },
+	    T_ADVISOR_MODE, 0 },
 	{ "advisor_target_scan_time", offsetof(struct ksm_sysfs,
-	    advisor_target_scan_time), T_ADVISOR_TIME },
+	    advisor_target_scan_time), T_ADVISOR_TIME, 0 },
 	{ "advisor_max_cpu", offsetof(struct ksm_sysfs, advisor_max_cpu),
-	    T_ADVISOR_CPU },
+	    T_ADVISOR_CPU, 0 },
+	{ "use_zero_pages", offsetof(struct ksm_sysfs, use_zero_pages),
+	    T_ZERO, 1 },
 };
 #define NORIG	(sizeof(orig_fields) / sizeof(orig_fields[0]))
 
@@ -1231,10 +1274,13 @@ orig_read(const char *path, struct ksm_sysfs *s)
 {
 	char buf[512], name[64], *line, *save = NULL;
 	long long v;
-	size_t i, seen = 0;
+	size_t i, seen = 0, need = 0;
 
 	if (read_text(path, buf, sizeof(buf)) == -1)
 		return -1;
+	for (i = 0; i < NORIG; i++)
+		if (!orig_fields[i].optional)
+			need |= 1U << i;
 	for (line = strtok_r(buf, "\n", &save); line != NULL;
 	    line = strtok_r(NULL, "\n", &save)) {
 		if (sscanf(line, "%63s %lld", name, &v) != 2)
@@ -1245,7 +1291,7 @@ orig_read(const char *path, struct ksm_sysfs *s)
 				seen |= 1U << i;
 			}
 	}
-	return seen == (1U << NORIG) - 1 ? 0 : -1;
+	return (seen & need) == need ? 0 : -1;
 }
 
 int
@@ -1310,6 +1356,7 @@ ksm_init_saved(struct ksm_state **kp, const char *dir, enum ksm_mode mode,
 	}
 	k->mode = mode;
 	k->page_size = sysconf(_SC_PAGESIZE);
+	k->c_n = SIZE_MAX;
 	k->ksmd_pid = find_ksmd();
 	pthread_mutex_init(&k->w_lock, NULL);
 	ksm_params_default(&k->p);
@@ -1394,6 +1441,57 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
 		    (unsigned long long)(k->p.on_bytes >> 20));
 }
 
+int
+ksm_tick_quiet(const struct ksm_params *p, const struct ksm_ctl *c,
+    enum ksm_mode mode, uint64_t last, uint64_t now)
+{
+	return mode == KSM_AUTO && c->phase == KSM_PH_STEADY &&
+	    p->steady_tick > 0 && now >= last && now < last + p->steady_tick;
+}
+
+/*
+ * Steady, and the same guests as the last full tick less than steady_tick
+ * seconds ago: KSM's figures move only over a full scan (half an hour or
+ * more), so this tick repeats the last savings and reads nothing.
+ */
+static int
+tick_skip(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t now)
+{
+	if (!ksm_tick_quiet(&k->p, &k->c, k->mode, k->c_time, now) ||
+	    k->worker_running || pids == NULL || n != k->c_n)
+		return 0;
+	return n == 0 || memcmp(pids, k->c_pids, n * sizeof(*pids)) == 0;
+}
+
+/* Keep this full tick's guests and savings for tick_skip(). */
+static void
+tick_keep(struct ksm_state *k, const pid_t *pids, size_t n,
+    const uint64_t *saving, uint64_t now)
+{
+	k->c_n = SIZE_MAX;
+	if (pids == NULL || saving == NULL)
+		return;
+	if (n > k->c_cap) {
+		pid_t *np = realloc(k->c_pids, n * sizeof(*np));
+		uint64_t *ns;
+
+		if (np == NULL)
+			return;
+		k->c_pids = np;
+		ns = realloc(k->c_saving, n * sizeof(*ns));
+		if (ns == NULL)
+			return;
+		k->c_saving = ns;
+		k->c_cap = n;
+	}
+	if (n > 0) {
+		memcpy(k->c_pids, pids, n * sizeof(*pids));
+		memcpy(k->c_saving, saving, n * sizeof(*saving));
+	}
+	k->c_n = n;
+	k->c_time = now;
+}
+
 /*
  * ksm_tick - read KSM's figures, decide, apply.  @pids: the guests' QEMU
  * processes (NULL/0: keep the guest figures of the last tick, as
@@ -1401,15 +1499,23 @@ estimate_done(struct ksm_state *k, struct ksm_input *in)
  * own saving in bytes (ksm_stat; 0 if unknown), the figures auto mode
  * decides on, so that the caller need not read them again.  When auto mode
  * wants an estimate, this starts it in the worker thread and returns; a
- * later tick collects it and decides with it.  Called from one thread only
- * (the daemon's loop).
+ * later tick collects it and decides with it.  While steady, a tick within
+ * steady_tick seconds of the last full one, for the same guests, only
+ * repeats their last savings (ksm_tick_quiet()).  Called from one thread
+ * only (the daemon's loop).
  */
 void
 ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 {
 	struct ksm_decision d;
 	struct ksm_input in;
+	uint64_t now = mono_s();
 
+	if (tick_skip(k, pids, n, now)) {
+		if (saving != NULL && n > 0)
+			memcpy(saving, k->c_saving, n * sizeof(*saving));
+		return;
+	}
 	if (saving != NULL && pids != NULL)
 		memset(saving, 0, n * sizeof(*saving));
 	memset(&in, 0, sizeof(in));
@@ -1418,7 +1524,7 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 		return;
 	}
 	k->last = in.sys;
-	in.now = mono_s();
+	in.now = now;
 	in.mode = k->mode;
 	in.page_size = k->page_size;
 	if (pids != NULL) {
@@ -1449,6 +1555,7 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 		if (known > 0)
 			in.guest_saving = sum;
 	}
+	tick_keep(k, pids, n, saving, now);
 
 	if (estimate_collect(k, 0))
 		estimate_done(k, &in);
@@ -1471,6 +1578,12 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 		    __func__);
 	else if (ksm_read_sysfs(k->dir, &in.sys) == 0)
 		k->last = in.sys;
+}
+
+const char *
+ksm_last_reason(const struct ksm_state *k)
+{
+	return k->reason;
 }
 
 int
@@ -1519,6 +1632,8 @@ ksm_free(struct ksm_state *k)
 	atomic_store(&k->w_stop, 1);	/* within one batch, not a whole estimate */
 	estimate_collect(k, 1);
 	free(k->w_pids);
+	free(k->c_pids);
+	free(k->c_saving);
 	pthread_mutex_destroy(&k->w_lock);
 	o = &k->saved;
 	if ((k->touched & T_ADVISOR_MODE) && o->advisor_mode >= 0)
@@ -1534,6 +1649,8 @@ ksm_free(struct ksm_state *k)
 		write_num(k, "pages_to_scan", o->pages_to_scan, 0);
 	if ((k->touched & T_SLEEP) && o->sleep_millisecs >= 0)
 		write_num(k, "sleep_millisecs", o->sleep_millisecs, 0);
+	if ((k->touched & T_ZERO) && o->use_zero_pages >= 0)
+		write_num(k, "use_zero_pages", o->use_zero_pages, 0);
 	if ((k->touched & T_RUN) && o->run >= 0 && o->run != 2)
 		write_num(k, "run", o->run, 0);
 	if (k->touched)

@@ -13,12 +13,16 @@
  * geometrically: a slow scan whose full-scan time doubles after every scan
  * that merged (almost) nothing, up to steady_max_scan_time.  It converges
  * again on new candidates (a guest more, a quarter more guest RAM, the
- * saving growing again, or an estimate, repeated every
- * steady_estimate_interval while steady, that finds on_bytes more to merge
- * than when it went steady), and stops ksmd when the saving no longer pays.
+ * saving growing again, or an estimate, repeated while steady every
+ * steady_estimate_interval or steady full-scan time, whichever is longer,
+ * that finds on_bytes more to merge than when it went steady), and stops ksmd when the saving no longer pays.
  * The kernel's scan advisor (6.7+: advisor_mode) is switched off while auto
  * mode runs: it re-tunes only once per full scan, too late both to converge
- * fast and to back off.
+ * fast and to back off.  When the estimate finds that most of the saving is
+ * zero pages, auto mode sets use_zero_pages (4.13+) before converging: those
+ * pages are then merged with the kernel's zero page, without a stable tree
+ * search or a chain of KSM page copies (max_page_sharing), and are not
+ * scanned again; the saving counts them (ksm_zero_pages).
  *
  * The parsers, the estimator's bookkeeping and the decision (ksm_decide())
  * are pure functions on recorded inputs; ksm_tick() is the part with I/O.
@@ -102,7 +106,10 @@ struct ksm_params {
 	unsigned int	 reach_permille;	/* measured/estimated saving that
 						   ends converging early */
 	unsigned int	 steady_estimate_interval;	/* s between estimates
-							   while steady; 0 none */
+							   while steady, at
+							   least (and at least
+							   a steady full scan);
+							   0 none */
 	unsigned int	 stall_permille;	/* growth per full scan below = stalled */
 	unsigned int	 regrow_permille;	/* growth per scan above = converge again */
 	unsigned int	 stall_time;	/* s without stall_permille growth while
@@ -110,6 +117,10 @@ struct ksm_params {
 					   full scan (large or busy hosts) */
 	unsigned int	 min_on_time;	/* s ksmd runs at least before auto stops it */
 	unsigned int	 sample_shift;	/* 1 in 2^shift page contents sampled */
+	unsigned int	 steady_tick;	/* s between ksm_tick()s that read
+					   KSM and decide while steady (the
+					   others repeat the last savings); 0:
+					   every tick */
 };
 
 /* Result of one user-space estimate. */
@@ -131,6 +142,7 @@ struct ksm_decision {
 	int64_t		 advisor_mode;
 	int64_t		 advisor_target_scan_time;
 	int64_t		 advisor_max_cpu;
+	int64_t		 use_zero_pages;
 	int		 want_estimate;	/* run an estimate this tick */
 	int		 changed;	/* something above is not -1 */
 	char		 reason[160];
@@ -221,6 +233,14 @@ void	 ksm_ctl_init(struct ksm_ctl *);
 void	 ksm_decide(const struct ksm_params *, struct ksm_ctl *,
 	    const struct ksm_input *, struct ksm_decision *);
 
+/*
+ * May ksm_tick() at @now skip reading KSM and deciding, the last full tick
+ * having been at @last?  Only while auto mode is steady, for steady_tick
+ * seconds (the scan then takes half an hour or more).
+ */
+int	 ksm_tick_quiet(const struct ksm_params *, const struct ksm_ctl *,
+	    enum ksm_mode, uint64_t last, uint64_t now);
+
 /* The estimator's page index (ksm_sample.c): pure, fed page contents. */
 struct ksm_index;
 struct ksm_index *ksm_index_new(unsigned int sample_shift);
@@ -274,6 +294,8 @@ void	 ksm_set_params(struct ksm_state *, const struct ksm_params *);
 void	 ksm_tick(struct ksm_state *, const pid_t *qemu_pids, size_t n,
 	    uint64_t *saving_bytes);
 int	 ksm_get_status(struct ksm_state *, struct ksm_status *);
+/* The reason of the last decision that changed something (no I/O). */
+const char *ksm_last_reason(const struct ksm_state *);
 uint64_t ksm_guest_saving_bytes(pid_t qemu_pid);
 /* The same with KSM's figures from @sysfs_dir (NULL: the default). */
 uint64_t ksm_guest_saving_bytes_at(const char *sysfs_dir, pid_t qemu_pid);

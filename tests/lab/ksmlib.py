@@ -12,11 +12,11 @@ import time
 
 KSM = "/sys/kernel/mm/ksm"
 KNOBS = ["run", "pages_to_scan", "sleep_millisecs", "advisor_mode",
-         "advisor_target_scan_time", "advisor_max_cpu"]
+         "advisor_target_scan_time", "advisor_max_cpu", "use_zero_pages"]
 # restore() writes in this order: advisor_mode resets pages_to_scan, and
 # run goes last so that ksmd starts with the old settings.
 RESTORE_ORDER = ["advisor_mode", "advisor_target_scan_time", "advisor_max_cpu",
-                 "pages_to_scan", "sleep_millisecs", "run"]
+                 "pages_to_scan", "sleep_millisecs", "use_zero_pages", "run"]
 
 
 class KSMError(Exception):
@@ -82,15 +82,22 @@ def differences(saved):
 
 
 def unmerge(timeout=60):
-    """Unmerge every page (run=2), wait until nothing is shared, stop
-    (run=0).  Raises KSMError if pages_sharing does not reach 0."""
+    """Unmerge every page (run=2), wait until nothing is shared (nor
+    merged with the zero page: ksm_zero_pages, use_zero_pages), stop
+    (run=0).  Raises KSMError if that is not reached."""
+    def left():
+        zero = os.path.join(KSM, "ksm_zero_pages")
+        return pages("pages_sharing") + (pages("ksm_zero_pages")
+                                         if os.path.exists(zero) else 0)
+
     write("run", 2)
     deadline = time.monotonic() + timeout
-    while pages("pages_sharing") != 0:
+    while left() != 0:
         if time.monotonic() > deadline:
-            left = pages("pages_sharing")
+            n = left()
             write("run", 0)
-            raise KSMError("unmerge: pages_sharing still %d after %ds" % (left, timeout))
+            raise KSMError("unmerge: %d pages still shared or zero-merged after %ds" % (
+                n, timeout))
         time.sleep(0.5)
     write("run", 0)
 

@@ -18,17 +18,28 @@ favours memcoopd: less time, less memory taken).
 
 Part 2, "ksm": three guests holding identical memory (mct-ksmfill, same
 seed).  KSM at the kernel's default settings (run=1, pages_to_scan=100,
-sleep_millisecs=20, no advisor) against memcoop's auto mode (ksm.c through
-ksmdrive), each for the same window, from the same unmerged start.
-Measured: the saving attributed to these guests (/proc/PID/ksm_stat), CPU
-seconds per MiB saved, and the time to reach 90% of the final saving.  CPU
-is ksmd's (utime+stime of its /proc/PID/stat) plus, in the auto rounds,
-everything the KSM controller itself spent (ksmdrive: the tick loop, the
-estimator and the per-guest sampling, all its threads; exact from its
-rusage at exit): auto mode pays for its own decisions.  BENCH_KSM_ROUNDS
-rounds of each (default 2), alternating which goes first; the BENCH lines
-give the medians.  BENCH_KSM_WINDOW: seconds a round (default 180; with
-other QEMUs on the host the defaults may need 600 to converge at all).
+sleep_millisecs=20, no advisor, use_zero_pages=0; smart_scan as the kernel
+has it) against memcoop's auto mode (ksm.c through ksmdrive), each for the
+same window, from the same unmerged start.  Measured: the saving
+attributed to these guests (/proc/PID/ksm_stat: merging pages times the
+shared fraction, plus ksm_zero_pages, the pages merged with the zero page
+when use_zero_pages is on), CPU seconds per MiB saved, and the time to
+reach 90% of the final saving.  CPU is ksmd's (utime+stime of its
+/proc/PID/stat) plus, in the auto rounds, everything the KSM controller
+itself spent (ksmdrive: the tick loop, the estimator and the per-guest
+sampling, all its threads; exact from its rusage at exit): auto mode pays
+for its own decisions.  ksmdrive ticks as memcoopd does (every second, the
+guests' savings from the tick) and, while steady, writes its status line
+only every 15 s (a metrics scrape).  Each round prints the saving and CPU
+per MiB so far at BENCH_KSM_POINTS seconds; an auto round, its CPU by
+phase (estimate, each converging scan, steady; ksmd and controller).
+BENCH_KSM_ROUNDS rounds of each (default 1), alternating which goes first;
+the BENCH lines give the medians.  BENCH_KSM_ONLY=default or auto runs one
+kind only.  BENCH_KSM_WINDOW: seconds a round (default 1800: the kernel's
+defaults reach 90% of their saving after about 300 s, and both sides need
+two full scans to merge, so CPU per MiB compares the two only over a
+window of several of the defaults' scans; at 120 s the defaults had not
+merged at all).
 BENCH_KSMDRIVE_OLD=PATH adds rounds of another ksmdrive (an older auto
 mode) for a before/after on the same guests; BENCH_KSM_RECORD=DIR keeps
 each round's series (seconds, guest saving in pages, full_scans,
@@ -58,8 +69,13 @@ COMFORT_MIB = 256
 SQUEEZE_ROUNDS = int(os.environ.get("BENCH_SQUEEZE_ROUNDS", "2"))
 SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
-KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "180"))
-KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "2"))
+KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "1800"))
+KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "1"))
+# the kinds of KSM round to run (default all: "default,auto")
+KSM_ONLY = os.environ.get("BENCH_KSM_ONLY", "")
+# seconds into a round at which the CPU per MiB so far is printed
+KSM_POINTS = [int(x) for x in os.environ.get("BENCH_KSM_POINTS",
+                                             "60,120,300,480,600,900,1200,1500,1800").split(",")]
 
 
 def meminfo(key):
@@ -257,18 +273,29 @@ def children_cpu():
 
 
 def guest_saving(pids):
-    """Saving attributed to @pids: merging pages x sharing/(shared+sharing)."""
+    """Saving attributed to @pids: merging pages x sharing/(shared+sharing),
+    plus the pages merged with the kernel's zero page (use_zero_pages:
+    ksm_zero_pages, which ksm_merging_pages does not count)."""
     shared = ksmlib.pages("pages_shared")
     sharing = ksmlib.pages("pages_sharing")
-    merging = 0
+    merging = zero = 0
     for p in pids:
         with open("/proc/%d/ksm_stat" % p) as f:
             for line in f:
                 if line.startswith("ksm_merging_pages"):
                     merging += int(line.split()[1])
+                elif line.startswith("ksm_zero_pages"):
+                    zero += int(line.split()[1])
     if shared + sharing == 0:
-        return 0
-    return merging * sharing // (shared + sharing) * 4096
+        return zero * 4096
+    return (merging * sharing // (shared + sharing) + zero) * 4096
+
+
+def host_saving():
+    """Host-wide saving, bytes: pages_sharing plus ksm_zero_pages."""
+    zero = ksmlib.pages("ksm_zero_pages") if os.path.exists(
+        os.path.join(KSM, "ksm_zero_pages")) else 0
+    return (ksmlib.pages("pages_sharing") + zero) * 4096
 
 
 def ksm_run(label, pids, start):
@@ -292,7 +319,8 @@ def ksm_run(label, pids, start):
             agent = c if c is not None else agent
         ksmd = ksmd_cpu() - cpu0
         series.append((time.monotonic() - t0, guest_saving(pids), ksmd + agent,
-                       ksmlib.pages("full_scans"), ksmlib.pages("pages_scanned")))
+                       ksmlib.pages("full_scans"), ksmlib.pages("pages_scanned"),
+                       host_saving()))
     ksmd = ksmd_cpu() - cpu0
     scanned = ksmlib.pages("pages_scanned") - scanned0 if scanned0 is not None else None
     if proc is not None:
@@ -303,8 +331,20 @@ def ksm_run(label, pids, start):
     if record:
         # unit-test input: seconds, guest saving (pages), full_scans, pages_scanned
         with open(os.path.join(record, "series-%s.txt" % label.replace(" ", "-")), "w") as f:
-            for t, sv, _c, fs, ps in series:  # noqa
+            for t, sv, _c, fs, ps, _h in series:  # noqa
                 f.write("%.1f %d %d %d\n" % (t, sv // 4096, fs, ps))
+    # ksmd's CPU is host-wide (other QEMUs on the host are scanned and
+    # merged too): the host-wide saving and the pages scanned so far are
+    # printed beside, for CPU per MiB counted the same way on both sides.
+    for pt in KSM_POINTS:
+        x = next((x for x in series if x[0] >= pt), None)
+        if x is not None:
+            print("ksm %s at %d s: saving %.1f MiB, cpu %.2f s, %s cpu s/MiB; "
+                  "host-wide saving %.1f MiB, %s cpu s/MiB; %d pages scanned" % (
+                      label, pt, x[1] / 2**20, x[2],
+                      "%.4f" % (x[2] / (x[1] / 2**20)) if x[1] else "inf",
+                      x[5] / 2**20, "%.4f" % (x[2] / (x[5] / 2**20)) if x[5] else "inf",
+                      x[4] - scanned0 if scanned0 is not None else -1))
     final = series[-1][1] if series else 0
     cpu = ksmd + agent
     at90 = next(((x[0], x[1], x[2]) for x in series if x[1] >= 0.9 * final),
@@ -324,6 +364,35 @@ def ksm_run(label, pids, start):
               "%.1f" % r["t90"] if at90 else "-",
               "%.2f" % r["cpu90"] if at90 else "-", rate))
     return r
+
+
+def print_phases(kind, ticks):
+    """CPU of an auto round by phase, from ksmdrive's ticks: seconds, ksmd
+    CPU (host-wide) and the controller's own (its rusage: tick loop,
+    estimator and sampler) spent while in each phase; converging split by
+    full scan (n-th scan since converging began)."""
+    acc = {}
+    order = []
+    conv0 = None
+    for a, b in zip(ticks, ticks[1:]):
+        ph = a["phase"]
+        if ph == "converging":
+            if conv0 is None:
+                conv0 = a["full_scans"]
+            ph = "converging scan %d" % (a["full_scans"] - conv0 + 1)
+        else:
+            conv0 = None
+        if ph not in acc:
+            acc[ph] = [0.0, 0.0, 0.0, 0]
+            order.append(ph)
+        r = acc[ph]
+        r[0] += b["t"] - a["t"]
+        r[1] += (b["ksmd_cpu_ms"] - a["ksmd_cpu_ms"]) / 1000
+        r[2] += (b["self_cpu_ms"] - a["self_cpu_ms"]) / 1000
+    for ph in order:
+        r = acc[ph]
+        print("%s phase %-20s %7.1f s: ksmd %.2f cpu s, controller %.2f cpu s" % (
+            kind, ph, r[0], r[1], r[2]))
 
 
 def ksm_median(rs):
@@ -356,6 +425,8 @@ def ksm_bench(ksmdrive):
         def start_default():
             if "advisor_mode" in saved:
                 ksmlib.write("advisor_mode", "none")
+            if "use_zero_pages" in saved:
+                ksmlib.write("use_zero_pages", 0)   # the kernel's default
             ksmlib.write("pages_to_scan", 100)
             ksmlib.write("sleep_millisecs", 20)
             ksmlib.write("run", 1)
@@ -368,13 +439,16 @@ def ksm_bench(ksmdrive):
                 return subprocess.Popen([drive, "run", "auto", str(KSM_WINDOW + 30),
                                          "1000"] + [str(p) for p in pids],
                                         stdout=open(log, "w"),
-                                        env=dict(os.environ, KSMDRIVE_ON_MIB="64"))
+                                        env=dict(os.environ, KSMDRIVE_ON_MIB="64",
+                                                 KSMDRIVE_STEADY_LOG_S="15"))
             return start, log
 
         # BENCH_KSMDRIVE_OLD: another ksmdrive (an older auto mode) in
         # the same rounds, for a before/after on the same guests
         old = os.environ.get("BENCH_KSMDRIVE_OLD")
         kinds = ["default", "auto"] + (["old"] if old else [])
+        if KSM_ONLY:
+            kinds = [k for k in kinds if k in KSM_ONLY.split(",")]
         res = {k: [] for k in kinds}
         for rnd in range(KSM_ROUNDS):
             for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
@@ -386,13 +460,14 @@ def ksm_bench(ksmdrive):
                     res[kind].append(ksm_run("%s %d" % (kind, rnd), pids, start))
                     # auto mode's decisions, as it logged them
                     with open(auto_log) as f:
-                        seen = None
-                        for line in f:
-                            st = json.loads(line)
-                            if (st["phase"], st["reason"]) != seen:
-                                seen = (st["phase"], st["reason"])
-                                print("auto t=%.1fs %s: %s" % (st["t"], st["phase"],
-                                                               st["reason"]))
+                        ticks = [json.loads(line) for line in f]
+                    seen = None
+                    for st in ticks:
+                        if (st["phase"], st["reason"]) != seen:
+                            seen = (st["phase"], st["reason"])
+                            print("auto t=%.1fs %s: %s" % (st["t"], st["phase"],
+                                                           st["reason"]))
+                    print_phases(kind, ticks)
                 ksmlib.restore(saved)
                 ksmlib.unmerge()
         def ratio(x, y):
@@ -415,8 +490,8 @@ def ksm_bench(ksmdrive):
                       "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
                       "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"],
                       "%d" % r["scanned"] if r["scanned"] is not None else "n/a"))
-        d = med["default"]
-        for label in kinds[1:]:
+        d = med.get("default")
+        for label in (kinds[1:] if d else []):
             a = med[label]
             # medians of the rounds; ratio below 1 favours auto (less CPU
             # per MiB, sooner); saving above 1 favours auto
@@ -427,8 +502,8 @@ def ksm_bench(ksmdrive):
                       ratio(a["rate"], d["rate"])))
             print("BENCH agent-ksm better %s: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
                 label, ratio(d["cpm"], a["cpm"]), ratio(d["t90"], a["t90"])))
-        a = med["auto"]
-        if a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
+        a = med.get("auto")
+        if a and a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
             fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))
         fails += check_consoles(guests)
     except ksmlib.KSMError as e:

@@ -11,13 +11,18 @@
  *	the sysfs settings back.  SIGINT/SIGTERM end the run early, cleanly.
  *
  * Environment: KSMDRIVE_SYSFS (default /sys/kernel/mm/ksm),
- * KSMDRIVE_ON_MIB / KSMDRIVE_OFF_MIB / KSMDRIVE_INTERVAL (auto tunables).
+ * KSMDRIVE_ON_MIB / KSMDRIVE_OFF_MIB / KSMDRIVE_INTERVAL (auto tunables),
+ * KSMDRIVE_STEADY_LOG_S (while steady, a status line only every so many
+ * seconds or on a new decision, as memcoopd would be scraped; default
+ * every tick).  Each status line has the process's own CPU (self_cpu_ms,
+ * all threads), for the bench's accounting by phase.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +35,13 @@ on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+/* CPU time in ms, for the phase accounting of the bench. */
+static long long
+tv_ms(const struct timeval *tv)
+{
+	return (long long)tv->tv_sec * 1000 + tv->tv_usec / 1000;
 }
 
 static int
@@ -98,6 +110,9 @@ cmd_run(int argc, char **argv)
 	const char *sysfs = getenv("KSMDRIVE_SYSFS");
 	struct ksm_params kp;
 	struct ksm_status st;
+	struct rusage ru;
+	uint64_t *saving;
+	double steady_log = 0, logged = 0;
 	struct ksm_state *k;
 	struct sigaction sa;
 	enum ksm_mode mode;
@@ -139,18 +154,45 @@ cmd_run(int argc, char **argv)
 		kp.min_on_time = (unsigned int)atoi(getenv("KSMDRIVE_MIN_ON"));
 	ksm_set_params(k, &kp);
 
+	saving = calloc((size_t)(n > 0 ? n : 1), sizeof(*saving));
+	if (saving == NULL) {
+		ksm_free(k);
+		free(pids);
+		return 1;
+	}
+	if (getenv("KSMDRIVE_STEADY_LOG_S"))
+		steady_log = atof(getenv("KSMDRIVE_STEADY_LOG_S"));
+	memset(&st, 0, sizeof(st));
 	t0 = mono();
 	while (!stop && mono() - t0 < secs) {
-		ksm_tick(k, pids, (size_t)n, NULL);
+		/*
+		 * As memcoopd: the guests' savings come with the tick (and
+		 * may be steady_tick old); a status line reads them afresh,
+		 * as it reads the rest.
+		 */
+		ksm_tick(k, pids, (size_t)n, saving);
+		/*
+		 * While steady, a status line only every steady_log seconds
+		 * or on a new decision, as a metrics scrape would read it.
+		 */
+		if (steady_log > 0 && st.phase == KSM_PH_STEADY &&
+		    mono() - logged < steady_log &&
+		    strcmp(ksm_last_reason(k), st.reason) == 0) {
+			usleep((useconds_t)tick_ms * 1000);
+			continue;
+		}
 		ksm_get_status(k, &st);
-		printf("{\"t\": %.2f, \"mode\": \"%s\", \"phase\": \"%s\", \"run\": %d, "
+		logged = mono();
+		getrusage(RUSAGE_SELF, &ru);
+		printf("{\"t\": %.2f, \"self_cpu_ms\": %lld, \"mode\": \"%s\", \"phase\": \"%s\", \"run\": %d, "
 		    "\"pages_shared\": %llu, \"pages_sharing\": %llu, "
 		    "\"full_scans\": %llu, \"pages_to_scan\": %llu, "
 		    "\"sleep_millisecs\": %llu, \"advisor_active\": %d, "
 		    "\"saving_bytes\": %llu, \"general_profit\": %lld, "
 		    "\"estimate_bytes\": %llu, \"estimate_cross_bytes\": %llu, "
 		    "\"estimate_ms\": %llu, \"ksmd_cpu_ms\": %llu, \"guests\": [",
-		    mono() - t0, ksm_mode_name(st.mode), ksm_phase_name(st.phase),
+		    mono() - t0, (long long)(tv_ms(&ru.ru_utime) +
+		    tv_ms(&ru.ru_stime)), ksm_mode_name(st.mode), ksm_phase_name(st.phase),
 		    st.run, (unsigned long long)st.pages_shared,
 		    (unsigned long long)st.pages_sharing,
 		    (unsigned long long)st.full_scans,
@@ -171,6 +213,7 @@ cmd_run(int argc, char **argv)
 		usleep((useconds_t)tick_ms * 1000);
 	}
 	ksm_free(k);
+	free(saving);
 	free(pids);
 	return 0;
 }

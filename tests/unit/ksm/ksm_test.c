@@ -468,6 +468,8 @@ sim_apply(struct ksm_sysfs *s, const struct ksm_decision *d)
 	}
 	if (d->sleep_millisecs >= 0)
 		s->sleep_millisecs = d->sleep_millisecs;
+	if (d->use_zero_pages >= 0)
+		s->use_zero_pages = d->use_zero_pages;
 	if (d->run >= 0)
 		s->run = d->run;
 }
@@ -557,6 +559,137 @@ test_decide_auto_start(void)
 	    196608 * p.converge_sleep_ms / (p.converge_scan_time * 1000));
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
 	CU_ASSERT(strstr(d.reason, "269 MiB") != NULL);
+}
+
+/*
+ * use_zero_pages: set on starting to converge when the estimate finds
+ * that zero pages are at least half of the saving, and only then (not
+ * when mostly other contents, not when set already, not when the kernel
+ * has no such knob); never switched off again by a phase change.
+ */
+static void
+test_decide_zero_pages(void)
+{
+	static const struct {
+		int64_t		 knob;		/* sysfs use_zero_pages */
+		uint64_t	 zero;		/* estimated zero pages */
+		int64_t		 want;		/* decision */
+	} cases[] = {
+		{ 0, 40000, 1 },	/* 40000 of 69016: mostly zero */
+		{ 0, 34508, 1 },	/* exactly half */
+		{ 0, 34000, -1 },	/* less than half */
+		{ 0, 0, -1 },
+		{ 1, 40000, -1 },	/* set already */
+		{ -1, 40000, -1 },	/* kernel without the knob */
+	};
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	size_t i;
+	int t;
+
+	ksm_params_default(&p);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ksm_ctl_init(&c);
+		s = recorded_idle();
+		s.use_zero_pages = cases[i].knob;
+		base_input(&in, &s, 100);
+		c.have_estimate = 1;
+		c.last_estimate = 100;
+		c.est.saving_pages = 69016;
+		c.est.zero_pages = cases[i].zero;
+		ksm_decide(&p, &c, &in, &d);
+		CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+		CU_ASSERT_EQUAL(d.run, 1);
+		CU_ASSERT_EQUAL(d.use_zero_pages, cases[i].want);
+		sim_apply(&s, &d);
+		/* Converged, then steady: use_zero_pages is left as it is. */
+		for (t = 101; t < 400 && c.phase != KSM_PH_STEADY; t++) {
+			base_input(&in, &s, (uint64_t)t);
+			in.sys.full_scans = (t - 100) / 5;
+			in.sys.pages_sharing = t > 110 ? 69016 : 0;
+			in.sys.pages_shared = t > 110 ? 100 : 0;
+			ksm_decide(&p, &c, &in, &d);
+			CU_ASSERT_EQUAL(d.use_zero_pages, -1);
+			sim_apply(&s, &d);
+		}
+		CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+		CU_ASSERT_EQUAL(s.use_zero_pages,
+		    cases[i].want == 1 ? 1 : cases[i].knob);
+	}
+}
+
+/*
+ * ksm_tick_quiet(): only auto mode, only steady, only within steady_tick
+ * of the last full tick (and never with a clock that went back).
+ */
+static void
+test_tick_quiet(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+
+	ksm_params_default(&p);
+	CU_ASSERT(p.steady_tick > 0);
+	ksm_ctl_init(&c);
+	c.phase = KSM_PH_STEADY;
+	CU_ASSERT(ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000));
+	CU_ASSERT(ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000 + p.steady_tick - 1));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000 + p.steady_tick));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 999));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_ON, 1000, 1001));
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_OFF, 1000, 1001));
+	c.phase = KSM_PH_CONVERGE;	/* every tick counts while converging */
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1001));
+	c.phase = KSM_PH_IDLE;
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1001));
+	c.phase = KSM_PH_STEADY;
+	p.steady_tick = 0;
+	CU_ASSERT(!ksm_tick_quiet(&p, &c, KSM_AUTO, 1000, 1000));
+}
+
+/*
+ * Converging ends as soon as the saving reaches reach_permille of the
+ * estimate, within a full scan: the rest of a fast scan is not paid for.
+ */
+static void
+test_decide_reach_mid_scan(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle();
+	int64_t want;
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	c.have_estimate = 1;
+	c.last_estimate = 100;
+	c.est.saving_pages = 69016;
+	want = 69016 * (int64_t)p.reach_permille / 1000;
+	base_input(&in, &s, 100);
+	ksm_decide(&p, &c, &in, &d);
+	sim_apply(&s, &d);
+	CU_ASSERT_EQUAL_FATAL(c.phase, KSM_PH_CONVERGE);
+	/* One full scan done, the second under way: no new full_scans. */
+	s.full_scans = 1;
+	base_input(&in, &s, 105);
+	ksm_decide(&p, &c, &in, &d);
+	sim_apply(&s, &d);
+	s.pages_shared = 100;
+	s.pages_sharing = want - 1;
+	base_input(&in, &s, 107);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	s.pages_sharing = want;
+	base_input(&in, &s, 108);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	CU_ASSERT(strstr(d.reason, "of the estimate") != NULL);
+	CU_ASSERT(d.pages_to_scan >= 0 || d.sleep_millisecs >= 0);
 }
 
 static void
@@ -665,9 +798,11 @@ test_decide_series_no_flap(void)
 	CU_ASSERT_EQUAL(s.sleep_millisecs,
 	    100ULL * p.steady_max_scan_time * 1000 / 196608);
 	CU_ASSERT_EQUAL(c.backoff, 3);		/* 1800 s doubled to 14400 s */
-	/* An estimate every steady_estimate_interval, none converging. */
-	CU_ASSERT(estimates >= 5000 / p.steady_estimate_interval - 1);
-	CU_ASSERT(estimates <= 5000 / p.steady_estimate_interval);
+	/*
+	 * Estimates no more often than a steady full scan (which backed off
+	 * to 14400 s here), none converging.
+	 */
+	CU_ASSERT(estimates <= 5000 / p.steady_scan_time);
 }
 
 static void
@@ -1042,20 +1177,30 @@ test_decide_steady_estimate(void)
 		sim_apply(&s, &d);
 	}
 	CU_ASSERT_EQUAL_FATAL(c.phase, KSM_PH_STEADY);
-	/* Not before the interval. */
-	base_input(&in, &s, c.last_estimate + p.steady_estimate_interval - 1);
+	/*
+	 * Not before the interval, nor more often than a steady full scan:
+	 * the last steady scan merged nothing, so that is twice
+	 * steady_scan_time (one back-off).
+	 */
+	CU_ASSERT_EQUAL_FATAL(c.backoff, 1);
+	s.full_scans = 4;	/* the loop's last increment: no scan since */
+	CU_ASSERT(p.steady_scan_time > p.steady_estimate_interval);
+	base_input(&in, &s, c.last_estimate + p.steady_estimate_interval);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 0);
-	/* An estimate that took 20 s: at most 1% of the time, 2000 s apart. */
-	c.est.elapsed_ms = 20000;
-	base_input(&in, &s, c.last_estimate + 1999);
+	base_input(&in, &s, c.last_estimate + 2 * p.steady_scan_time - 1);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 0);
-	base_input(&in, &s, c.last_estimate + 2000);
+	/* An estimate that took 50 s: at most 1% of the time, 5000 s apart. */
+	c.est.elapsed_ms = 50000;
+	base_input(&in, &s, c.last_estimate + 4999);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	base_input(&in, &s, c.last_estimate + 5000);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 1);
 	c.est.elapsed_ms = 1500;
-	t = c.last_estimate + p.steady_estimate_interval;
+	t = c.last_estimate + 2 * p.steady_scan_time;
 	base_input(&in, &s, t);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 1);
@@ -1141,7 +1286,7 @@ test_decide_recorded_series(void)
 	    stock_rate * 3600);
 	CU_ASSERT(stock_t90 > 300);
 	CU_ASSERT(t90 > 0 && t90 * 5 <= stock_t90);
-	CU_ASSERT(steady_at > t90 && steady_at < stock_t90);
+	CU_ASSERT(steady_at >= t90 && steady_at < stock_t90);
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
 	CU_ASSERT((double)m.done * 4 <= stock_rate * 3600);
 	/* Steady merges the last few pages slowly: 98% within the hour. */
@@ -1319,6 +1464,64 @@ test_state_restore(void)
 	CU_ASSERT_EQUAL(scratch_remove(), 0);
 }
 
+/* Write @text to @dir/@name. */
+static void
+scratch_put(const char *dir, const char *name, const char *text)
+{
+	char path[2 * PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/*
+ * The persisted originals (a previous instance died): use_zero_pages is
+ * among them and put back; a file of an older version, without it, is
+ * still taken (and use_zero_pages left as found).
+ */
+static void
+test_state_orig_zero_pages(void)
+{
+	static const char base[] = "run 0\npages_to_scan 100\n"
+	    "sleep_millisecs 20\nadvisor_mode 0\n"
+	    "advisor_target_scan_time 200\nadvisor_max_cpu 70\n";
+	char src[PATH_MAX], sub[PATH_MAX], orig[PATH_MAX], text[512];
+	struct ksm_state *k;
+	const char *dir;
+
+	dir = scratch_make();
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	snprintf(src, sizeof(src), "%s/sysfs-idle", datadir);
+	snprintf(sub, sizeof(sub), "%s/ksm", dir);
+	snprintf(orig, sizeof(orig), "%s/ksm-orig", dir);
+	copy_dir(src, sub);
+
+	/* A previous instance set use_zero_pages and ksmd running. */
+	scratch_put(sub, "use_zero_pages", "1\n");
+	scratch_put(sub, "run", "1\n");
+	snprintf(text, sizeof(text), "%suse_zero_pages 0\n", base);
+	scratch_put(dir, "ksm-orig", text);
+	CU_ASSERT_EQUAL_FATAL(ksm_init_saved(&k, sub, KSM_OFF, orig), 0);
+	ksm_free(k);
+	CU_ASSERT_EQUAL(scratch_num(sub, "use_zero_pages"), 0);
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 0);
+	CU_ASSERT_EQUAL(access(orig, F_OK), -1);	/* removed once restored */
+
+	/* An older version's file: no use_zero_pages line. */
+	scratch_put(sub, "use_zero_pages", "1\n");
+	scratch_put(sub, "run", "1\n");
+	scratch_put(dir, "ksm-orig", base);
+	CU_ASSERT_EQUAL_FATAL(ksm_init_saved(&k, sub, KSM_ON, orig), 0);
+	ksm_free(k);
+	CU_ASSERT_EQUAL(scratch_num(sub, "run"), 0);	/* from the file */
+	CU_ASSERT_EQUAL(scratch_num(sub, "use_zero_pages"), 1);
+	CU_ASSERT_EQUAL(scratch_remove(), 0);
+}
+
 /*
  * The whole auto path on this process as the "guest": 48 MiB of private
  * anonymous memory holding 6144 contents twice each (24 MiB would merge).
@@ -1410,6 +1613,9 @@ main(int argc, char **argv)
 	CU_add_test(s, "estimator_synthetic", test_estimator_synthetic);
 	CU_add_test(s, "decide_modes", test_decide_modes);
 	CU_add_test(s, "decide_auto_start", test_decide_auto_start);
+	CU_add_test(s, "decide_zero_pages", test_decide_zero_pages);
+	CU_add_test(s, "tick_quiet", test_tick_quiet);
+	CU_add_test(s, "decide_reach_mid_scan", test_decide_reach_mid_scan);
 	CU_add_test(s, "decide_no_advisor", test_decide_no_advisor);
 	CU_add_test(s, "decide_series_no_flap", test_decide_series_no_flap);
 	CU_add_test(s, "decide_stop_and_regrow", test_decide_stop_and_regrow);
@@ -1420,6 +1626,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_recorded_series", test_decide_recorded_series);
 	CU_add_test(s, "decide_absurd", test_decide_absurd);
 	CU_add_test(s, "state_restore", test_state_restore);
+	CU_add_test(s, "state_orig_zero_pages", test_state_orig_zero_pages);
 	CU_add_test(s, "guest_saving_self", test_guest_saving_self);
 	CU_add_test(s, "auto_estimate_self", test_auto_estimate_self);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
