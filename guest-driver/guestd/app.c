@@ -13,6 +13,7 @@
  */
 #include <sys/time.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,22 @@ proc_rss(pid_t pid)
 	if (io_read_path(path, buf, sizeof(buf)) == -1)
 		return -1;
 	return parse_status_rss(buf);
+}
+
+int
+proc_gone(pid_t pid)
+{
+	char path[64], buf[512], *p;
+
+	if (pid <= 0 || (kill(pid, 0) == -1 && errno == ESRCH))
+		return 1;
+	/* a zombie (its parent has not reaped it) still takes signals */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (io_read_path(path, buf, sizeof(buf)) == -1)
+		return errno == ENOENT || errno == ESRCH;
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return 0;
+	return p[2] == 'Z' || p[2] == 'X';
 }
 
 int64_t

@@ -220,6 +220,8 @@ uint64_t yield_scale(const struct yield_state *, uint64_t want);
 /* Measurements (pure parsers and their /proc readers). */
 int64_t	parse_status_rss(const char *status);	/* "VmRSS:" -> bytes */
 int64_t	proc_rss(pid_t);
+/* 1 if @pid is gone: no such process, or a zombie (exited, not reaped). */
+int	proc_gone(pid_t);
 int64_t	cgroup_current(const char *dir);
 /* The cgroup v2 directory of @pid ("0::/x" -> "/sys/fs/cgroup/x"). */
 int	proc_cgroup_dir(pid_t, char *buf, size_t len);

@@ -274,7 +274,7 @@ resolve_pid(struct jvm *j)
 		p = j->pid;
 	else
 		p = find_process(c->process);
-	if (p > 0 && kill(p, 0) == -1 && errno == ESRCH)
+	if (p > 0 && proc_gone(p))
 		p = -1;
 	if (p != j->pid) {
 		j->gc = GC_UNKNOWN;
@@ -419,7 +419,7 @@ poll_cb(int fd, short what, void *arg)
 	(void)what;
 	if (socket_ready(j->sock))
 		return connect_now(j);
-	if (kill(j->pid, 0) == -1 && errno == ESRCH)
+	if (proc_gone(j->pid))
 		return op_end(j, 0, "jvm %d: exited while attaching",
 		    (int)j->pid);
 	evtimer_add(j->ev_poll, &tv);

@@ -4,6 +4,8 @@
  * requests by it, and the measurement parsers fed a recorded
  * /proc/PID/status (OpenJDK 17) and /proc/PID/cgroup lines, good and bad.
  */
+#include <sys/wait.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +71,27 @@ test_rss(void)
 }
 
 static void
+test_gone(void)
+{
+	pid_t child;
+	int st;
+
+	CU_ASSERT_EQUAL(proc_gone(getpid()), 0);
+	CU_ASSERT_EQUAL(proc_gone(-1), 1);
+	CU_ASSERT_EQUAL(proc_gone(0), 1);
+	if ((child = fork()) == 0)
+		_exit(0);
+	CU_ASSERT_FATAL(child > 0);
+	/* exited, not reaped yet: a zombie, which kill(pid, 0) still finds */
+	for (int i = 0; i < 500 && !proc_gone(child); i++)
+		usleep(10000);
+	CU_ASSERT(kill(child, 0) == 0);
+	CU_ASSERT_EQUAL(proc_gone(child), 1);
+	CU_ASSERT_EQUAL(waitpid(child, &st, 0), child);
+	CU_ASSERT_EQUAL(proc_gone(child), 1);
+}
+
+static void
 test_cgroup_line(void)
 {
 	char buf[256];
@@ -99,6 +122,7 @@ main(void)
 	s = CU_add_suite("guestd-app", NULL, NULL);
 	CU_add_test(s, "yield learning", test_yield);
 	CU_add_test(s, "RSS", test_rss);
+	CU_add_test(s, "process gone or a zombie", test_gone);
 	CU_add_test(s, "cgroup of a process", test_cgroup_line);
 	return td_run();
 }
