@@ -1412,10 +1412,17 @@ class Guest:
 
     def send(self, line):
         """Send a line to the program (it reads /dev/ttyS2)."""
-        if self.ctl is None:
-            self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.ctl.connect(self.ctl_path)
-        self.ctl.sendall(line.encode() + b"\n")
+        try:
+            if self.ctl is None:
+                self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.ctl.connect(self.ctl_path)
+            self.ctl.sendall(line.encode() + b"\n")
+        except OSError as e:
+            # QEMU closed the program's serial line: the guest powered off
+            # (the program exited, or was killed) or died
+            time.sleep(1)
+            raise LabError("cannot send %r to the guest's program (%s): it exited or "
+                           "the guest is gone\n%s" % (line, e, self.console_tail())) from e
 
     def qemu_rss_kib(self):
         for line in open("/proc/%d/status" % self.qemu_pid):
