@@ -270,11 +270,22 @@ check_app(struct conf_ctx *pc, struct app_conf *ac)
 	return 0;
 }
 
+/* A duration of 100ms..1h (grow-period, hold-interval), in ms. */
+static int
+period_arg(struct conf_ctx *pc, const char *k, const char *v, uint64_t *out)
+{
+	uint64_t ms;
+
+	if (conf_parse_duration(v, &ms) == -1 || ms < 100 || ms > 3600000)
+		return conf_err(pc, "%s: expected 100ms..1h", k);
+	*out = ms;
+	return 0;
+}
+
 static int
 global_setting(struct conf_ctx *pc, struct gconf *c, char **tok)
 {
 	const char *k = tok[0], *v = tok[1];
-	uint64_t ms;
 
 	if (strcmp(k, "socket") == 0) {
 		if (v[0] != '/' || strlen(v) >= 108)
@@ -291,20 +302,10 @@ global_setting(struct conf_ctx *pc, struct gconf *c, char **tok)
 			return conf_err(pc, "grow-step must not be 0");
 		return 0;
 	}
-	if (strcmp(k, "grow-period") == 0) {
-		if (conf_parse_duration(v, &ms) == -1 || ms < 100 ||
-		    ms > 3600000)
-			return conf_err(pc, "grow-period: expected 100ms..1h");
-		c->grow_period_ms = ms;
-		return 0;
-	}
-	if (strcmp(k, "hold-interval") == 0) {
-		if (conf_parse_duration(v, &ms) == -1 || ms < 100 ||
-		    ms > 3600000)
-			return conf_err(pc, "hold-interval: expected 100ms..1h");
-		c->hold_interval_ms = ms;
-		return 0;
-	}
+	if (strcmp(k, "grow-period") == 0)
+		return period_arg(pc, k, v, &c->grow_period_ms);
+	if (strcmp(k, "hold-interval") == 0)
+		return period_arg(pc, k, v, &c->hold_interval_ms);
 	return conf_err(pc, "unknown keyword \"%s\"", k);
 }
 
