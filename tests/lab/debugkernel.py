@@ -223,6 +223,13 @@ def find_tree(release):
     return None
 
 
+def has_kasan(release):
+    """Whether kernel @release is a debug kernel built with KASAN, whose
+    shadow takes 1/8 of RAM off MemTotal (tests sized to Debian's
+    MemTotal adjust to it)."""
+    return config_option(release, "CONFIG_KASAN") == "y"
+
+
 def config_option(release, option):
     """The value of @option ("CONFIG_...") in the .config of the debug
     kernel @release, "n" when it is not set; None when @release is not

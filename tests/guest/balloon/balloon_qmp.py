@@ -176,7 +176,7 @@ def deep_balloon(g, total0):
     MiB on the debug kernel), where 768 MiB left 100 MiB and the guest
     panicked ("Out of memory and no killable processes"): there, all but
     the same 192 MiB."""
-    if debugkernel.config_option(g.lab.kernel_version(), "CONFIG_KASAN") == "y":
+    if debugkernel.has_kasan(g.lab.kernel_version()):
         return total0 // 1024 - 192
     return 768
 
@@ -310,7 +310,7 @@ def hostile(c):
         # shadow takes 1/8 of RAM off MemTotal (806 MiB on the debug
         # kernel): there, all but the same 260 MiB of MemTotal
         want = 700
-        if debugkernel.config_option(g.lab.kernel_version(), "CONFIG_KASAN") == "y":
+        if debugkernel.has_kasan(g.lab.kernel_version()):
             want = g.meminfo()[0] // 1024 - 260
         g.qmp("balloon", value=1 << 20)
         time.sleep(20)

@@ -299,7 +299,7 @@ def main():
     # is more than was free).  KASAN's shadow takes 1/8 of RAM off MemTotal
     # (820 MiB on the debug kernel, where holding 700 MiB was an OOM kill):
     # there the guest gets that 1/8 on top, for the same MemTotal.
-    if debugkernel.config_option(mclab.Lab().kernel_version(), "CONFIG_KASAN") == "y":
+    if debugkernel.has_kasan(mclab.Lab().kernel_version()):
         MEM += MEM // 8
     failures = []
     args = sys.argv[1:]
