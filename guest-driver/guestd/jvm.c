@@ -16,8 +16,10 @@
  * (guestd.h, struct jvm_hold): its allowance is the RSS measured at the end
  * of the shrink (G1: after its uncommit, below), raised only by grow-back;
  * a watch (every HOLD_POLL_MS) runs GC.run again when the RSS is over it
- * by more than HOLD_SLACK while MemAvailable is under
- * grow-margin, at most once per hold-interval.  G1's ratios stay low
+ * by more than HOLD_SLACK while MemAvailable is under grow-margin, at most
+ * once per hold-interval; when MemAvailable is under grow-margin /
+ * HOLD_CRIT_DIV, as soon as it is over at all, at most once per quarter
+ * hold-interval (jvm_hold_decide()).  G1's ratios stay low
  * while held, so its own full GCs and Remark shrink the heap too.  Grow-back
  * that brings the allowance to the RSS before the first shrink releases the
  * hold and sets the JVM's own ratios back, as exit does; a new JVM pid ends
@@ -59,6 +61,7 @@
 #define RATIO_MAX_DEF	70
 #define HOLD_POLL_MS	100	/* the watch of a held JVM's RSS */
 #define HOLD_SLACK	(8 * MIB) /* over the allowance by more: collected */
+#define HOLD_CRIT_DIV	8	/* MemAvailable under grow-margin / 8: critical */
 #define UNCOMMIT_POLL_MS 50	/* after G1's GC.run: its RSS falling */
 #define UNCOMMIT_FLAT_MS 500	/* not falling this long: uncommitted */
 #define UNCOMMIT_REGROW	(32 * MIB) /* or grown this much over its lowest */
@@ -199,15 +202,30 @@ find_process(const char *name)
 
 /* ---- the hold (guestd.h) ---- */
 
+/*
+ * Over its allowance while the guest is short: collected, at most once per
+ * hold-interval.  Critically short (MemAvailable under grow-margin /
+ * HOLD_CRIT_DIV): collected when over the allowance at all, after a
+ * quarter of the interval, since the next step is the OOM killer: in the
+ * apps bench CacheService's heap grew 97M -> 206M between two GC.runs 1 s
+ * apart (every young GC keeps all it copies), its RSS 211 -> 294 MiB, and
+ * MemAvailable fell to 1.4 MiB; java is OOM-killed at about 340 MiB there.
+ */
 enum hold_act
 jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
     int64_t avail, uint64_t margin, uint64_t interval_ms)
 {
+	uint64_t gap = interval_ms;
+
 	if (h->allowance == 0 || rss < 0 || avail < 0 ||
-	    (uint64_t)rss <= h->allowance + HOLD_SLACK ||
 	    (uint64_t)avail >= margin)
 		return HOLD_OK;
-	if (h->last_gc_ms != 0 && now < h->last_gc_ms + interval_ms)
+	if ((uint64_t)avail < margin / HOLD_CRIT_DIV &&
+	    (uint64_t)rss > h->allowance)
+		gap = interval_ms / 4;
+	else if ((uint64_t)rss <= h->allowance + HOLD_SLACK)
+		return HOLD_OK;
+	if (h->last_gc_ms != 0 && now < h->last_gc_ms + gap)
 		return HOLD_WAIT;
 	return HOLD_COLLECT;
 }

@@ -57,7 +57,7 @@ socket "/tmp/guestd.sock"
 %(conf)s
 MCLAB_EOF
 chmod 600 /tmp/guestd.conf
-memcoop-guestd -f /tmp/guestd.conf > /tmp/guestd.log 2>&1 &
+memcoop-guestd %(debug)s-f /tmp/guestd.conf > /tmp/guestd.log 2>&1 &
 gd=$!
 sleep 2
 memcoop-guestd status -s /tmp/guestd.sock 2>&1 | sed 's/^/GUESTD-STATUS /'
@@ -66,6 +66,16 @@ GUESTD_STOP = r"""
 memcoop-guestd status -s /tmp/guestd.sock 2>&1 | sed 's/^/GUESTD-STATUS /'
 kill $gd 2>/dev/null; wait $gd 2>/dev/null
 sed 's/^/GUESTD-LOG /' /tmp/guestd.log
+"""
+# --trace: MemAvailable every 200 ms and the JVM's -Xlog:gc* file, printed
+# at the end (the guestd log gets its debug lines with -d)
+TRACE_START = r"""
+( while :; do echo "$(cut -d' ' -f1 /proc/uptime) $(grep MemAvailable /proc/meminfo)"; \
+  sleep 0.2; done ) > /tmp/memav.log 2>&1 &
+"""
+TRACE_STOP = r"""
+sed 's/^/MEMAV /' /tmp/memav.log
+sed 's/^/GC-LOG /' /tmp/gc.log 2>/dev/null
 """
 GUESTD_CONF = {
     "redis": 'app redis {\n\ttype redis\n\taddress "127.0.0.1:6379"\n\tfloor 32M\n\tdeadline-ms %d\n}',
@@ -80,8 +90,13 @@ def have_guestd(builddir):
 def script(app, driver, args, classes):
     guestd = driver == "memcoop" and args.guestd
     before = GUESTD_START % {"conf": GUESTD_CONF[app] % args.deadline_ms,
+                             "debug": "-d " if args.trace else "",
                              "carry": hostapps.carry_guestd(args.builddir)} if guestd else ""
     after = GUESTD_STOP if guestd else ""
+    flags = args.jvm_flags
+    if args.trace:
+        before, after = TRACE_START + before, after + TRACE_STOP
+        flags += " -Xlog:gc*,gc+ergo*=debug:file=/tmp/gc.log:uptime"
     if app == "redis":
         fits = args.redis * 1048576 // (args.value + 200)
         keys = fits * args.keyspace // 100
@@ -91,7 +106,7 @@ def script(app, driver, args, classes):
     return hostapps.JVM_SCRIPT % {"carry": hostapps.carry(classes), "xmx_mib": args.jvm_xmx,
                                   "cache_mib": args.jvm_cache, "key_pct": args.keyspace,
                                   "batch_mib": args.jvm_batch, "value": args.value,
-                                  "jvm_flags": args.jvm_flags,
+                                  "jvm_flags": flags,
                                   "before": before, "after": after}
 
 
@@ -222,6 +237,9 @@ def main():
                     "(the guest is TCG: Redis evicts 300 MiB of 16 KiB values in ~0.25 s "
                     "on the host, several s in the guest)")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--trace", action="store_true",
+                    help="guestd's debug log, MemAvailable every 200 ms, the JVM's -Xlog:gc* "
+                    "(MEMAV, GC-LOG lines in the output log)")
     ap.add_argument("--apps", default="redis,jvm")
     ap.add_argument("--drivers", default="stock,memcoop")
     ap.add_argument("--guestd", choices=["auto", "yes", "no"], default="auto")
