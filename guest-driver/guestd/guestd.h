@@ -246,7 +246,9 @@ size_t	control_status_text(struct guestd *, char *buf, size_t len);
  * jvm.c: the hold.  After a shrink the JVM may hold the RSS measured at
  * the shrink's end (the allowance) plus what grow-back gave it; over it by
  * more than 8 MiB while MemAvailable is under grow-margin, it is collected
- * again (GC.run), at most once per hold-interval.  Released when the
+ * again (GC.run), at most once per hold-interval; over it by more than
+ * 2 MiB with MemAvailable under grow-margin / 4 (critical), at most once
+ * per quarter hold-interval.  Released when the
  * allowance is back at what it held before the first shrink.
  */
 struct jvm_hold {
@@ -261,6 +263,10 @@ enum hold_act {
 	HOLD_COLLECT,		/* over with no room: GC.run now */
 };
 
+/* Pure: 1 if held, over its allowance by more than 2 MiB and MemAvailable
+ * under @margin / 4. */
+int	jvm_hold_critical(const struct jvm_hold *, int64_t rss, int64_t avail,
+	    uint64_t margin);
 /* Pure: what to do with a held JVM at @now (RSS, MemAvailable in bytes). */
 enum hold_act jvm_hold_decide(const struct jvm_hold *, uint64_t now,
 	    int64_t rss, int64_t avail, uint64_t margin, uint64_t interval_ms);

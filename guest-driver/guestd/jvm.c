@@ -18,8 +18,8 @@
  * a watch (every HOLD_POLL_MS) runs GC.run again when the RSS is over it
  * by more than HOLD_SLACK while MemAvailable is under grow-margin, at most
  * once per hold-interval; when MemAvailable is under grow-margin /
- * HOLD_CRIT_DIV, as soon as it is over at all, at most once per quarter
- * hold-interval (jvm_hold_decide()).  G1's ratios stay low
+ * HOLD_CRIT_DIV, as soon as it is over by HOLD_CRIT_SLACK, at most once per
+ * quarter hold-interval (jvm_hold_critical(), jvm_hold_decide()).  G1's ratios stay low
  * while held, so its own full GCs and Remark shrink the heap too.  Grow-back
  * that brings the allowance to the RSS before the first shrink releases the
  * hold and sets the JVM's own ratios back, as exit does; a new JVM pid ends
@@ -61,7 +61,8 @@
 #define RATIO_MAX_DEF	70
 #define HOLD_POLL_MS	100	/* the watch of a held JVM's RSS */
 #define HOLD_SLACK	(8 * MIB) /* over the allowance by more: collected */
-#define HOLD_CRIT_DIV	8	/* MemAvailable under grow-margin / 8: critical */
+#define HOLD_CRIT_DIV	4	/* MemAvailable under grow-margin / 4: critical */
+#define HOLD_CRIT_SLACK	(2 * MIB) /* then over by more (a THP): collected */
 #define UNCOMMIT_POLL_MS 50	/* after G1's GC.run: its RSS falling */
 #define UNCOMMIT_FLAT_MS 500	/* not falling this long: uncommitted */
 #define UNCOMMIT_REGROW	(32 * MIB) /* or grown this much over its lowest */
@@ -203,13 +204,29 @@ find_process(const char *name)
 /* ---- the hold (guestd.h) ---- */
 
 /*
- * Over its allowance while the guest is short: collected, at most once per
- * hold-interval.  Critically short (MemAvailable under grow-margin /
- * HOLD_CRIT_DIV): collected when over the allowance at all, after a
- * quarter of the interval, since the next step is the OOM killer: in the
- * apps bench CacheService's heap grew 97M -> 206M between two GC.runs 1 s
- * apart (every young GC keeps all it copies), its RSS 211 -> 294 MiB, and
- * MemAvailable fell to 1.4 MiB; java is OOM-killed at about 340 MiB there.
+ * Critically short (MemAvailable under grow-margin / HOLD_CRIT_DIV) with a
+ * held JVM over its allowance by more than HOLD_CRIT_SLACK (not its RSS's
+ * jitter, one huge page): the next step is the OOM killer.  In
+ * the apps bench CacheService's heap grew 97M -> 206M between two GC.runs
+ * 1 s apart (every young GC keeps all it copies), its RSS 221.9 -> 289.0M
+ * in 0.63 s, and MemAvailable fell to 1.4M; java is OOM-killed at about
+ * 340 MiB there.  MemAvailable lags (the kernel folds its per-CPU counts
+ * about once a second), so critical starts well above 0.
+ */
+int
+jvm_hold_critical(const struct jvm_hold *h, int64_t rss, int64_t avail,
+    uint64_t margin)
+{
+	return h->allowance != 0 && rss >= 0 && avail >= 0 &&
+	    (uint64_t)avail < margin / HOLD_CRIT_DIV &&
+	    (uint64_t)rss > h->allowance + HOLD_CRIT_SLACK;
+}
+
+/*
+ * Over its allowance by more than HOLD_SLACK while the guest is short:
+ * collected, at most once per hold-interval; critical (above): collected
+ * at most once per quarter hold-interval (the full GCs of CacheService
+ * took 78-648 ms there, and while one runs the JVM allocates nothing).
  */
 enum hold_act
 jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
@@ -220,8 +237,7 @@ jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
 	if (h->allowance == 0 || rss < 0 || avail < 0 ||
 	    (uint64_t)avail >= margin)
 		return HOLD_OK;
-	if ((uint64_t)avail < margin / HOLD_CRIT_DIV &&
-	    (uint64_t)rss > h->allowance)
+	if (jvm_hold_critical(h, rss, avail, margin))
 		gap = interval_ms / 4;
 	else if ((uint64_t)rss <= h->allowance + HOLD_SLACK)
 		return HOLD_OK;
@@ -259,6 +275,15 @@ jvm_hold_grow(struct jvm_hold *h, uint64_t bytes)
 	h->allowance = 0;
 	h->orig = 0;
 	return 1;
+}
+
+/* MemAvailable in bytes, or -1. */
+static int64_t
+mem_available(void)
+{
+	long kib = meminfo_kib("MemAvailable:");
+
+	return kib < 0 ? -1 : (int64_t)kib * 1024;
 }
 
 static void
@@ -584,10 +609,14 @@ uncommit_cb(int fd, short what, void *arg)
 		j->unc_best = rss;
 		j->unc_drop_ms = now;
 	}
-	/* growing again under load: the hold takes it from here */
+	/* growing again under load, or held and critical: the hold takes it
+	 * from here (a 0.5M request waited 2.7 s here while MemAvailable fell
+	 * to 1.4M, and the hold cannot act during a shrink) */
 	if (rss < 0 || now >= j->unc_drop_ms + UNCOMMIT_FLAT_MS ||
 	    rss > j->unc_best + (int64_t)UNCOMMIT_REGROW ||
-	    now + UNCOMMIT_POLL_MS * 2 >= j->op_start + dl)
+	    now + UNCOMMIT_POLL_MS * 2 >= j->op_start + dl ||
+	    (guestd != NULL && jvm_hold_critical(&j->hold, rss,
+	    mem_available(), guestd->conf.grow_margin)))
 		return op_end(j, 1, "%s, RSS %s after %" PRIu64 " ms",
 		    j->gc_msg, fmt_size(j->unc_best), now - j->op_start);
 	evtimer_add(j->ev_uncommit, &tv);
@@ -829,7 +858,6 @@ hold_cb(int fd, short what, void *arg)
 	struct timeval tv = { 0, HOLD_POLL_MS * 1000 };
 	uint64_t margin, now = now_ms();
 	int64_t rss, avail;
-	long kib;
 
 	(void)fd;
 	(void)what;
@@ -840,8 +868,7 @@ hold_cb(int fd, short what, void *arg)
 		return;
 	margin = guestd->conf.grow_margin;
 	rss = proc_rss(j->pid);
-	kib = meminfo_kib("MemAvailable:");
-	avail = kib < 0 ? -1 : (int64_t)kib * 1024;
+	avail = mem_available();
 	switch (jvm_hold_decide(&j->hold, now, rss, avail, margin,
 	    guestd->conf.hold_interval_ms)) {
 	case HOLD_OK:

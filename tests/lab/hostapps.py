@@ -146,8 +146,8 @@ read x < /dev/ttyS2
 echo "MARK squeeze t=$(cut -d' ' -f1 /proc/uptime)"
 read x < /dev/ttyS2
 if kill -0 $jp 2>/dev/null; then echo "APP-ALIVE"; else echo "APP-DEAD"; fi
-# the run is over: stopped before %(after)s (memcoop-guestd's exit sets the
-# heap free ratios back; a JVM left running then grew until OOM-killed, 53 s
+# the run is over: java stops before memcoop-guestd does (its exit sets the
+# heap free ratios back: a JVM left running then grew until OOM-killed, 53 s
 # later, in its SIGTERM shutdown)
 kill -9 $jp 2>/dev/null; wait $jp 2>/dev/null
 %(after)s

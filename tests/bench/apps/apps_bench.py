@@ -70,7 +70,7 @@ sed 's/^/GUESTD-LOG /' /tmp/guestd.log
 # --trace: MemAvailable every 200 ms and the JVM's -Xlog:gc* file, printed
 # at the end (the guestd log gets its debug lines with -d)
 TRACE_START = r"""
-( while :; do echo "$(cut -d' ' -f1 /proc/uptime) $(grep MemAvailable /proc/meminfo)"; \
+( while :; do echo "$(cut -d' ' -f1 /proc/uptime) $(date +%T.%N) $(grep MemAvailable /proc/meminfo)"; \
   sleep 0.2; done ) > /tmp/memav.log 2>&1 &
 """
 TRACE_STOP = r"""
