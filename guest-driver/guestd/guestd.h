@@ -249,14 +249,16 @@ size_t	control_status_text(struct guestd *, char *buf, size_t len);
  * the shrink's end (the allowance) plus what grow-back gave it; over it by
  * more than 8 MiB while MemAvailable is under grow-margin, it is collected
  * again (GC.run), at most once per hold-interval; over it by more than
- * 2 MiB with MemAvailable under grow-margin / 4 (critical), at most once
- * per quarter hold-interval.  Released when the
+ * 2 MiB with MemAvailable under grow-margin / 4 or within grow-period of
+ * the last shrink (critical), at most once per quarter hold-interval.  Released when the
  * allowance is back at what it held before the first shrink.
  */
 struct jvm_hold {
 	uint64_t	 allowance;	/* bytes of RSS; 0: not held */
 	uint64_t	 orig;		/* RSS before the first shrink */
 	uint64_t	 last_gc_ms;	/* the last hold GC.run started */
+	uint64_t	 squeezed_ms;	/* critical until: the shrink's end +
+					 * grow-period (the balloon takes it) */
 };
 
 enum hold_act {
@@ -265,10 +267,10 @@ enum hold_act {
 	HOLD_COLLECT,		/* over with no room: GC.run now */
 };
 
-/* Pure: 1 if held, over its allowance by more than 2 MiB and MemAvailable
- * under @margin / 4. */
-int	jvm_hold_critical(const struct jvm_hold *, int64_t rss, int64_t avail,
-	    uint64_t margin);
+/* Pure: 1 if held, over its allowance by more than 2 MiB, and MemAvailable
+ * under @margin / 4 or @now before squeezed_ms. */
+int	jvm_hold_critical(const struct jvm_hold *, uint64_t now, int64_t rss,
+	    int64_t avail, uint64_t margin);
 /* Pure: what to do with a held JVM at @now (RSS, MemAvailable in bytes). */
 enum hold_act jvm_hold_decide(const struct jvm_hold *, uint64_t now,
 	    int64_t rss, int64_t avail, uint64_t margin, uint64_t interval_ms);

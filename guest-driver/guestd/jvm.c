@@ -204,21 +204,27 @@ find_process(const char *name)
 /* ---- the hold (guestd.h) ---- */
 
 /*
- * Critically short (MemAvailable under grow-margin / HOLD_CRIT_DIV) with a
- * held JVM over its allowance by more than HOLD_CRIT_SLACK (not its RSS's
- * jitter, one huge page): the next step is the OOM killer.  In
- * the apps bench CacheService's heap grew 97M -> 206M between two GC.runs
- * 1 s apart (every young GC keeps all it copies), its RSS 221.9 -> 289.0M
- * in 0.63 s, and MemAvailable fell to 1.4M; java is OOM-killed at about
- * 340 MiB there.  MemAvailable lags (the kernel folds its per-CPU counts
- * about once a second), so critical starts well above 0.
+ * Critically short (MemAvailable under grow-margin / HOLD_CRIT_DIV, or
+ * before h->squeezed_ms: right after a shrink, whatever MemAvailable says)
+ * with a held JVM over its allowance by more than HOLD_CRIT_SLACK (not its
+ * RSS's jitter, one huge page): the next step is the OOM killer.  In the
+ * apps bench CacheService's heap grew 97M -> 206M between two GC.runs 1 s
+ * apart (every young GC keeps all it copies), its RSS 221.9 -> 289.0M in
+ * 0.63 s, and MemAvailable fell to 1.4M; java is OOM-killed at about 340
+ * MiB there.  MemAvailable lags (the kernel folds its per-CPU counts about
+ * once a second), so critical starts well above 0.  Right after a shrink
+ * the memory it freed still counts as available although the balloon is
+ * taking it: on a quiet host the JVM grew 284.4 -> 378.5M in the 0.3 s
+ * that MemAvailable stayed over grow-margin, and was OOM-killed before its
+ * first hold GC.run was over.
  */
 int
-jvm_hold_critical(const struct jvm_hold *h, int64_t rss, int64_t avail,
-    uint64_t margin)
+jvm_hold_critical(const struct jvm_hold *h, uint64_t now, int64_t rss,
+    int64_t avail, uint64_t margin)
 {
 	return h->allowance != 0 && rss >= 0 && avail >= 0 &&
-	    (uint64_t)avail < margin / HOLD_CRIT_DIV &&
+	    ((uint64_t)avail < margin / HOLD_CRIT_DIV ||
+	    now < h->squeezed_ms) &&
 	    (uint64_t)rss > h->allowance + HOLD_CRIT_SLACK;
 }
 
@@ -234,12 +240,11 @@ jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
 {
 	uint64_t gap = interval_ms;
 
-	if (h->allowance == 0 || rss < 0 || avail < 0 ||
-	    (uint64_t)avail >= margin)
-		return HOLD_OK;
-	if (jvm_hold_critical(h, rss, avail, margin))
+	if (jvm_hold_critical(h, now, rss, avail, margin))
 		gap = interval_ms / 4;
-	else if ((uint64_t)rss <= h->allowance + HOLD_SLACK)
+	else if (h->allowance == 0 || rss < 0 || avail < 0 ||
+	    (uint64_t)avail >= margin ||
+	    (uint64_t)rss <= h->allowance + HOLD_SLACK)
 		return HOLD_OK;
 	if (h->last_gc_ms != 0 && now < h->last_gc_ms + gap)
 		return HOLD_WAIT;
@@ -615,7 +620,7 @@ uncommit_cb(int fd, short what, void *arg)
 	if (rss < 0 || now >= j->unc_drop_ms + UNCOMMIT_FLAT_MS ||
 	    rss > j->unc_best + (int64_t)UNCOMMIT_REGROW ||
 	    now + UNCOMMIT_POLL_MS * 2 >= j->op_start + dl ||
-	    (guestd != NULL && jvm_hold_critical(&j->hold, rss,
+	    (guestd != NULL && jvm_hold_critical(&j->hold, now, rss,
 	    mem_available(), guestd->conf.grow_margin)))
 		return op_end(j, 1, "%s, RSS %s after %" PRIu64 " ms",
 		    j->gc_msg, fmt_size(j->unc_best), now - j->op_start);
@@ -889,10 +894,11 @@ hold_cb(int fd, short what, void *arg)
 		return;
 	j->hold.last_gc_ms = now;
 	j->hold_gcs++;
-	log_info("app %s: hold: RSS %s over its allowance %s, MemAvailable %s "
-	    "under %s: GC.run %" PRIu64, a->conf->name, fmt_size(rss),
+	log_info("app %s: hold: RSS %s over its allowance %s, MemAvailable %s"
+	    "%s, margin %s: GC.run %" PRIu64, a->conf->name, fmt_size(rss),
 	    fmt_size((int64_t)j->hold.allowance), fmt_size(avail),
-	    fmt_size((int64_t)margin), j->hold_gcs);
+	    jvm_hold_critical(&j->hold, now, rss, avail, margin) ?
+	    " (critical)" : "", fmt_size((int64_t)margin), j->hold_gcs);
 	jcmd(j, hold_gc_done, "GC.run");
 }
 
@@ -906,6 +912,9 @@ jvm_shrunk(struct app *a, int64_t before, int64_t after)
 	if (j->gc != GC_G1 && j->gc != GC_PARALLEL && j->gc != GC_SERIAL)
 		return;
 	jvm_hold_shrunk(&j->hold, (uint64_t)before, (uint64_t)after);
+	/* the balloon takes what the shrink freed: critical for a while */
+	if (guestd != NULL)
+		j->hold.squeezed_ms = now_ms() + guestd->conf.grow_period_ms;
 	log_info("app %s: hold: RSS allowance %s until grow-back gives it "
 	    "%s again", a->conf->name, fmt_size((int64_t)j->hold.allowance),
 	    fmt_size((int64_t)j->hold.orig));
