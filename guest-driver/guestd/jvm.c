@@ -243,8 +243,14 @@ jvm_hold_decide(const struct jvm_hold *h, uint64_t now, int64_t rss,
 	if (jvm_hold_critical(h, now, rss, avail, margin))
 		gap = interval_ms / 4;
 	else if (h->allowance == 0 || rss < 0 || avail < 0 ||
-	    (uint64_t)avail >= margin ||
-	    (uint64_t)rss <= h->allowance + HOLD_SLACK)
+	    (uint64_t)avail >= margin)
+		return HOLD_OK;
+	/* within its allowance: only critically short, once an interval
+	 * (an allowance measured after G1 had regrown, 405.7M, was above
+	 * what the guest could hold: java OOM-killed at 390 MiB, never
+	 * collected) */
+	else if ((uint64_t)rss <= h->allowance + HOLD_SLACK &&
+	    (uint64_t)avail >= margin / HOLD_CRIT_DIV)
 		return HOLD_OK;
 	if (h->last_gc_ms != 0 && now < h->last_gc_ms + gap)
 		return HOLD_WAIT;

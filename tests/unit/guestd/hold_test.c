@@ -166,13 +166,19 @@ test_critical(void)
 	    MARGIN, 1000), HOLD_WAIT);
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 20033, 2612 * M / 10, 45 * M / 10,
 	    MARGIN, 1000), HOLD_COLLECT);
-	/* critical: over the allowance by more than 2 MiB is enough (not
-	 * 8), by 2 MiB it is not (RSS jitter, one huge page: the JVM at its
-	 * floor, collecting it again frees nothing) */
+	/* critical: over the allowance by more than 2 MiB (not 8) a quarter
+	 * interval apart; by 2 MiB (RSS jitter, one huge page) or within it,
+	 * a whole interval apart (an allowance measured after G1 had regrown,
+	 * 405.7M, was more than the guest could hold: java OOM-killed at
+	 * 390 MiB, never collected) */
+	h.last_gc_ms = 20500;
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 21000,
 	    (int64_t)h.allowance + 2 * M + 1, 0, MARGIN, 1000), HOLD_COLLECT);
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 21000, (int64_t)h.allowance + 2 * M,
-	    0, MARGIN, 1000), HOLD_OK);
+	    0, MARGIN, 1000), HOLD_WAIT);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 21500, (int64_t)h.allowance - M,
+	    0, MARGIN, 1000), HOLD_COLLECT);
+	h.last_gc_ms = 20033;
 	CU_ASSERT(!jvm_hold_critical(&h, 20402, (int64_t)h.allowance + 2 * M, 0,
 	    MARGIN));
 	/* the boundary: margin / 4 is not critical, one byte under is */
@@ -268,15 +274,24 @@ test_shrunk_grow(void)
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 900 * (int64_t)MIB, 0,
 	    MARGIN, 2000), HOLD_OK);
 	/* a JVM asked for more than it can give (guestd-apps: 29.6M asked,
-	 * 50.2M -> 50.2M): held where it is, not collected at its floor,
-	 * even critically short (8M of a 64M margin) */
+	 * 50.2M -> 50.2M): held where it is, not collected at its floor
+	 * while the guest is short but not critically (20M of a 64M margin);
+	 * critically short (8M), once an interval even at its floor */
 	memset(&h, 0, sizeof(h));
 	jvm_hold_shrunk(&h, 502 * MIB / 10, 502 * MIB / 10);
 	CU_ASSERT_EQUAL(h.allowance, 502 * MIB / 10);
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 50 * (int64_t)MIB,
-	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_OK);
+	    20 * (int64_t)MIB, 64 * MIB, 1000), HOLD_OK);
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 52 * (int64_t)MIB,
-	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_OK);
+	    20 * (int64_t)MIB, 64 * MIB, 1000), HOLD_OK);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 50 * (int64_t)MIB,
+	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_COLLECT);
+	h.last_gc_ms = 1000;
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1999, 50 * (int64_t)MIB,
+	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_WAIT);
+	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 2000, 50 * (int64_t)MIB,
+	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_COLLECT);
+	h.last_gc_ms = 0;
 	/* 6.8M over it: within the slack with room for 20M (not critical),
 	 * collected at 8M (critical) */
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 57 * (int64_t)MIB,
