@@ -900,7 +900,7 @@ hold_cb(int fd, short what, void *arg)
 		return;
 	j->hold.last_gc_ms = now;
 	j->hold_gcs++;
-	log_info("app %s: hold: RSS %s over its allowance %s, MemAvailable %s"
+	log_info("app %s: hold: RSS %s, allowance %s, MemAvailable %s"
 	    "%s, margin %s: GC.run %" PRIu64, a->conf->name, fmt_size(rss),
 	    fmt_size((int64_t)j->hold.allowance), fmt_size(avail),
 	    jvm_hold_critical(&j->hold, now, rss, avail, margin) ?
