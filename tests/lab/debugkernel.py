@@ -201,8 +201,15 @@ def ensure():
 def find_tree(release):
     """The built tree whose release is @release, or None: the current
     fragment's first (every fragment's tree has the same release, and a
-    module built against one must boot that one), then older ones."""
-    tops = sorted(glob.glob(os.path.join(cache_root(), "*")))
+    module built against one must boot that one), then older ones, the
+    last built first (while a new fragment's tree builds, the previous
+    fragment's, which build-debug was set up against, not an older one)."""
+    def built(top):
+        try:
+            return os.stat(os.path.join(top, ".complete")).st_mtime
+        except OSError:
+            return 0
+    tops = sorted(glob.glob(os.path.join(cache_root(), "*")), key=built, reverse=True)
     try:
         current = os.path.dirname(tree_path())
     except DebugKernelError:
