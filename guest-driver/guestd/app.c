@@ -7,9 +7,10 @@
  * A request: the baseline is measured (by the adapter, just before it
  * changes anything), the adapter acts, then the measure is sampled every
  * SETTLE_MS while it keeps falling.  The answer goes out when it stops
- * falling, when the action's deadline-ms is over, or ANSWER_MARGIN_MS before
- * the driver's deadline, whichever comes first: always in time, always what
- * was measured.  Requests that arrive meanwhile are answered 0 at once.
+ * falling, when the action's deadline-ms is over, or a lead before the
+ * driver's deadline (answer_lead()), whichever comes first: always in time,
+ * always what was measured.  Requests that arrive meanwhile are answered 0 at
+ * once.
  */
 #include <sys/time.h>
 #include <errno.h>
@@ -31,7 +32,9 @@
 
 #define SETTLE_MS		20	/* sampling period after the action */
 #define SETTLE_FLAT		5	/* samples without progress: settled */
-#define ANSWER_MARGIN_MS	10	/* answer this long before the deadline */
+#define ANSWER_LEAD_MIN_MS	10	/* the least lead before the deadline */
+#define ANSWER_LEAD_MAX_MS	250	/* and the most */
+#define ANSWER_LEAD_PART	4	/* else a quarter of the time given */
 #define YIELD_MIN		0.05
 #define YIELD_WEIGHT		0.25	/* weight of the newest sample */
 #define YIELD_SCALE_MAX		4	/* never ask more than 4x the request */
@@ -336,6 +339,25 @@ finish(struct app *a)
 	a->last_shrink_ms = now_ms();
 }
 
+/*
+ * How long before the driver's deadline the answer goes out: a quarter of
+ * the time the request gives, at least ANSWER_LEAD_MIN_MS, at most
+ * ANSWER_LEAD_MAX_MS.  The daemon is not alone in a squeezed guest: in a TCG
+ * guest at 8 MiB MemAvailable (guestd-apps on 6.12) its timers ran 12 to
+ * 40 ms late, and once 167 ms (likely its own log line between two answers
+ * due together: a write to a tmpfs file allocates); with a fixed 10 ms the
+ * answer came after the deadline, which demotes the client.
+ */
+uint64_t
+answer_lead(uint64_t given_ms)
+{
+	uint64_t lead = given_ms / ANSWER_LEAD_PART;
+
+	if (lead < ANSWER_LEAD_MIN_MS)
+		return ANSWER_LEAD_MIN_MS;
+	return lead > ANSWER_LEAD_MAX_MS ? ANSWER_LEAD_MAX_MS : lead;
+}
+
 static void
 measure_cb(int fd, short what, void *arg)
 {
@@ -351,7 +373,7 @@ measure_cb(int fd, short what, void *arg)
 		a->flat++;
 	if (a->flat >= SETTLE_FLAT ||
 	    now_ms() >= a->start_ms + a->conf->deadline_ms ||
-	    now_ms() + ANSWER_MARGIN_MS >= a->cur.deadline_ms) {
+	    now_ms() >= a->answer_by_ms) {
 		sample(a);
 		answer(a);
 		finish(a);
@@ -390,8 +412,9 @@ start_request(struct app *a, const struct app_req *r)
 	a->requests++;
 	a->asked_total += want;
 	a->calm_since_ms = 0;
-	arm(a->ev_deadline, r->deadline_ms > now + ANSWER_MARGIN_MS ?
-	    r->deadline_ms - now - ANSWER_MARGIN_MS : 0);
+	a->answer_by_ms = r->deadline_ms > now ?
+	    r->deadline_ms - answer_lead(r->deadline_ms - now) : now;
+	arm(a->ev_deadline, a->answer_by_ms > now ? a->answer_by_ms - now : 0);
 	ask = yield_scale(&a->yield, want);
 	/* never below the floor */
 	cur = app_measure(a);
@@ -529,7 +552,7 @@ app_shrink_manual(struct app *a, uint64_t bytes)
 	}
 	r.seq = 0;
 	r.pages = (bytes + page_size() - 1) / page_size();
-	r.deadline_ms = now_ms() + a->conf->deadline_ms + ANSWER_MARGIN_MS;
+	r.deadline_ms = now_ms() + a->conf->deadline_ms + ANSWER_LEAD_MAX_MS;
 	if (r.pages == 0) {
 		errno = EINVAL;
 		return -1;

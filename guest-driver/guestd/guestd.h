@@ -153,6 +153,7 @@ struct app {
 	enum app_busy		 busy;
 	struct app_req		 cur;
 	uint64_t		 start_ms;
+	uint64_t		 answer_by_ms;	/* deadline - answer_lead() */
 	uint64_t		 action_bytes;	/* what the adapter was asked */
 	int64_t			 before;	/* measured at the baseline, -1 */
 	int64_t			 best;		/* lowest measured since */
@@ -189,6 +190,7 @@ struct guestd {
 extern struct guestd *guestd;	/* the one daemon (app.c uses its config) */
 
 uint64_t now_ms(void);
+uint64_t answer_lead(uint64_t);
 struct app *app_new(struct event_base *, struct app_conf *);
 void	app_free(struct app *);
 /* Open /dev/memcoop and register if not yet; retried by the tick. */

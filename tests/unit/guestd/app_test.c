@@ -92,6 +92,18 @@ test_gone(void)
 }
 
 static void
+test_answer_lead(void)
+{
+	/* a quarter of the time given, 10..250 ms */
+	CU_ASSERT_EQUAL(answer_lead(1000), 250);
+	CU_ASSERT_EQUAL(answer_lead(200), 50);
+	CU_ASSERT_EQUAL(answer_lead(8000), 250);
+	CU_ASSERT_EQUAL(answer_lead(20), 10);
+	CU_ASSERT_EQUAL(answer_lead(0), 10);
+	CU_ASSERT_EQUAL(answer_lead(UINT64_MAX), 250);
+}
+
+static void
 test_cgroup_line(void)
 {
 	char buf[256];
@@ -123,6 +135,7 @@ main(void)
 	CU_add_test(s, "yield learning", test_yield);
 	CU_add_test(s, "RSS", test_rss);
 	CU_add_test(s, "process gone or a zombie", test_gone);
+	CU_add_test(s, "answer lead before the deadline", test_answer_lead);
 	CU_add_test(s, "cgroup of a process", test_cgroup_line);
 	return td_run();
 }
