@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -40,6 +41,34 @@ meminfo_kib(const char *key)
 }
 
 /*
+ * zoneinfo_sum_kib() - the sum over /proc/zoneinfo's lines "@key N" (the
+ * key as the line has it after its indentation: "high" for the zones' high
+ * watermarks, "count:" for the per-cpu free lists), pages, in KiB; -1 on
+ * error.
+ */
+static inline long zoneinfo_sum_kib(const char *key)
+{
+	char line[256], *p, *end;
+	size_t n = strlen(key);
+	long sum = 0, v;
+	FILE *f = fopen("/proc/zoneinfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		for (p = line; *p == ' ' || *p == '\t'; p++)
+			;
+		if (strncmp(p, key, n) != 0 || (p[n] != ' ' && p[n] != '\t'))
+			continue;
+		v = strtol(p + n, &end, 10);
+		if (end != p + n && v > 0)
+			sum += v;
+	}
+	fclose(f);
+	return sum * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/*
  * meminfo_free_kib() - free memory in KiB: MemFree plus the pages on the
  * per-cpu free lists (/proc/zoneinfo "count:"), which MemFree leaves out;
  * since 6.7 these lists grow with the freeing rate and do not drain on
@@ -47,20 +76,9 @@ meminfo_kib(const char *key)
  */
 static inline long meminfo_free_kib(void)
 {
-	char line[256];
-	long sum = 0, n, free = meminfo_kib("MemFree:");
-	FILE *f = fopen("/proc/zoneinfo", "r");
+	long free = meminfo_kib("MemFree:"), pcp = zoneinfo_sum_kib("count:");
 
-	if (!f || free < 0) {
-		if (f)
-			fclose(f);
-		return -1;
-	}
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, " count: %ld", &n) == 1)
-			sum += n;
-	fclose(f);
-	return free + sum * (sysconf(_SC_PAGESIZE) / 1024);
+	return free < 0 || pcp < 0 ? -1 : free + pcp;
 }
 
 /*

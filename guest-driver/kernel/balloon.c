@@ -81,6 +81,10 @@ static unsigned int backoff_max_ms = 2000;
 MC_PARAM_UINT(backoff_max_ms, 10, 60000, 0644,
 	      "longest wait between inflation attempts when the guest cannot give memory (ms, 10..60000, default 2000)");
 
+static unsigned int reclaim_headroom_kib = 16384;
+MC_PARAM_UINT(reclaim_headroom_kib, 0, 1U << 20, 0644,
+	      "free memory above the watermarks an inflation that asks processes leaves the guest (KiB, 0..1048576, default 16384)");
+
 static bool free_blocks = true;
 module_param(free_blocks, bool, 0644);
 MODULE_PARM_DESC(free_blocks,
@@ -568,25 +572,29 @@ static void mc_queue_size_work(struct mc_balloon *vb, unsigned long delay_ms,
 
 /*
  * Before inflating by @diff pages toward @target: if free memory above the
- * watermarks cannot cover it, ask the rest of memcoop for the shortfall,
- * once per target.
+ * watermarks cannot cover it and leave reclaim_headroom_kib besides, ask the
+ * rest of memcoop for the shortfall, once per target.  Without the headroom
+ * a round ends with the guest at its high watermark, and where nothing is
+ * left to reclaim (no swap, no page cache: the processes just gave what
+ * they could spare) a little more allocation is an OOM kill.
  */
 static void mc_maybe_reclaim(struct mc_balloon *vb, unsigned long target,
 			     unsigned long diff)
 {
-	unsigned long avail, freed;
+	unsigned long avail, freed, want;
 
 	if (!READ_ONCE(reclaim_hook) || vb->reclaim_target == target)
 		return;
 	avail = mc_free_above_wmark();
-	if (avail >= diff)
+	want = diff + (READ_ONCE(reclaim_headroom_kib) >> (PAGE_SHIFT - 10));
+	if (avail >= want)
 		return;
 	vb->reclaim_target = target;
 	atomic64_inc(&vb->cnt.reclaim_reqs);
-	freed = mc_reclaim_for_balloon(diff - avail);
+	freed = mc_reclaim_for_balloon(want - avail);
 	atomic64_add(freed, &vb->cnt.reclaim_pages);
 	dev_dbg(&vb->vdev->dev, "reclaim for %lu pages: %lu freed\n",
-		diff - avail, freed);
+		want - avail, freed);
 }
 
 /**

@@ -2714,8 +2714,9 @@ run_client(const char *name, uint64_t mib, const char *mode, uint32_t prio, int 
 			prio = MEMCOOP_PRIO_UNPRIV;
 			CHECK_OK(reg(fd, name, prio, 1ull << 40, 0));
 		}
-		printf("READY %s %llu prio=%u memfree_kb=%ld\n", name, (unsigned long long)mib,
-		    prio, meminfo_kib("MemFree:"));
+		printf("READY %s %llu prio=%u memfree_kb=%ld high_kb=%ld\n", name,
+		    (unsigned long long)mib, prio, meminfo_kib("MemFree:"),
+		    zoneinfo_sum_kib("high"));
 	}
 	pfd[0].fd = tty;
 	pfd[0].events = POLLIN;

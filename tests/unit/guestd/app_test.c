@@ -94,13 +94,13 @@ test_gone(void)
 static void
 test_answer_lead(void)
 {
-	/* a tenth of the time given, 10..100 ms */
-	CU_ASSERT_EQUAL(answer_lead(1000), 100);
-	CU_ASSERT_EQUAL(answer_lead(500), 50);
-	CU_ASSERT_EQUAL(answer_lead(8000), 100);
-	CU_ASSERT_EQUAL(answer_lead(50), 10);
+	/* a quarter of the time given, 10..250 ms */
+	CU_ASSERT_EQUAL(answer_lead(1000), 250);
+	CU_ASSERT_EQUAL(answer_lead(200), 50);
+	CU_ASSERT_EQUAL(answer_lead(8000), 250);
+	CU_ASSERT_EQUAL(answer_lead(20), 10);
 	CU_ASSERT_EQUAL(answer_lead(0), 10);
-	CU_ASSERT_EQUAL(answer_lead(UINT64_MAX), 100);
+	CU_ASSERT_EQUAL(answer_lead(UINT64_MAX), 250);
 }
 
 static void
