@@ -19,11 +19,11 @@
  * by more than HOLD_SLACK while MemAvailable is under grow-margin, at most
  * once per hold-interval; when MemAvailable is under grow-margin /
  * HOLD_CRIT_DIV, as soon as it is over by HOLD_CRIT_SLACK, at most once per
- * quarter hold-interval (jvm_hold_critical(), jvm_hold_decide()).  G1's ratios stay low
- * while held, so its own full GCs and Remark shrink the heap too.  Grow-back
- * that brings the allowance to the RSS before the first shrink releases the
- * hold and sets the JVM's own ratios back, as exit does; a new JVM pid ends
- * it (that JVM has its own ratios).
+ * quarter hold-interval (jvm_hold_critical(), jvm_hold_decide()).  G1's
+ * ratios stay low while held, so its own full GCs and Remark shrink the
+ * heap too.  Grow-back that brings the allowance to the RSS before the
+ * first shrink releases the hold and sets the JVM's own ratios back, as
+ * exit does; a new JVM pid ends it (that JVM has its own ratios).
  *
  * SIGQUIT kills a process that does not catch it, so the attach listener
  * is only started in a process that maps libjvm.so and catches SIGQUIT
