@@ -1643,23 +1643,35 @@ test_oom(unsigned int hold, unsigned int hog)
 {
 	size_t psz = (size_t)sysconf(_SC_PAGESIZE), held = (size_t)hold << 20;
 	long long kills0 = oom_kills(), oomreq0 = relay_stat("oom_requests");
-	int p[2], status, fd, oomseen = 0;
+	int p[2], q[2], status, fd, oomseen = 0;
 	pid_t client, hogpid;
-	char c;
+	char c, line[160];
+	ssize_t n;
 
 	CHECK_OK(pipe(p));
+	/* the client's lines: printed by the parent once the hog is done, so
+	 * that the client neither blocks on the console nor allocates (a pipe
+	 * page: its first line takes it before the hog) while memory is short
+	 * (printing directly, in 3 of 26 runs it answered nothing within
+	 * oom_wait_ms and was killed, none of its lines on the console) */
+	CHECK_OK(pipe(q));
 	if ((client = fork()) == 0) {
 		struct memcoop_event ev;
 		char *mem;
 
 		test_name = "mct-relay oom (client)";
 		close(p[0]);
+		close(q[0]);
 		mem = mmap(NULL, held, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		CHECK(mem != MAP_FAILED);
 		(void)madvise(mem, held, MADV_NOHUGEPAGE);
 		memset(mem, 1, held);
 		fd = dev_open(MEMCOOP_FEATURE_RELAY);
 		CHECK_OK(reg(fd, "oom-client", 0, held / psz, 0));
+		/* the pipe's page is allocated now, its later lines merge in */
+		n = snprintf(line, sizeof(line), "oom: client registered, %zu pages\n",
+		    held / psz);
+		CHECK_EQ(write(q[1], line, (size_t)n), n);
 		CHECK_EQ(write(p[1], "r", 1), 1);
 		for (;;) {
 			size_t give;
@@ -1673,9 +1685,13 @@ test_oom(unsigned int hold, unsigned int hog)
 			held -= give;
 			CHECK_OK(set_est(fd, held / psz));
 			CHECK_OK(answer(fd, ev.seq, give / psz));
-			printf("oom: client request reason %u level %u: freed %zu of %llu pages\n",
+			n = snprintf(line, sizeof(line),
+			    "oom: client request reason %u level %u: freed %zu of %llu pages\n",
 			    ev.shrink.reason, ev.shrink.level, give / psz,
 			    (unsigned long long)ev.shrink.pages);
+			if (write(q[1], line, (size_t)n) != n) {
+				/* the parent reads them at the end: lost lines only */
+			}
 			if (ev.shrink.reason == MEMCOOP_REASON_OOM) {
 				CHECK_EQ(ev.shrink.level, MEMCOOP_LEVEL_CRITICAL);
 				oomseen = 1;
@@ -1685,6 +1701,7 @@ test_oom(unsigned int hold, unsigned int hog)
 		}
 	}
 	close(p[1]);
+	close(q[1]);
 	CHECK_EQ(read(p[0], &c, 1), 1);
 	/* only the OOM notifier may ask: no guest-reclaim batches meanwhile */
 	set_param("reclaim_interval_ms", 60000);
@@ -1706,6 +1723,10 @@ test_oom(unsigned int hold, unsigned int hog)
 	oomseen = 0;
 	while (read(p[0], &c, 1) == 1)
 		oomseen |= c == 'o';
+	CHECK_OK(fcntl(q[0], F_SETFL, O_NONBLOCK));
+	while ((n = read(q[0], line, sizeof(line))) > 0)
+		fwrite(line, 1, (size_t)n, stdout);
+	close(q[0]);
 	set_param("reclaim_interval_ms", 100);
 	if (!oomseen)
 		fail(__LINE__, "no OOM request seen: oom_calls %lld, oom_requests %lld, "
