@@ -45,6 +45,13 @@ SMP = 1
 last_guest_output = []
 
 
+def stats_lines(output):
+    """The client's whole STATS lines in @output (the holders of case_many
+    print on the same console: a line they cut is not an answer)."""
+    return [f for f in re.findall(r"^STATS (.*)$", output, re.M)
+            if "max_round_ns=" in f and re.search(r" clients=\d+$", f)]
+
+
 def stats(g, timeout=120):
     """The relay's counters: send "stats", wait for the client's STATS line.
 
@@ -53,18 +60,14 @@ def stats(g, timeout=120):
     again every 10 s (an extra line is harmless), and on failure keep the
     output as it was at the end, with the console's tail, for the log.
     """
-    n = len([f for f in re.findall(r"^STATS (.*)$", g.output, re.M)
-             if "max_round_ns=" in f and re.search(r" clients=\d+$", f)])
+    n = len(stats_lines(g.output))
     t0 = time.monotonic()
     sent = 0
     while time.monotonic() - t0 < timeout:
         if time.monotonic() - t0 >= 10 * sent:
             g.send("stats")
             sent += 1
-        # whole lines only (the holders of case_many print on the same
-        # console: a line they cut is not the answer)
-        found = [f for f in re.findall(r"^STATS (.*)$", g.output, re.M)
-                 if "max_round_ns=" in f and re.search(r" clients=\d+$", f)]
+        found = stats_lines(g.output)
         if len(found) > n:
             if sent > 1:
                 print("stats: STATS after %.1f s (%d requests)" % (time.monotonic() - t0, sent),

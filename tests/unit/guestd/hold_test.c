@@ -62,6 +62,14 @@ replay(struct jvm_hold *h, uint64_t interval_ms, enum hold_act *acts)
 	return gcs;
 }
 
+/* A fresh hold, shrunk from @before to @after bytes. */
+static void
+held_after(struct jvm_hold *h, uint64_t before, uint64_t after)
+{
+	memset(h, 0, sizeof(*h));
+	jvm_hold_shrunk(h, before, after);
+}
+
 static void
 test_decide_series(void)
 {
@@ -72,8 +80,7 @@ test_decide_series(void)
 	/* held to 700 MiB: over from 38.42 s on (760384 KiB), every sample
 	 * with MemAvailable under 256 MiB; at most one GC.run per 2 s, and
 	 * one per 0.5 s from 41.76 s on, MemAvailable under 64 MiB (critical) */
-	memset(&h, 0, sizeof(h));
-	jvm_hold_shrunk(&h, 761 * MIB, 700 * MIB);
+	held_after(&h, 761 * MIB, 700 * MIB);
 	gcs = replay(&h, 2000, acts);
 	CU_ASSERT_EQUAL(acts[0], HOLD_OK);
 	CU_ASSERT_EQUAL(acts[1], HOLD_OK);
@@ -93,8 +100,7 @@ test_decide_series(void)
 	for (uint64_t iv = 100; iv <= 10000; iv += 700) {
 		uint64_t last = 0;
 
-		memset(&h, 0, sizeof(h));
-		jvm_hold_shrunk(&h, 761 * MIB, 600 * MIB);
+		held_after(&h, 761 * MIB, 600 * MIB);
 		for (i = 0; i < NSERIES; i++) {
 			if (jvm_hold_decide(&h, ms(series[i].t),
 			    series[i].rss_kib * 1024,
@@ -109,8 +115,7 @@ test_decide_series(void)
 		CU_ASSERT(last != 0);
 	}
 	/* room (MemAvailable over the margin): never collected */
-	memset(&h, 0, sizeof(h));
-	jvm_hold_shrunk(&h, 761 * MIB, 300 * MIB);
+	held_after(&h, 761 * MIB, 300 * MIB);
 	for (i = 0; i < NSERIES; i++)
 		CU_ASSERT_EQUAL(jvm_hold_decide(&h, ms(series[i].t),
 		    series[i].rss_kib * 1024, series[i].avail_kib * 1024,
@@ -147,8 +152,7 @@ test_critical(void)
 	struct jvm_hold h;
 	const int64_t M = (int64_t)MIB;
 
-	memset(&h, 0, sizeof(h));
-	jvm_hold_shrunk(&h, 7619 * MIB / 10, 2362 * MIB / 10);
+	held_after(&h, 7619 * MIB / 10, 2362 * MIB / 10);
 	h.last_gc_ms = 17794;
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 19783, 2493 * M / 10, 583 * M / 10,
 	    MARGIN, 1000), HOLD_COLLECT);
@@ -212,8 +216,7 @@ test_squeezed(void)
 	struct jvm_hold h;
 	const int64_t M = (int64_t)MIB;
 
-	memset(&h, 0, sizeof(h));
-	jvm_hold_shrunk(&h, 7615 * MIB / 10, 2844 * MIB / 10);
+	held_after(&h, 7615 * MIB / 10, 2844 * MIB / 10);
 	/* not squeezed (as before): room, nothing done at 9.610 s */
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 9610, 300 * M, 406 * M, MARGIN,
 	    1000), HOLD_OK);
@@ -277,8 +280,7 @@ test_shrunk_grow(void)
 	 * 50.2M -> 50.2M): held where it is, not collected at its floor
 	 * while the guest is short but not critically (20M of a 64M margin);
 	 * critically short (8M), once an interval even at its floor */
-	memset(&h, 0, sizeof(h));
-	jvm_hold_shrunk(&h, 502 * MIB / 10, 502 * MIB / 10);
+	held_after(&h, 502 * MIB / 10, 502 * MIB / 10);
 	CU_ASSERT_EQUAL(h.allowance, 502 * MIB / 10);
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 1000, 50 * (int64_t)MIB,
 	    20 * (int64_t)MIB, 64 * MIB, 1000), HOLD_OK);
@@ -300,8 +302,7 @@ test_shrunk_grow(void)
 	    8 * (int64_t)MIB, 64 * MIB, 1000), HOLD_COLLECT);
 	/* right after the shrink: collected at once when over (the bench:
 	 * 210.2M -> 361.6M in the 1 s after a shrink) */
-	memset(&h, 0, sizeof(h));
-	jvm_hold_shrunk(&h, 7616 * MIB / 10, 2102 * MIB / 10);
+	held_after(&h, 7616 * MIB / 10, 2102 * MIB / 10);
 	CU_ASSERT_EQUAL(jvm_hold_decide(&h, 5100, 3616 * (int64_t)MIB / 10,
 	    5 * (int64_t)MIB, MARGIN, 1000), HOLD_COLLECT);
 	/* a shrink measured at 0 still holds */
