@@ -52,29 +52,19 @@ def kernel_args(release):
     thresholds (soft lockup after 120 s, RCU stall after 120 s): they
     still catch a loop that never yields, not a slow emulator.
 
-    pci=noacpi: PCI interrupts are routed from the BIOS's $PIR table, not
-    by ACPI.  This kernel has no PCI_MSI, so virtio-pci runs on INTx, and
-    ACPI's routing evaluates the pc machine's \\_SB.PCI0._PRT, a 128-round
-    AML While loop that ACPICA aborts after 30 s (AE_AML_LOOP_TIMEOUT).
-    Under KASAN, kmemleak and slub_debug on a loaded TCG host it took
-    longer than that on most boots: "PCI INT A: no GSI", the PCI link
-    stayed disabled (Linux _DISes every link until a device's _PRT entry
-    enables it), and the balloon's IRQ 10 never fired (0 interrupts, the
-    balloon never moved, with memcoop.ko and virtio_balloon.ko alike, with
-    or without fault injection).  Without ACPI's routing the boot is also
-    some 30 s shorter.
-
-    The price: pci=noacpi also turns off ACPI PCI hotplug (x86 then scans
-    bus 0 without ACPI, acpiphp gets no slots), so balloon-hint and
-    balloon-unplug fail here (a device_add'ed balloon never appears in
-    /sys/bus/pci/devices).  Without pci=noacpi acpiphp works (the plugged
-    balloon bound in 25 s), but it needs _PRT for its INTx and that timed
-    out again on a loaded host (AE_AML_LOOP_TIMEOUT, "no GSI", probe
-    -EINVAL).  PCI_MSI does not help: QEMU's virtio-balloon-pci has no
+    No pci=noacpi any more: every lab guest boots with acpi=noirq (see
+    mclab.KERNEL_ARGS), which keeps ACPI's PCI hotplug.  This kernel has
+    no PCI_MSI, so virtio-pci runs on INTx, and ACPI's routing evaluates
+    the pc machine's \\_SB.PCI0._PRT, a 128-round AML While loop that
+    ACPICA aborted after 30 s (AE_AML_LOOP_TIMEOUT) under KASAN, kmemleak
+    and slub_debug on a loaded TCG host: "PCI INT A: no GSI", and the
+    balloon's IRQ 10 never fired.  pci=noacpi fixed that but also turned
+    off acpiphp (balloon-unplug failed here); acpi=noirq skips only the
+    routing.  PCI_MSI does not help: QEMU's virtio-balloon-pci has no
     MSI-X vectors (tried, with a cold rebuild: the same timeout)."""
     if not is_debug_release(release):
         return ""
-    return "watchdog_thresh=60 rcupdate.rcu_cpu_stall_timeout=120 pci=noacpi"
+    return "watchdog_thresh=60 rcupdate.rcu_cpu_stall_timeout=120"
 
 
 # How much longer the lab waits for a debug-kernel guest (boot, program,
