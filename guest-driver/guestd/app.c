@@ -29,6 +29,7 @@
 #include "io.h"
 #include "log.h"
 #include "meminfo.h"
+#include "modparam.h"
 
 #define SETTLE_MS		20	/* sampling period after the action */
 #define SETTLE_FLAT		5	/* samples without progress: settled */
@@ -609,6 +610,28 @@ estimate_pages(struct app *a)
 	return (uint64_t)est / page_size();
 }
 
+/*
+ * Said once per registration: the driver waits relay_deadline_ms for the
+ * answers, then takes the memory.  An action allowed longer (deadline-ms)
+ * goes on after the answer, and what it frees then is neither credited nor
+ * in time for the balloon: with the default 200 ms a squeezed Redis in a
+ * TCG guest was OOM-killed while it evicted (the demo, the apps benchmark).
+ */
+static void
+warn_driver_deadline(struct app *a)
+{
+	long drv = modparam_read("relay_deadline_ms");
+
+	if (drv < 0 || (uint64_t)drv >= a->conf->deadline_ms)
+		return;
+	log_warnx("app %s: memcoop.ko's relay_deadline_ms is %ld, deadline-ms "
+	    "is %llu: answers go out by the driver's deadline and the balloon "
+	    "takes the memory then; raise relay_deadline_ms (sysfs or "
+	    "modprobe.d) so that the %s action can finish in time",
+	    a->conf->name, drv, (unsigned long long)a->conf->deadline_ms,
+	    app_type_name(a->conf->type));
+}
+
 void
 app_try_register(struct app *a)
 {
@@ -651,6 +674,7 @@ app_try_register(struct app *a)
 	    fmt_size((int64_t)(est * page_size())));
 	app_set_last(a, "registered, estimate %s",
 	    fmt_size((int64_t)(est * page_size())));
+	warn_driver_deadline(a);
 }
 
 void

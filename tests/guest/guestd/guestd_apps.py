@@ -230,6 +230,10 @@ def main():
         s = status_line(out, "STATUS0", app)
         if s is None or not s["registered"]:
             bad.append("%s not registered at start: %s" % (app, s))
+    # redis's deadline-ms 2000 is longer than the driver's: the daemon says so
+    if not re.search(r"app redis: memcoop.ko's relay_deadline_ms is %d, deadline-ms is 2000"
+                     % RELAY_DEADLINE_MS, out):
+        bad.append("no warning that relay_deadline_ms is shorter than redis's deadline-ms")
     # 1: control-socket shrinks, measured independently
     # jvm: 64 MiB live, 128 MiB garbage: GC.run with the ratios as shipped
     # gives almost nothing back (live / 30% > what is committed)
