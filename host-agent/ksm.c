@@ -67,7 +67,6 @@ ksm_params_default(struct ksm_params *p)
 	p->steady_estimate_interval = 600;
 	p->converge_sleep_ms = 20;
 	p->steady_sleep_ms = 200;
-	p->steady_batch = 2000;
 	p->reach_permille = 900;
 	p->stall_permille = 20;
 	p->regrow_permille = 100;
@@ -382,7 +381,8 @@ reason(struct ksm_decision *d, const char *fmt, ...)
 
 #define MIB_OF(pages, ps)	((unsigned long long)(pages) * (unsigned long long)(ps) >> 20)
 
-/* The longest sleep steady mode sets; slower still is a smaller batch. */
+/* The slowest pages_to_scan steady mode sets; slower still is a longer sleep. */
+#define STEADY_MIN_PAGES	100
 #define STEADY_MAX_SLEEP_MS	60000
 
 /* Pages ksmd goes through in a full scan: the guests', or more if measured. */
@@ -405,65 +405,17 @@ steady_time(const struct ksm_params *p, const struct ksm_ctl *c)
 	    p->steady_max_scan_time : t;
 }
 
-/* @a * @b / @c in 128 bits (absurd figures reach here), at most UINT64_MAX. */
-static uint64_t
-muldiv(uint64_t a, uint64_t b, uint64_t c)
-{
-	unsigned __int128 r = (unsigned __int128)a * b / (c > 0 ? c : 1);
-
-	return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
-}
-
-/*
- * Steady scan rate: @pages in @scan_ms as batches of steady_batch pages
- * (ksmd's cost per page at 100 pages a wake-up, measured here, is twice
- * its cost in batches of thousands), the sleep between them what the rate
- * needs, within [steady_sleep_ms, STEADY_MAX_SLEEP_MS]; past either end
- * the batch follows the rate instead.
- */
-static void
-steady_rate(const struct ksm_params *p, uint64_t pages, uint64_t scan_ms,
-    uint64_t *want, uint64_t *sleep_ms)
-{
-	uint64_t batch = p->steady_batch > 0 ? p->steady_batch : 100;
-	uint64_t lo = p->steady_sleep_ms > 0 ? p->steady_sleep_ms : 1;
-
-	if (pages == 0) {
-		*want = batch;
-		*sleep_ms = lo;
-		return;
-	}
-	*sleep_ms = muldiv(batch, scan_ms, pages);
-	if (*sleep_ms < lo)
-		*sleep_ms = lo;
-	if (*sleep_ms > STEADY_MAX_SLEEP_MS)
-		*sleep_ms = STEADY_MAX_SLEEP_MS;
-	*want = muldiv(pages, *sleep_ms, scan_ms);
-	if (*want < 1)
-		*want = 1;
-}
-
-/* Is sysfs figure @cur more than 20% away from @want? */
-static int
-off_by_fifth(int64_t cur, uint64_t want)
-{
-	unsigned __int128 c5 = (unsigned __int128)(uint64_t)cur * 5;
-
-	return c5 < (unsigned __int128)want * 4 || c5 > (unsigned __int128)want * 6;
-}
-
 /*
  * Scan settings for a phase: a pages_to_scan (and sleep) that covers what
  * ksmd scans (scan_size()) in the phase's full-scan time.  Converging:
  * converge_scan_time at converge_sleep_ms, at most converge_max_pages a
- * wake-up.  Steady: steady_time() in batches of steady_batch pages
- * (steady_rate()).  The advisor is
+ * wake-up.  Steady: steady_time() at steady_sleep_ms, and below
+ * STEADY_MIN_PAGES a wake-up a longer sleep instead.  The advisor is
  * switched off (it re-tunes only once per full scan and smooths its steps:
  * measured, it kept the fast rate for minutes after converging); that makes
  * the kernel reset pages_to_scan, so pages_to_scan is then always written.
- * Only pages_to_scan and sleep_millisecs more than 20% from what they
- * should be are set (no churn on small changes: writing sleep_millisecs
- * wakes ksmd).
+ * Only differences from the sysfs figures are set, and pages_to_scan not
+ * within 20% of what it should be (no churn on small changes).
  */
 static void
 tune(const struct ksm_params *p, const struct ksm_ctl *c,
@@ -473,7 +425,7 @@ tune(const struct ksm_params *p, const struct ksm_ctl *c,
 	uint64_t pages = scan_size(c, in);
 	uint64_t scan_ms = (fast ? (uint64_t)p->converge_scan_time :
 	    steady_time(p, c)) * 1000;
-	uint64_t sleep_ms = p->converge_sleep_ms;
+	uint64_t sleep_ms = fast ? p->converge_sleep_ms : p->steady_sleep_ms;
 	uint64_t want;
 	int force = 0;
 
@@ -481,26 +433,34 @@ tune(const struct ksm_params *p, const struct ksm_ctl *c,
 		sleep_ms = 1;
 	if (scan_ms == 0)
 		scan_ms = 1000;
-	if (!fast) {
-		steady_rate(p, pages, scan_ms, &want, &sleep_ms);
-	} else {
-		want = pages == 0 ? 1000 : muldiv(pages, sleep_ms, scan_ms);
+	if (pages == 0)
+		want = fast ? 1000 : STEADY_MIN_PAGES;
+	else				/* 128 bits: absurd figures reach here */
+		want = (uint64_t)((unsigned __int128)pages * sleep_ms / scan_ms);
+	if (fast) {
 		if (want > p->converge_max_pages)
 			want = p->converge_max_pages;
 		if (want < 100)
 			want = 100;
+	} else if (want < STEADY_MIN_PAGES) {
+		/* Slower than the slowest rate: sleep longer between wake-ups. */
+		sleep_ms = pages > 0 ? (uint64_t)((unsigned __int128)
+		    STEADY_MIN_PAGES * scan_ms / pages) : sleep_ms;
+		if (sleep_ms < p->steady_sleep_ms)
+			sleep_ms = p->steady_sleep_ms;
+		if (sleep_ms > STEADY_MAX_SLEEP_MS)
+			sleep_ms = STEADY_MAX_SLEEP_MS;
+		want = STEADY_MIN_PAGES;
 	}
-	/* A new sleep comes with its pages_to_scan: the rate is the pair. */
-	if (s->sleep_millisecs >= 0 && off_by_fifth(s->sleep_millisecs, sleep_ms)) {
+	if (s->sleep_millisecs >= 0 && (uint64_t)s->sleep_millisecs != sleep_ms)
 		d->sleep_millisecs = (int64_t)sleep_ms;
-		force = 1;
-	}
 	if (s->advisor_mode == 1) {
 		d->advisor_mode = 0;
 		force = 1;
 	}
 	if (s->pages_to_scan >= 0 && (force ||
-	    off_by_fifth(s->pages_to_scan, want)))
+	    (uint64_t)s->pages_to_scan * 5 < want * 4 ||
+	    (uint64_t)s->pages_to_scan * 5 > want * 6))
 		d->pages_to_scan = (int64_t)want;
 }
 

@@ -101,10 +101,8 @@ struct ksm_params {
 	unsigned int	 steady_scan_time;	/* s per full scan, first steady */
 	unsigned int	 steady_max_scan_time;	/* s, where the back-off ends */
 	unsigned int	 converge_sleep_ms;
-	unsigned int	 steady_sleep_ms;	/* at least */
-	unsigned int	 steady_batch;	/* pages_to_scan while steady (fewer
-					   past the longest sleep, more below
-					   steady_sleep_ms) */
+	unsigned int	 steady_sleep_ms;	/* at least; longer past the
+						   slowest pages_to_scan */
 	unsigned int	 reach_permille;	/* measured/estimated saving that
 						   ends converging early */
 	unsigned int	 steady_estimate_interval;	/* s between estimates

@@ -790,87 +790,19 @@ test_decide_series_no_flap(void)
 	CU_ASSERT_EQUAL(runs_changed, 1);
 	/*
 	 * Backed off all the way (every steady scan merged nothing): advisor
-	 * off, the longest sleep and a batch that makes a full scan of the
-	 * guests' RAM take steady_max_scan_time.
+	 * off, the slowest pages_to_scan and a sleep that makes a full scan
+	 * of the guests' RAM take steady_max_scan_time.
 	 */
 	CU_ASSERT_EQUAL(s.advisor_mode, 0);
-	CU_ASSERT_EQUAL(s.sleep_millisecs, 60000);
-	CU_ASSERT_EQUAL(s.pages_to_scan,
-	    196608ULL * 60000 / (p.steady_max_scan_time * 1000ULL));
+	CU_ASSERT_EQUAL(s.pages_to_scan, 100);
+	CU_ASSERT_EQUAL(s.sleep_millisecs,
+	    100ULL * p.steady_max_scan_time * 1000 / 196608);
 	CU_ASSERT_EQUAL(c.backoff, 3);		/* 1800 s doubled to 14400 s */
 	/*
 	 * Estimates no more often than a steady full scan (which backed off
 	 * to 14400 s here), none converging.
 	 */
 	CU_ASSERT(estimates <= 5000 / p.steady_scan_time);
-}
-
-/*
- * Steady, ksmd scans in batches of steady_batch pages with long sleeps
- * between them, not 100 pages every few hundred ms: its CPU per page at
- * 100 pages a wake-up was twice that at thousands (the kernel's defaults,
- * 2.0 us, against auto mode's converging scan, 1.0 us, agent bench).  The
- * rate still makes a full scan take steady_time(); past the longest sleep
- * the batch shrinks, below steady_sleep_ms it grows (a host with 100M
- * pages).
- */
-static void
-test_decide_steady_batch(void)
-{
-	static const uint64_t sizes[] = { 600000, 20000, 100000000 };
-	struct ksm_params p;
-	struct ksm_ctl c;
-	struct ksm_input in;
-	struct ksm_decision d;
-	struct ksm_sysfs s;
-	size_t i;
-
-	ksm_params_default(&p);
-	CU_ASSERT(p.steady_batch >= 1000);
-	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		uint64_t pages = sizes[i], full_ms;
-
-		s = recorded_idle();
-		ksm_ctl_init(&c);
-		c.have_estimate = 1;
-		c.last_estimate = 1;
-		c.est.saving_pages = 50000;
-		s.run = 1;
-		s.full_scans = 10;
-		s.pages_sharing = 0;
-		base_input(&in, &s, 100);
-		in.guest_pages = pages;
-		ksm_decide(&p, &c, &in, &d);	/* adopt: converging */
-		sim_apply(&s, &d);
-		s.pages_sharing = 50000;	/* the estimate, reached */
-		base_input(&in, &s, 101);
-		in.guest_pages = pages;
-		ksm_decide(&p, &c, &in, &d);
-		sim_apply(&s, &d);
-		CU_ASSERT_EQUAL_FATAL(c.phase, KSM_PH_STEADY);
-		CU_ASSERT(s.sleep_millisecs >= (int64_t)p.steady_sleep_ms);
-		CU_ASSERT(s.sleep_millisecs <= 60000);
-		if (i == 0) {
-			CU_ASSERT(s.pages_to_scan * 5 >= (int64_t)p.steady_batch * 4);
-			CU_ASSERT(s.pages_to_scan * 5 <= (int64_t)p.steady_batch * 6);
-		} else if (i == 1) {
-			CU_ASSERT_EQUAL(s.sleep_millisecs, 60000);
-		} else {
-			CU_ASSERT_EQUAL(s.sleep_millisecs, p.steady_sleep_ms);
-			CU_ASSERT(s.pages_to_scan > (int64_t)p.steady_batch);
-		}
-		/* A full scan in steady_scan_time, within 20%. */
-		full_ms = pages * (uint64_t)s.sleep_millisecs /
-		    (uint64_t)s.pages_to_scan;
-		CU_ASSERT(full_ms * 5 >= p.steady_scan_time * 1000ULL * 4);
-		CU_ASSERT(full_ms * 5 <= p.steady_scan_time * 1000ULL * 6);
-		/* Small changes of the guests' RAM write nothing (ksmd wakes). */
-		base_input(&in, &s, 102);
-		in.guest_pages = pages + pages / 10;
-		ksm_decide(&p, &c, &in, &d);
-		CU_ASSERT_EQUAL(d.sleep_millisecs, -1);
-		CU_ASSERT_EQUAL(d.pages_to_scan, -1);
-	}
 }
 
 static void
@@ -1754,7 +1686,6 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_reach_mid_scan", test_decide_reach_mid_scan);
 	CU_add_test(s, "decide_no_advisor", test_decide_no_advisor);
 	CU_add_test(s, "decide_series_no_flap", test_decide_series_no_flap);
-	CU_add_test(s, "decide_steady_batch", test_decide_steady_batch);
 	CU_add_test(s, "decide_stop_and_regrow", test_decide_stop_and_regrow);
 	CU_add_test(s, "decide_watches_guests", test_decide_watches_guests);
 	CU_add_test(s, "decide_stall_in_scan", test_decide_stall_in_scan);
