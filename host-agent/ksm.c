@@ -593,7 +593,9 @@ estimate_grew(const struct ksm_params *p, struct ksm_ctl *c, int64_t saving,
  * longer; back to converging when the saving
  * grows again by regrow_permille in a scan, a guest was added, the guests'
  * RAM grew by a quarter, or an estimate finds on_bytes more to merge than
- * there was on going steady.  Either running phase stops ksmd when
+ * there was on going steady; an estimate at once when the saving fell
+ * by half (and by on_bytes) since going steady.  Either running phase
+ * stops ksmd when
  * the saving stayed below off_bytes for two full scans, not before
  * min_on_time.  off_bytes < on_bytes is the hysteresis.
  */
@@ -726,6 +728,21 @@ ksm_decide(const struct ksm_params *p, struct ksm_ctl *c,
 			if (p->steady_estimate_interval > 0 && in->nguests > 0 &&
 			    in->now >= c->last_estimate + every)
 				d->want_estimate = 1;
+			/*
+			 * Lost half the saving, and at least on_bytes, since
+			 * going steady (grow_mark): merged pages were written
+			 * or freed.  Look now rather than a steady full scan
+			 * later; if the duplicates are back the estimate says
+			 * so.  Once per loss: the mark follows.
+			 */
+			if (in->nguests > 0 && saving < c->grow_mark / 2 &&
+			    (uint64_t)(c->grow_mark - saving) * (uint64_t)ps >=
+			    p->on_bytes) {
+				d->want_estimate = 1;
+				c->grow_mark = saving;
+				reason(d, "saving fell to %llu MiB: estimating again",
+				    MIB_OF(saving, ps));
+			}
 			if (estimate_grew(p, c, saving, ps, &more)) {
 				go(p, c, in, KSM_PH_CONVERGE, d);
 				reason(d, "estimate finds %llu MiB more to merge: "
@@ -1569,6 +1586,8 @@ ksm_tick(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t *saving)
 			ksm_decide(&k->p, &k->c, &in, &d);
 		}
 	}
+	if (!d.changed && d.reason[0] != '\0')	/* an estimate, and why */
+		snprintf(k->reason, sizeof(k->reason), "%s", d.reason);
 	if (!d.changed)
 		return;
 	ksm_log(LOG_INFO, "%s: %s", __func__, d.reason);

@@ -160,7 +160,9 @@ struct ksm_ctl {
 	unsigned int	 stalled;	/* consecutive stalled full scans */
 	unsigned int	 low;		/* consecutive scans below off_bytes */
 	uint64_t	 guest_pages_mark;	/* guest pages when converged */
-	int64_t		 grow_mark;	/* saving when it last grew by stall_permille */
+	int64_t		 grow_mark;	/* saving when it last grew by stall_permille
+					   (steady: on going steady, or at the
+					   last loss of half of it) */
 	uint64_t	 grow_time;	/* s, when */
 	unsigned int	 trust_permille;	/* measured/estimated saving when
 						   auto last stopped ksmd; 1000 */

@@ -320,7 +320,7 @@ def ksm_run(label, pids, start):
         ksmd = ksmd_cpu() - cpu0
         series.append((time.monotonic() - t0, guest_saving(pids), ksmd + agent,
                        ksmlib.pages("full_scans"), ksmlib.pages("pages_scanned"),
-                       host_saving()))
+                       host_saving(), ksmd))
     ksmd = ksmd_cpu() - cpu0
     scanned = ksmlib.pages("pages_scanned") - scanned0 if scanned0 is not None else None
     if proc is not None:
@@ -331,7 +331,7 @@ def ksm_run(label, pids, start):
     if record:
         # unit-test input: seconds, guest saving (pages), full_scans, pages_scanned
         with open(os.path.join(record, "series-%s.txt" % label.replace(" ", "-")), "w") as f:
-            for t, sv, _c, fs, ps, _h in series:  # noqa
+            for t, sv, _c, fs, ps, _h, _k in series:  # noqa
                 f.write("%.1f %d %d %d\n" % (t, sv // 4096, fs, ps))
     # ksmd's CPU is host-wide (other QEMUs on the host are scanned and
     # merged too): the host-wide saving and the pages scanned so far are
@@ -345,6 +345,7 @@ def ksm_run(label, pids, start):
                       "%.4f" % (x[2] / (x[1] / 2**20)) if x[1] else "inf",
                       x[5] / 2**20, "%.4f" % (x[2] / (x[5] / 2**20)) if x[5] else "inf",
                       x[4] - scanned0 if scanned0 is not None else -1))
+    print_scans(label, series, scanned0)
     final = series[-1][1] if series else 0
     cpu = ksmd + agent
     at90 = next(((x[0], x[1], x[2]) for x in series if x[1] >= 0.9 * final),
@@ -364,6 +365,33 @@ def ksm_run(label, pids, start):
               "%.1f" % r["t90"] if at90 else "-",
               "%.2f" % r["cpu90"] if at90 else "-", rate))
     return r
+
+
+def print_scans(label, series, scanned0):
+    """ksmd's work by full scan (either kind): when each ended, pages
+    scanned, ksmd CPU (host-wide) and the guests' saving gained in it,
+    and CPU per MiB gained; the last, unfinished scan as "(partial)"."""
+    if not series:
+        return
+    fs0 = series[0][3]
+    start = (0.0, 0, 0.0, fs0, scanned0 or 0, 0, 0.0)
+    prev = start
+    for i, x in enumerate(series):
+        end = i == len(series) - 1
+        if x[3] == prev[3] and not end:
+            continue
+        if x[3] == prev[3] and x[0] == prev[0]:
+            break
+        gain = (x[1] - prev[1]) / 2**20
+        cpu = x[6] - prev[6]
+        print("ksm %s scan %d%s: %.1f-%.1f s, %d pages scanned, ksmd %.2f cpu s "
+              "(%.2f us/page), saving %+.1f MiB (%s cpu s/MiB)" % (
+                  label, x[3] - fs0 if x[3] > prev[3] else x[3] - fs0 + 1,
+                  "" if x[3] > prev[3] else " (partial)", prev[0], x[0],
+                  x[4] - prev[4], cpu,
+                  cpu * 1e6 / (x[4] - prev[4]) if x[4] > prev[4] else 0.0,
+                  gain, "%.4f" % (cpu / gain) if gain > 0 else "-"))
+        prev = x
 
 
 def print_phases(kind, ticks):

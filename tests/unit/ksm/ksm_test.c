@@ -1145,6 +1145,38 @@ test_decide_goal_model(void)
 }
 
 /*
+ * From ksmd already running at @t to steady: an estimate of 80000 pages
+ * of which ksmd merges 60000 in its second full scan, four scans 5 s
+ * apart (the last merged nothing: one back-off).  Returns the time.
+ */
+static uint64_t
+to_steady(const struct ksm_params *p, struct ksm_ctl *c, struct ksm_sysfs *s,
+    uint64_t t)
+{
+	struct ksm_input in;
+	struct ksm_decision d;
+
+	ksm_ctl_init(c);
+	c->have_estimate = 1;
+	c->last_estimate = t;
+	c->est.saving_pages = 80000;	/* ksmd will merge 60000 of it */
+	s->run = 1;
+	s->full_scans = 0;
+	s->pages_sharing = 0;
+	base_input(&in, s, t);
+	ksm_decide(p, c, &in, &d);	/* adopt */
+	sim_apply(s, &d);
+	for (s->full_scans = 1; s->full_scans <= 4; s->full_scans++) {
+		s->pages_sharing = s->full_scans >= 2 ? 60000 : 0;
+		base_input(&in, s, t += 5);
+		ksm_decide(p, c, &in, &d);
+		sim_apply(s, &d);
+	}
+	CU_ASSERT_EQUAL_FATAL(c->phase, KSM_PH_STEADY);
+	return t;
+}
+
+/*
  * Steady, the guests write new duplicates: the periodic estimate finds
  * them and auto mode converges again; an estimate that promises what ksmd
  * could not merge before (the same gap) does not.
@@ -1160,23 +1192,7 @@ test_decide_steady_estimate(void)
 	uint64_t t = 100;
 
 	ksm_params_default(&p);
-	ksm_ctl_init(&c);
-	c.have_estimate = 1;
-	c.last_estimate = t;
-	c.est.saving_pages = 80000;	/* ksmd will merge 60000 of it */
-	s.run = 1;
-	s.full_scans = 0;
-	s.pages_sharing = 0;
-	base_input(&in, &s, t);
-	ksm_decide(&p, &c, &in, &d);	/* adopt */
-	sim_apply(&s, &d);
-	for (s.full_scans = 1; s.full_scans <= 4; s.full_scans++) {
-		s.pages_sharing = s.full_scans >= 2 ? 60000 : 0;
-		base_input(&in, &s, t += 5);
-		ksm_decide(&p, &c, &in, &d);
-		sim_apply(&s, &d);
-	}
-	CU_ASSERT_EQUAL_FATAL(c.phase, KSM_PH_STEADY);
+	t = to_steady(&p, &c, &s, t);
 	/*
 	 * Not before the interval, nor more often than a steady full scan:
 	 * the last steady scan merged nothing, so that is twice
@@ -1228,6 +1244,58 @@ test_decide_steady_estimate(void)
 	base_input(&in, &s, ++t);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+}
+
+/*
+ * Steady, most merged pages are written or freed (measured: the guests'
+ * saving fell from 767 to 1 MiB within a minute, and auto mode, a full
+ * scan and an estimate 1800 s away, backed off further): an estimate at
+ * once; when it finds the duplicates again, converge; when not, stay
+ * steady without estimating again on every tick.
+ */
+static void
+test_decide_steady_loss(void)
+{
+	struct ksm_params p;
+	struct ksm_ctl c, c2;
+	struct ksm_input in;
+	struct ksm_decision d;
+	struct ksm_sysfs s = recorded_idle(), s2;
+	uint64_t t;
+
+	ksm_params_default(&p);
+	t = to_steady(&p, &c, &s, 100);
+	/* A small loss is no reason. */
+	s.pages_sharing = 40000;
+	base_input(&in, &s, t += 20);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	/* Lost all but 1000 pages, within the full scan. */
+	s.pages_sharing = 1000;
+	base_input(&in, &s, t += 20);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 1);
+	CU_ASSERT(strstr(d.reason, "fell to 3 MiB") != NULL);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	c2 = c;
+	s2 = s;
+	/* The duplicates are there again: converge. */
+	c.last_estimate = ++t;
+	c.est.saving_pages = 80000;
+	base_input(&in, &s, t);
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_CONVERGE);
+	CU_ASSERT_EQUAL(d.sleep_millisecs, p.converge_sleep_ms);
+	/* They are not: steady, and no estimate on the next ticks. */
+	c2.last_estimate = t;
+	c2.est.saving_pages = 1200;
+	base_input(&in, &s2, t);
+	ksm_decide(&p, &c2, &in, &d);
+	CU_ASSERT_EQUAL(c2.phase, KSM_PH_STEADY);
+	base_input(&in, &s2, t + 10);
+	ksm_decide(&p, &c2, &in, &d);
+	CU_ASSERT_EQUAL(d.want_estimate, 0);
+	CU_ASSERT_EQUAL(c2.phase, KSM_PH_STEADY);
 }
 
 /*
@@ -1623,6 +1691,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_stall_in_scan", test_decide_stall_in_scan);
 	CU_add_test(s, "decide_goal_model", test_decide_goal_model);
 	CU_add_test(s, "decide_steady_estimate", test_decide_steady_estimate);
+	CU_add_test(s, "decide_steady_loss", test_decide_steady_loss);
 	CU_add_test(s, "decide_recorded_series", test_decide_recorded_series);
 	CU_add_test(s, "decide_absurd", test_decide_absurd);
 	CU_add_test(s, "state_restore", test_state_restore);
