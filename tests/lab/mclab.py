@@ -970,8 +970,11 @@ class Lab:
                 raise LabError("%s is missing (is the build complete?)" % p)
             sig.update(("%s %d %d\n" % (p, st.st_mtime_ns, st.st_size)).encode())
         digest = sig.hexdigest()[:16]
-        # a given module gets its own cache, so that it never replaces the build's base
-        kind = "module" if with_module and self.module_given else "base"
+        # a given module gets its own cache, so that it never replaces the
+        # build's base; nor does a base without the module (a stock or
+        # no-driver guest): the cleanup below drops other bases of a kind,
+        # and two guests of different kinds start side by side in CI
+        kind = ("module" if self.module_given else "base") if with_module else "nomodule"
         if self.kernel_spec:            # never replaces the default kernel's
             kind += "-" + self.kernel_version()
         path = os.path.join(self.workdir, "%s-%s.cpio" % (kind, digest))
@@ -1009,7 +1012,7 @@ class Lab:
                 f.write(c.data(trailer=False))
             os.rename(tmp, path)
             # drop older bases of this build (of this kind)
-            for old in glob.glob(os.path.join(self.workdir, kind + "-*.cpio")):
+            for old in glob.glob(os.path.join(self.workdir, kind + "-" + "?" * 16 + ".cpio")):
                 if old != path:
                     with contextlib.suppress(OSError):
                         os.unlink(old)
@@ -1037,9 +1040,16 @@ class Lab:
                 c.file("lib/modules/mc/%s.ko" % m, open(p, "rb").read(), 0o644)
         c.file("mclab/run.conf", conf.encode(), 0o644)
         c.file("mclab/cmd", (shlex.join(cmd) + "\n").encode(), 0o644)
-        with open(dest, "wb") as f:
-            with open(base, "rb") as b:
-                shutil.copyfileobj(b, f)
+        for attempt in range(3):
+            try:
+                b = open(base, "rb")
+                break
+            except FileNotFoundError:   # a newer build's guest dropped it: make it again
+                base = self.base_initramfs(with_module=(driver == "memcoop"))
+        else:
+            raise LabError("the base initramfs %s keeps vanishing" % base)
+        with b, open(dest, "wb") as f:
+            shutil.copyfileobj(b, f)
             f.write(c.data())
         return dest
 
