@@ -515,23 +515,31 @@ def boot_kernel(kdir):
         return vmlinuz
     elf = os.path.join(kdir, "vmlinux-pvh")
     nope = os.path.join(kdir, ".no-pvh")
-    if os.path.exists(elf) and os.path.getmtime(elf) >= os.path.getmtime(vmlinuz):
-        return elf
-    if os.path.exists(nope) and os.path.getmtime(nope) >= os.path.getmtime(vmlinuz):
-        return vmlinuz
+
+    def known():        # made (or found impossible) since the vmlinuz changed
+        for p, use in ((elf, elf), (nope, vmlinuz)):
+            if os.path.exists(p) and os.path.getmtime(p) >= os.path.getmtime(vmlinuz):
+                return use
+        return None
+
+    if known():
+        return known()
     with _flock(os.path.join(kdir, ".pvh.lock")):
-        if os.path.exists(elf) and os.path.getmtime(elf) >= os.path.getmtime(vmlinuz):
-            return elf
+        if known():
+            return known()
         with open(vmlinuz, "rb") as f:
             found = _bzimage_payload(f.read())
         out = None
         if found is not None:
             fmt, payload = found
-            if fmt == "xz":
-                out = lzma.LZMADecompressor().decompress(payload)
-            elif fmt == "gzip":
-                out = zlib.decompress(payload, 16 + zlib.MAX_WBITS)
-            elif shutil.which("zstd"):
+            try:        # a payload that does not decompress: boot the vmlinuz
+                if fmt == "xz":
+                    out = lzma.LZMADecompressor().decompress(payload)
+                elif fmt == "gzip":
+                    out = zlib.decompress(payload, 16 + zlib.MAX_WBITS)
+            except (lzma.LZMAError, zlib.error, EOFError):
+                out = None
+            if fmt == "zstd" and shutil.which("zstd"):
                 # kbuild appends the size (4 bytes) that zstd calls trailing junk
                 r = subprocess.run(["zstd", "-dcq"], input=payload[:-4], capture_output=True)
                 out = r.stdout if r.returncode == 0 else None
