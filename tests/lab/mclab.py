@@ -1152,7 +1152,12 @@ class QMP:
                 time.sleep(0.05)
         self.sock.settimeout(timeout)
         self.buf = b""
+        # QEMU can write an event (RESUME as the guest starts) to a client
+        # it has just accepted before its greeting: keep such events
         greeting = self._read()
+        while "event" in greeting and len(self.events) < 16:
+            self.events.append(greeting)
+            greeting = self._read()
         if "QMP" not in greeting:
             raise LabError("not a QMP greeting: %r" % greeting)
         self.command("qmp_capabilities")
