@@ -38,6 +38,50 @@ def lab_run(*args):
 
 mclab.install_signal_handlers()
 
+
+def fake_qmp(lines):
+    """QMP() against a socket that writes @lines, then answers the
+    capabilities command: its events, or the LabError it raised."""
+    import socket
+    import tempfile
+    import threading
+    path = os.path.join(tempfile.mkdtemp(prefix=mclab.TMP_PREFIX + "qmp-"), "s")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def serve():
+        c, _ = srv.accept()
+        c.sendall(b"".join(line.encode() + b"\n" for line in lines))
+        if c.recv(4096):
+            c.sendall(b'{"return": {}}\n')
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        q = mclab.QMP(path, timeout=10)
+        q.close()
+        return q.events
+    except mclab.LabError as e:
+        return e
+    finally:
+        t.join(10)
+        srv.close()
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+
+
+# 0. QMP: QEMU may write an event before its greeting (CI saw RESUME
+#    first); anything else first is not QEMU
+GREETING = '{"QMP": {"version": {}, "capabilities": []}}'
+RESUME = '{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "RESUME"}'
+got = fake_qmp([RESUME, GREETING])
+check(isinstance(got, list) and [e["event"] for e in got] == ["RESUME"],
+      "QMP: an event before the greeting is kept as an event (%r)" % (got,))
+got = fake_qmp(['{"return": {}}', GREETING])
+check(isinstance(got, mclab.LabError) and "not a QMP greeting" in str(got),
+      "QMP: a reply before the greeting is refused (%r)" % (got,))
+
 # 1. the program's exit status comes back, zero or not
 rc, out, err = lab_run("--", "sh", "-c", "echo from-guest; exit 7")
 check(rc == 7, "a program exiting 7 makes the CLI exit 7 (got %d)" % rc)
