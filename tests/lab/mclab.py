@@ -150,8 +150,14 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
 		echo "MCLAB-MODULE $n $a $s" > /dev/console
 	done
 	[ "$MCLAB_DRIVER" = memcoop ] && rmmod memcoop 2> /dev/null
-	sleep 5		# kmemleak reports objects older than 5 s
+	# kmemleak reports an object found unreferenced by two scans in a
+	# row (the first notes its checksum) and at least 5 s old when the
+	# second starts: the first scan runs during those 5 s
+	# (uptime in centiseconds; 5.1 s, for the jiffy the age is rounded to)
+	cs() { tr -d . < /proc/uptime | cut -d' ' -f1; }
+	t=$(cs)
 	echo scan > /sys/kernel/debug/kmemleak
+	while [ $(cs) -lt $((t + 510)) ]; do sleep 0.1; done
 	echo scan > /sys/kernel/debug/kmemleak
 	sed 's/^/MCLAB-KMEMLEAK /' /sys/kernel/debug/kmemleak > /dev/console
 fi
