@@ -1160,13 +1160,17 @@ class QMP:
         self.buf = b""
         # QEMU can write an event (RESUME as the guest starts) to a client
         # it has just accepted before its greeting: keep such events
-        greeting = self._read()
-        while "event" in greeting and len(self.events) < 16:
-            self.events.append(greeting)
+        try:
             greeting = self._read()
-        if "QMP" not in greeting:
-            raise LabError("not a QMP greeting: %r" % greeting)
-        self.command("qmp_capabilities")
+            while "event" in greeting and len(self.events) < 16:
+                self.events.append(greeting)
+                greeting = self._read()
+            if "QMP" not in greeting:
+                raise LabError("not a QMP greeting: %r" % greeting)
+            self.command("qmp_capabilities")
+        except BaseException:
+            self.close()    # the caller gets no object to close
+            raise
 
     def _read(self):
         while b"\n" not in self.buf:

@@ -387,13 +387,12 @@ def suspend(c):
                     after["deflated_pages"] - before["deflated_pages"]))
         c.check(after["inflated_pages"] - before["inflated_pages"] == 512 * PAGES_PER_MIB,
                 "restore inflated to the target again (%.1f s)" % secs)
-        total, _, _ = g.meminfo()
+        total, _, avail = g.meminfo()
         c.check(total == total0 - 512 * 1024, "MemTotal consistent: %d KiB" % total)
         rep0 = after["reported_pages"]
         # 200 MiB, or half of what is available: the debug kernel (KASAN's
         # shadow, two CPUs' worth of debug objects) had less than 200 MiB
         # left beside the 512 MiB balloon and OOM-killed the program
-        _, _, avail = g.meminfo()
         g.cmd("alloc %d" % min(200, avail // 2048))
         g.cmd("free")
         rep = bl.wait_until(lambda: g.counters()["reported_pages"] > rep0, 60, step=1)
