@@ -472,7 +472,16 @@ qc_message(struct qmp_conn *c, const char *line, size_t len)
 		return;
 	}
 	if (c->state == QC_GREETING) {
-		if (json_object_get(msg, "QMP") == NULL) {
+		/*
+		 * QEMU may write an event (RESUME, as the guest starts) to a
+		 * client it has just accepted, before the greeting: an event
+		 * then, not a malformed greeting.  A QEMU that sends only
+		 * events is closed by the greeting timeout (timer_cb()).
+		 */
+		if (json_object_get(msg, "QMP") == NULL &&
+		    json_is_string(json_object_get(msg, "event"))) {
+			qc_event(c, msg);
+		} else if (json_object_get(msg, "QMP") == NULL) {
 			qc_bad(c, "expected the QMP greeting");
 		} else {
 			c->state = QC_CAPS;
