@@ -62,8 +62,8 @@ ksm_params_default(struct ksm_params *p)
 	p->estimate_interval = 60;
 	p->converge_scan_time = 5;
 	p->converge_max_pages = 5000;	/* 250k pages/s: half a core at 2 us/page */
-	p->steady_scan_time = 1800;
-	p->steady_max_scan_time = 14400;
+	p->steady_scan_time = 3600;
+	p->steady_max_scan_time = 28800;
 	p->steady_estimate_interval = 600;
 	p->converge_sleep_ms = 20;
 	p->steady_sleep_ms = 200;
