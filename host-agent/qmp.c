@@ -478,14 +478,13 @@ qc_message(struct qmp_conn *c, const char *line, size_t len)
 		 * then, not a malformed greeting.  A QEMU that sends only
 		 * events is closed by the greeting timeout (timer_cb()).
 		 */
-		if (json_object_get(msg, "QMP") == NULL &&
-		    json_is_string(json_object_get(msg, "event"))) {
-			qc_event(c, msg);
-		} else if (json_object_get(msg, "QMP") == NULL) {
-			qc_bad(c, "expected the QMP greeting");
-		} else {
+		if (json_object_get(msg, "QMP") != NULL) {
 			c->state = QC_CAPS;
 			(void)qc_send(c, QK_CAPS, "qmp_capabilities", NULL);
+		} else if (json_is_string(json_object_get(msg, "event"))) {
+			qc_event(c, msg);
+		} else {
+			qc_bad(c, "expected the QMP greeting");
 		}
 		json_decref(msg);
 		return;

@@ -39,6 +39,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 import zlib
@@ -1141,6 +1142,42 @@ def kmemleak_problems(console):
 
 # ---------------------------------------------------------------------------
 # QMP
+
+def fake_qmp(path, lines, reply=None):
+    """A one-client stand-in for QEMU's QMP socket at @path, for tests of
+    the QMP clients (ours, memcoopd's): writes @lines (bytes, each ended
+    with CRLF as QEMU does), reads the client's first command into the
+    returned dict's "first" and answers it with @reply (bytes) if given.
+    Returns (listening socket, serving thread, that dict)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got = {}
+
+    def serve():
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
+        with conn:
+            conn.sendall(b"".join(line + b"\r\n" for line in lines))
+            conn.settimeout(30)
+            buf = b""
+            try:
+                while b"\n" not in buf:
+                    b = conn.recv(4096)
+                    if not b:
+                        return
+                    buf += b
+                got["first"] = buf.split(b"\n")[0]
+                if reply is not None:
+                    conn.sendall(reply)
+            except OSError:
+                return
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, t, got
+
 
 class QMP:
     def __init__(self, path, timeout=30):

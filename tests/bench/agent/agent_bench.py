@@ -340,8 +340,11 @@ def ksm_run(label, pids, start):
     # ksmd's CPU is host-wide (other QEMUs on the host are scanned and
     # merged too): the host-wide saving and the pages scanned so far are
     # printed beside, for CPU per MiB counted the same way on both sides.
+    points = {}     # CPU s per MiB saved so far at each point, once saving
     for pt in KSM_POINTS:
         x = next((x for x in series if x[0] >= pt), None)
+        if x is not None and x[1] > 0:
+            points[pt] = x[2] / (x[1] / 2**20)
         if x is not None:
             print("ksm %s at %d s: saving %.1f MiB, cpu %.2f s, %s cpu s/MiB; "
                   "host-wide saving %.1f MiB, %s cpu s/MiB; %d pages scanned" % (
@@ -350,12 +353,6 @@ def ksm_run(label, pids, start):
                       x[5] / 2**20, "%.4f" % (x[2] / (x[5] / 2**20)) if x[5] else "inf",
                       x[4] - scanned0 if scanned0 is not None else -1))
     print_scans(label, series, scanned0)
-    # CPU s per MiB saved so far at each point (None before any saving)
-    points = {}
-    for pt in KSM_POINTS:
-        x = next((x for x in series if x[0] >= pt), None)
-        if x is not None and x[1] > 0:
-            points[pt] = x[2] / (x[1] / 2**20)
     final = series[-1][1] if series else 0
     cpu = ksmd + agent
     at90 = next(((x[0], x[1], x[2]) for x in series if x[1] >= 0.9 * final),

@@ -40,24 +40,12 @@ mclab.install_signal_handlers()
 
 
 def fake_qmp(lines):
-    """QMP() against a socket that writes @lines, then answers the
+    """QMP() against mclab.fake_qmp() writing @lines, then answering the
     capabilities command: its events, or the LabError it raised."""
-    import socket
     import tempfile
-    import threading
     path = os.path.join(tempfile.mkdtemp(prefix=mclab.TMP_PREFIX + "qmp-"), "s")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-
-    def serve():
-        c, _ = srv.accept()
-        c.sendall(b"".join(line.encode() + b"\n" for line in lines))
-        if c.recv(4096):
-            c.sendall(b'{"return": {}}\n')
-        c.close()
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+    srv, t, _ = mclab.fake_qmp(path, [line.encode() for line in lines],
+                               reply=b'{"return": {}}\r\n')
     try:
         q = mclab.QMP(path, timeout=10)
         q.close()

@@ -52,7 +52,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
@@ -770,41 +769,6 @@ sys.stdin.read()
 """
 
 
-def early_event_qmp(path, got):
-    """A QMP socket whose QEMU writes an event before its greeting (as
-    QEMU 7.2 did with RESUME to a client accepted as the guest started);
-    got["caps"] is set when the client then sends qmp_capabilities."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-
-    def serve():
-        try:
-            conn, _ = srv.accept()
-        except OSError:
-            return
-        with conn:
-            conn.sendall(b'{"timestamp": {"seconds": 1, "microseconds": 2}, '
-                         b'"event": "RESUME"}\r\n'
-                         b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, '
-                         b'"major": 7}, "package": ""}, "capabilities": []}}\r\n')
-            conn.settimeout(30)
-            buf = b""
-            try:
-                while b"\n" not in buf:
-                    b = conn.recv(4096)
-                    if not b:
-                        return
-                    buf += b
-            except OSError:
-                return
-            got["caps"] = b"qmp_capabilities" in buf.split(b"\n")[0]
-            time.sleep(2)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return srv
-
-
 def scenario_bounds(memcoopd, memcoopctl):
     tmp = mclab.mkdtemp("agent-bounds")
     os.chmod(tmp, 0o755)
@@ -839,8 +803,13 @@ def scenario_bounds(memcoopd, memcoopctl):
         mute_qmp.bind(os.path.join(qdir, "mute.qmp"))
         mute_qmp.listen(4)
         holders.append(mute_qmp)
-        early = {}
-        holders.append(early_event_qmp(os.path.join(qdir, "early.qmp"), early))
+        # one that writes an event before its greeting (QEMU 7.2's RESUME
+        # to a client accepted as the guest started)
+        srv, _, early = mclab.fake_qmp(os.path.join(qdir, "early.qmp"), [
+            b'{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "RESUME"}',
+            b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
+            b'"package": ""}, "capabilities": []}}'])
+        holders.append(srv)
         # enough guests (offline, from the config) for a status > 256 KiB
         guests = [("g%03d" % i, "/nonexistent/g%03d.qmp" % i, [])
                   for i in range(1200)]
@@ -854,10 +823,11 @@ def scenario_bounds(memcoopd, memcoopctl):
               "the status of one guest still comes")
         wait_for("a QMP socket that never greets is given up",
                  lambda: "qmp mute: disconnected: no QMP greeting" in a.log(), 40)
-        check(early.get("caps") and "qmp early: malformed" not in a.log(),
+        caps = b"qmp_capabilities" in early.get("first", b"")
+        check(caps and "qmp early: malformed" not in a.log(),
               "an event before the QMP greeting is taken as an event: the "
               "greeting that follows is answered (%s), no malformed-reply "
-              "warning" % early.get("caps"))
+              "warning" % caps)
 
         # a client that pipelines status requests and never reads
         rss0 = rss_kib(a.p.pid)
