@@ -243,10 +243,18 @@ metrics_setting(struct conf_ctx *pc, struct config *c, const char *val)
 static int
 global_setting(struct conf_ctx *pc, struct config *c, int ntok, char **tok)
 {
+	static const struct conf_word backends[] = {
+		{ "qmp", BACKEND_QMP }, { "libvirt", BACKEND_LIBVIRT },
+		{ NULL, 0 }
+	}, ksm_modes[] = {
+		{ "off", KSMC_OFF }, { "on", KSMC_ON }, { "auto", KSMC_AUTO },
+		{ "unmanaged", KSMC_UNSET }, { NULL, 0 }
+	};
 	struct policy_params *p = &c->pol;
 	const char *k = tok[0], *v = tok[1];
 	unsigned long long u;
 	uint64_t ms;
+	int w;
 
 	if (ntok != 2)
 		return conf_err(pc, "%s: expected one value", k);
@@ -281,25 +289,15 @@ global_setting(struct conf_ctx *pc, struct config *c, int ntok, char **tok)
 	if (strcmp(k, "metrics") == 0)
 		return metrics_setting(pc, c, v);
 	if (strcmp(k, "backend") == 0) {
-		if (strcmp(v, "qmp") == 0)
-			c->backend = BACKEND_QMP;
-		else if (strcmp(v, "libvirt") == 0)
-			c->backend = BACKEND_LIBVIRT;
-		else
-			return conf_err(pc, "backend: expected qmp or libvirt");
+		if (conf_word_arg(pc, k, v, backends, &w) == -1)
+			return -1;
+		c->backend = w;
 		return 0;
 	}
 	if (strcmp(k, "ksm") == 0) {
-		if (strcmp(v, "off") == 0)
-			c->ksm_mode = KSMC_OFF;
-		else if (strcmp(v, "on") == 0)
-			c->ksm_mode = KSMC_ON;
-		else if (strcmp(v, "auto") == 0)
-			c->ksm_mode = KSMC_AUTO;
-		else if (strcmp(v, "unmanaged") == 0)
-			c->ksm_mode = KSMC_UNSET;
-		else
-			return conf_err(pc, "ksm: expected off, on, auto or unmanaged");
+		if (conf_word_arg(pc, k, v, ksm_modes, &w) == -1)
+			return -1;
+		c->ksm_mode = w;
 		return 0;
 	}
 	if (strcmp(k, "auto") == 0) {

@@ -247,6 +247,27 @@ conf_size_arg(struct conf_ctx *pc, const char *key, const char *val,
 }
 
 int
+conf_word_arg(struct conf_ctx *pc, const char *key, const char *val,
+    const struct conf_word *words, int *out)
+{
+	char list[256];
+	size_t len = 0;
+	int i, n;
+
+	for (n = 0; words[n].word != NULL; n++) {
+		if (strcmp(val, words[n].word) == 0) {
+			*out = words[n].value;
+			return 0;
+		}
+	}
+	list[0] = '\0';
+	for (i = 0; i < n && len < sizeof(list); i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+		    i == 0 ? "" : i == n - 1 ? " or " : ", ", words[i].word);
+	return conf_err(pc, "%s: expected %s", key, list);
+}
+
+int
 conf_valid_name(const char *s, size_t max)
 {
 	size_t n = strlen(s);

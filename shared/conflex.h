@@ -51,6 +51,17 @@ int	conf_set_string(struct conf_ctx *pc, char **dst, const char *val);
 /* @val as a size for keyword @key, or conf_err(). */
 int	conf_size_arg(struct conf_ctx *pc, const char *key, const char *val,
 	    uint64_t *out);
+/* A word of a keyword's closed set of values, and what it stands for. */
+struct conf_word {
+	const char	*word;
+	int		 value;
+};
+/*
+ * *@out = the value of @val among @words (ended by a NULL word), or
+ * conf_err() "KEY: expected a, b or c".
+ */
+int	conf_word_arg(struct conf_ctx *pc, const char *key, const char *val,
+	    const struct conf_word *words, int *out);
 /* A block's name: 1..@max - 1 of letters, digits, - _ . + */
 int	conf_valid_name(const char *s, size_t max);
 /*

@@ -141,18 +141,21 @@ static int
 app_setting(struct conf_ctx *pc, struct gconf *c, struct app_conf *ac,
     char **tok)
 {
+	static const struct conf_word types[] = {
+		{ "redis", APP_REDIS }, { "jvm", APP_JVM },
+		{ "cgroup", APP_CGROUP }, { NULL, 0 }
+	}, measures[] = {
+		{ "rss", MEASURE_RSS }, { "cgroup", MEASURE_CGROUP },
+		{ NULL, 0 }
+	};
 	const char *k = tok[0], *v = tok[1];
 	unsigned long long u;
+	int w;
 
 	if (strcmp(k, "type") == 0) {
-		if (strcmp(v, "redis") == 0)
-			ac->type = APP_REDIS;
-		else if (strcmp(v, "jvm") == 0)
-			ac->type = APP_JVM;
-		else if (strcmp(v, "cgroup") == 0)
-			ac->type = APP_CGROUP;
-		else
-			return conf_err(pc, "type: expected redis, jvm or cgroup");
+		if (conf_word_arg(pc, k, v, types, &w) == -1)
+			return -1;
+		ac->type = w;
 		return 0;
 	}
 	if (strcmp(k, "priority") == 0) {
@@ -169,12 +172,9 @@ app_setting(struct conf_ctx *pc, struct gconf *c, struct app_conf *ac,
 		return 0;
 	}
 	if (strcmp(k, "measure") == 0) {
-		if (strcmp(v, "rss") == 0)
-			ac->measure = MEASURE_RSS;
-		else if (strcmp(v, "cgroup") == 0)
-			ac->measure = MEASURE_CGROUP;
-		else
-			return conf_err(pc, "measure: expected rss or cgroup");
+		if (conf_word_arg(pc, k, v, measures, &w) == -1)
+			return -1;
+		ac->measure = w;
 		return 0;
 	}
 	if (strcmp(k, "floor") == 0)

@@ -224,7 +224,7 @@ test_errors(void)
 	expect_error("metrics 127.0.0.1:70000\n", "bad port");
 	expect_error("metrics 9100\n", "ADDRESS:PORT");
 	expect_error("backend xen\n", "backend: expected qmp or libvirt");
-	expect_error("ksm maybe\n", "ksm: expected");
+	expect_error("ksm maybe\n", "ksm: expected off, on, auto or unmanaged");
 	expect_error("host-psi-high nan\n", "host-psi-high");
 	expect_error("host-psi-high 101\n", "host-psi-high");
 	expect_error("step-min 1G\nstep-max 1M\n", "step-min is above step-max");

@@ -84,7 +84,10 @@ test_errors(void)
 {
 	static const struct { const char *text, *msg; } bad[] = {
 		{ "app x {\n}\n", "t.conf:2: app x: no type" },
-		{ "app x {\ntype memcached\n}\n", "t.conf:2: type: expected" },
+		{ "app x {\ntype memcached\n}\n",
+		    "t.conf:2: type: expected redis, jvm or cgroup" },
+		{ "app x {\ntype redis\nmeasure pss\n}\n",
+		    "t.conf:3: measure: expected rss or cgroup" },
 		{ "app x {\ntype redis\n", "t.conf:1: app x: block not closed" },
 		{ "}\n", "t.conf:1: \"}\" without" },
 		{ "app x {\ntype redis\napp y {\n", "t.conf:3: app block inside" },
