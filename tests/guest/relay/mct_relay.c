@@ -2581,7 +2581,7 @@ test_many(int n)
  * For relay_balloon.py's case "many": @n silent registrations by
  * unprivileged users, each within the per-user cap (relay_user_clients
  * per uid, uids 62000 and up), at priorities 8..15.  Prints "READY many N
- * ms=T" once all are in, holds them @secs seconds (the host runs a balloon
+ * ms=T unreclaimable_kib=K" once all are in (K: SUnreclaim's growth), holds them @secs seconds (the host runs a balloon
  * round meanwhile), then kills the holders and prints "MANY done
  * clients=C exit_ms=T" when the relay has let go of them all.
  */
@@ -2591,6 +2591,7 @@ run_many_hold(int n, int secs)
 	unsigned int cap = get_param("relay_user_clients");
 	int nproc = (n + (int)cap - 1) / (int)cap, i, got = 0, status, p[2];
 	pid_t *kids = calloc((size_t)nproc, sizeof(*kids));
+	long unrecl0 = meminfo_kib("SUnreclaim:");
 	uint64_t t0 = now_ns();
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -2623,8 +2624,10 @@ run_many_hold(int n, int secs)
 		got += ok;
 	}
 	CHECK_EQ(got, n);
-	printf("READY many %lld ms=%llu\n", relay_stat("clients"),
-	    (unsigned long long)((now_ns() - t0) / 1000000));
+	/* what they cost the kernel: the files, their queues, the holders */
+	printf("READY many %lld ms=%llu unreclaimable_kib=%ld\n", relay_stat("clients"),
+	    (unsigned long long)((now_ns() - t0) / 1000000),
+	    meminfo_kib("SUnreclaim:") - unrecl0);
 	sleep((unsigned int)secs);
 	t0 = now_ns();
 	for (i = 0; i < nproc; i++)
