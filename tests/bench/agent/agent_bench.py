@@ -45,13 +45,16 @@ mode) for a before/after on the same guests; BENCH_KSM_RECORD=DIR keeps
 each round's series (seconds, guest saving in pages, full_scans,
 pages_scanned), the input of the ksm unit test's recorded run.
 
-BENCH lines carry the figures and the auto/default ratios, and the CPU
-per MiB ratio at each of BENCH_KSM_POINTS (both sides pay the same merge;
-the kernel's defaults keep scanning after it, so the ratio grows with the
-window: at 30 min it is bounded by the defaults' CPU over auto's merge
-alone).  Every KSM
-setting is restored at exit.  Other QEMUs on the host are merged as well
-while KSM runs; ksmd CPU is host-wide, so the CPU figures include them.
+The BENCH lines (value = auto, baseline = the kernel's defaults, ratio
+above 1 favours auto): agent.ksm.cpu_per_mib (s/MiB over the window),
+agent.ksm.t90, agent.ksm.saving, agent.ksm.steady_cpu (s/min over the
+last 30 s) and agent.ksm.cpu_per_mib_at_<N>s at each of BENCH_KSM_POINTS
+(both sides pay the same merge; the kernel's defaults keep scanning
+after it, so the ratio grows with the window: at 30 min it is bounded by
+the defaults' CPU over auto's merge alone).  "ksm ..." lines before them
+give each round's figures.  Every KSM setting is restored at exit.  Other
+QEMUs on the host are merged as well while KSM runs; ksmd CPU is
+host-wide, so the CPU figures include them.
 
 Usage: agent_bench.py MEMCOOPD MEMCOOPCTL KSMDRIVE [squeeze|ksm|all]
 """
@@ -64,6 +67,9 @@ import time
 
 import ksmlib
 import mclab
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import emit  # noqa: E402
 
 KSM = ksmlib.KSM
 GUEST_MIB = 512
@@ -220,14 +226,10 @@ def squeeze(memcoopd, memcoopctl):
         ta, ts = fig(res["agent"], "taken"), fig(res["split"], "taken")
         # ratio: above 1 favours memcoopd (baseline / value: less time,
         # less memory taken from the guests)
-        print("BENCH name=agent.squeeze.recover value=%s unit=s baseline=%s ratio=%s" % (
-            "%.1f" % ra if ra is not None else "never",
-            "%.1f" % rs if rs is not None else "never",
-            "%.2f" % (rs / ra) if ra and rs is not None else "n/a"))
-        print("BENCH name=agent.squeeze.taken value=%.0f unit=MiB baseline=%.0f ratio=%.2f" % (
-            ta, ts, ts / ta if ta else float("nan")))
-        print("BENCH name=agent.squeeze.oom_kills value=%d unit=kills baseline=%d" % (
-            sum(r["ooms"] for r in res["agent"]), sum(r["ooms"] for r in res["split"])))
+        emit("agent.squeeze.recover", ra, "s", rs, never=SQUEEZE_LIMIT)
+        emit("agent.squeeze.taken", ta, "MiB", ts)
+        emit("agent.squeeze.oom_kills", sum(r["ooms"] for r in res["agent"]), "kills",
+             sum(r["ooms"] for r in res["split"]), fmt="%d")
     finally:
         for g in guests:
             g.close()
@@ -441,6 +443,66 @@ def ksm_median(rs):
     return out
 
 
+def ksm_report(kinds, res):
+    """Print each kind's figures (the medians of its rounds @res[kind]),
+    the ratios to the kernel's defaults and the BENCH lines; returns the
+    medians by kind."""
+    def ratio(x, y):
+        return "%.2f" % (x / y) if x is not None and y else "n/a"
+
+    def per_mib(r):
+        return r["cpu"] / (r["final"] / 2**20) if r["final"] else None
+
+    med = {}
+    for label in kinds:
+        rs = res[label]
+        cpm = [per_mib(r) for r in rs]
+        r = med[label] = ksm_median(rs)
+        r["cpm"] = None if None in cpm else median(cpm)
+        print("ksm %s summary: rounds=%d window_s=%d saving_mib=%.1f cpu_s=%.2f "
+              "ksmd_cpu_s=%.2f agent_cpu_s=%.2f cpu_s_per_mib=%s t90_s=%s "
+              "cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f pages_scanned=%s" % (
+                  label, len(rs), KSM_WINDOW, r["final"] / 2**20, r["cpu"], r["ksmd"],
+                  r["agent"], "%.4f" % r["cpm"] if r["cpm"] is not None else "inf",
+                  "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
+                  "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"],
+                  "%d" % r["scanned"] if r["scanned"] is not None else "n/a"))
+    d = med.get("default")
+    for label in (kinds[1:] if d else []):
+        a = med[label]
+        # medians of the rounds; ratio below 1 favours auto (less CPU
+        # per MiB, sooner); saving above 1 favours auto
+        print("ksm ratio %s/default: cpu_per_mib=%s t90=%s saving=%s "
+              "cpu_to_t90=%s steady_cpu=%s" % (
+                  label, ratio(a["cpm"], d["cpm"]), ratio(a["t90"], d["t90"]),
+                  ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
+                  ratio(a["rate"], d["rate"])))
+        print("ksm better %s: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
+            label, ratio(d["cpm"], a["cpm"]), ratio(d["t90"], a["t90"])))
+        # the CPU ratio depends on the window (both pay the merge, the
+        # kernel's defaults keep scanning): at each point of the rounds
+        points = []
+        for pt in KSM_POINTS:
+            dp = [r["points"].get(pt) for r in res["default"]]
+            ap = [r["points"].get(pt) for r in res[label]]
+            if None in dp or None in ap or not dp or not ap:
+                continue
+            print("ksm better %s at %d s: cpu_per_mib=%sx" % (
+                label, pt, ratio(median(dp), median(ap))))
+            points.append((pt, median(ap), median(dp)))
+        # the BENCH lines: value = auto, baseline = the kernel's
+        # defaults, ratio above 1 favours auto
+        sfx = "" if label == "auto" else "." + label
+        emit("agent.ksm.cpu_per_mib" + sfx, a["cpm"], "s/MiB", d["cpm"], fmt="%.5f")
+        emit("agent.ksm.t90" + sfx, a["t90"], "s", d["t90"], never=KSM_WINDOW, fmt="%.1f")
+        emit("agent.ksm.saving" + sfx, a["final"] / 2**20, "MiB", d["final"] / 2**20,
+             higher_better=True, fmt="%.1f")
+        emit("agent.ksm.steady_cpu" + sfx, a["rate"], "s/min", d["rate"], fmt="%.4f")
+        for pt, av, dv in points:
+            emit("agent.ksm.cpu_per_mib_at_%ds%s" % (pt, sfx), av, "s/MiB", dv, fmt="%.5f")
+    return med
+
+
 def ksm_bench(ksmdrive):
     fails = []
     saved = ksmlib.save()
@@ -507,47 +569,7 @@ def ksm_bench(ksmdrive):
                     print_phases(kind, ticks)
                 ksmlib.restore(saved)
                 ksmlib.unmerge()
-        def ratio(x, y):
-            return "%.2f" % (x / y) if x is not None and y else "n/a"
-
-        def per_mib(r):
-            return r["cpu"] / (r["final"] / 2**20) if r["final"] else None
-
-        med = {}
-        for label in kinds:
-            rs = res[label]
-            cpm = [per_mib(r) for r in rs]
-            r = med[label] = ksm_median(rs)
-            r["cpm"] = None if None in cpm else median(cpm)
-            print("BENCH agent-ksm-%s rounds=%d window_s=%d saving_mib=%.1f cpu_s=%.2f "
-                  "ksmd_cpu_s=%.2f agent_cpu_s=%.2f cpu_s_per_mib=%s t90_s=%s "
-                  "cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f pages_scanned=%s" % (
-                      label, len(rs), KSM_WINDOW, r["final"] / 2**20, r["cpu"], r["ksmd"],
-                      r["agent"], "%.4f" % r["cpm"] if r["cpm"] is not None else "inf",
-                      "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
-                      "%.2f" % r["cpu90"] if r["cpu90"] is not None else "n/a", r["rate"],
-                      "%d" % r["scanned"] if r["scanned"] is not None else "n/a"))
-        d = med.get("default")
-        for label in (kinds[1:] if d else []):
-            a = med[label]
-            # medians of the rounds; ratio below 1 favours auto (less CPU
-            # per MiB, sooner); saving above 1 favours auto
-            print("BENCH agent-ksm ratio %s/default: cpu_per_mib=%s t90=%s saving=%s "
-                  "cpu_to_t90=%s steady_cpu=%s" % (
-                      label, ratio(a["cpm"], d["cpm"]), ratio(a["t90"], d["t90"]),
-                      ratio(a["final"], d["final"]), ratio(a["cpu90"], d["cpu90"]),
-                      ratio(a["rate"], d["rate"])))
-            print("BENCH agent-ksm better %s: cpu_per_mib=%sx t90=%sx (goal: 4x, 5x)" % (
-                label, ratio(d["cpm"], a["cpm"]), ratio(d["t90"], a["t90"])))
-            # the CPU ratio depends on the window (both pay the merge, the
-            # kernel's defaults keep scanning): at each point of the rounds
-            for pt in KSM_POINTS:
-                dp = [r["points"].get(pt) for r in res["default"]]
-                ap = [r["points"].get(pt) for r in res[label]]
-                if None in dp or None in ap or not dp or not ap:
-                    continue
-                print("BENCH agent-ksm better %s at %d s: cpu_per_mib=%sx" % (
-                    label, pt, ratio(median(dp), median(ap))))
+        med = ksm_report(kinds, res)
         a = med.get("auto")
         if a and a["final"] < 0.7 * 2 * FILL_MIB * 2**20:
             fails.append("auto saved only %.0f MiB" % (a["final"] / 2**20))

@@ -31,7 +31,7 @@ before and after and "freed alive" (the RSS drop of an application still
 alive at the end; a killed one gave nothing back, it was taken), against
 the --take MiB asked.  --rounds N alternates stock/memcoop N times per
 application; the BENCH lines are the medians.  BENCH: value = memcoop,
-baseline = stock, ratio above 1 favours memcoop (squeeze.py's bench()).
+baseline = stock, ratio above 1 favours memcoop (benchlib.emit()).
 
 Exit 0 when every run completed (the numbers are the result); 1 when a
 run failed (boot, the application never filled, the lab).
@@ -45,10 +45,10 @@ import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "lab"))
-sys.path.insert(0, os.path.join(here, "..", "squeeze"))
+sys.path.insert(0, os.path.join(here, ".."))
 import hostapps             # noqa: E402
 import mclab                # noqa: E402
-from squeeze import bench   # noqa: E402
+from benchlib import emit  # noqa: E402
 
 GUESTD_START = r"""
 %(carry)s
@@ -277,18 +277,18 @@ def main():
         if not m or not s:
             continue
         pre = "apps_%s_" % app
-        bench(pre + "time_to_target", med(m, lambda r: r["reached_s"]), "s",
+        emit(pre + "time_to_target", med(m, lambda r: r["reached_s"]), "s",
               med(s, lambda r: r["reached_s"]), never=float(args.limit))
-        bench(pre + "oom_kills", med(m, lambda r: r["oom_kills"]), "count",
+        emit(pre + "oom_kills", med(m, lambda r: r["oom_kills"]), "count",
               med(s, lambda r: r["oom_kills"]))
-        bench(pre + "alive", med(m, lambda r: float(r["alive"])), "fraction",
+        emit(pre + "alive", med(m, lambda r: float(r["alive"])), "fraction",
               med(s, lambda r: float(r["alive"])), higher_better=True)
         for ph in ("before", "during", "after"):
-            bench(pre + "ops_" + ph, med(m, lambda r: r[ph]["ops_s"]), "ops/s",
+            emit(pre + "ops_" + ph, med(m, lambda r: r[ph]["ops_s"]), "ops/s",
                   med(s, lambda r: r[ph]["ops_s"]), higher_better=True)
-            bench(pre + "hit_" + ph, med(m, lambda r: r[ph]["hit"]), "fraction",
+            emit(pre + "hit_" + ph, med(m, lambda r: r[ph]["hit"]), "fraction",
                   med(s, lambda r: r[ph]["hit"]), higher_better=True)
-        bench(pre + "rss_freed_alive", med(m, lambda r: r["freed_alive_mib"]), "MiB",
+        emit(pre + "rss_freed_alive", med(m, lambda r: r["freed_alive_mib"]), "MiB",
               med(s, lambda r: r["freed_alive_mib"]), higher_better=True)
     mclab.cleanup_tmp()
     return 0

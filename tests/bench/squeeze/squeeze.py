@@ -48,6 +48,9 @@ import time
 
 import mclab
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import emit  # noqa: E402
+
 
 def percentile(xs, p):
     if not xs:
@@ -181,28 +184,6 @@ def fmt(x, unit=""):
     return ("%.3f" % x if isinstance(x, float) else str(x)) + unit
 
 
-def bench(name, value, unit, baseline, higher_better=False, never=None):
-    """ratio: how many times better memcoop is (above 1 favours memcoop).
-    None for value or baseline: that run never got there within @never
-    (the same unit): printed as ">never", and the ratio is a bound."""
-    def show(v):
-        return ">%.3f" % never if v is None else "%.3f" % v
-    v = never if value is None else float(value)
-    b = never if baseline is None else float(baseline)
-    top, bottom = (v, b) if higher_better else (b, v)
-    if v is None or b is None or bottom == 0 or math.isnan(top) or math.isnan(bottom):
-        ratio = "nan"
-    else:
-        ratio = "%.3f" % (top / bottom)
-        if value is None and baseline is None:
-            ratio = "nan"               # neither got there: nothing to compare
-        elif value is None or baseline is None:
-            # the missing one is at least @never: a bound on the ratio
-            ratio = (">" if (baseline is None) != higher_better else "<") + ratio
-    print("BENCH name=%s value=%s unit=%s baseline=%s ratio=%s" % (
-        name, show(value), unit, show(baseline), ratio), flush=True)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mem", type=int, default=1024)
@@ -248,16 +229,16 @@ def main():
 
     if "memcoop" in results and "stock" in results:
         m, s = results["memcoop"], results["stock"]
-        bench("squeeze_time_to_target", m["reached_s"], "s", s["reached_s"],
+        emit("squeeze_time_to_target", m["reached_s"], "s", s["reached_s"],
               never=float(args.limit))
-        bench("squeeze_oom_kills", m["oom_kills"], "count", s["oom_kills"])
+        emit("squeeze_oom_kills", m["oom_kills"], "count", s["oom_kills"])
         for i, ph in enumerate(("before", "during", "after")):
-            bench("squeeze_rps_" + ph, m["rps"][i], "req/s", s["rps"][i], higher_better=True)
+            emit("squeeze_rps_" + ph, m["rps"][i], "req/s", s["rps"][i], higher_better=True)
         # the application told, from the host's mark: memcoop's callback
         # against PSI in the stock guest; "never" is the whole observed run
         win = min(x for x in (m["window_ms"], s["window_ms"]) if x is not None) \
             if m["window_ms"] or s["window_ms"] else float("nan")
-        bench("squeeze_notify_first", m["first_cb_ms"], "ms", s["first_psi_ms"], never=win)
+        emit("squeeze_notify_first", m["first_cb_ms"], "ms", s["first_psi_ms"], never=win)
     bad = [(d, load_verdict(r)) for d, r in results.items() if load_verdict(r)]
     for d, why in bad:
         print("%s: FAIL: %s" % (d, why), flush=True)
