@@ -85,29 +85,35 @@ config_find_guest(const struct config *c, const char *name)
 	return NULL;
 }
 
+/* The words of "mode", in the config and the control protocol. */
+static const struct conf_word guest_modes[] = {
+	{ "auto", GMODE_AUTO }, { "fixed", GMODE_FIXED },
+	{ "manual", GMODE_MANUAL }, { NULL, 0 }
+};
+
 const char *
 guest_mode_name(enum guest_mode m)
 {
-	switch (m) {
-	case GMODE_AUTO:	return "auto";
-	case GMODE_FIXED:	return "fixed";
-	case GMODE_MANUAL:	return "manual";
-	}
+	const struct conf_word *w;
+
+	for (w = guest_modes; w->word != NULL; w++)
+		if (w->value == (int)m)
+			return w->word;
 	return "?";
 }
 
 int
 guest_mode_parse(const char *s, enum guest_mode *m)
 {
-	if (strcmp(s, "auto") == 0)
-		*m = GMODE_AUTO;
-	else if (strcmp(s, "fixed") == 0)
-		*m = GMODE_FIXED;
-	else if (strcmp(s, "manual") == 0)
-		*m = GMODE_MANUAL;
-	else
-		return -1;
-	return 0;
+	const struct conf_word *w;
+
+	for (w = guest_modes; w->word != NULL; w++) {
+		if (strcmp(s, w->word) == 0) {
+			*m = w->value;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 /* "1048576", "512K", "512M", "2G", "1T" (binary units, optional "iB"/"B"). */
@@ -167,8 +173,11 @@ guest_setting(struct conf_ctx *pc, struct guest_conf *gc, int ntok, char **tok)
 		return 0;
 	}
 	if (strcmp(tok[0], "mode") == 0) {
-		if (guest_mode_parse(tok[1], &gc->set.mode) == -1)
-			return conf_err(pc, "mode: expected auto, fixed or manual");
+		int w;
+
+		if (conf_word_arg(pc, tok[0], tok[1], guest_modes, &w) == -1)
+			return -1;
+		gc->set.mode = w;
 		return 0;
 	}
 	return conf_err(pc, "unknown guest setting \"%s\"", tok[0]);

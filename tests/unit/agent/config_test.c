@@ -214,7 +214,8 @@ test_errors(void)
 	    "target outside min..max");
 	expect_error("guest a {\n weight 0\n}\n", "t.conf:2: weight");
 	expect_error("guest a {\n weight 1001\n}\n", "weight");
-	expect_error("guest a {\n mode turbo\n}\n", "mode: expected");
+	expect_error("guest a {\n mode turbo\n}\n",
+	    "mode: expected auto, fixed or manual");
 	expect_error("guest a {\n color red\n}\n", "unknown guest setting");
 	expect_error("guest a {\n} x\n", "junk after");
 	expect_error("metrics 10.0.0.1:9100\n", "only a loopback address");
