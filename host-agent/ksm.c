@@ -62,7 +62,7 @@ ksm_params_default(struct ksm_params *p)
 	p->estimate_interval = 60;
 	p->converge_scan_time = 5;
 	p->converge_max_pages = 5000;	/* 250k pages/s: half a core at 2 us/page */
-	p->steady_scan_time = 3600;
+	p->steady_scan_time = 7200;
 	p->steady_max_scan_time = 28800;
 	p->steady_estimate_interval = 600;
 	p->converge_sleep_ms = 20;
@@ -73,7 +73,7 @@ ksm_params_default(struct ksm_params *p)
 	p->stall_time = 30;
 	p->min_on_time = 60;
 	p->sample_shift = 6;
-	p->steady_tick = 10;
+	p->steady_tick = 60;
 }
 
 static const char *const mode_names[] = { "off", "on", "auto" };
@@ -1468,8 +1468,8 @@ ksm_tick_quiet(const struct ksm_params *p, const struct ksm_ctl *c,
 
 /*
  * Steady, and the same guests as the last full tick less than steady_tick
- * seconds ago: KSM's figures move only over a full scan (half an hour or
- * more), so this tick repeats the last savings and reads nothing.
+ * seconds ago: KSM's figures move only over a full scan (hours), so this
+ * tick repeats the last savings and reads nothing.
  */
 static int
 tick_skip(struct ksm_state *k, const pid_t *pids, size_t n, uint64_t now)

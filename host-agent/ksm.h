@@ -238,7 +238,7 @@ void	 ksm_decide(const struct ksm_params *, struct ksm_ctl *,
 /*
  * May ksm_tick() at @now skip reading KSM and deciding, the last full tick
  * having been at @last?  Only while auto mode is steady, for steady_tick
- * seconds (the scan then takes half an hour or more).
+ * seconds (the scan then takes hours).
  */
 int	 ksm_tick_quiet(const struct ksm_params *, const struct ksm_ctl *,
 	    enum ksm_mode, uint64_t last, uint64_t now);

@@ -797,10 +797,12 @@ test_decide_series_no_flap(void)
 	CU_ASSERT_EQUAL(s.pages_to_scan, 100);
 	CU_ASSERT_EQUAL(s.sleep_millisecs,
 	    100ULL * p.steady_max_scan_time * 1000 / 196608);
-	CU_ASSERT_EQUAL(c.backoff, 3);		/* 1800 s doubled to 14400 s */
+	/* steady_scan_time doubled up to steady_max_scan_time */
+	CU_ASSERT((uint64_t)p.steady_scan_time << c.backoff ==
+	    p.steady_max_scan_time);
 	/*
 	 * Estimates no more often than a steady full scan (which backed off
-	 * to 14400 s here), none converging.
+	 * here), none converging.
 	 */
 	CU_ASSERT(estimates <= 5000 / p.steady_scan_time);
 }
@@ -1207,13 +1209,13 @@ test_decide_steady_estimate(void)
 	base_input(&in, &s, c.last_estimate + 2 * p.steady_scan_time - 1);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 0);
-	/* An estimate that took 100 s: at most 1% of the time, 10000 s apart. */
-	CU_ASSERT(2 * p.steady_scan_time < 10000);
-	c.est.elapsed_ms = 100000;
-	base_input(&in, &s, c.last_estimate + 9999);
+	/* An estimate that took 200 s: at most 1% of the time, 20000 s apart. */
+	CU_ASSERT(2 * p.steady_scan_time < 20000);
+	c.est.elapsed_ms = 200000;
+	base_input(&in, &s, c.last_estimate + 19999);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 0);
-	base_input(&in, &s, c.last_estimate + 10000);
+	base_input(&in, &s, c.last_estimate + 20000);
 	ksm_decide(&p, &c, &in, &d);
 	CU_ASSERT_EQUAL(d.want_estimate, 1);
 	c.est.elapsed_ms = 1500;
