@@ -48,10 +48,11 @@ pages_scanned), the input of the ksm unit test's recorded run.
 The BENCH lines (value = auto, baseline = the kernel's defaults, ratio
 above 1 favours auto): agent.ksm.cpu_per_mib (s/MiB over the window),
 agent.ksm.t90, agent.ksm.saving, agent.ksm.steady_cpu (s/min over the
-last 30 s) and agent.ksm.cpu_per_mib_at_<N>s at each of BENCH_KSM_POINTS
-(both sides pay the same merge; the kernel's defaults keep scanning
-after it, so the ratio grows with the window: at 30 min it is bounded by
-the defaults' CPU over auto's merge alone).  "ksm ..." lines before them
+last 600 s, or the last third of a shorter window) and
+agent.ksm.cpu_per_mib_at_<N>s at each of BENCH_KSM_POINTS (both sides pay
+the same merge; the kernel's defaults keep scanning after it, so the
+ratio grows with the window: at 30 min it is bounded by the defaults'
+CPU over auto's merge alone).  "ksm ..." lines before them
 give each round's figures.  Every KSM setting is restored at exit.  Other
 QEMUs on the host are merged as well while KSM runs; ksmd CPU is
 host-wide, so the CPU figures include them.
@@ -81,6 +82,8 @@ SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
 KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "1800"))
 KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "1"))
+# the end of a round over which its steady CPU rate is taken
+TAIL_S = min(600, KSM_WINDOW // 3)
 # the kinds of KSM round to run (default all: "default,auto")
 KSM_ONLY = os.environ.get("BENCH_KSM_ONLY", "")
 # seconds into a round at which the CPU per MiB so far is printed
@@ -308,8 +311,8 @@ def ksm_run(label, pids, start):
     """Run KSM for the window from an unmerged start.  Returns a dict:
     final saving, CPU over the window (ksmd, plus the controller that
     start() returns, if any), time to 90% of the final saving, the CPU
-    spent until then, and the CPU rate over the last 30 s (what it costs
-    once converged)."""
+    spent until then, and the CPU rate over the last TAIL_S seconds (what
+    it costs once converged)."""
     cpu0 = ksmd_cpu()
     scanned0 = ksmlib.pages("pages_scanned") if os.path.exists(
         os.path.join(KSM, "pages_scanned")) else None
@@ -359,7 +362,7 @@ def ksm_run(label, pids, start):
     cpu = ksmd + agent
     at90 = next(((x[0], x[1], x[2]) for x in series if x[1] >= 0.9 * final),
                 None) if final else None
-    tail = [x for x in series if x[0] >= series[-1][0] - 30] if series else []
+    tail = [x for x in series if x[0] >= series[-1][0] - TAIL_S] if series else []
     rate = ((tail[-1][2] - tail[0][2]) / (tail[-1][0] - tail[0][0]) * 60
             if len(tail) > 1 else 0.0)
     r = {"final": final, "cpu": cpu, "ksmd": ksmd, "agent": agent, "scanned": scanned,
@@ -368,11 +371,11 @@ def ksm_run(label, pids, start):
          "rate": rate, "points": points}
     print("ksm %s: final saving %.1f MiB, cpu %.2f s (ksmd %.2f, controller %.2f); "
           "%s pages scanned (ksmd %s us/page); "
-          "90%% at %s s after %s s of cpu; last 30 s: %.2f cpu s/min" % (
+          "90%% at %s s after %s s of cpu; last %d s: %.4f cpu s/min" % (
               label, final / 2**20, cpu, ksmd, agent, scanned,
               "%.2f" % (ksmd * 1e6 / scanned) if scanned else "-",
               "%.1f" % r["t90"] if at90 else "-",
-              "%.2f" % r["cpu90"] if at90 else "-", rate))
+              "%.2f" % r["cpu90"] if at90 else "-", TAIL_S, rate))
     return r
 
 
@@ -461,7 +464,7 @@ def ksm_report(kinds, res):
         r["cpm"] = None if None in cpm else median(cpm)
         print("ksm %s summary: rounds=%d window_s=%d saving_mib=%.1f cpu_s=%.2f "
               "ksmd_cpu_s=%.2f agent_cpu_s=%.2f cpu_s_per_mib=%s t90_s=%s "
-              "cpu_s_to_t90=%s steady_cpu_s_per_min=%.2f pages_scanned=%s" % (
+              "cpu_s_to_t90=%s steady_cpu_s_per_min=%.4f pages_scanned=%s" % (
                   label, len(rs), KSM_WINDOW, r["final"] / 2**20, r["cpu"], r["ksmd"],
                   r["agent"], "%.4f" % r["cpm"] if r["cpm"] is not None else "inf",
                   "%.1f" % r["t90"] if r["t90"] is not None else "n/a",
