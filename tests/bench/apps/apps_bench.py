@@ -278,18 +278,18 @@ def main():
             continue
         pre = "apps_%s_" % app
         emit(pre + "time_to_target", med(m, lambda r: r["reached_s"]), "s",
-              med(s, lambda r: r["reached_s"]), never=float(args.limit))
+             med(s, lambda r: r["reached_s"]), never=float(args.limit))
         emit(pre + "oom_kills", med(m, lambda r: r["oom_kills"]), "count",
-              med(s, lambda r: r["oom_kills"]))
+             med(s, lambda r: r["oom_kills"]))
         emit(pre + "alive", med(m, lambda r: float(r["alive"])), "fraction",
-              med(s, lambda r: float(r["alive"])), higher_better=True)
+             med(s, lambda r: float(r["alive"])), higher_better=True)
         for ph in ("before", "during", "after"):
             emit(pre + "ops_" + ph, med(m, lambda r: r[ph]["ops_s"]), "ops/s",
-                  med(s, lambda r: r[ph]["ops_s"]), higher_better=True)
+                 med(s, lambda r: r[ph]["ops_s"]), higher_better=True)
             emit(pre + "hit_" + ph, med(m, lambda r: r[ph]["hit"]), "fraction",
-                  med(s, lambda r: r[ph]["hit"]), higher_better=True)
+                 med(s, lambda r: r[ph]["hit"]), higher_better=True)
         emit(pre + "rss_freed_alive", med(m, lambda r: r["freed_alive_mib"]), "MiB",
-              med(s, lambda r: r["freed_alive_mib"]), higher_better=True)
+             med(s, lambda r: r["freed_alive_mib"]), higher_better=True)
     mclab.cleanup_tmp()
     return 0
 

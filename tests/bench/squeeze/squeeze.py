@@ -230,7 +230,7 @@ def main():
     if "memcoop" in results and "stock" in results:
         m, s = results["memcoop"], results["stock"]
         emit("squeeze_time_to_target", m["reached_s"], "s", s["reached_s"],
-              never=float(args.limit))
+             never=float(args.limit))
         emit("squeeze_oom_kills", m["oom_kills"], "count", s["oom_kills"])
         for i, ph in enumerate(("before", "during", "after")):
             emit("squeeze_rps_" + ph, m["rps"][i], "req/s", s["rps"][i], higher_better=True)
