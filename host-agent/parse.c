@@ -105,15 +105,12 @@ guest_mode_name(enum guest_mode m)
 int
 guest_mode_parse(const char *s, enum guest_mode *m)
 {
-	const struct conf_word *w;
+	int w;
 
-	for (w = guest_modes; w->word != NULL; w++) {
-		if (strcmp(s, w->word) == 0) {
-			*m = w->value;
-			return 0;
-		}
-	}
-	return -1;
+	if (conf_word_find(guest_modes, s, &w) == -1)
+		return -1;
+	*m = w;
+	return 0;
 }
 
 /* "1048576", "512K", "512M", "2G", "1T" (binary units, optional "iB"/"B"). */

@@ -247,6 +247,18 @@ conf_size_arg(struct conf_ctx *pc, const char *key, const char *val,
 }
 
 int
+conf_word_find(const struct conf_word *words, const char *val, int *out)
+{
+	for (; words->word != NULL; words++) {
+		if (strcmp(val, words->word) == 0) {
+			*out = words->value;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
 conf_word_arg(struct conf_ctx *pc, const char *key, const char *val,
     const struct conf_word *words, int *out)
 {
@@ -254,12 +266,10 @@ conf_word_arg(struct conf_ctx *pc, const char *key, const char *val,
 	size_t len = 0;
 	int i, n;
 
-	for (n = 0; words[n].word != NULL; n++) {
-		if (strcmp(val, words[n].word) == 0) {
-			*out = words[n].value;
-			return 0;
-		}
-	}
+	if (conf_word_find(words, val, out) == 0)
+		return 0;
+	for (n = 0; words[n].word != NULL; n++)
+		;
 	list[0] = '\0';
 	for (i = 0; i < n && len < sizeof(list); i++)
 		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",

@@ -56,6 +56,9 @@ struct conf_word {
 	const char	*word;
 	int		 value;
 };
+/* *@out = the value of @val among @words (ended by a NULL word), or -1. */
+int	conf_word_find(const struct conf_word *words, const char *val,
+	    int *out);
 /*
  * *@out = the value of @val among @words (ended by a NULL word), or
  * conf_err() "KEY: expected a, b or c".

@@ -2581,8 +2581,9 @@ test_many(int n)
  * For relay_balloon.py's case "many": @n silent registrations by
  * unprivileged users, each within the per-user cap (relay_user_clients
  * per uid, uids 62000 and up), at priorities 8..15.  Prints "READY many N
- * ms=T unreclaimable_kib=K" once all are in (K: SUnreclaim's growth), holds them @secs seconds (the host runs a balloon
- * round meanwhile), then kills the holders and prints "MANY done
+ * ms=T unreclaimable_kib=K" once all are in (K: SUnreclaim's growth),
+ * holds them @secs seconds (the host runs a balloon round meanwhile),
+ * then kills the holders and prints "MANY done
  * clients=C exit_ms=T" when the relay has let go of them all.
  */
 static void
@@ -2625,8 +2626,8 @@ run_many_hold(int n, int secs)
 	}
 	CHECK_EQ(got, n);
 	/* what they cost the kernel: the files, their queues, the holders */
-	printf("READY many %lld ms=%llu unreclaimable_kib=%ld\n", relay_stat("clients"),
-	    (unsigned long long)((now_ns() - t0) / 1000000),
+	printf("READY many %lld ms=%llu unreclaimable_kib=%ld\n",
+	    relay_stat("clients"), (unsigned long long)((now_ns() - t0) / 1000000),
 	    meminfo_kib("SUnreclaim:") - unrecl0);
 	sleep((unsigned int)secs);
 	t0 = now_ns();
