@@ -167,8 +167,7 @@ cmd_run(int argc, char **argv)
 	while (!stop && mono() - t0 < secs) {
 		/*
 		 * As memcoopd: the guests' savings come with the tick (and
-		 * may be steady_tick old); a status line reads them afresh,
-		 * as it reads the rest.
+		 * may be steady_tick old), and a status line prints those.
 		 */
 		ksm_tick(k, pids, (size_t)n, saving);
 		/*
@@ -207,7 +206,7 @@ cmd_run(int argc, char **argv)
 		for (i = 0; i < n; i++)
 			printf("%s{\"pid\": %d, \"saving_bytes\": %llu}",
 			    i ? ", " : "", (int)pids[i],
-			    (unsigned long long)ksm_guest_saving_bytes(pids[i]));
+			    (unsigned long long)saving[i]);
 		printf("], \"reason\": \"%s\"}\n", st.reason);
 		fflush(stdout);
 		usleep((useconds_t)tick_ms * 1000);
