@@ -384,9 +384,9 @@ reason(struct ksm_decision *d, const char *fmt, ...)
 /*
  * The slowest pages_to_scan steady mode sets; slower still is a longer
  * sleep.  Few big batches rather than many small ones: measured (host
- * 6.18, 1 GiB half merged, the same pages a minute), ksmd spent 0.70 us a
- * page in batches of 100 every 2.4 s and 0.47 us in batches of 2000 every
- * 48 s.  A write to sleep_millisecs wakes ksmd (Linux 5.0+), so the long
+ * 6.18, 1 GiB half merged, 2500 pages a minute either way), ksmd spent
+ * 0.70 us a page in batches of 100 every 2.4 s and 0.47 us in batches of
+ * 2000 every 48 s.  A write to sleep_millisecs wakes ksmd (Linux 5.0+), so the long
  * sleep does not delay going fast again; the cap is only a bound.
  */
 #define STEADY_MIN_PAGES	2000

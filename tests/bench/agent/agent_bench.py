@@ -35,11 +35,11 @@ per MiB so far at BENCH_KSM_POINTS seconds; an auto round, its CPU by
 phase (estimate, each converging scan, steady; ksmd and controller).
 BENCH_KSM_ROUNDS rounds of each (default 1), alternating which goes first;
 the BENCH lines give the medians.  BENCH_KSM_ONLY=default or auto runs one
-kind only.  BENCH_KSM_WINDOW: seconds a round (default 1800: the kernel's
-defaults reach 90% of their saving after about 300 s, and both sides need
+kind only.  BENCH_KSM_WINDOW: seconds a round (default 3600: the kernel's
+defaults reach 90% of their saving after about 140 s, and both sides need
 two full scans to merge, so CPU per MiB compares the two only over a
-window of several of the defaults' scans; at 120 s the defaults had not
-merged at all).
+window of many of the defaults' scans; at 120 s the defaults had not
+merged at all, and auto passed 4x after about 35 min).
 BENCH_KSMDRIVE_OLD=PATH adds rounds of another ksmdrive (an older auto
 mode) for a before/after on the same guests; BENCH_KSM_RECORD=DIR keeps
 each round's series (seconds, guest saving in pages, full_scans,
@@ -80,7 +80,7 @@ COMFORT_MIB = 256
 SQUEEZE_ROUNDS = int(os.environ.get("BENCH_SQUEEZE_ROUNDS", "2"))
 SQUEEZE_LIMIT = 120     # seconds for a round to recover
 FILL_MIB = 160
-KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "1800"))
+KSM_WINDOW = int(os.environ.get("BENCH_KSM_WINDOW", "3600"))
 KSM_ROUNDS = int(os.environ.get("BENCH_KSM_ROUNDS", "1"))
 # the end of a round over which its steady CPU rate is taken
 TAIL_S = min(600, KSM_WINDOW // 3)
@@ -88,7 +88,7 @@ TAIL_S = min(600, KSM_WINDOW // 3)
 KSM_ONLY = os.environ.get("BENCH_KSM_ONLY", "")
 # seconds into a round at which the CPU per MiB so far is printed
 KSM_POINTS = [int(x) for x in os.environ.get("BENCH_KSM_POINTS",
-                                             "60,120,300,480,600,900,1200,1500,1800").split(",")]
+                                             "60,120,300,600,1200,1800,2400,3000,3600").split(",")]
 
 
 def meminfo(key):
