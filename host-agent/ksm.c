@@ -421,8 +421,10 @@ steady_time(const struct ksm_params *p, const struct ksm_ctl *c)
  * switched off (it re-tunes only once per full scan and smooths its steps:
  * measured, it kept the fast rate for minutes after converging); that makes
  * the kernel reset pages_to_scan, so pages_to_scan is then always written.
- * Only differences from the sysfs figures are set, and pages_to_scan not
- * within 20% of what it should be (no churn on small changes).
+ * Only differences from the sysfs figures are set, and only where
+ * pages_to_scan or the sleep is not within 20% of what it should be: the
+ * guests' RSS moves them a little every tick, and a write to
+ * sleep_millisecs wakes ksmd for a batch (no churn on small changes).
  */
 static void
 tune(const struct ksm_params *p, const struct ksm_ctl *c,
@@ -459,7 +461,9 @@ tune(const struct ksm_params *p, const struct ksm_ctl *c,
 			sleep_ms = STEADY_MAX_SLEEP_MS;
 		want = STEADY_MIN_PAGES;
 	}
-	if (s->sleep_millisecs >= 0 && (uint64_t)s->sleep_millisecs != sleep_ms)
+	if (s->sleep_millisecs >= 0 &&
+	    ((uint64_t)s->sleep_millisecs * 5 < sleep_ms * 4 ||
+	    (uint64_t)s->sleep_millisecs * 5 > sleep_ms * 6))
 		d->sleep_millisecs = (int64_t)sleep_ms;
 	if (s->advisor_mode == 1) {
 		d->advisor_mode = 0;

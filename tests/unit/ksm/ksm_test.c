@@ -622,6 +622,59 @@ test_decide_zero_pages(void)
 }
 
 /*
+ * Steady, the guests' RAM moving by 5% from tick to tick: no scan setting
+ * is written (each sleep_millisecs write wakes ksmd for a batch).  A third
+ * less RAM: the sleep follows.
+ */
+static void
+test_decide_steady_no_churn(void)
+{
+	struct ksm_sysfs s = recorded_idle();
+	struct ksm_params p;
+	struct ksm_ctl c;
+	struct ksm_input in;
+	struct ksm_decision d;
+	uint64_t t, sleep0;
+
+	ksm_params_default(&p);
+	ksm_ctl_init(&c);
+	c.phase = KSM_PH_STEADY;
+	c.phase_since = 1;
+	c.have_estimate = 1;
+	c.last_estimate = 1;
+	c.est_checked = 1;
+	c.est.saving_pages = 50000;
+	c.nguests_mark = 2;
+	c.guest_pages_mark = 196608;
+	c.grow_mark = 50000;
+	s.run = 1;
+	s.advisor_mode = 0;
+	s.pages_sharing = 50000;
+	base_input(&in, &s, 2);
+	ksm_decide(&p, &c, &in, &d);
+	sim_apply(&s, &d);
+	CU_ASSERT_EQUAL(s.pages_to_scan, 2000);
+	sleep0 = 2000ULL * p.steady_scan_time * 1000 / 196608;
+	CU_ASSERT_EQUAL((uint64_t)s.sleep_millisecs, sleep0);
+	for (t = 3; t < 300; t++) {
+		base_input(&in, &s, t);
+		in.guest_pages = t % 2 ? 196608 + 9830 : 196608 - 9830;
+		ksm_decide(&p, &c, &in, &d);
+		CU_ASSERT_EQUAL(d.sleep_millisecs, -1);
+		CU_ASSERT_EQUAL(d.pages_to_scan, -1);
+		CU_ASSERT_FALSE(d.changed);
+		sim_apply(&s, &d);
+	}
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+	base_input(&in, &s, t);
+	in.guest_pages = 131072;
+	ksm_decide(&p, &c, &in, &d);
+	CU_ASSERT_EQUAL(d.sleep_millisecs,
+	    (int64_t)(2000ULL * p.steady_scan_time * 1000 / 131072));
+	CU_ASSERT_EQUAL(c.phase, KSM_PH_STEADY);
+}
+
+/*
  * ksm_tick_quiet(): only auto mode, only steady, only within steady_tick
  * of the last full tick (and never with a clock that went back).
  */
@@ -1686,6 +1739,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "decide_auto_start", test_decide_auto_start);
 	CU_add_test(s, "decide_zero_pages", test_decide_zero_pages);
 	CU_add_test(s, "tick_quiet", test_tick_quiet);
+	CU_add_test(s, "decide_steady_no_churn", test_decide_steady_no_churn);
 	CU_add_test(s, "decide_reach_mid_scan", test_decide_reach_mid_scan);
 	CU_add_test(s, "decide_no_advisor", test_decide_no_advisor);
 	CU_add_test(s, "decide_series_no_flap", test_decide_series_no_flap);
