@@ -386,8 +386,9 @@ reason(struct ksm_decision *d, const char *fmt, ...)
  * sleep.  Few big batches rather than many small ones: measured (host
  * 6.18, 1 GiB half merged, 2500 pages a minute either way), ksmd spent
  * 0.70 us a page in batches of 100 every 2.4 s and 0.47 us in batches of
- * 2000 every 48 s.  A write to sleep_millisecs wakes ksmd (Linux 5.0+), so the long
- * sleep does not delay going fast again; the cap is only a bound.
+ * 2000 every 48 s.  A write to sleep_millisecs wakes ksmd (Linux 5.0+),
+ * so the long sleep does not delay going fast again; the cap is only a
+ * bound.
  */
 #define STEADY_MIN_PAGES	2000
 #define STEADY_MAX_SLEEP_MS	600000
@@ -410,6 +411,13 @@ steady_time(const struct ksm_params *p, const struct ksm_ctl *c)
 		t *= 2;
 	return t > p->steady_max_scan_time && p->steady_max_scan_time > 0 ?
 	    p->steady_max_scan_time : t;
+}
+
+/* Is the setting @have (>= 0) more than 20% away from @want? */
+static int
+off_a_fifth(int64_t have, uint64_t want)
+{
+	return (uint64_t)have * 5 < want * 4 || (uint64_t)have * 5 > want * 6;
 }
 
 /*
@@ -461,17 +469,14 @@ tune(const struct ksm_params *p, const struct ksm_ctl *c,
 			sleep_ms = STEADY_MAX_SLEEP_MS;
 		want = STEADY_MIN_PAGES;
 	}
-	if (s->sleep_millisecs >= 0 &&
-	    ((uint64_t)s->sleep_millisecs * 5 < sleep_ms * 4 ||
-	    (uint64_t)s->sleep_millisecs * 5 > sleep_ms * 6))
+	if (s->sleep_millisecs >= 0 && off_a_fifth(s->sleep_millisecs, sleep_ms))
 		d->sleep_millisecs = (int64_t)sleep_ms;
 	if (s->advisor_mode == 1) {
 		d->advisor_mode = 0;
 		force = 1;
 	}
-	if (s->pages_to_scan >= 0 && (force ||
-	    (uint64_t)s->pages_to_scan * 5 < want * 4 ||
-	    (uint64_t)s->pages_to_scan * 5 > want * 6))
+	if (s->pages_to_scan >= 0 &&
+	    (force || off_a_fifth(s->pages_to_scan, want)))
 		d->pages_to_scan = (int64_t)want;
 }
 
@@ -961,12 +966,6 @@ ksm_guest_saving_bytes_at(const char *dir, pid_t pid)
 	sys.pages_shared = read_num(dir, "pages_shared");
 	sys.pages_sharing = read_num(dir, "pages_sharing");
 	return ksm_attribute_saving(&st, &sys, ps);
-}
-
-uint64_t
-ksm_guest_saving_bytes(pid_t pid)
-{
-	return ksm_guest_saving_bytes_at(NULL, pid);
 }
 
 int

@@ -298,8 +298,10 @@ void	 ksm_tick(struct ksm_state *, const pid_t *qemu_pids, size_t n,
 int	 ksm_get_status(struct ksm_state *, struct ksm_status *);
 /* The reason of the last decision that changed something (no I/O). */
 const char *ksm_last_reason(const struct ksm_state *);
-uint64_t ksm_guest_saving_bytes(pid_t qemu_pid);
-/* The same with KSM's figures from @sysfs_dir (NULL: the default). */
+/*
+ * One guest's KSM saving in bytes, read now (ksm_tick() hands out the
+ * tick's), with KSM's figures from @sysfs_dir (NULL: the default).
+ */
 uint64_t ksm_guest_saving_bytes_at(const char *sysfs_dir, pid_t qemu_pid);
 /* Put back what was changed in sysfs, then free. */
 void	 ksm_free(struct ksm_state *);

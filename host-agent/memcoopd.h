@@ -138,7 +138,7 @@ struct guest {
 	char			 reason[REASON_MAX]; /* why the target last changed */
 	char			 explain[REASON_MAX]; /* the policy's view at the last tick */
 	uint64_t		 reason_when;	/* when @reason was set (ms); 0 never */
-	uint64_t		 ksm_saving;	/* bytes, from ksm_guest_saving_bytes() */
+	uint64_t		 ksm_saving;	/* bytes, the KSM tick's (ksm.h) */
 	uint64_t		 changes;	/* targets set for this guest */
 };
 TAILQ_HEAD(guestlist, guest);

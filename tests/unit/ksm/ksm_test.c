@@ -1708,10 +1708,10 @@ static void
 test_guest_saving_self(void)
 {
 	/* This process is no KSM user: no saving; a dead pid: none either. */
-	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(getpid()), 0);
-	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(0), 0);
-	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(-5), 0);
-	CU_ASSERT_EQUAL(ksm_guest_saving_bytes(INT_MAX), 0);
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes_at(NULL, getpid()), 0);
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes_at(NULL, 0), 0);
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes_at(NULL, -5), 0);
+	CU_ASSERT_EQUAL(ksm_guest_saving_bytes_at(NULL, INT_MAX), 0);
 }
 
 int
